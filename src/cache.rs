@@ -1,0 +1,281 @@
+//! The local cache: whole files stored once by BLAKE3 digest, manifests of pulled versions,
+//! and the locks that make it safe for many processes at once.
+//!
+//! Layout under the cache root (default `$XDG_CACHE_HOME/mvault`):
+//! - `blobs/<2 hex>/<64 hex>`: complete, verified files, read-only, named by their digest;
+//! - `manifests/<remote id>/<name>/<canonical version>.json`: manifests as read from a remote
+//!   (versions are immutable, so a cached manifest proves the version without a request);
+//! - `snapshots/<remote id>/<name>/<canonical version>/`: default pull target;
+//! - `locks/<2 hex>/<64 hex>.lock`: one advisory lock per blob being assembled;
+//! - `tmp/`: files being written; never trusted, removed by `cache clear`/`prune`.
+//!
+//! Invariants: a file appears under `blobs/` only by an atomic rename after its digest was
+//! checked, so a killed process leaves at most garbage in `tmp/`; whoever assembles a blob
+//! holds its lock, so concurrent pullers download each file once.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::chunk::Digest;
+use crate::manifest::Manifest;
+use crate::version::{ModelName, Version};
+
+/// Cache failures: which path, and the I/O error.
+#[derive(Debug, thiserror::Error)]
+#[error("cache {path}: {source}")]
+pub struct Error {
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where a chunk's plaintext can be read locally: inside a cached blob.
+#[derive(Debug, Clone)]
+pub struct LocalChunk {
+    pub blob: PathBuf,
+    /// Byte offset of the chunk in the blob.
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A handle on a cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// An exclusive advisory lock, released on drop.
+pub struct Lock {
+    _file: File,
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache at `root`.
+    pub fn open(root: &Path) -> Result<Cache> {
+        for sub in ["blobs", "manifests", "tmp", "locks", "snapshots"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(at(&p))?;
+        }
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn sharded(&self, dir: &str, d: &Digest, ext: &str) -> PathBuf {
+        let hex = d.to_hex();
+        self.root.join(dir).join(&hex[..2]).join(format!("{hex}{ext}"))
+    }
+
+    /// Path of the blob with digest `d` (it may not exist).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.sharded("blobs", d, "")
+    }
+
+    /// True when a blob of that digest and size is present.
+    pub fn has_blob(&self, d: &Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// A fresh temporary path under `tmp/`, unique to this process and call.
+    pub fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(format!(
+            "{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+    }
+
+    /// Moves a verified temporary file into place as blob `d`, read-only.
+    pub fn commit_blob(&self, tmp: &Path, d: &Digest) -> Result<PathBuf> {
+        let dest = self.blob_path(d);
+        let parent = dest.parent().expect("sharded path");
+        fs::create_dir_all(parent).map_err(at(parent))?;
+        let mut perm = fs::metadata(tmp).map_err(at(tmp))?.permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(tmp, perm).map_err(at(tmp))?;
+        fs::rename(tmp, &dest).map_err(at(&dest))?;
+        Ok(dest)
+    }
+
+    /// Removes a blob found to be damaged.
+    pub fn discard_blob(&self, d: &Digest) {
+        let _ = fs::remove_file(self.blob_path(d));
+    }
+
+    /// Blocks until this process holds the assembly lock of blob `d`.
+    pub fn lock_blob(&self, d: &Digest) -> Result<Lock> {
+        let path = self.sharded("locks", d, ".lock");
+        fs::create_dir_all(path.parent().expect("sharded")).map_err(at(&path))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(at(&path))?;
+        file.lock().map_err(at(&path))?;
+        Ok(Lock { _file: file })
+    }
+
+    fn manifest_path(&self, remote_id: &str, name: &ModelName, version: &Version) -> PathBuf {
+        self.root
+            .join("manifests")
+            .join(remote_id)
+            .join(name.as_str())
+            .join(format!("{}.json", version.canonical()))
+    }
+
+    /// Default materialization directory of a version.
+    pub fn snapshot_dir(&self, remote_id: &str, name: &ModelName, version: &Version) -> PathBuf {
+        self.root
+            .join("snapshots")
+            .join(remote_id)
+            .join(name.as_str())
+            .join(version.canonical())
+    }
+
+    /// The cached manifest of `name@version` from remote `remote_id`, if any and valid.
+    pub fn load_manifest(
+        &self,
+        remote_id: &str,
+        name: &ModelName,
+        version: &Version,
+    ) -> Option<Manifest> {
+        let bytes = fs::read(self.manifest_path(remote_id, name, version)).ok()?;
+        let m = Manifest::from_json(&bytes).ok()?;
+        m.expect_identity(name, version).ok()?;
+        Some(m)
+    }
+
+    /// Cached versions of a model from a remote (for `--offline` resolution).
+    pub fn cached_versions(&self, remote_id: &str, name: &ModelName) -> Vec<Version> {
+        let dir = self.root.join("manifests").join(remote_id).join(name.as_str());
+        let Ok(rd) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut vs: Vec<Version> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                n.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        vs.sort();
+        vs
+    }
+
+    /// Stores a manifest read from a remote (atomically).
+    pub fn save_manifest(&self, remote_id: &str, m: &Manifest, version: &Version) -> Result<()> {
+        let name: ModelName = m.model_name.parse().map_err(|e| Error {
+            path: m.model_name.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        let path = self.manifest_path(remote_id, &name, version);
+        let parent = path.parent().expect("has parent");
+        fs::create_dir_all(parent).map_err(at(parent))?;
+        let tmp = self.temp_path();
+        fs::write(&tmp, m.to_json()).map_err(at(&tmp))?;
+        fs::rename(&tmp, &path).map_err(at(&path))
+    }
+
+    /// Finds, among all cached manifests, cached blobs holding any of `wanted` chunks.
+    /// Cost: reads every cached manifest once; called only when something must be fetched.
+    pub fn chunk_index(&self, wanted: &HashSet<Digest>) -> HashMap<Digest, LocalChunk> {
+        let mut found = HashMap::new();
+        for path in walk_files(&self.root.join("manifests")) {
+            let Some(m) = fs::read(&path)
+                .ok()
+                .and_then(|b| Manifest::from_json(&b).ok())
+            else {
+                continue;
+            };
+            for f in &m.files {
+                if !f.chunks.iter().any(|c| wanted.contains(&c.id)) || !self.has_blob(&f.digest, f.size)
+                {
+                    continue;
+                }
+                let mut offset = 0;
+                for c in &f.chunks {
+                    if wanted.contains(&c.id) {
+                        found.entry(c.id).or_insert_with(|| LocalChunk {
+                            blob: self.blob_path(&f.digest),
+                            offset,
+                            size: c.size,
+                        });
+                    }
+                    offset += c.size;
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Every regular file under `dir`, recursively (missing directory: none).
+pub(crate) fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// A stable, secret-free identifier of a remote, used to key cached manifests.
+pub fn remote_id(url: &str) -> String {
+    Digest::of(url.as_bytes()).to_hex()[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_commit_atomically_and_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let d = Digest::of(b"hello");
+        assert!(!cache.has_blob(&d, 5));
+        let tmp = cache.temp_path();
+        fs::write(&tmp, b"hello").unwrap();
+        let p = cache.commit_blob(&tmp, &d).unwrap();
+        assert!(cache.has_blob(&d, 5));
+        assert!(!cache.has_blob(&d, 6));
+        assert!(fs::metadata(p).unwrap().permissions().readonly());
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn lock_is_exclusive_between_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let d = Digest::of(b"x");
+        let held = cache.lock_blob(&d).unwrap();
+        let path = cache.sharded("locks", &d, ".lock");
+        let other = File::options().write(true).open(&path).unwrap();
+        assert!(other.try_lock().is_err());
+        drop(held);
+        assert!(other.try_lock().is_ok());
+    }
+}

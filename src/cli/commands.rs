@@ -1,0 +1,469 @@
+//! Command handlers: turn parsed arguments into library calls and print the results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use super::output::{self, note};
+use super::{Cli, Command, Global, TransferArgs, exit};
+use crate::cache::Cache;
+use crate::chunk::ChunkParams;
+use crate::manifest::Manifest;
+use crate::remote::{Remote, RemoteSpec};
+use crate::transfer::pull::LinkMode;
+use crate::transfer::{self, Progress, PullRequest, PushRequest, RateLimiter, TransferOptions};
+use crate::util::human_bytes;
+use crate::vault::Vault;
+use crate::version::{ModelName, ModelRef, Selector, Version};
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Files and directories to upload (a directory contributes its contents).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Model name: letters, digits, '.', '_', '-'.
+    #[arg(short, long)]
+    pub name: String,
+    /// Semantic version, e.g. 1.0.0 or v1.0.0.
+    #[arg(long = "version", short = 'V', value_name = "VERSION")]
+    pub version: String,
+    /// Free-text description.
+    #[arg(short, long, default_value = "")]
+    pub description: String,
+    /// Performance metric key=value (repeatable; numbers stay numbers).
+    #[arg(long = "metric", value_name = "KEY=VALUE")]
+    pub metrics: Vec<String>,
+    /// Training parameter key=value (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Tag key=value (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// JSON object merged into the metadata (description, performance_metrics,
+    /// training_config, tags; other keys are kept as extra metadata).
+    #[arg(long, value_name = "JSON_FILE")]
+    pub metadata_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// NAME, NAME@VERSION, NAME@latest, NAME@^1.2 or NAME@ALIAS.
+    pub model: String,
+    /// Directory to materialize the files in (default: print the cached snapshot path).
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Re-hash every file instead of trusting sizes and modification times.
+    #[arg(long)]
+    pub verify: bool,
+    /// Resolve and materialize from the local cache only; fail if something is missing.
+    #[arg(long)]
+    pub offline: bool,
+    /// How to place files: auto (hard link, else copy), hard, copy.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_link)]
+    pub link: LinkMode,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+fn parse_link(s: &str) -> std::result::Result<LinkMode, String> {
+    match s {
+        "auto" => Ok(LinkMode::Auto),
+        "hard" => Ok(LinkMode::Hard),
+        "copy" => Ok(LinkMode::Copy),
+        _ => Err("expected auto, hard or copy".into()),
+    }
+}
+
+/// Runs a parsed command line; `Ok(code)` for commands that decide their own exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Push(a) => push(g, a).await,
+        Command::Pull(a) => pull(g, a).await,
+        Command::List => list(g).await,
+        Command::Versions { name } => versions(g, name).await,
+        Command::Info { model } => info(g, model).await,
+        Command::Rm { model } => rm(g, model).await,
+    }
+}
+
+/// `$XDG_DATA_HOME/mvault`, else `~/.local/share/mvault`.
+pub fn data_dir() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share").join("mvault")
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => home().join(fallback),
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Resolves `--remote` into a spec: a URL or path, or the default local vault.
+fn remote_spec(g: &Global) -> Result<RemoteSpec> {
+    let spec = match g.remote.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) if r.contains("://") || r.contains('/') || r.starts_with('.') => {
+            RemoteSpec::parse_url(r)?
+        }
+        Some(r) => {
+            return Err(usage(format!(
+                "unknown remote {r:?}: give a URL such as s3://bucket/prefix, a local path, or a provider defined in the config file"
+            )));
+        }
+        None => RemoteSpec::local(&data_dir().join("vault")),
+    };
+    output::register_secrets(spec.secrets());
+    Ok(spec)
+}
+
+fn open_vault(g: &Global) -> Result<Vault> {
+    let spec = remote_spec(g)?;
+    let remote = Remote::open(&spec)?;
+    let cache_root = g
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| xdg_dir("XDG_CACHE_HOME", ".cache").join("mvault"));
+    let cache = Cache::open(&cache_root)?;
+    Ok(Vault::new(remote, &spec.url(), cache))
+}
+
+fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferOptions> {
+    if t.jobs == 0 || t.jobs > 1024 {
+        return Err(usage("--jobs must be between 1 and 1024"));
+    }
+    let rate = match &t.limit_rate {
+        Some(r) => Some(Arc::new(RateLimiter::new(
+            transfer::ratelimit::parse_rate(r).ok_or_else(|| {
+                usage(format!("invalid --limit-rate {r:?}: expected e.g. 50M, 800K"))
+            })?,
+        ))),
+        None => None,
+    };
+    Ok(TransferOptions {
+        jobs: t.jobs,
+        rate,
+        progress: Progress::stderr_if_terminal(g.quiet || g.json),
+    })
+}
+
+/// Parses `key=value`; the value becomes a JSON number/bool when it parses as one.
+fn parse_kv(flag: &str, s: &str, typed: bool) -> Result<(String, Value)> {
+    let (k, v) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| usage(format!("{flag} {s:?}: expected KEY=VALUE")))?;
+    let value = if typed {
+        match serde_json::from_str::<Value>(v) {
+            Ok(n @ (Value::Number(_) | Value::Bool(_))) => n,
+            _ => Value::String(v.to_string()),
+        }
+    } else {
+        Value::String(v.to_string())
+    };
+    Ok((k.to_string(), value))
+}
+
+fn kv_map(flag: &str, items: &[String]) -> Result<Map<String, Value>> {
+    items.iter().map(|s| parse_kv(flag, s, true)).collect()
+}
+
+async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
+    let name: ModelName = a.name.parse()?;
+    let version: Version = a.version.parse()?;
+    let mut req = PushRequest {
+        name,
+        version,
+        paths: a.paths.clone(),
+        description: a.description.clone(),
+        metrics: kv_map("--metric", &a.metrics)?,
+        params: kv_map("--param", &a.params)?,
+        tags: a
+            .tags
+            .iter()
+            .map(|s| parse_kv("--tag", s, false).map(|(k, v)| (k, v.as_str().unwrap_or("").to_string())))
+            .collect::<Result<BTreeMap<_, _>>>()?,
+        extra: Map::new(),
+        chunking: ChunkParams::DEFAULT,
+    };
+    if let Some(path) = &a.metadata_file {
+        merge_metadata_file(&mut req, path)?;
+    }
+    let opts = transfer_options(g, &a.transfer)?;
+    let vault = open_vault(g)?;
+    let (m, summary) = vault.push(&req, &opts).await?;
+    if g.json {
+        output::json(&json!({
+            "model_name": m.model_name,
+            "version": m.version,
+            "remote": vault.remote().name(),
+            "checksum": m.checksum,
+            "file_size": m.file_size,
+            "files": m.files.len(),
+            "summary": summary,
+        }))?;
+    } else {
+        note(
+            g.quiet,
+            &format!(
+                "pushed {}@{} to {}: {} files, {}; sent {} in {} new chunks ({} reused), {:.1}s, {:.0} MB/s",
+                m.model_name,
+                m.version,
+                vault.remote().name(),
+                m.files.len(),
+                human_bytes(m.file_size),
+                human_bytes(summary.bytes_remote),
+                summary.chunks_new,
+                summary.chunks_reused,
+                summary.seconds,
+                summary.mb_per_s
+            ),
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Merges a `--metadata-file` JSON object into the request.
+fn merge_metadata_file(req: &mut PushRequest, path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read metadata file {}", path.display()))?;
+    let Value::Object(obj) = serde_json::from_str::<Value>(&text)
+        .map_err(|e| usage(format!("metadata file {}: invalid JSON: {e}", path.display())))?
+    else {
+        return Err(usage(format!("metadata file {}: expected a JSON object", path.display())));
+    };
+    for (k, v) in obj {
+        match (k.as_str(), v) {
+            ("description", Value::String(s)) if req.description.is_empty() => req.description = s,
+            ("performance_metrics", Value::Object(o)) => merge_under(&mut req.metrics, o),
+            ("training_config", Value::Object(o)) => merge_under(&mut req.params, o),
+            ("tags", Value::Object(o)) => {
+                for (tk, tv) in o {
+                    let s = tv.as_str().map(str::to_string).unwrap_or_else(|| tv.to_string());
+                    req.tags.entry(tk).or_insert(s);
+                }
+            }
+            // Fields mvault computes itself are not taken from the file.
+            ("model_name" | "version" | "created_at" | "file_size" | "checksum" | "files", _) => {}
+            (_, v) => {
+                req.extra.insert(k, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Command-line values win over the file's.
+fn merge_under(dst: &mut Map<String, Value>, src: Map<String, Value>) {
+    for (k, v) in src {
+        dst.entry(k).or_insert(v);
+    }
+}
+
+async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
+    let r: ModelRef = a.model.parse()?;
+    let opts = transfer_options(g, &a.transfer)?;
+    let vault = open_vault(g)?;
+    let manifest = vault.resolve(&r, a.offline).await?;
+    let target = match &a.to {
+        Some(t) => t.clone(),
+        None => vault.snapshot_dir(&manifest)?,
+    };
+    let req = PullRequest {
+        manifest,
+        target,
+        verify: a.verify,
+        link: a.link,
+    };
+    let out = vault.pull(&req, &opts, a.offline).await?;
+    let m = &req.manifest;
+    if g.json {
+        output::json(&json!({
+            "model_name": m.model_name,
+            "version": m.version,
+            "path": out.target,
+            "summary": out.summary,
+        }))?;
+    } else {
+        let s = &out.summary;
+        if s.files_done > 0 {
+            note(
+                g.quiet,
+                &format!(
+                    "pulled {}@{}: {} files placed, {} already in place; fetched {} in {} chunks ({} local), {:.2}s",
+                    m.model_name,
+                    m.version,
+                    s.files_done,
+                    s.files_skipped,
+                    human_bytes(s.bytes_remote),
+                    s.chunks_new,
+                    s.chunks_reused,
+                    s.seconds
+                ),
+            );
+        } else {
+            note(g.quiet, &format!("{}@{} is up to date", m.model_name, m.version));
+        }
+        output::line(&out.target.display().to_string())?;
+    }
+    Ok(exit::OK)
+}
+
+async fn list(g: &Global) -> Result<i32> {
+    let vault = open_vault(g)?;
+    let names = vault.list().await?;
+    let mut rows = Vec::new();
+    for n in &names {
+        let vs = vault.remote().list_versions(n).await?;
+        let latest = Selector::Latest.pick(&vs).map(|v| v.to_string());
+        rows.push((n, vs.len(), latest));
+    }
+    if g.json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|(n, c, l)| json!({"name": n.as_str(), "versions": c, "latest": l}))
+            .collect();
+        output::json(&v)?;
+    } else if rows.is_empty() {
+        note(g.quiet, &format!("no models on {}", vault.remote().name()));
+    } else {
+        output::line(&format!("{:<40} {:>8}  LATEST", "NAME", "VERSIONS"))?;
+        for (n, c, l) in rows {
+            output::line(&format!("{:<40} {:>8}  {}", n, c, l.unwrap_or_default()))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn versions(g: &Global, name: &str) -> Result<i32> {
+    let name: ModelName = name.parse()?;
+    let vault = open_vault(g)?;
+    let vs = vault.versions(&name).await?;
+    let mut manifests = Vec::new();
+    for v in &vs {
+        manifests.push(vault.manifest(&name, v, false).await?);
+    }
+    if g.json {
+        let v: Vec<Value> = manifests
+            .iter()
+            .map(|m| {
+                json!({"version": m.version, "created_at": m.created_at,
+                       "file_size": m.file_size, "files": m.files.len(),
+                       "description": m.description})
+            })
+            .collect();
+        output::json(&v)?;
+    } else {
+        output::line(&format!("{:<20} {:<26} {:>10}  DESCRIPTION", "VERSION", "CREATED", "SIZE"))?;
+        for m in manifests {
+            output::line(&format!(
+                "{:<20} {:<26} {:>10}  {}",
+                m.version,
+                m.created_at,
+                human_bytes(m.file_size),
+                m.description
+            ))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The metadata object `info --json` prints (fields named in the contract).
+pub fn metadata_json(m: &Manifest) -> Value {
+    let files: Vec<Value> = m
+        .files
+        .iter()
+        .map(|f| json!({"path": f.path, "size": f.size, "digest": f.digest, "chunks": f.chunks.len()}))
+        .collect();
+    json!({
+        "model_name": m.model_name,
+        "version": m.version,
+        "created_at": m.created_at,
+        "created_by": m.created_by,
+        "file_size": m.file_size,
+        "checksum": m.checksum,
+        "description": m.description,
+        "performance_metrics": m.performance_metrics,
+        "training_config": m.training_config,
+        "tags": m.tags,
+        "extra": m.extra,
+        "files": files,
+    })
+}
+
+async fn info(g: &Global, model: &str) -> Result<i32> {
+    let r: ModelRef = model.parse()?;
+    let vault = open_vault(g)?;
+    let m = vault.resolve(&r, false).await?;
+    if g.json {
+        output::json(&metadata_json(&m))?;
+        return Ok(exit::OK);
+    }
+    let mut lines = vec![
+        format!("model:       {}", m.model_name),
+        format!("version:     {}", m.version),
+        format!("created:     {} by {}@{} ({})", m.created_at, m.created_by.user, m.created_by.host, m.created_by.tool),
+        format!("size:        {} ({} bytes) in {} files", human_bytes(m.file_size), m.file_size, m.files.len()),
+        format!("checksum:    {}", m.checksum),
+    ];
+    if !m.description.is_empty() {
+        lines.push(format!("description: {}", m.description));
+    }
+    for (title, map) in [("metrics", &m.performance_metrics), ("training", &m.training_config)] {
+        if !map.is_empty() {
+            let s: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            lines.push(format!("{title:<12} {}", s.join(", ")));
+        }
+    }
+    if !m.tags.is_empty() {
+        let s: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(format!("tags:        {}", s.join(", ")));
+    }
+    lines.push("files:".into());
+    for f in &m.files {
+        lines.push(format!("  {:>10}  {}  {}", human_bytes(f.size), &f.digest.to_hex()[..16], f.path));
+    }
+    output::line(&lines.join("\n"))?;
+    Ok(exit::OK)
+}
+
+async fn rm(g: &Global, model: &str) -> Result<i32> {
+    let (name, version) = exact_ref(model)?;
+    let vault = open_vault(g)?;
+    vault.rm(&name, &version).await?;
+    if g.json {
+        output::json(&json!({"removed": format!("{name}@{version}")}))?;
+    } else {
+        note(g.quiet, &format!("removed {name}@{version} (run `mvault gc` to reclaim its chunks)"));
+    }
+    Ok(exit::OK)
+}
+
+/// Parses `NAME@VERSION` with an exact version (for commands that must not guess).
+fn exact_ref(s: &str) -> Result<(ModelName, Version)> {
+    let r: ModelRef = s.parse()?;
+    match r.selector {
+        Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),
+        _ => Err(usage(format!("{s:?}: expected NAME@VERSION with an exact version"))),
+    }
+}

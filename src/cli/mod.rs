@@ -1,0 +1,202 @@
+//! The `mvault` command line: argument definitions, remote and cache resolution, exit codes.
+//!
+//! Arguments are parsed into plain clap structs (no I/O); [`run`] resolves them into a
+//! [`Vault`](crate::vault::Vault) and calls the command. Errors reach the user as one line
+//! (`mvault: ...`) and an exit code from the contract: 0 ok, 1 runtime failure, 2 usage,
+//! 3 not found, 4 conflict, 5 integrity.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::remote::{self, ErrorKind};
+use crate::transfer;
+
+/// Exit codes of the contract.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NOT_FOUND: i32 = 3;
+    pub const CONFLICT: i32 = 4;
+    pub const INTEGRITY: i32 = 5;
+}
+
+/// mvault: versioned ML models in S3, GCS, Azure Blob, Aliyun OSS or a local directory,
+/// chunk-deduplicated, verified end to end.
+///
+/// With no configuration, models live in a local vault under the user's data directory.
+/// Point `--remote` (or MVAULT_REMOTE) at s3://bucket/prefix, gs://..., az://..., oss://...,
+/// a local path, or a provider name from the config file.
+#[derive(Debug, Parser)]
+#[command(name = "mvault", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the vault lives: a URL (s3://bucket/prefix?endpoint=URL&region=R, gs://, az://,
+    /// oss://, file:///path), a local path, or a provider name from the config file.
+    #[arg(short, long, global = true, env = "MVAULT_REMOTE", alias = "provider")]
+    pub remote: Option<String>,
+
+    /// Config file (default: ./mvault.yaml, then $XDG_CONFIG_HOME/mvault/config.yaml).
+    #[arg(short, long, global = true, env = "MVAULT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Local cache directory (default: $XDG_CACHE_HOME/mvault).
+    #[arg(long, global = true, env = "MVAULT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress bars or informational messages.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Transfer tuning shared by push, pull and sync.
+#[derive(Debug, Args, Clone)]
+pub struct TransferArgs {
+    /// Requests in flight at once, across all files.
+    #[arg(short, long, default_value_t = transfer::default_jobs())]
+    pub jobs: usize,
+
+    /// Cap on combined transfer speed, e.g. 50M (MiB/s), 800K.
+    #[arg(long, value_name = "RATE")]
+    pub limit_rate: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload files and directories as one immutable version NAME@VERSION.
+    Push(commands::PushArgs),
+    /// Download, verify and materialize a version (NAME, NAME@VERSION, NAME@latest, NAME@^1.2).
+    Pull(commands::PullArgs),
+    /// List models in the vault.
+    List,
+    /// List the versions of a model.
+    Versions {
+        /// Model name.
+        name: String,
+    },
+    /// Show a version's metadata and files.
+    Info {
+        /// NAME@VERSION (or NAME for the latest).
+        model: String,
+    },
+    /// Delete a version (its chunks are reclaimed by gc).
+    Rm {
+        /// NAME@VERSION.
+        model: String,
+    },
+}
+
+/// Parses arguments, runs the command, returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit_code(&e);
+            if !is_broken_pipe(&e) {
+                eprintln!("mvault: {}", output::scrub(&format!("{e:#}")));
+            }
+            if is_broken_pipe(&e) { exit::OK } else { code }
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "mvault=info",
+        _ => "mvault=debug,opendal=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(output::ScrubbedStderr::default)
+        .with_target(false)
+        .try_init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Maps an error chain to the contract's exit codes by kind, never by message text.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(t) = cause.downcast_ref::<transfer::Error>() {
+            return match t {
+                transfer::Error::NotFound(_) => exit::NOT_FOUND,
+                transfer::Error::VersionExists(..) => exit::CONFLICT,
+                transfer::Error::Integrity(_) | transfer::Error::Manifest(_) => exit::INTEGRITY,
+                transfer::Error::Input(_) => exit::USAGE,
+                transfer::Error::Remote(r) => remote_code(r),
+                transfer::Error::Cache(_) | transfer::Error::Io { .. } => exit::FAILURE,
+            };
+        }
+        if let Some(r) = cause.downcast_ref::<remote::Error>() {
+            return remote_code(r);
+        }
+        if cause.downcast_ref::<crate::version::Error>().is_some()
+            || cause.downcast_ref::<remote::SpecError>().is_some()
+            || cause.downcast_ref::<commands::UsageError>().is_some()
+        {
+            return exit::USAGE;
+        }
+    }
+    exit::FAILURE
+}
+
+fn remote_code(r: &remote::Error) -> i32 {
+    match r.kind {
+        ErrorKind::NotFound => exit::NOT_FOUND,
+        ErrorKind::Conflict => exit::CONFLICT,
+        _ => exit::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

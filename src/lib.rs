@@ -1,0 +1,19 @@
+//! mvault: a model vault. Versioned machine-learning models in object storage (S3, GCS,
+//! Azure Blob, Aliyun OSS, local disk), split into content-defined chunks named by BLAKE3,
+//! stored once, and brought back verified.
+//!
+//! Layers, from pure data to I/O:
+//! - [`chunk`], [`manifest`], [`version`]: formats and rules, no I/O;
+//! - [`remote`]: the vault layout on a store, over OpenDAL; [`cache`]: the local cache;
+//! - [`transfer`]: push and pull pipelines; [`vault`]: the operations users run;
+//! - [`cli`]: the command line (nothing else depends on it).
+
+pub mod cache;
+pub mod chunk;
+pub mod cli;
+pub mod manifest;
+pub mod remote;
+pub mod transfer;
+pub mod util;
+pub mod vault;
+pub mod version;

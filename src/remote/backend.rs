@@ -1,0 +1,490 @@
+//! Remote specs (`s3://bucket/prefix?endpoint=...`, config providers) and the OpenDAL
+//! operator each one builds. Adding a cloud means one [`Backend`] variant, one arm in
+//! [`RemoteSpec::parse_url`] and one builder function below.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use opendal::Operator;
+use opendal::layers::TimeoutLayer;
+use opendal::services;
+
+/// The kinds of store mvault can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Fs,
+    S3,
+    Gcs,
+    Azblob,
+    Oss,
+}
+
+impl Backend {
+    /// URL scheme (`s3`, `gs`, ...).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Backend::Fs => "file",
+            Backend::S3 => "s3",
+            Backend::Gcs => "gs",
+            Backend::Azblob => "az",
+            Backend::Oss => "oss",
+        }
+    }
+
+    /// Parses a config-file `type` (`s3 | gcs | azblob | oss | fs`, plus common synonyms).
+    pub fn from_type(t: &str) -> Option<Backend> {
+        Some(match t {
+            "fs" | "file" | "local" => Backend::Fs,
+            "s3" | "aws_s3" | "minio" => Backend::S3,
+            "gcs" | "gs" | "google_cloud" => Backend::Gcs,
+            "azblob" | "az" | "azure" | "azure_blob" => Backend::Azblob,
+            "oss" | "aliyun_oss" => Backend::Oss,
+            _ => return None,
+        })
+    }
+}
+
+/// Option keys a spec may carry (URL query or config file). Values of [`SECRET_KEYS`] are
+/// never displayed.
+pub const OPTION_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "access_key",
+    "secret_key",
+    "session_token",
+    "profile",
+    "credential",
+    "credential_path",
+    "account_name",
+    "account_key",
+    "sas_token",
+    "connection_string",
+    "virtual_host_style",
+    "timeout",
+];
+
+/// Option keys whose values are secrets.
+pub const SECRET_KEYS: &[&str] = &[
+    "secret_key",
+    "session_token",
+    "credential",
+    "account_key",
+    "sas_token",
+    "connection_string",
+];
+
+/// Why a remote spec could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error(
+        "unsupported remote {0:?}: use s3://, gs://, az://, oss://, file:// or a local path"
+    )]
+    Scheme(String),
+    #[error("remote {0:?} has no bucket or container name")]
+    NoBucket(String),
+    #[error("remote {url:?}: unknown option {key:?} (known: {known})", known = OPTION_KEYS.join(", "))]
+    UnknownOption { url: String, key: String },
+    #[error("remote {url}: {message}")]
+    Invalid { url: String, message: String },
+}
+
+/// A parsed remote: which backend, which bucket and prefix, and options.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    pub backend: Backend,
+    /// Bucket or container; for `fs`, the absolute root directory.
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// Keys from [`OPTION_KEYS`].
+    pub options: BTreeMap<String, String>,
+    /// Provider name from the config file, if the spec came from there.
+    pub label: Option<String>,
+}
+
+impl fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+impl RemoteSpec {
+    /// A local directory vault.
+    pub fn local(dir: &Path) -> RemoteSpec {
+        RemoteSpec {
+            backend: Backend::Fs,
+            bucket: dir.to_string_lossy().into_owned(),
+            prefix: String::new(),
+            options: BTreeMap::new(),
+            label: None,
+        }
+    }
+
+    /// Parses `s3://bucket/prefix?endpoint=..&region=..`, `gs://`, `az://`, `oss://`,
+    /// `file:///abs/path` or a plain path (relative paths are made absolute).
+    pub fn parse_url(s: &str) -> Result<RemoteSpec, SpecError> {
+        let Some((scheme, rest)) = s.split_once("://") else {
+            let p = PathBuf::from(s);
+            let abs = std::path::absolute(&p).map_err(|e| SpecError::Invalid {
+                url: s.into(),
+                message: e.to_string(),
+            })?;
+            return Ok(RemoteSpec::local(&abs));
+        };
+        let backend = match scheme {
+            "file" => Backend::Fs,
+            "s3" | "s3a" => Backend::S3,
+            "gs" | "gcs" => Backend::Gcs,
+            "az" | "azblob" => Backend::Azblob,
+            "oss" => Backend::Oss,
+            _ => return Err(SpecError::Scheme(s.into())),
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut options = BTreeMap::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = decode(k);
+            if !OPTION_KEYS.contains(&k.as_str()) {
+                return Err(SpecError::UnknownOption {
+                    url: redact_query(s),
+                    key: k,
+                });
+            }
+            options.insert(k, decode(v));
+        }
+        if backend == Backend::Fs {
+            if !path.starts_with('/') {
+                return Err(SpecError::Invalid {
+                    url: s.into(),
+                    message: "file:// URLs need an absolute path (file:///abs/path)".into(),
+                });
+            }
+            let mut spec = RemoteSpec::local(Path::new(path));
+            spec.options = options;
+            return Ok(spec);
+        }
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty() {
+            return Err(SpecError::NoBucket(redact_query(s)));
+        }
+        Ok(RemoteSpec {
+            backend,
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            options,
+            label: None,
+        })
+    }
+
+    /// The spec without secrets: the provider name if any, else the URL without its query.
+    pub fn display_name(&self) -> String {
+        if let Some(l) = &self.label {
+            return l.clone();
+        }
+        self.url()
+    }
+
+    /// `scheme://bucket/prefix` (no options, so no secrets).
+    pub fn url(&self) -> String {
+        match self.backend {
+            Backend::Fs => format!("file://{}", self.bucket),
+            b if self.prefix.is_empty() => format!("{}://{}", b.scheme(), self.bucket),
+            b => format!("{}://{}/{}", b.scheme(), self.bucket, self.prefix),
+        }
+    }
+
+    fn opt(&self, key: &str) -> Option<&str> {
+        self.options
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Values of secret options, for output scrubbing.
+    pub fn secrets(&self) -> Vec<String> {
+        SECRET_KEYS
+            .iter()
+            .filter_map(|k| self.opt(k).map(str::to_string))
+            .collect()
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> SpecError {
+        SpecError::Invalid {
+            url: self.display_name(),
+            message: message.into(),
+        }
+    }
+
+    /// Root inside the bucket, as OpenDAL wants it (`/prefix/`).
+    fn root(&self) -> String {
+        if self.prefix.is_empty() {
+            "/".into()
+        } else {
+            format!("/{}/", self.prefix)
+        }
+    }
+
+    /// Builds the OpenDAL operator for this spec, with timeouts. Reads each cloud's standard
+    /// environment variables for whatever the spec leaves unset.
+    pub fn operator(&self) -> Result<Operator, SpecError> {
+        let op = match self.backend {
+            Backend::Fs => self.fs_operator(),
+            Backend::S3 => self.s3_operator(),
+            Backend::Gcs => self.gcs_operator(),
+            Backend::Azblob => self.azblob_operator(),
+            Backend::Oss => self.oss_operator(),
+        }?;
+        let timeout_secs: u64 = match self.opt("timeout") {
+            Some(t) => t
+                .parse()
+                .map_err(|_| self.invalid(format!("timeout {t:?} is not a number of seconds")))?,
+            None => 120,
+        };
+        let timeout = std::time::Duration::from_secs(timeout_secs);
+        Ok(op.layer(
+            TimeoutLayer::new()
+                .with_timeout(timeout)
+                .with_io_timeout(timeout),
+        ))
+    }
+
+    fn finish<B: opendal::Builder>(&self, b: B) -> Result<Operator, SpecError> {
+        // Installs the HTTP transport once per process (idempotent); needed because mvault
+        // builds OpenDAL without its auto-registration feature.
+        opendal::install_default();
+        Operator::new(b).map_err(|e| self.invalid(e.message().to_string()))
+    }
+
+    fn fs_operator(&self) -> Result<Operator, SpecError> {
+        std::fs::create_dir_all(&self.bucket)
+            .map_err(|e| self.invalid(format!("cannot create vault directory: {e}")))?;
+        self.finish(services::Fs::default().root(&self.bucket))
+    }
+
+    fn s3_operator(&self) -> Result<Operator, SpecError> {
+        let mut b = services::S3::default()
+            .bucket(&self.bucket)
+            .root(&self.root());
+        if let Some(e) = self.opt("endpoint") {
+            b = b.endpoint(e);
+        }
+        let region = self
+            .opt("region")
+            .map(str::to_string)
+            .or_else(|| env_any(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+            .unwrap_or_else(|| "us-east-1".into());
+        b = b.region(&region);
+        if let Some(v) = self.opt("access_key") {
+            b = b.access_key_id(v);
+        }
+        if let Some(v) = self.opt("secret_key") {
+            b = b.secret_access_key(v);
+        }
+        if let Some(v) = self.opt("session_token") {
+            b = b.session_token(v);
+        }
+        if let Some(v) = self.opt("profile") {
+            b = b.profile(v);
+        }
+        if self.opt("virtual_host_style") == Some("true") {
+            b = b.enable_virtual_host_style();
+        }
+        self.finish(b)
+    }
+
+    fn gcs_operator(&self) -> Result<Operator, SpecError> {
+        let mut b = services::Gcs::default()
+            .bucket(&self.bucket)
+            .root(&self.root());
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST")
+            .ok()
+            .filter(|v| !v.is_empty());
+        match (self.opt("endpoint"), &emulator) {
+            (Some(e), _) => b = b.endpoint(e),
+            (None, Some(host)) => {
+                let url = if host.contains("://") {
+                    host.clone()
+                } else {
+                    format!("http://{host}")
+                };
+                // Emulators take no credentials, like Google's own client libraries assume.
+                b = b.endpoint(&url).skip_signature().disable_vm_metadata();
+            }
+            (None, None) => {}
+        }
+        if let Some(v) = self.opt("credential") {
+            b = b.credential(v);
+        }
+        if let Some(v) = self.opt("credential_path") {
+            b = b.credential_path(v);
+        }
+        self.finish(b)
+    }
+
+    fn azblob_operator(&self) -> Result<Operator, SpecError> {
+        let conn = self
+            .opt("connection_string")
+            .map(str::to_string)
+            .or_else(|| env_any(&["AZURE_STORAGE_CONNECTION_STRING"]));
+        let mut b = match conn {
+            Some(c) => services::Azblob::from_connection_string(&c).map_err(|_| {
+                self.invalid("the Azure connection string is malformed (value not shown)")
+            })?,
+            None => services::Azblob::default(),
+        };
+        b = b.container(&self.bucket).root(&self.root());
+        let account = self
+            .opt("account_name")
+            .map(str::to_string)
+            .or_else(|| env_any(&["AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME"]));
+        if let Some(a) = &account {
+            b = b.account_name(a);
+        }
+        if let Some(e) = self.opt("endpoint") {
+            b = b.endpoint(e);
+        } else if let Some(a) = &account
+            && self.opt("connection_string").is_none()
+            && std::env::var("AZURE_STORAGE_CONNECTION_STRING").is_err()
+        {
+            b = b.endpoint(&format!("https://{a}.blob.core.windows.net"));
+        }
+        let key = self
+            .opt("account_key")
+            .map(str::to_string)
+            .or_else(|| env_any(&["AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"]));
+        if let Some(k) = key {
+            b = b.account_key(&k);
+        }
+        let sas = self
+            .opt("sas_token")
+            .map(str::to_string)
+            .or_else(|| env_any(&["AZURE_STORAGE_SAS_TOKEN"]));
+        if let Some(s) = sas {
+            b = b.sas_token(&s);
+        }
+        self.finish(b)
+    }
+
+    fn oss_operator(&self) -> Result<Operator, SpecError> {
+        let mut b = services::Oss::default()
+            .bucket(&self.bucket)
+            .root(&self.root());
+        let endpoint = self
+            .opt("endpoint")
+            .map(str::to_string)
+            .or_else(|| env_any(&["ALIYUN_OSS_ENDPOINT", "OSS_ENDPOINT"]))
+            .or_else(|| {
+                let region = self
+                    .opt("region")
+                    .map(str::to_string)
+                    .or_else(|| env_any(&["ALIYUN_OSS_REGION", "ALIBABA_CLOUD_REGION_ID"]))?;
+                let region = region.strip_prefix("oss-").unwrap_or(&region).to_string();
+                Some(format!("https://oss-{region}.aliyuncs.com"))
+            })
+            .ok_or_else(|| {
+                self.invalid(
+                    "OSS needs an endpoint or region: add ?region=cn-hangzhou, ?endpoint=URL or set ALIYUN_OSS_ENDPOINT",
+                )
+            })?;
+        b = b.endpoint(&endpoint);
+        let key_id = self.opt("access_key").map(str::to_string).or_else(|| {
+            env_any(&[
+                "ALIYUN_ACCESS_KEY_ID",
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "OSS_ACCESS_KEY_ID",
+            ])
+        });
+        let secret = self.opt("secret_key").map(str::to_string).or_else(|| {
+            env_any(&[
+                "ALIYUN_ACCESS_KEY_SECRET",
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                "OSS_ACCESS_KEY_SECRET",
+            ])
+        });
+        if let Some(v) = key_id {
+            b = b.access_key_id(&v);
+        }
+        if let Some(v) = secret {
+            b = b.access_key_secret(&v);
+        }
+        let token = self.opt("session_token").map(str::to_string).or_else(|| {
+            env_any(&["ALIYUN_SECURITY_TOKEN", "ALIBABA_CLOUD_SECURITY_TOKEN"])
+        });
+        if let Some(v) = token {
+            b = b.security_token(&v);
+        }
+        self.finish(b)
+    }
+}
+
+/// The first of `names` that is set and non-empty.
+fn env_any(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The URL with its query removed (queries may hold secrets).
+fn redact_query(s: &str) -> String {
+    s.split('?').next().unwrap_or(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cloud_urls() {
+        let s = RemoteSpec::parse_url("s3://models/team/a?endpoint=http://127.0.0.1:9000&region=eu-west-1")
+            .unwrap();
+        assert_eq!(s.backend, Backend::S3);
+        assert_eq!(s.bucket, "models");
+        assert_eq!(s.prefix, "team/a");
+        assert_eq!(s.opt("endpoint"), Some("http://127.0.0.1:9000"));
+        assert_eq!(s.opt("region"), Some("eu-west-1"));
+        assert_eq!(s.url(), "s3://models/team/a");
+
+        for (u, b) in [
+            ("gs://b", Backend::Gcs),
+            ("az://c/p", Backend::Azblob),
+            ("oss://b/p/", Backend::Oss),
+        ] {
+            assert_eq!(RemoteSpec::parse_url(u).unwrap().backend, b, "{u}");
+        }
+        let local = RemoteSpec::parse_url("file:///tmp/vault").unwrap();
+        assert_eq!((local.backend, local.bucket.as_str()), (Backend::Fs, "/tmp/vault"));
+        let rel = RemoteSpec::parse_url("some/dir").unwrap();
+        assert!(Path::new(&rel.bucket).is_absolute());
+    }
+
+    #[test]
+    fn rejects_bad_urls_without_echoing_secrets() {
+        assert!(matches!(
+            RemoteSpec::parse_url("ftp://x"),
+            Err(SpecError::Scheme(_))
+        ));
+        assert!(matches!(
+            RemoteSpec::parse_url("s3:///prefix"),
+            Err(SpecError::NoBucket(_))
+        ));
+        let e = RemoteSpec::parse_url("s3://b?secret_key=hunter2&bogus=1").unwrap_err();
+        assert!(matches!(e, SpecError::UnknownOption { .. }));
+        assert!(!e.to_string().contains("hunter2"));
+        assert!(RemoteSpec::parse_url("file://relative").is_err());
+    }
+
+    #[test]
+    fn display_hides_secrets() {
+        let s = RemoteSpec::parse_url("s3://b/p?secret_key=hunter2&access_key=AK").unwrap();
+        assert!(!format!("{} {:?}", s.display_name(), s).contains("hunter2"));
+        assert_eq!(s.secrets(), vec!["hunter2".to_string()]);
+    }
+}

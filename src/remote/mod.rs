@@ -1,0 +1,375 @@
+//! The vault on a store: the object layout and every request mvault makes, over one OpenDAL
+//! [`Operator`] per remote.
+//!
+//! Layout (relative to the remote's root; see `docs/FORMAT.md`):
+//! - `chunks/<first 2 hex>/<64 hex>`: immutable chunk objects, named by BLAKE3 of plaintext;
+//! - `models/<name>/versions/<canonical semver>.json`: manifests, written create-only, last;
+//! - `models/<name>/aliases/<alias>.json`: alias documents, replaced by conditional writes.
+//!
+//! Errors are mapped once, here, into [`Error`] with a [`ErrorKind`] callers can match and a
+//! retryable flag; transient failures are retried with exponential backoff and jitter.
+
+mod backend;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::Operator;
+
+pub use backend::{Backend, RemoteSpec, SpecError};
+
+use crate::chunk::Digest;
+use crate::version::{ModelName, Version};
+
+/// What went wrong, for callers to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// A create-only or conditional write lost: someone else wrote first.
+    Conflict,
+    /// Credentials were refused or lack permission.
+    PermissionDenied,
+    /// The remote is misconfigured (bad URL, missing bucket, bad endpoint).
+    Config,
+    /// A network or server failure that persisted after retries.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+/// A failed request: which operation on which object, and why. `Display` is one line and
+/// never contains credentials (OpenDAL's own message is used, not its request context).
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path} on {remote}: {message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub op: &'static str,
+    pub path: String,
+    pub remote: String,
+    pub message: String,
+}
+
+impl Error {
+    fn from_dal(remote: &str, op: &'static str, path: &str, e: &opendal::Error) -> Error {
+        use opendal::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::ConditionNotMatch | K::AlreadyExists => ErrorKind::Conflict,
+            K::PermissionDenied => ErrorKind::PermissionDenied,
+            K::ConfigInvalid | K::Unsupported => ErrorKind::Config,
+            _ if e.is_temporary() => ErrorKind::Unavailable,
+            K::RateLimited => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        };
+        let mut message = match kind {
+            ErrorKind::PermissionDenied => {
+                "access denied: check the credentials and their permissions".to_string()
+            }
+            _ => first_line(e.message()),
+        };
+        if kind == ErrorKind::Unavailable || kind == ErrorKind::Other {
+            // The transport error chain says *why* a connection failed (refused, DNS, TLS).
+            if let Some(src) = std::error::Error::source(e) {
+                message = format!("{message}: {}", first_line(&src.to_string()));
+            }
+        }
+        Error {
+            kind,
+            op,
+            path: path.to_string(),
+            remote: remote.to_string(),
+            message,
+        }
+    }
+
+    /// True when retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+}
+
+/// The first line of an error text, at most 300 characters, with URL query strings removed
+/// (they may carry signatures or SAS tokens).
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    let mut out = String::new();
+    let mut in_query = false;
+    for c in line.chars().take(300) {
+        match c {
+            '?' => in_query = true,
+            c if c.is_whitespace() || c == ')' || c == ',' => {
+                in_query = false;
+                out.push(c)
+            }
+            c if !in_query => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Retry policy for transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each time, with full jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Outcome of a create-only manifest write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the object.
+    New,
+    /// The object already held exactly these bytes (e.g. our own earlier, retried write).
+    AlreadyIdentical,
+}
+
+/// One vault on one store.
+#[derive(Clone)]
+pub struct Remote {
+    op: Operator,
+    /// Human name without secrets (`s3://bucket/prefix`, or the provider name).
+    name: Arc<str>,
+    retry: RetryPolicy,
+    retries: Arc<AtomicU64>,
+    conditional_writes: bool,
+}
+
+/// Object key of a chunk.
+pub fn chunk_key(id: &Digest) -> String {
+    let hex = id.to_hex();
+    format!("chunks/{}/{}", &hex[..2], hex)
+}
+
+/// Object key of a version's manifest.
+pub fn manifest_key(name: &ModelName, version: &Version) -> String {
+    format!("models/{}/versions/{}.json", name, version.canonical())
+}
+
+impl Remote {
+    /// Wraps an operator. `name` must not contain secrets.
+    pub fn new(op: Operator, name: impl Into<Arc<str>>) -> Remote {
+        let conditional_writes = op.info().capability().write_with_if_not_exists;
+        Remote {
+            op,
+            name: name.into(),
+            retry: RetryPolicy::default(),
+            retries: Arc::new(AtomicU64::new(0)),
+            conditional_writes,
+        }
+    }
+
+    /// Opens a remote from a parsed spec.
+    pub fn open(spec: &RemoteSpec) -> std::result::Result<Remote, SpecError> {
+        let op = spec.operator()?;
+        Ok(Remote::new(op, spec.display_name()))
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Remote {
+        self.retry = retry;
+        self
+    }
+
+    /// The remote's display name (no secrets).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Retries performed so far by this remote (all clones share the counter).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store enforces create-only writes itself.
+    pub fn has_conditional_writes(&self) -> bool {
+        self.conditional_writes
+    }
+
+    /// Runs `f` until it succeeds, fails permanently, or attempts run out.
+    async fn retrying<T, F, Fut>(&self, op: &'static str, path: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = opendal::Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = Error::from_dal(&self.name, op, path, &e);
+                    if !err.is_retryable() || attempt >= self.retry.max_attempts {
+                        if err.is_retryable() {
+                            tracing::warn!("{op} {path}: giving up after {attempt} attempts");
+                        }
+                        return Err(err);
+                    }
+                    let cap = self
+                        .retry
+                        .base_delay
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(self.retry.max_delay);
+                    let delay = cap.mul_f64(0.5 + fastrand::f64() * 0.5);
+                    tracing::debug!("{op} {path}: {} (retry {attempt} in {delay:?})", err.message);
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn read(&self, key: &str) -> Result<Bytes> {
+        self.retrying("read", key, || async { Ok(self.op.read(key).await?.to_bytes()) })
+            .await
+    }
+
+    /// Size of an object in bytes, or `None` if it does not exist.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>> {
+        let r = self.retrying("stat", key, || self.op.stat(key)).await;
+        match r {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
+    pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        self.retrying("write", key, || async {
+            self.op.write(key, data.clone()).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Writes `data` at `key` only if nothing is there yet.
+    ///
+    /// Uses the store's create-only write (`If-None-Match: *` or equivalent) where it has one,
+    /// after a cheap existence check (which also covers stores that accept but ignore the
+    /// precondition). If the object exists, it is read back: identical bytes mean an earlier
+    /// attempt of ours succeeded ([`Created::AlreadyIdentical`]); anything else is a
+    /// [`ErrorKind::Conflict`].
+    pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
+        if self.size_of(key).await?.is_none() {
+            let r = self
+                .retrying("create", key, || async {
+                    let w = self.op.write_with(key, data.clone());
+                    w.if_not_exists(self.conditional_writes).await.map(|_| ())
+                })
+                .await;
+            match r {
+                Ok(()) => return Ok(Created::New),
+                Err(e) if e.kind == ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let existing = self.read(key).await?;
+        if existing == data {
+            Ok(Created::AlreadyIdentical)
+        } else {
+            Err(Error {
+                kind: ErrorKind::Conflict,
+                op: "create",
+                path: key.to_string(),
+                remote: self.name.to_string(),
+                message: "already exists with different content".into(),
+            })
+        }
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.retrying("delete", key, || self.op.delete(key)).await
+    }
+
+    /// Names of the entries directly under `dir` (which ends with `/`), without the prefix;
+    /// sub-directories end with `/`. A missing directory lists as empty.
+    pub async fn list_dir(&self, dir: &str) -> Result<Vec<String>> {
+        let r = self.retrying("list", dir, || self.op.list(dir)).await;
+        let entries = match r {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| e.path().strip_prefix(dir).map(str::to_string))
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+
+    /// Every object under `dir`, recursively: (key, size in bytes).
+    pub async fn list_recursive(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let r = self
+            .retrying("list", dir, || async { self.op.list_with(dir).recursive(true).await })
+            .await;
+        let entries = match r {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.metadata().is_dir())
+            .map(|e| (e.path().to_string(), e.metadata().content_length()))
+            .collect())
+    }
+
+    // --- vault-level helpers -------------------------------------------------------------
+
+    pub async fn has_chunk(&self, id: &Digest) -> Result<bool> {
+        Ok(self.size_of(&chunk_key(id)).await?.is_some())
+    }
+
+    /// The stored (encoded) bytes of a chunk.
+    pub async fn read_chunk(&self, id: &Digest) -> Result<Bytes> {
+        self.read(&chunk_key(id)).await
+    }
+
+    pub async fn write_chunk(&self, id: &Digest, encoded: Bytes) -> Result<()> {
+        self.write(&chunk_key(id), encoded).await
+    }
+
+    /// Model names in the vault, sorted.
+    pub async fn list_models(&self) -> Result<Vec<ModelName>> {
+        let mut names: Vec<ModelName> = self
+            .list_dir("models/")
+            .await?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix('/').and_then(|n| n.parse().ok()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Versions of a model, ascending by semver.
+    pub async fn list_versions(&self, name: &ModelName) -> Result<Vec<Version>> {
+        let dir = format!("models/{name}/versions/");
+        let mut vs: Vec<Version> = self
+            .list_dir(&dir)
+            .await?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".json").and_then(|v| v.parse().ok()))
+            .collect();
+        vs.sort();
+        Ok(vs)
+    }
+}

@@ -1,0 +1,153 @@
+//! Moving versions between a directory, the local cache and a remote: the push and pull
+//! pipelines, shared transfer options, the rate limiter and the statistics every run reports.
+//!
+//! CPU work (chunking, hashing, compression, verification) runs on blocking threads; requests
+//! run on the async runtime, at most `jobs` at a time; every queue between stages is bounded,
+//! so memory stays proportional to `jobs` × the largest chunk, whatever the model size.
+
+mod progress;
+pub mod pull;
+mod push;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use progress::Progress;
+pub use pull::{PullOutcome, PullRequest, pull};
+pub use push::{PushRequest, push};
+pub use ratelimit::RateLimiter;
+
+use crate::manifest;
+use crate::remote;
+
+/// Errors of a push or pull.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Remote(#[from] remote::Error),
+    #[error(transparent)]
+    Manifest(#[from] manifest::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} already exists on {1}; versions are immutable, push a new version")]
+    VersionExists(String, String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Knobs shared by push, pull and sync.
+#[derive(Clone)]
+pub struct TransferOptions {
+    /// Requests in flight at once, across all files.
+    pub jobs: usize,
+    /// Shared byte budget for all transfers (None: unlimited).
+    pub rate: Option<Arc<RateLimiter>>,
+    /// Progress display (hidden when not a terminal).
+    pub progress: Progress,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            jobs: default_jobs(),
+            rate: None,
+            progress: Progress::hidden(),
+        }
+    }
+}
+
+/// Default concurrency: enough requests in flight to hide per-request latency.
+pub fn default_jobs() -> usize {
+    16
+}
+
+/// Counters of one run. Cheap to share; read with [`Stats::summary`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Plaintext bytes read from local files (push) or written to them (pull).
+    pub bytes_local: AtomicU64,
+    /// Bytes sent to or received from the remote, as stored (after compression).
+    pub bytes_remote: AtomicU64,
+    /// Chunks transferred.
+    pub chunks_new: AtomicU64,
+    /// Chunks not transferred because the other side already had them.
+    pub chunks_reused: AtomicU64,
+    /// Files materialized or uploaded; and files skipped as already in place.
+    pub files_done: AtomicU64,
+    pub files_skipped: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A snapshot for humans and `--json`.
+    pub fn summary(&self, started: Instant, retries: u64) -> Summary {
+        let seconds = started.elapsed().as_secs_f64();
+        let local = self.bytes_local.load(Ordering::Relaxed);
+        let remote = self.bytes_remote.load(Ordering::Relaxed);
+        Summary {
+            bytes_local: local,
+            bytes_remote: remote,
+            chunks_new: self.chunks_new.load(Ordering::Relaxed),
+            chunks_reused: self.chunks_reused.load(Ordering::Relaxed),
+            files_done: self.files_done.load(Ordering::Relaxed),
+            files_skipped: self.files_skipped.load(Ordering::Relaxed),
+            retries,
+            seconds,
+            mb_per_s: if seconds > 0.0 {
+                local as f64 / 1e6 / seconds
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Final figures of a run (`--json` prints this object).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub bytes_local: u64,
+    pub bytes_remote: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub files_done: u64,
+    pub files_skipped: u64,
+    pub retries: u64,
+    pub seconds: f64,
+    /// Local (logical) megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
+}
+
+/// Runs CPU-bound `f` on the blocking pool.
+pub(crate) async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
+}

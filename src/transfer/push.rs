@@ -1,0 +1,380 @@
+//! Push: local files → chunks on the remote → manifest, written last and create-only.
+//!
+//! Pipeline: `cpu_threads` blocking workers take files from a shared queue, cut them into
+//! chunks, hash and encode each chunk, and send it over a bounded channel; the async side
+//! uploads at most `jobs` chunks at once, skipping chunks the remote already has. The
+//! manifest is written only after every chunk upload has succeeded.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{Error, Result, Stats, Summary, TransferOptions};
+use crate::chunk::{self, ChunkParams, Chunker, Digest};
+use crate::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest, Origin};
+use crate::remote::{Created, ErrorKind, Remote, manifest_key};
+use crate::version::{ModelName, Selector, Version};
+
+/// What to push.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub name: ModelName,
+    pub version: Version,
+    /// Files and directories; a directory contributes its contents (relative to itself),
+    /// a file contributes itself under its file name.
+    pub paths: Vec<PathBuf>,
+    pub description: String,
+    pub metrics: Map<String, Value>,
+    pub params: Map<String, Value>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub extra: Map<String, Value>,
+    pub chunking: ChunkParams,
+}
+
+/// A local file to push: where it is, and its manifest path.
+#[derive(Debug, Clone)]
+struct Source {
+    local: PathBuf,
+    rel: String,
+    size: u64,
+}
+
+/// One encoded chunk on its way to the remote.
+struct Encoded {
+    id: Digest,
+    /// Plaintext length in bytes.
+    plain_len: u64,
+    data: Bytes,
+}
+
+/// Pushes a version. Returns its manifest and run figures.
+///
+/// Fails with [`Error::VersionExists`] before uploading anything if the version exists, and
+/// also if another writer creates it while we upload (the create-only write loses).
+pub async fn push(
+    remote: &Remote,
+    req: &PushRequest,
+    opts: &TransferOptions,
+) -> Result<(Manifest, Summary)> {
+    let started = Instant::now();
+    let sources = collect_sources(&req.paths)?;
+    let key = manifest_key(&req.name, &req.version);
+    if remote.size_of(&key).await?.is_some() {
+        return Err(Error::VersionExists(
+            format!("{}@{}", req.name, req.version),
+            remote.name().to_string(),
+        ));
+    }
+    let known = known_chunks(remote, &req.name).await;
+    let total: u64 = sources.iter().map(|s| s.size).sum();
+    opts.progress
+        .start(format!("push {}@{}", req.name, req.version), total);
+
+    let stats = Arc::new(Stats::default());
+    let files = upload_all(remote, sources, req.chunking, known, opts, &stats).await?;
+
+    let m = build_manifest(req, files);
+    match remote.create_only(&key, Bytes::from(m.to_json())).await {
+        Ok(Created::New | Created::AlreadyIdentical) => {}
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            return Err(Error::VersionExists(
+                format!("{}@{}", req.name, req.version),
+                remote.name().to_string(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    opts.progress.finish();
+    Ok((m, stats.summary(started, remote.retries())))
+}
+
+/// Chunks the newest existing version of the model references: proven present (chunks are
+/// written before manifests and only `gc` deletes unreferenced ones), so no check is needed.
+async fn known_chunks(remote: &Remote, name: &ModelName) -> HashSet<Digest> {
+    let Ok(versions) = remote.list_versions(name).await else {
+        return HashSet::new();
+    };
+    let Some(v) = Selector::Latest.pick(&versions) else {
+        return HashSet::new();
+    };
+    match remote.read(&manifest_key(name, v)).await {
+        Ok(bytes) => Manifest::from_json(&bytes)
+            .map(|m| m.unique_chunks().into_iter().map(|c| c.id).collect())
+            .unwrap_or_default(),
+        Err(_) => HashSet::new(),
+    }
+}
+
+/// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order.
+async fn upload_all(
+    remote: &Remote,
+    sources: Vec<Source>,
+    params: ChunkParams,
+    known: HashSet<Digest>,
+    opts: &TransferOptions,
+    stats: &Arc<Stats>,
+) -> Result<Vec<FileEntry>> {
+    let n_files = sources.len();
+    let queue = Arc::new(Mutex::new(sources.into_iter().enumerate().collect::<Vec<_>>()));
+    queue.lock().expect("queue").reverse();
+    let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(n_files.max(1));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (queue, tx) = (queue.clone(), tx.clone());
+        handles.push(tokio::task::spawn_blocking(move || {
+            chunk_worker(queue, tx, params)
+        }));
+    }
+    drop(tx);
+
+    let seen = Mutex::new(known);
+    let uploads = tokio_stream_of(rx)
+        .map(|item| async {
+            let enc = item?;
+            upload_chunk(remote, enc, &seen, opts, stats).await
+        })
+        .buffer_unordered(opts.jobs.max(1));
+    let mut uploads = std::pin::pin!(uploads);
+    let mut failure = None;
+    while let Some(r) = uploads.next().await {
+        if let Err(e) = r {
+            failure = Some(e);
+            break;
+        }
+    }
+    // Dropping the stream closes the channel, which stops the workers on failure.
+    drop(uploads);
+    let mut entries: Vec<(usize, FileEntry)> = Vec::with_capacity(n_files);
+    for h in handles {
+        match h.await.expect("chunk worker panicked") {
+            Ok(mut done) => entries.append(&mut done),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    entries.sort_by_key(|(i, _)| *i);
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Uploads one chunk unless the remote has it (or another task of this push sent it).
+async fn upload_chunk(
+    remote: &Remote,
+    enc: Encoded,
+    seen: &Mutex<HashSet<Digest>>,
+    opts: &TransferOptions,
+    stats: &Stats,
+) -> Result<()> {
+    Stats::add(&stats.bytes_local, enc.plain_len);
+    opts.progress.inc(enc.plain_len);
+    let fresh = seen.lock().expect("seen").insert(enc.id);
+    if !fresh || remote.has_chunk(&enc.id).await? {
+        Stats::add(&stats.chunks_reused, 1);
+        return Ok(());
+    }
+    let len = enc.data.len() as u64;
+    if let Some(rate) = &opts.rate {
+        rate.acquire(len).await;
+    }
+    remote.write_chunk(&enc.id, enc.data).await?;
+    Stats::add(&stats.chunks_new, 1);
+    Stats::add(&stats.bytes_remote, len);
+    Ok(())
+}
+
+/// Blocking worker: chunks files from the queue until it is empty or the receiver is gone.
+fn chunk_worker(
+    queue: Arc<Mutex<Vec<(usize, Source)>>>,
+    tx: mpsc::Sender<std::result::Result<Encoded, Error>>,
+    params: ChunkParams,
+) -> Result<Vec<(usize, FileEntry)>> {
+    let mut done = Vec::new();
+    loop {
+        let next = queue.lock().expect("queue").pop();
+        let Some((idx, src)) = next else {
+            return Ok(done);
+        };
+        match chunk_file(&src, params, &tx) {
+            Ok(Some(entry)) => done.push((idx, entry)),
+            Ok(None) => return Ok(done), // receiver gone: the push is failing elsewhere
+            Err(e) => {
+                let _ = tx.blocking_send(Err(Error::Input(e.to_string())));
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Chunks, hashes and encodes one file, sending every chunk. `None` if the receiver closed.
+fn chunk_file(
+    src: &Source,
+    params: ChunkParams,
+    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
+) -> Result<Option<FileEntry>> {
+    let file = File::open(&src.local).map_err(|e| Error::io(src.local.display(), e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    for c in Chunker::new(file, params) {
+        let c = c.map_err(|e| Error::io(src.local.display(), e))?;
+        hasher.update(&c.data);
+        let id = Digest::of(&c.data);
+        chunks.push(ChunkRef {
+            id,
+            size: c.data.len() as u64,
+        });
+        size += c.data.len() as u64;
+        let data = Bytes::from(chunk::encode(&c.data));
+        let plain_len = c.data.len() as u64;
+        if tx.blocking_send(Ok(Encoded { id, plain_len, data })).is_err() {
+            return Ok(None);
+        }
+    }
+    if size != src.size {
+        return Err(Error::Input(format!(
+            "{} changed while being pushed ({} bytes, now {size}); push again",
+            src.local.display(),
+            src.size
+        )));
+    }
+    Ok(Some(FileEntry {
+        path: src.rel.clone(),
+        size,
+        digest: hasher.finalize().into(),
+        chunks,
+    }))
+}
+
+fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
+    let p = req.chunking;
+    Manifest {
+        format: manifest::FORMAT,
+        model_name: req.name.to_string(),
+        version: req.version.to_string(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_by: origin(),
+        description: req.description.clone(),
+        performance_metrics: req.metrics.clone(),
+        training_config: req.params.clone(),
+        tags: req.tags.clone(),
+        extra: req.extra.clone(),
+        file_size: files.iter().map(|f| f.size).sum(),
+        checksum: manifest::version_checksum(&files),
+        chunking: Chunking {
+            algorithm: "fastcdc-2020".into(),
+            min_bytes: p.min_bytes,
+            avg_bytes: p.avg_bytes,
+            max_bytes: p.max_bytes,
+        },
+        files,
+    }
+}
+
+/// `user`, `host` and tool version of this process.
+pub fn origin() -> Origin {
+    Origin {
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        tool: format!("mvault {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Expands the push arguments into files with their manifest paths, sorted by path.
+/// Symlinks to files are followed; symlinked directories and special files are refused.
+fn collect_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p.display(), e))?;
+        if meta.is_dir() {
+            walk_dir(p, p, &mut out)?;
+        } else if meta.is_file() {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::Input(format!("{}: file name is not UTF-8", p.display())))?;
+            out.push(Source {
+                local: p.clone(),
+                rel: name.to_string(),
+                size: meta.len(),
+            });
+        } else {
+            return Err(Error::Input(format!(
+                "{}: not a regular file or directory",
+                p.display()
+            )));
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for w in out.windows(2) {
+        if w[0].rel == w[1].rel {
+            return Err(Error::Input(format!(
+                "two inputs map to the same path {:?}: {} and {}",
+                w[0].rel,
+                w[0].local.display(),
+                w[1].local.display()
+            )));
+        }
+    }
+    for s in &out {
+        manifest::validate_path(&s.rel)?;
+    }
+    if out.is_empty() {
+        return Err(Error::Input("nothing to push: no files found".into()));
+    }
+    Ok(out)
+}
+
+fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+        let path = entry.path();
+        let lmeta = entry
+            .file_type()
+            .map_err(|e| Error::io(path.display(), e))?;
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?;
+        if meta.is_dir() {
+            if lmeta.is_symlink() {
+                return Err(Error::Input(format!(
+                    "{}: symlinked directories are not supported; push the target directly",
+                    path.display()
+                )));
+            }
+            walk_dir(root, &path, out)?;
+        } else if meta.is_file() {
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_str()
+                .ok_or_else(|| Error::Input(format!("{}: path is not UTF-8", path.display())))?
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            out.push(Source {
+                local: path,
+                rel,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
