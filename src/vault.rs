@@ -10,6 +10,17 @@ use crate::transfer::{
 };
 use crate::version::{ModelName, ModelRef, Selector, Version};
 
+/// Where [`Vault::resolve`] may look for manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The cache for pinned versions, the remote otherwise (pull).
+    CacheFirst,
+    /// Always the remote, so removed versions are noticed (info, alias).
+    Remote,
+    /// Only the cache; never a request.
+    Offline,
+}
+
 /// A remote vault with its local cache.
 #[derive(Clone)]
 pub struct Vault {
@@ -58,9 +69,10 @@ impl Vault {
         Ok(vs)
     }
 
-    /// Resolves `name@selector` to a manifest. A pinned version already in the cache costs no
-    /// request at all (versions are immutable); `offline` never touches the remote.
-    pub async fn resolve(&self, r: &ModelRef, offline: bool) -> Result<Manifest> {
+    /// Resolves `name@selector` to a manifest. With [`Lookup::CacheFirst`] a pinned version
+    /// already in the cache costs no request at all (versions are immutable).
+    pub async fn resolve(&self, r: &ModelRef, lookup: Lookup) -> Result<Manifest> {
+        let offline = lookup == Lookup::Offline;
         let version = match &r.selector {
             Selector::Exact(v) => v.clone(),
             sel => {
@@ -75,15 +87,17 @@ impl Vault {
                 })?
             }
         };
-        self.manifest(&r.name, &version, offline).await
+        self.manifest(&r.name, &version, lookup).await
     }
 
-    /// The manifest of an exact version, from the cache when present.
-    pub async fn manifest(&self, name: &ModelName, version: &Version, offline: bool) -> Result<Manifest> {
-        if let Some(m) = self.cache.load_manifest(&self.remote_id, name, version) {
+    /// The manifest of an exact version, from the cache when `lookup` allows.
+    pub async fn manifest(&self, name: &ModelName, version: &Version, lookup: Lookup) -> Result<Manifest> {
+        if lookup != Lookup::Remote
+            && let Some(m) = self.cache.load_manifest(&self.remote_id, name, version)
+        {
             return Ok(m);
         }
-        if offline {
+        if lookup == Lookup::Offline {
             return Err(Error::NotFound(format!(
                 "{name}@{version} in the local cache (offline); pull it once online first"
             )));

@@ -17,7 +17,7 @@ use crate::remote::{Remote, RemoteSpec};
 use crate::transfer::pull::LinkMode;
 use crate::transfer::{self, Progress, PullRequest, PushRequest, RateLimiter, TransferOptions};
 use crate::util::human_bytes;
-use crate::vault::Vault;
+use crate::vault::{Lookup, Vault};
 use crate::version::{ModelName, ModelRef, Selector, Version};
 
 /// A usage error found after parsing (exit 2).
@@ -284,7 +284,8 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
     let r: ModelRef = a.model.parse()?;
     let opts = transfer_options(g, &a.transfer)?;
     let vault = open_vault(g)?;
-    let manifest = vault.resolve(&r, a.offline).await?;
+    let lookup = if a.offline { Lookup::Offline } else { Lookup::CacheFirst };
+    let manifest = vault.resolve(&r, lookup).await?;
     let target = match &a.to {
         Some(t) => t.clone(),
         None => vault.snapshot_dir(&manifest)?,
@@ -361,7 +362,7 @@ async fn versions(g: &Global, name: &str) -> Result<i32> {
     let vs = vault.versions(&name).await?;
     let mut manifests = Vec::new();
     for v in &vs {
-        manifests.push(vault.manifest(&name, v, false).await?);
+        manifests.push(vault.manifest(&name, v, Lookup::CacheFirst).await?);
     }
     if g.json {
         let v: Vec<Value> = manifests
@@ -414,7 +415,7 @@ pub fn metadata_json(m: &Manifest) -> Value {
 async fn info(g: &Global, model: &str) -> Result<i32> {
     let r: ModelRef = model.parse()?;
     let vault = open_vault(g)?;
-    let m = vault.resolve(&r, false).await?;
+    let m = vault.resolve(&r, Lookup::Remote).await?;
     if g.json {
         output::json(&metadata_json(&m))?;
         return Ok(exit::OK);

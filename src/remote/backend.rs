@@ -61,6 +61,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "sas_token",
     "connection_string",
     "virtual_host_style",
+    "anonymous",
     "timeout",
 ];
 
@@ -290,6 +291,9 @@ impl RemoteSpec {
         if self.opt("virtual_host_style") == Some("true") {
             b = b.enable_virtual_host_style();
         }
+        if self.opt("anonymous") == Some("true") {
+            b = b.skip_signature();
+        }
         self.finish(b)
     }
 
@@ -312,6 +316,9 @@ impl RemoteSpec {
                 b = b.endpoint(&url).skip_signature().disable_vm_metadata();
             }
             (None, None) => {}
+        }
+        if self.opt("anonymous") == Some("true") {
+            b = b.skip_signature();
         }
         if let Some(v) = self.opt("credential") {
             b = b.credential(v);

@@ -71,8 +71,13 @@ impl Error {
             _ => first_line(e.message()),
         };
         if kind == ErrorKind::Unavailable || kind == ErrorKind::Other {
-            // The transport error chain says *why* a connection failed (refused, DNS, TLS).
-            if let Some(src) = std::error::Error::source(e) {
+            // The root of the transport error chain says *why* a connection failed
+            // (refused, DNS, TLS).
+            let mut root = std::error::Error::source(e);
+            while let Some(next) = root.and_then(std::error::Error::source) {
+                root = Some(next);
+            }
+            if let Some(src) = root {
                 message = format!("{message}: {}", first_line(&src.to_string()));
             }
         }
@@ -214,10 +219,10 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let err = Error::from_dal(&self.name, op, path, &e);
+                    let mut err = Error::from_dal(&self.name, op, path, &e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
                         if err.is_retryable() {
-                            tracing::warn!("{op} {path}: giving up after {attempt} attempts");
+                            err.message = format!("{} (after {attempt} attempts)", err.message);
                         }
                         return Err(err);
                     }

@@ -320,7 +320,18 @@ impl Ctx<'_> {
             if let Some(rate) = &self.opts.rate {
                 rate.acquire(c.size).await;
             }
-            remote.read_chunk(&c.id).await?
+            match remote.read_chunk(&c.id).await {
+                Ok(b) => b,
+                Err(e) if e.kind == crate::remote::ErrorKind::NotFound => {
+                    return Err(Error::Integrity(format!(
+                        "{}: chunk {} is missing on {}",
+                        f.path,
+                        c.id,
+                        remote.name()
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         Stats::add(&self.stats.bytes_remote, stored.len() as u64);
         Stats::add(&self.stats.chunks_new, 1);
