@@ -279,3 +279,211 @@ mod tests {
         assert!(other.try_lock().is_ok());
     }
 }
+
+/// One cached version, for `cache ls` and eviction.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CachedVersion {
+    pub remote_id: String,
+    pub model_name: String,
+    pub version: String,
+    /// Bytes of this version's files present as blobs.
+    pub cached_bytes: u64,
+    /// Last time a pull used this version (mtime of its cached manifest), RFC 3339.
+    pub last_used: String,
+    #[serde(skip)]
+    last_used_at: std::time::SystemTime,
+    #[serde(skip)]
+    manifest_path: PathBuf,
+    #[serde(skip)]
+    manifest: Manifest,
+}
+
+/// What a prune removed.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PruneReport {
+    pub versions_removed: Vec<String>,
+    pub blobs_removed: u64,
+    pub bytes_removed: u64,
+    /// Versions kept because a running pull holds them.
+    pub in_use: Vec<String>,
+    pub bytes_after: u64,
+}
+
+/// An in-use marker: a shared lock on a version, held for the duration of a pull, so prune
+/// never evicts it.
+pub struct Pin {
+    _file: File,
+}
+
+impl Cache {
+    fn pin_path(&self, remote_id: &str, name: &str, version: &str) -> PathBuf {
+        self.root
+            .join("locks")
+            .join("pins")
+            .join(format!("{remote_id}-{name}-{version}.lock"))
+    }
+
+    /// Marks a version in use (shared lock) and records the use for LRU.
+    pub fn pin(&self, remote_id: &str, name: &ModelName, version: &Version) -> Result<Pin> {
+        let path = self.pin_path(remote_id, name.as_str(), &version.canonical());
+        fs::create_dir_all(path.parent().expect("has parent")).map_err(at(&path))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(at(&path))?;
+        file.lock_shared().map_err(at(&path))?;
+        let manifest = self.manifest_path(remote_id, name, version);
+        if let Ok(f) = File::options().write(true).open(&manifest) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Ok(Pin { _file: file })
+    }
+
+    /// Every cached version, least recently used first.
+    pub fn versions(&self) -> Vec<CachedVersion> {
+        let mut out: Vec<CachedVersion> = walk_files(&self.root.join("manifests"))
+            .into_iter()
+            .filter_map(|path| {
+                let meta = fs::metadata(&path).ok()?;
+                let m = Manifest::from_json(&fs::read(&path).ok()?).ok()?;
+                let remote_id = path.parent()?.parent()?.file_name()?.to_str()?.to_string();
+                let cached_bytes = m
+                    .files
+                    .iter()
+                    .filter(|f| self.has_blob(&f.digest, f.size))
+                    .map(|f| f.size)
+                    .sum();
+                let at = meta.modified().ok()?;
+                Some(CachedVersion {
+                    remote_id,
+                    model_name: m.model_name.clone(),
+                    version: m.version.clone(),
+                    cached_bytes,
+                    last_used: chrono::DateTime::<chrono::Utc>::from(at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    last_used_at: at,
+                    manifest_path: path,
+                    manifest: m,
+                })
+            })
+            .collect();
+        out.sort_by_key(|v| v.last_used_at);
+        out
+    }
+
+    /// Total bytes of blobs in the cache.
+    pub fn blob_bytes(&self) -> u64 {
+        walk_files(&self.root.join("blobs"))
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Evicts least recently used versions until blobs take at most `max_bytes`, and every
+    /// version unused for longer than `max_age`. A version pinned by a running pull is never
+    /// evicted; a blob still referenced by a kept version is never deleted. Also removes
+    /// blobs no cached manifest references and stale temporary files.
+    pub fn prune(
+        &self,
+        max_bytes: Option<u64>,
+        max_age: Option<std::time::Duration>,
+    ) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
+        let now = std::time::SystemTime::now();
+        let versions = self.versions();
+        let mut total = self.blob_bytes();
+        let mut evict = Vec::new();
+        let mut keep: Vec<&CachedVersion> = Vec::new();
+        for v in &versions {
+            let too_old = max_age
+                .is_some_and(|age| now.duration_since(v.last_used_at).unwrap_or_default() > age);
+            let too_big = max_bytes.is_some_and(|max| total > max);
+            if too_old || too_big {
+                match self.try_unpinned(v) {
+                    Some(lock) => {
+                        evict.push((v, lock));
+                        total = total.saturating_sub(v.cached_bytes);
+                        continue;
+                    }
+                    None => report.in_use.push(format!("{}@{}", v.model_name, v.version)),
+                }
+            }
+            keep.push(v);
+        }
+        let kept: HashSet<Digest> = keep
+            .iter()
+            .flat_map(|v| v.manifest.files.iter().map(|f| f.digest))
+            .collect();
+        for (v, _lock) in &evict {
+            let _ = fs::remove_file(&v.manifest_path);
+            if let (Ok(name), Ok(ver)) = (
+                v.model_name.parse::<ModelName>(),
+                v.version.parse::<Version>(),
+            ) {
+                let _ = fs::remove_dir_all(self.snapshot_dir(&v.remote_id, &name, &ver));
+            }
+            report.versions_removed.push(format!("{}@{}", v.model_name, v.version));
+        }
+        self.sweep_blobs(&kept, &mut report);
+        self.clear_tmp(std::time::Duration::from_secs(3600));
+        report.bytes_after = self.blob_bytes();
+        Ok(report)
+    }
+
+    /// An exclusive lock on a version's pin if no pull holds it.
+    fn try_unpinned(&self, v: &CachedVersion) -> Option<File> {
+        let canonical = v.version.parse::<Version>().ok()?.canonical();
+        let path = self.pin_path(&v.remote_id, &v.model_name, &canonical);
+        let _ = fs::create_dir_all(path.parent()?);
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        f.try_lock().ok()?;
+        Some(f)
+    }
+
+    /// Deletes blobs not in `kept`, unless a pull is assembling or placing them right now.
+    fn sweep_blobs(&self, kept: &HashSet<Digest>, report: &mut PruneReport) {
+        for path in walk_files(&self.root.join("blobs")) {
+            let Some(d) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            if kept.contains(&d) {
+                continue;
+            }
+            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(&path).is_ok() {
+                report.blobs_removed += 1;
+                report.bytes_removed += size;
+            }
+        }
+    }
+
+    /// Removes temporary files older than `older_than` (left by killed processes).
+    fn clear_tmp(&self, older_than: std::time::Duration) {
+        let now = std::time::SystemTime::now();
+        for p in walk_files(&self.root.join("tmp")) {
+            let old = fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > older_than);
+            if old {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+
+    /// Removes everything in the cache except what running pulls hold.
+    pub fn clear(&self) -> Result<PruneReport> {
+        self.prune(Some(0), Some(std::time::Duration::ZERO))
+    }
+}

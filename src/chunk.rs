@@ -34,7 +34,7 @@ impl ChunkParams {
     /// Why 512 KiB: fine-tuned checkpoints change whole tensors of a few MiB. A changed region
     /// also dirties the chunks it straddles (on average one chunk on each side), so the bytes
     /// sent for a change of `c` bytes are roughly `c + avg`. Measured on 200 MiB files with 2 MiB
-    /// tensors rewritten (see `benches/dedupe.sh`): 4 MiB average stores ~63% of the file for a
+    /// tensors rewritten (see `bench/dedupe.sh`): 4 MiB average stores ~63% of the file for a
     /// 10% change, 1 MiB ~22%, 512 KiB ~12-15%. Smaller chunks dedupe better still but mean
     /// more objects and requests per GiB (2,048 per GiB here), which costs on cold transfers.
     pub const DEFAULT: ChunkParams = ChunkParams {

@@ -131,7 +131,12 @@ impl Vault {
     }
 
     /// Pulls a resolved version into `req.target`; `offline` uses the cache only.
+    /// The version is pinned in the cache for the duration, so `cache prune` leaves it alone.
     pub async fn pull(&self, req: &PullRequest, opts: &TransferOptions, offline: bool) -> Result<PullOutcome> {
+        let m = &req.manifest;
+        let name: ModelName = m.model_name.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
+        let v: Version = m.version.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
+        let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
         let remote = (!offline).then_some(&self.remote);
         transfer::pull(remote, &self.cache, req, opts).await
     }

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use clap::Args;
 use serde_json::{Map, Value, json};
 
 use super::output::{self, note};
+use super::local::{CacheDefaults, cache_cmd, run_models};
 use super::{Cli, Command, Global, TransferArgs, exit};
 use crate::cache::Cache;
 use crate::chunk::ChunkParams;
@@ -25,18 +27,21 @@ use crate::version::{ModelName, ModelRef, Selector, Version};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub(super) fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// Files and directories to upload (a directory contributes its contents).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "models_dir", conflicts_with = "models_dir")]
     pub paths: Vec<PathBuf>,
     /// Model name: letters, digits, '.', '_', '-'.
-    #[arg(short, long)]
-    pub name: String,
+    #[arg(short, long, required_unless_present = "models_dir", conflicts_with = "models_dir")]
+    pub name: Option<String>,
+    /// Push every immediate sub-directory or file of DIR as its own model, named after it.
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
     /// Semantic version, e.g. 1.0.0 or v1.0.0.
     #[arg(long = "version", short = 'V', value_name = "VERSION")]
     pub version: String,
@@ -99,7 +104,30 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Versions { name } => versions(g, name).await,
         Command::Info { model } => info(g, model).await,
         Command::Rm { model } => rm(g, model).await,
+        Command::Run(a) => run_models(g, a).await,
+        Command::Cache { action } => {
+            let cache = Cache::open(&cache_root(g))?;
+            cache_cmd(g, action, &cache, CacheDefaults::default())
+        }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Models to ensure, NAME@VERSION (default: $MVAULT_MODELS).
+    pub models: Vec<String>,
+    /// Directory holding one sub-directory per model (default: $MVAULT_MODELS_DIR,
+    /// then $MODEL_PATH, then ./models).
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Use the local cache only.
+    #[arg(long)]
+    pub offline: bool,
+    /// Command to exec once the models are in place (after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 /// `$XDG_DATA_HOME/mvault`, else `~/.local/share/mvault`.
@@ -121,8 +149,8 @@ fn home() -> PathBuf {
 }
 
 /// Resolves `--remote` into a spec: a URL or path, or the default local vault.
-fn remote_spec(g: &Global) -> Result<RemoteSpec> {
-    let spec = match g.remote.as_deref().filter(|r| !r.is_empty()) {
+fn remote_spec(remote: Option<&str>) -> Result<RemoteSpec> {
+    let spec = match remote.filter(|r| !r.is_empty()) {
         Some(r) if r.contains("://") || r.contains('/') || r.starts_with('.') => {
             RemoteSpec::parse_url(r)?
         }
@@ -137,18 +165,30 @@ fn remote_spec(g: &Global) -> Result<RemoteSpec> {
     Ok(spec)
 }
 
-fn open_vault(g: &Global) -> Result<Vault> {
-    let spec = remote_spec(g)?;
-    let remote = Remote::open(&spec)?;
-    let cache_root = g
-        .cache_dir
+fn cache_root(g: &Global) -> PathBuf {
+    g.cache_dir
         .clone()
-        .unwrap_or_else(|| xdg_dir("XDG_CACHE_HOME", ".cache").join("mvault"));
-    let cache = Cache::open(&cache_root)?;
-    Ok(Vault::new(remote, &spec.url(), cache))
+        .unwrap_or_else(|| xdg_dir("XDG_CACHE_HOME", ".cache").join("mvault"))
 }
 
-fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferOptions> {
+fn open_vault(g: &Global) -> Result<Vault> {
+    open_vault_at(g, g.remote.as_deref())
+}
+
+/// Opens the vault at `remote` (a URL, path or provider; None: the default).
+pub(super) fn open_vault_at(g: &Global, remote: Option<&str>) -> Result<Vault> {
+    let spec = remote_spec(remote)?;
+    let remote = Remote::open(&spec)?;
+    let cache = Cache::open(&cache_root(g))?;
+    // The cache keys manifests by remote identity: the URL plus any custom endpoint.
+    let identity = match spec.options.get("endpoint") {
+        Some(ep) => format!("{}?endpoint={ep}", spec.url()),
+        None => spec.url(),
+    };
+    Ok(Vault::new(remote, &identity, cache))
+}
+
+pub(super) fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferOptions> {
     if t.jobs == 0 || t.jobs > 1024 {
         return Err(usage("--jobs must be between 1 and 1024"));
     }
@@ -188,13 +228,86 @@ fn kv_map(flag: &str, items: &[String]) -> Result<Map<String, Value>> {
     items.iter().map(|s| parse_kv(flag, s, true)).collect()
 }
 
+/// The models `--models-dir DIR` stands for: (name, path) of each entry, sorted.
+fn models_in(dir: &Path) -> Result<Vec<(ModelName, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let e = e?;
+        let file_name = e.file_name();
+        let Some(n) = file_name.to_str().filter(|n| !n.starts_with('.')) else {
+            continue;
+        };
+        let stem = if e.path().is_file() {
+            n.split('.').next().unwrap_or(n)
+        } else {
+            n
+        };
+        out.push((stem.parse::<ModelName>()?, e.path()));
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(usage(format!("{}: no models found", dir.display())));
+    }
+    Ok(out)
+}
+
 async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
-    let name: ModelName = a.name.parse()?;
     let version: Version = a.version.parse()?;
+    let targets = match (&a.models_dir, &a.name) {
+        (Some(dir), _) => models_in(dir)?.into_iter().map(|(n, p)| (n, vec![p])).collect(),
+        (None, Some(n)) => vec![(n.parse::<ModelName>()?, a.paths.clone())],
+        (None, None) => return Err(usage("--name is required unless --models-dir is given")),
+    };
+    let opts = transfer_options(g, &a.transfer)?;
+    let vault = open_vault(g)?;
+    let mut failures = 0;
+    let mut results = Vec::new();
+    let bulk = targets.len() > 1;
+    let runs = futures::stream::iter(targets)
+        .map(|(name, paths)| {
+            let (vault, opts, version) = (&vault, &opts, &version);
+            async move {
+                let r = push_one(g, a, vault, opts, name.clone(), version.clone(), paths).await;
+                (name, r)
+            }
+        })
+        .buffer_unordered(4);
+    let mut runs = std::pin::pin!(runs);
+    while let Some((name, r)) = runs.next().await {
+        match r {
+            Ok(v) => results.push(v),
+            Err(e) if bulk => {
+                failures += 1;
+                eprintln!("mvault: {name}: {}", output::scrub(&format!("{e:#}")));
+                results.push(json!({"model_name": name.as_str(), "error": format!("{e:#}")}));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if g.json {
+        if bulk {
+            output::json(&results)?;
+        } else {
+            output::json(&results[0])?;
+        }
+    }
+    Ok(if failures > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// Pushes one model; returns its JSON summary (and prints the human one).
+async fn push_one(
+    g: &Global,
+    a: &PushArgs,
+    vault: &Vault,
+    opts: &TransferOptions,
+    name: ModelName,
+    version: Version,
+    paths: Vec<PathBuf>,
+) -> Result<Value> {
     let mut req = PushRequest {
         name,
         version,
-        paths: a.paths.clone(),
+        paths,
         description: a.description.clone(),
         metrics: kv_map("--metric", &a.metrics)?,
         params: kv_map("--param", &a.params)?,
@@ -209,20 +322,17 @@ async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
     if let Some(path) = &a.metadata_file {
         merge_metadata_file(&mut req, path)?;
     }
-    let opts = transfer_options(g, &a.transfer)?;
-    let vault = open_vault(g)?;
-    let (m, summary) = vault.push(&req, &opts).await?;
-    if g.json {
-        output::json(&json!({
-            "model_name": m.model_name,
-            "version": m.version,
-            "remote": vault.remote().name(),
-            "checksum": m.checksum,
-            "file_size": m.file_size,
-            "files": m.files.len(),
-            "summary": summary,
-        }))?;
-    } else {
+    let (m, summary) = vault.push(&req, opts).await?;
+    let result = json!({
+        "model_name": m.model_name,
+        "version": m.version,
+        "remote": vault.remote().name(),
+        "checksum": m.checksum,
+        "file_size": m.file_size,
+        "files": m.files.len(),
+        "summary": summary,
+    });
+    if !g.json {
         note(
             g.quiet,
             &format!(
@@ -240,7 +350,7 @@ async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             ),
         );
     }
-    Ok(exit::OK)
+    Ok(result)
 }
 
 /// Merges a `--metadata-file` JSON object into the request.

@@ -6,6 +6,7 @@
 //! 3 not found, 4 conflict, 5 integrity.
 
 mod commands;
+mod local;
 mod output;
 
 use std::path::PathBuf;
@@ -104,6 +105,35 @@ pub enum Command {
         /// NAME@VERSION.
         model: String,
     },
+    /// Ensure models are present under a directory, then run a command (container entrypoint).
+    ///
+    /// Each model is placed in DIR/<name>/. Without arguments, models come from MVAULT_MODELS
+    /// (comma-separated NAME@VERSION list) and DIR from MVAULT_MODELS_DIR; for existing
+    /// deployments, MODEL_PATH and MODELS_S3_BUCKET (as s3://$MODELS_S3_BUCKET) are used when
+    /// the mvault variables are unset. The command replaces mvault (exec), so signals reach it.
+    Run(commands::RunArgs),
+    /// Inspect and trim the local cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Cached versions: model, version, size, last use.
+    Ls,
+    /// Evict least recently used versions beyond a size, or unused for longer than an age.
+    Prune {
+        /// Keep at most this much, e.g. 20G (default: cache.max_size from the config).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Evict versions unused for longer than this, e.g. 7d, 12h (default: cache.ttl).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+    },
+    /// Remove everything from the cache (except what running pulls hold).
+    Clear,
 }
 
 /// Parses arguments, runs the command, returns the process exit code.

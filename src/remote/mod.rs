@@ -4,7 +4,7 @@
 //! Layout (relative to the remote's root; see `docs/FORMAT.md`):
 //! - `chunks/<first 2 hex>/<64 hex>`: immutable chunk objects, named by BLAKE3 of plaintext;
 //! - `models/<name>/versions/<canonical semver>.json`: manifests, written create-only, last;
-//! - `models/<name>/aliases/<alias>.json`: alias documents, replaced by conditional writes.
+//! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only.
 //!
 //! Errors are mapped once, here, into [`Error`] with a [`ErrorKind`] callers can match and a
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
@@ -145,6 +145,17 @@ pub enum Created {
     New,
     /// The object already held exactly these bytes (e.g. our own earlier, retried write).
     AlreadyIdentical,
+}
+
+/// One object found by [`Remote::list_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the remote's root (`chunks/ab/ab12...`).
+    pub key: String,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// When the object was last written, if the store reports it (the memory store does not).
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// One vault on one store.
@@ -338,10 +349,46 @@ impl Remote {
             .collect())
     }
 
+    /// Every object under `dir`, recursively, with its size and modification time (what `gc`
+    /// and `usage` need). Listings of S3, GCS, Azure Blob, OSS and fs carry both; for entries
+    /// of unknown kind (the memory store lists bare keys) each object is stat'ed instead, and
+    /// one deleted meanwhile is left out.
+    pub async fn list_objects(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        let r = self
+            .retrying("list", dir, || async { self.op.list_with(dir).recursive(true).await })
+            .await;
+        let entries = match r {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, meta) in entries.into_iter().map(opendal::Entry::into_parts) {
+            let meta = match meta.mode() {
+                opendal::EntryMode::DIR => continue,
+                opendal::EntryMode::FILE => meta,
+                opendal::EntryMode::Unknown => {
+                    match self.retrying("stat", &key, || self.op.stat(&key)).await {
+                        Ok(m) => m,
+                        Err(e) if e.kind == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            out.push(ObjectInfo {
+                key,
+                size: meta.content_length(),
+                last_modified: meta.last_modified().map(std::time::SystemTime::from),
+            });
+        }
+        Ok(out)
+    }
+
     // --- vault-level helpers -------------------------------------------------------------
 
-    pub async fn has_chunk(&self, id: &Digest) -> Result<bool> {
-        Ok(self.size_of(&chunk_key(id)).await?.is_some())
+    /// Stored size of a chunk object in bytes, `None` if absent.
+    pub async fn chunk_size(&self, id: &Digest) -> Result<Option<u64>> {
+        self.size_of(&chunk_key(id)).await
     }
 
     /// The stored (encoded) bytes of a chunk.

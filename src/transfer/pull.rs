@@ -187,9 +187,17 @@ pub async fn pull(
         .buffer_unordered(FILES_AT_ONCE)
         .try_collect()
         .await?;
+    let warm = done.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
     states.extend(done);
     states.sort_by(|a, b| a.path.cmp(&b.path));
-
+    if warm {
+        // Nothing changed: skip rewriting the state record.
+        opts.progress.finish();
+        return Ok(PullOutcome {
+            target: target.clone(),
+            summary: ctx.stats.summary(started, 0),
+        });
+    }
     remove_stale(target, previous.as_ref(), m);
     write_state(
         target,

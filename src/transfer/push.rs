@@ -186,11 +186,13 @@ async fn upload_chunk(
     Stats::add(&stats.bytes_local, enc.plain_len);
     opts.progress.inc(enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
-    if !fresh || remote.has_chunk(&enc.id).await? {
+    // Encoding is deterministic, so a stored chunk of another size is damaged (e.g. cut off
+    // by a crash on a store without atomic writes): rewrite it.
+    let len = enc.data.len() as u64;
+    if !fresh || remote.chunk_size(&enc.id).await? == Some(len) {
         Stats::add(&stats.chunks_reused, 1);
         return Ok(());
     }
-    let len = enc.data.len() as u64;
     if let Some(rate) = &opts.rate {
         rate.acquire(len).await;
     }
