@@ -394,9 +394,13 @@ do_start() {
     # plain http.server.HTTPServer whose listen backlog is 5: with more concurrent clients
     # than that the kernel resets connections ("Connection reset by peer" at 16 parallel
     # 1 MiB uploads). Run its own main() with a deeper backlog so requests queue instead.
+    # It is also single-threaded: an idle HTTP/1.1 keep-alive connection would hold it while
+    # other clients wait, so answer in HTTP/1.0 (one request per connection).
     start_server gcs gcp_storage_emulator "/storage/v1/b?project=mvault-test" \
         "${clean_env[@]}" "$PY" -c 'import http.server, sys
 http.server.HTTPServer.request_queue_size = 1024
+import gcp_storage_emulator.server as gse
+gse.RequestHandler.protocol_version = "HTTP/1.0"
 from gcp_storage_emulator.__main__ import main
 sys.exit(main(sys.argv[1:]))' start --host 127.0.0.1 --port '{PORT}' --in-memory
     local gcs_port="$STARTED_PORT" gcs_pid="$STARTED_PID"
