@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use opendal::Operator;
 
-pub use backend::{Backend, RemoteSpec, SpecError};
+pub use backend::{Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError};
 
 use crate::chunk::Digest;
 use crate::version::{ModelName, Version};
@@ -169,6 +169,15 @@ pub struct Remote {
     conditional_writes: bool,
 }
 
+/// Content type stored with an object (some stores and emulators require one).
+fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    }
+}
+
 /// Object key of a chunk.
 pub fn chunk_key(id: &Digest) -> String {
     let hex = id.to_hex();
@@ -271,7 +280,8 @@ impl Remote {
     /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
     pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.retrying("write", key, || async {
-            self.op.write(key, data.clone()).await.map(|_| ())
+            let w = self.op.write_with(key, data.clone());
+            w.content_type(content_type(key)).await.map(|_| ())
         })
         .await
     }
@@ -288,7 +298,10 @@ impl Remote {
             let r = self
                 .retrying("create", key, || async {
                     let w = self.op.write_with(key, data.clone());
-                    w.if_not_exists(self.conditional_writes).await.map(|_| ())
+                    w.if_not_exists(self.conditional_writes)
+                        .content_type(content_type(key))
+                        .await
+                        .map(|_| ())
                 })
                 .await;
             match r {

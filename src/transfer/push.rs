@@ -79,6 +79,7 @@ pub async fn push(
 
     let stats = Arc::new(Stats::default());
     let files = upload_all(remote, sources, req.chunking, known, opts, &stats).await?;
+    Stats::add(&stats.files_done, files.len() as u64);
 
     let m = build_manifest(req, files);
     match remote.create_only(&key, Bytes::from(m.to_json())).await {
@@ -139,13 +140,16 @@ async fn upload_all(
     drop(tx);
 
     let seen = Mutex::new(known);
-    let uploads = tokio_stream_of(rx)
-        .map(|item| async {
-            let enc = item?;
-            upload_chunk(remote, enc, &seen, opts, stats).await
-        })
-        .buffer_unordered(opts.jobs.max(1));
-    let mut uploads = std::pin::pin!(uploads);
+    // Boxed, not pinned on the stack, so that dropping it really drops the receiver: that
+    // closes the channel, which stops the chunk workers when an upload failed.
+    let mut uploads = Box::pin(
+        tokio_stream_of(rx)
+            .map(|item| async {
+                let enc = item?;
+                upload_chunk(remote, enc, &seen, opts, stats).await
+            })
+            .buffer_unordered(opts.jobs.max(1)),
+    );
     let mut failure = None;
     while let Some(r) = uploads.next().await {
         if let Err(e) = r {
@@ -153,7 +157,6 @@ async fn upload_all(
             break;
         }
     }
-    // Dropping the stream closes the channel, which stops the workers on failure.
     drop(uploads);
     let mut entries: Vec<(usize, FileEntry)> = Vec::with_capacity(n_files);
     for h in handles {
