@@ -6,11 +6,15 @@
 //! - [`chunk`], [`manifest`], [`version`]: formats and rules, no I/O;
 //! - [`remote`]: the vault layout on a store, over OpenDAL; [`cache`]: the local cache;
 //! - [`transfer`]: push and pull pipelines; [`vault`]: the operations users run;
+//! - [`lifecycle`]: aliases and rollback, verify, gc, prune, usage (over a [`vault::Vault`]);
 //! - [`cli`]: the command line (nothing else depends on it).
 
+pub mod audit;
 pub mod cache;
 pub mod chunk;
 pub mod cli;
+pub mod config;
+pub mod lifecycle;
 pub mod manifest;
 pub mod remote;
 pub mod transfer;

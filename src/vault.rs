@@ -75,6 +75,7 @@ impl Vault {
         let offline = lookup == Lookup::Offline;
         let version = match &r.selector {
             Selector::Exact(v) => v.clone(),
+            Selector::Alias(a) if !offline => crate::lifecycle::alias_target(self, &r.name, a).await?,
             sel => {
                 let available = if offline {
                     self.cache.cached_versions(&self.remote_id, &r.name)

@@ -13,6 +13,7 @@ use super::output::{self, note};
 use super::local::{CacheDefaults, cache_cmd, run_models};
 use super::{Cli, Command, Global, TransferArgs, exit};
 use crate::cache::Cache;
+use crate::config::Config;
 use crate::chunk::ChunkParams;
 use crate::manifest::Manifest;
 use crate::remote::{Remote, RemoteSpec};
@@ -42,6 +43,9 @@ pub struct PushArgs {
     /// Push every immediate sub-directory or file of DIR as its own model, named after it.
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
+    /// Push to every enabled provider of the config file (see also --provider a,b).
+    #[arg(long)]
+    pub all_providers: bool,
     /// Semantic version, e.g. 1.0.0 or v1.0.0.
     #[arg(long = "version", short = 'V', value_name = "VERSION")]
     pub version: String,
@@ -107,8 +111,24 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Run(a) => run_models(g, a).await,
         Command::Cache { action } => {
             let cache = Cache::open(&cache_root(g))?;
-            cache_cmd(g, action, &cache, CacheDefaults::default())
+            let c = load_config(g)?;
+            let defaults = CacheDefaults {
+                max_size_bytes: c.cache.max_size_bytes,
+                ttl_secs: c.cache.ttl_secs,
+            };
+            cache_cmd(g, action, &cache, defaults)
         }
+        Command::Remotes => super::ops::remotes(g, &load_config(g)?),
+        Command::Sync(a) => super::ops::sync(g, a).await,
+        Command::Alias { action } => super::ops::alias(g, action).await,
+        Command::Rollback { name, alias } => super::ops::rollback(g, name, alias).await,
+        Command::Verify { model, sample } => super::ops::verify(g, model.as_deref(), *sample).await,
+        Command::Gc { dry_run, grace } => super::ops::gc(g, *dry_run, grace).await,
+        Command::Prune { name, keep, dry_run, grace } => {
+            super::ops::prune(g, name, *keep, *dry_run, grace).await
+        }
+        Command::Usage => super::ops::usage_cmd(g).await,
+
     }
 }
 
@@ -148,18 +168,26 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// Resolves `--remote` into a spec: a URL or path, or the default local vault.
-fn remote_spec(remote: Option<&str>) -> Result<RemoteSpec> {
+/// Loads the config file (`-c`, `MVAULT_CONFIG`, or the search order of the contract).
+pub(super) fn load_config(g: &Global) -> Result<Config> {
+    Ok(Config::load(g.config.as_deref())?)
+}
+
+/// Whether `--remote` names a URL or path rather than a config provider.
+fn is_url_or_path(r: &str) -> bool {
+    r.contains("://") || r.contains('/') || r.starts_with('.')
+}
+
+/// Resolves a remote: a URL or path, a provider of the config file, the config's default
+/// provider, or the default local vault.
+pub(super) fn remote_spec(remote: Option<&str>, config: &Config) -> Result<RemoteSpec> {
     let spec = match remote.filter(|r| !r.is_empty()) {
-        Some(r) if r.contains("://") || r.contains('/') || r.starts_with('.') => {
-            RemoteSpec::parse_url(r)?
-        }
-        Some(r) => {
-            return Err(usage(format!(
-                "unknown remote {r:?}: give a URL such as s3://bucket/prefix, a local path, or a provider defined in the config file"
-            )));
-        }
-        None => RemoteSpec::local(&data_dir().join("vault")),
+        Some(r) if is_url_or_path(r) => RemoteSpec::parse_url(r)?,
+        Some(name) => config.spec(name).map_err(|e| usage(e.to_string()))?,
+        None => match config.default_spec() {
+            Some(spec) => spec.map_err(|e| usage(e.to_string()))?,
+            None => RemoteSpec::local(&data_dir().join("vault")),
+        },
     };
     output::register_secrets(spec.secrets());
     Ok(spec)
@@ -171,14 +199,20 @@ fn cache_root(g: &Global) -> PathBuf {
         .unwrap_or_else(|| xdg_dir("XDG_CACHE_HOME", ".cache").join("mvault"))
 }
 
-fn open_vault(g: &Global) -> Result<Vault> {
+pub(super) fn open_vault(g: &Global) -> Result<Vault> {
     open_vault_at(g, g.remote.as_deref())
 }
 
 /// Opens the vault at `remote` (a URL, path or provider; None: the default).
 pub(super) fn open_vault_at(g: &Global, remote: Option<&str>) -> Result<Vault> {
-    let spec = remote_spec(remote)?;
-    let remote = Remote::open(&spec)?;
+    let config = load_config(g)?;
+    let spec = remote_spec(remote, &config)?;
+    vault_for(g, &spec)
+}
+
+/// Opens a vault for a resolved spec, with the cache.
+pub(super) fn vault_for(g: &Global, spec: &RemoteSpec) -> Result<Vault> {
+    let remote = Remote::open(spec)?;
     let cache = Cache::open(&cache_root(g))?;
     // The cache keys manifests by remote identity: the URL plus any custom endpoint.
     let identity = match spec.options.get("endpoint") {
@@ -189,20 +223,23 @@ pub(super) fn open_vault_at(g: &Global, remote: Option<&str>) -> Result<Vault> {
 }
 
 pub(super) fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferOptions> {
-    if t.jobs == 0 || t.jobs > 1024 {
+    let config = load_config(g)?;
+    let jobs = t
+        .jobs
+        .or(config.transfer.jobs)
+        .unwrap_or_else(transfer::default_jobs);
+    if jobs == 0 || jobs > 1024 {
         return Err(usage("--jobs must be between 1 and 1024"));
     }
     let rate = match &t.limit_rate {
-        Some(r) => Some(Arc::new(RateLimiter::new(
-            transfer::ratelimit::parse_rate(r).ok_or_else(|| {
-                usage(format!("invalid --limit-rate {r:?}: expected e.g. 50M, 800K"))
-            })?,
-        ))),
-        None => None,
+        Some(r) => Some(transfer::ratelimit::parse_rate(r).ok_or_else(|| {
+            usage(format!("invalid --limit-rate {r:?}: expected e.g. 50M, 800K"))
+        })?),
+        None => config.transfer.rate_limit_bytes_per_sec,
     };
     Ok(TransferOptions {
-        jobs: t.jobs,
-        rate,
+        jobs,
+        rate: rate.map(|r| Arc::new(RateLimiter::new(r))),
         progress: Progress::stderr_if_terminal(g.quiet || g.json),
     })
 }
@@ -251,35 +288,62 @@ fn models_in(dir: &Path) -> Result<Vec<(ModelName, PathBuf)>> {
     Ok(out)
 }
 
+/// The vaults a push goes to: `--all-providers`, a comma-separated `--remote/--provider`
+/// list, or the one remote.
+fn push_vaults(g: &Global, all: bool) -> Result<Vec<Vault>> {
+    let config = load_config(g)?;
+    let names: Vec<String> = match (all, g.remote.as_deref()) {
+        (true, _) => {
+            let enabled = config.enabled_providers();
+            if enabled.is_empty() {
+                return Err(usage("--all-providers: the config file has no enabled provider"));
+            }
+            enabled.iter().map(|p| p.name.clone()).collect()
+        }
+        (false, Some(r)) if r.contains(',') && !is_url_or_path(r) => {
+            r.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        }
+        (false, r) => return Ok(vec![vault_for(g, &remote_spec(r, &config)?)?]),
+    };
+    names
+        .iter()
+        .map(|n| vault_for(g, &remote_spec(Some(n), &config)?))
+        .collect()
+}
+
 async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
     let version: Version = a.version.parse()?;
-    let targets = match (&a.models_dir, &a.name) {
+    let models = match (&a.models_dir, &a.name) {
         (Some(dir), _) => models_in(dir)?.into_iter().map(|(n, p)| (n, vec![p])).collect(),
         (None, Some(n)) => vec![(n.parse::<ModelName>()?, a.paths.clone())],
         (None, None) => return Err(usage("--name is required unless --models-dir is given")),
     };
     let opts = transfer_options(g, &a.transfer)?;
-    let vault = open_vault(g)?;
-    let mut failures = 0;
-    let mut results = Vec::new();
-    let bulk = targets.len() > 1;
-    let runs = futures::stream::iter(targets)
-        .map(|(name, paths)| {
-            let (vault, opts, version) = (&vault, &opts, &version);
+    let vaults = push_vaults(g, a.all_providers)?;
+    let jobs: Vec<(&Vault, ModelName, Vec<PathBuf>)> = vaults
+        .iter()
+        .flat_map(|v| models.iter().map(move |(n, p)| (v, n.clone(), p.clone())))
+        .collect();
+    let bulk = jobs.len() > 1;
+    let runs = futures::stream::iter(jobs)
+        .map(|(vault, name, paths)| {
+            let (opts, version) = (&opts, &version);
             async move {
                 let r = push_one(g, a, vault, opts, name.clone(), version.clone(), paths).await;
-                (name, r)
+                (vault.remote().name().to_string(), name, r)
             }
         })
         .buffer_unordered(4);
     let mut runs = std::pin::pin!(runs);
-    while let Some((name, r)) = runs.next().await {
+    let (mut results, mut failure) = (Vec::new(), None);
+    while let Some((remote, name, r)) = runs.next().await {
         match r {
             Ok(v) => results.push(v),
             Err(e) if bulk => {
-                failures += 1;
-                eprintln!("mvault: {name}: {}", output::scrub(&format!("{e:#}")));
-                results.push(json!({"model_name": name.as_str(), "error": format!("{e:#}")}));
+                let msg = output::scrub(&format!("{e:#}"));
+                eprintln!("mvault: {name} on {remote}: {msg}");
+                results.push(json!({"model_name": name.as_str(), "remote": remote, "error": msg}));
+                failure = failure.or(Some(super::exit_code(&e)));
             }
             Err(e) => return Err(e),
         }
@@ -291,7 +355,7 @@ async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             output::json(&results[0])?;
         }
     }
-    Ok(if failures > 0 { exit::FAILURE } else { exit::OK })
+    Ok(failure.unwrap_or(exit::OK))
 }
 
 /// Pushes one model; returns its JSON summary (and prints the human one).

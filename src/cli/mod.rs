@@ -7,6 +7,7 @@
 
 mod commands;
 mod local;
+mod ops;
 mod output;
 
 use std::path::PathBuf;
@@ -73,9 +74,9 @@ pub struct Global {
 /// Transfer tuning shared by push, pull and sync.
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
-    /// Requests in flight at once, across all files.
-    #[arg(short, long, default_value_t = transfer::default_jobs())]
-    pub jobs: usize,
+    /// Requests in flight at once, across all files [default: transfer.jobs, else 16].
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
 
     /// Cap on combined transfer speed, e.g. 50M (MiB/s), 800K.
     #[arg(long, value_name = "RATE")]
@@ -117,6 +118,54 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// List the providers of the config file (secrets masked).
+    Remotes,
+    /// Copy versions another remote lacks: chunks first, manifests last (create-only).
+    Sync(ops::SyncArgs),
+    /// Set or list aliases (production, staging...): `alias set NAME@VERSION ALIAS`.
+    Alias {
+        #[command(subcommand)]
+        action: ops::AliasAction,
+    },
+    /// Move an alias back to its previous target.
+    Rollback {
+        /// Model name.
+        name: String,
+        /// Alias to move back.
+        alias: String,
+    },
+    /// Re-read remote chunks and check their hashes (exit 5 on damage).
+    Verify {
+        /// NAME or NAME@VERSION (default: every version of every model).
+        model: Option<String>,
+        /// Check only this fraction of the chunks (0 < P <= 1).
+        #[arg(long, value_name = "P")]
+        sample: Option<f64>,
+    },
+    /// Delete chunks no version refers to (older than the grace period).
+    Gc {
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced chunks younger than this (protects running pushes), e.g. 24h.
+        #[arg(long, default_value = "24h", value_name = "AGE")]
+        grace: String,
+    },
+    /// Remove all but the newest N versions of a model (never an aliased one), then gc.
+    Prune {
+        /// Model name.
+        name: String,
+        /// Versions to keep.
+        #[arg(long)]
+        keep: usize,
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period of the gc that follows.
+        #[arg(long, default_value = "24h", value_name = "AGE")]
+        grace: String,
+    },
+    /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
+    Usage,
 }
 
 #[derive(Debug, Subcommand)]

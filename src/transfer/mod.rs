@@ -9,6 +9,7 @@ mod progress;
 pub mod pull;
 mod push;
 pub mod ratelimit;
+mod sync;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ pub use progress::Progress;
 pub use pull::{PullOutcome, PullRequest, pull};
 pub use push::{PushRequest, push};
 pub use ratelimit::RateLimiter;
+pub use sync::{SyncReport, sync};
 
 use crate::manifest;
 use crate::remote;

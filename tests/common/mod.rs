@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use std::process::Command;
 use mvault::remote::RemoteSpec;
 use opendal::Operator;
+use std::process::Command;
 use tempfile::TempDir;
 
 /// The stores the behaviour suite runs against.
@@ -32,7 +32,7 @@ impl Backend {
         match self {
             Backend::Fs => 200 << 20,
             Backend::S3 => 200 << 20,
-            Backend::Gcs | Backend::Azblob => 48 << 20,
+            Backend::Gcs | Backend::Azblob => 64 << 20,
         }
     }
 }
@@ -98,8 +98,13 @@ impl Env {
                 let container = required("MVAULT_TEST_AZBLOB_CONTAINER");
                 let url = format!("az://{container}/{prefix}");
                 let mut spec = RemoteSpec::parse_url(&url).unwrap();
-                spec.options.insert("connection_string".into(), conn.clone());
-                (url, vec![("AZURE_STORAGE_CONNECTION_STRING".into(), conn)], spec)
+                spec.options
+                    .insert("connection_string".into(), conn.clone());
+                (
+                    url,
+                    vec![("AZURE_STORAGE_CONNECTION_STRING".into(), conn)],
+                    spec,
+                )
             }
         };
         spec.label = None;
@@ -256,7 +261,10 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let (la, lb) = (list(a), list(b));
     assert_eq!(la, lb, "file lists differ");
     for rel in la {
-        let (x, y) = (std::fs::read(a.join(&rel)).unwrap(), std::fs::read(b.join(&rel)).unwrap());
+        let (x, y) = (
+            std::fs::read(a.join(&rel)).unwrap(),
+            std::fs::read(b.join(&rel)).unwrap(),
+        );
         assert!(x == y, "{} differs", rel.display());
     }
 }
@@ -265,7 +273,9 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let t = e.file_type().unwrap();
             if t.is_dir() {

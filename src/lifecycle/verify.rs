@@ -1,0 +1,271 @@
+//! `verify`: re-read remote chunks and check them against their names.
+//!
+//! Every distinct chunk referenced by the selected versions is read once (at most
+//! [`JOBS`](super::JOBS) at a time), decoded and hashed on the blocking pool. A chunk that is
+//! absent is *missing*; one whose header, length, payload or BLAKE3 hash is wrong is
+//! *damaged*. For each, the report names the versions and files it breaks. Manifests that
+//! cannot be parsed are reported too. Only remote failures (unreachable, denied) are errors.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::{JOBS, all_versions, each_manifest};
+use crate::chunk::{self, DecodeError, Digest};
+use crate::remote::{ErrorKind, Remote, chunk_key};
+use crate::transfer::{Error, Result, cpu};
+use crate::vault::Vault;
+use crate::version::{ModelName, Version};
+
+/// What is wrong with a chunk object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Damage {
+    /// No object at the chunk's key.
+    Missing,
+    /// The plaintext does not hash to the chunk's name.
+    HashMismatch,
+    /// The object is shorter than its header says (or shorter than a header).
+    Truncated,
+    /// Bad magic number, unknown codec or an impossible declared length.
+    BadHeader,
+    /// The compressed payload does not decompress.
+    CorruptPayload,
+}
+
+impl Damage {
+    fn of(e: &DecodeError) -> Damage {
+        match e {
+            DecodeError::Truncated(_) | DecodeError::LengthMismatch { .. } => Damage::Truncated,
+            DecodeError::BadMagic | DecodeError::UnknownCodec(_) | DecodeError::TooLarge(_) => {
+                Damage::BadHeader
+            }
+            DecodeError::Decompress(_) => Damage::CorruptPayload,
+            DecodeError::HashMismatch { .. } => Damage::HashMismatch,
+        }
+    }
+}
+
+/// A version that needs a bad chunk, and which of its files do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkUse {
+    /// `name@version`.
+    pub version: String,
+    /// Paths of the files that contain the chunk.
+    pub files: Vec<String>,
+}
+
+/// A missing or damaged chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkProblem {
+    pub chunk: Digest,
+    pub key: String,
+    pub damage: Damage,
+    /// Human-readable detail (the decoder's message).
+    pub detail: String,
+    /// Selected versions that need the chunk, sorted.
+    pub used_by: Vec<ChunkUse>,
+}
+
+/// A manifest that could not be read as a valid manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManifestProblem {
+    /// `name@version`.
+    pub version: String,
+    pub detail: String,
+}
+
+/// Outcome of [`verify`] (`verify --json` prints it).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Versions whose manifest was read and parsed.
+    pub versions_checked: u64,
+    /// Distinct chunks those versions reference.
+    pub chunks_referenced: u64,
+    /// Chunks actually read (fewer than referenced when sampling).
+    pub chunks_checked: u64,
+    /// Stored bytes read.
+    pub bytes_read: u64,
+    /// The sampled fraction, if sampling.
+    pub sample: Option<f64>,
+    pub missing: Vec<ChunkProblem>,
+    pub damaged: Vec<ChunkProblem>,
+    pub bad_manifests: Vec<ManifestProblem>,
+    /// `name@version` of every version found broken, sorted.
+    pub broken_versions: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is missing or damaged (exit 0 rather than 5).
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty() && self.damaged.is_empty() && self.bad_manifests.is_empty()
+    }
+}
+
+/// Verifies one version (`name` and `version`), all versions of `name` (`version` = None), or
+/// every version in the vault (both None). `sample` = P in (0, 1] checks each distinct chunk
+/// with probability P. `NotFound` if an explicitly named model or version does not exist.
+pub async fn verify(
+    vault: &Vault,
+    name: Option<&ModelName>,
+    version: Option<&Version>,
+    sample: Option<f64>,
+) -> Result<VerifyReport> {
+    if let Some(p) = sample
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return Err(Error::Input(format!(
+            "sample fraction {p} must be in (0, 1]"
+        )));
+    }
+    let explicit = version.is_some();
+    let selected = select(vault, name, version).await?;
+    let mut report = VerifyReport {
+        sample,
+        ..Default::default()
+    };
+    let mut chunks = HashSet::new();
+    let mut good = Vec::new();
+    each_manifest(vault, selected, |n, v, r| {
+        match r {
+            Ok(m) => {
+                chunks.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id)));
+                good.push((n, v));
+            }
+            Err(Error::Integrity(detail)) => report.bad_manifests.push(ManifestProblem {
+                version: format!("{n}@{v}"),
+                detail,
+            }),
+            Err(Error::NotFound(_)) if !explicit => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    })
+    .await?;
+    report.versions_checked = good.len() as u64;
+    report.chunks_referenced = chunks.len() as u64;
+    let mut ids: Vec<Digest> = chunks.into_iter().collect();
+    ids.sort();
+    if let Some(p) = sample {
+        ids.retain(|_| fastrand::f64() < p);
+    }
+    report.chunks_checked = ids.len() as u64;
+    check_chunks(vault.remote(), ids, &mut report).await?;
+    attribute(vault, good, &mut report).await?;
+    Ok(report)
+}
+
+/// The versions to verify, sorted.
+async fn select(
+    vault: &Vault,
+    name: Option<&ModelName>,
+    version: Option<&Version>,
+) -> Result<Vec<(ModelName, Version)>> {
+    match (name, version) {
+        (Some(n), Some(v)) => Ok(vec![(n.clone(), v.clone())]),
+        (Some(n), None) => Ok(vault
+            .versions(n)
+            .await?
+            .into_iter()
+            .map(|v| (n.clone(), v))
+            .collect()),
+        (None, None) => all_versions(vault.remote()).await,
+        (None, Some(v)) => Err(Error::Input(format!(
+            "verify: version {v} needs a model name"
+        ))),
+    }
+}
+
+/// Reads and decodes `ids`, [`JOBS`] at a time, recording problems in `report`.
+async fn check_chunks(remote: &Remote, ids: Vec<Digest>, report: &mut VerifyReport) -> Result<()> {
+    let results: Vec<(u64, Option<ChunkProblem>)> = futures::stream::iter(ids)
+        .map(|id| check_chunk(remote, id))
+        .buffer_unordered(JOBS)
+        .try_collect()
+        .await?;
+    for (bytes, problem) in results {
+        report.bytes_read += bytes;
+        match problem {
+            Some(p) if p.damage == Damage::Missing => report.missing.push(p),
+            Some(p) => report.damaged.push(p),
+            None => {}
+        }
+    }
+    report.missing.sort_by_key(|p| p.chunk);
+    report.damaged.sort_by_key(|p| p.chunk);
+    Ok(())
+}
+
+/// Reads one chunk and checks it: (stored bytes read, problem if any).
+async fn check_chunk(remote: &Remote, id: Digest) -> Result<(u64, Option<ChunkProblem>)> {
+    let problem = |damage, detail: String| ChunkProblem {
+        chunk: id,
+        key: chunk_key(&id),
+        damage,
+        detail,
+        used_by: Vec::new(),
+    };
+    let stored = match remote.read_chunk(&id).await {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Ok((0, Some(problem(Damage::Missing, "not found".into()))));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let n = stored.len() as u64;
+    let bad = cpu(move || chunk::decode(&id, &stored).err()).await;
+    Ok((n, bad.map(|e| problem(Damage::of(&e), e.to_string()))))
+}
+
+/// Fills `used_by` and `broken_versions`, re-reading the manifests of `versions` only when
+/// something is wrong (so a clean run holds no manifest in memory).
+async fn attribute(
+    vault: &Vault,
+    versions: Vec<(ModelName, Version)>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let mut broken: BTreeSet<String> = report
+        .bad_manifests
+        .iter()
+        .map(|p| p.version.clone())
+        .collect();
+    let bad: HashSet<Digest> = report
+        .missing
+        .iter()
+        .chain(&report.damaged)
+        .map(|p| p.chunk)
+        .collect();
+    if !bad.is_empty() {
+        let mut uses: BTreeMap<Digest, Vec<ChunkUse>> = BTreeMap::new();
+        each_manifest(vault, versions, |n, v, r| {
+            let Some(m) = super::present(r)? else {
+                return Ok(());
+            };
+            let mut files: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+            for f in &m.files {
+                for c in f.chunks.iter().filter(|c| bad.contains(&c.id)) {
+                    let paths = files.entry(c.id).or_default();
+                    if paths.last() != Some(&f.path) {
+                        paths.push(f.path.clone());
+                    }
+                }
+            }
+            for (id, files) in files {
+                uses.entry(id).or_default().push(ChunkUse {
+                    version: format!("{n}@{v}"),
+                    files,
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        for p in report.missing.iter_mut().chain(report.damaged.iter_mut()) {
+            p.used_by = uses.remove(&p.chunk).unwrap_or_default();
+            p.used_by.sort_by(|a, b| a.version.cmp(&b.version));
+            broken.extend(p.used_by.iter().map(|u| u.version.clone()));
+        }
+    }
+    report.broken_versions = broken.into_iter().collect();
+    Ok(())
+}
