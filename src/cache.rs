@@ -78,7 +78,10 @@ impl Cache {
 
     fn sharded(&self, dir: &str, d: &Digest, ext: &str) -> PathBuf {
         let hex = d.to_hex();
-        self.root.join(dir).join(&hex[..2]).join(format!("{hex}{ext}"))
+        self.root
+            .join(dir)
+            .join(&hex[..2])
+            .join(format!("{hex}{ext}"))
     }
 
     /// Path of the blob with digest `d` (it may not exist).
@@ -93,11 +96,9 @@ impl Cache {
 
     /// A fresh temporary path under `tmp/`, unique to this process and call.
     pub fn temp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(format!(
-            "{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ))
+        self.root
+            .join("tmp")
+            .join(format!("{}-{:016x}", std::process::id(), fastrand::u64(..)))
     }
 
     /// Moves a verified temporary file into place as blob `d`, read-only.
@@ -163,7 +164,11 @@ impl Cache {
 
     /// Cached versions of a model from a remote (for `--offline` resolution).
     pub fn cached_versions(&self, remote_id: &str, name: &ModelName) -> Vec<Version> {
-        let dir = self.root.join("manifests").join(remote_id).join(name.as_str());
+        let dir = self
+            .root
+            .join("manifests")
+            .join(remote_id)
+            .join(name.as_str());
         let Ok(rd) = fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -204,7 +209,8 @@ impl Cache {
                 continue;
             };
             for f in &m.files {
-                if !f.chunks.iter().any(|c| wanted.contains(&c.id)) || !self.has_blob(&f.digest, f.size)
+                if !f.chunks.iter().any(|c| wanted.contains(&c.id))
+                    || !self.has_blob(&f.digest, f.size)
                 {
                     continue;
                 }
@@ -408,7 +414,9 @@ impl Cache {
                         total = total.saturating_sub(v.cached_bytes);
                         continue;
                     }
-                    None => report.in_use.push(format!("{}@{}", v.model_name, v.version)),
+                    None => report
+                        .in_use
+                        .push(format!("{}@{}", v.model_name, v.version)),
                 }
             }
             keep.push(v);
@@ -425,7 +433,9 @@ impl Cache {
             ) {
                 let _ = fs::remove_dir_all(self.snapshot_dir(&v.remote_id, &name, &ver));
             }
-            report.versions_removed.push(format!("{}@{}", v.model_name, v.version));
+            report
+                .versions_removed
+                .push(format!("{}@{}", v.model_name, v.version));
         }
         self.sweep_blobs(&kept, &mut report);
         self.clear_tmp(std::time::Duration::from_secs(3600));

@@ -1719,5 +1719,4 @@ cloud_storage:
             "a merged key falls back to its mapping"
         );
     }
-
 }

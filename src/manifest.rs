@@ -26,7 +26,9 @@ pub const FORMAT: u32 = 1;
 pub enum Error {
     #[error("manifest is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("manifest format {0} is not supported by this mvault (supports {FORMAT}); upgrade mvault")]
+    #[error(
+        "manifest format {0} is not supported by this mvault (supports {FORMAT}); upgrade mvault"
+    )]
     UnsupportedFormat(u32),
     #[error("manifest has an unsafe file path {path:?}: {reason}")]
     UnsafePath { path: String, reason: &'static str },
@@ -314,7 +316,14 @@ mod tests {
 
     #[test]
     fn accepts_normal_paths() {
-        for p in ["model.pt", "a/b/c.bin", "weird name.json", "..x", "x..", "a/.hidden"] {
+        for p in [
+            "model.pt",
+            "a/b/c.bin",
+            "weird name.json",
+            "..x",
+            "x..",
+            "a/.hidden",
+        ] {
             validate_path(p).unwrap_or_else(|e| panic!("{p}: {e}"));
         }
     }

@@ -75,7 +75,9 @@ impl Vault {
         let offline = lookup == Lookup::Offline;
         let version = match &r.selector {
             Selector::Exact(v) => v.clone(),
-            Selector::Alias(a) if !offline => crate::lifecycle::alias_target(self, &r.name, a).await?,
+            Selector::Alias(a) if !offline => {
+                crate::lifecycle::alias_target(self, &r.name, a).await?
+            }
             sel => {
                 let available = if offline {
                     self.cache.cached_versions(&self.remote_id, &r.name)
@@ -83,8 +85,15 @@ impl Vault {
                     self.versions(&r.name).await?
                 };
                 sel.pick(&available).cloned().ok_or_else(|| {
-                    let place = if offline { "the local cache (offline)" } else { self.remote.name() };
-                    Error::NotFound(format!("no version of {} matching {} in {place}", r.name, sel))
+                    let place = if offline {
+                        "the local cache (offline)"
+                    } else {
+                        self.remote.name()
+                    };
+                    Error::NotFound(format!(
+                        "no version of {} matching {} in {place}",
+                        r.name, sel
+                    ))
                 })?
             }
         };
@@ -92,7 +101,12 @@ impl Vault {
     }
 
     /// The manifest of an exact version, from the cache when `lookup` allows.
-    pub async fn manifest(&self, name: &ModelName, version: &Version, lookup: Lookup) -> Result<Manifest> {
+    pub async fn manifest(
+        &self,
+        name: &ModelName,
+        version: &Version,
+        lookup: Lookup,
+    ) -> Result<Manifest> {
         if lookup != Lookup::Remote
             && let Some(m) = self.cache.load_manifest(&self.remote_id, name, version)
         {
@@ -114,29 +128,46 @@ impl Vault {
         let bytes = match self.remote.read(&key).await {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("{name}@{version} on {}", self.remote.name())));
+                return Err(Error::NotFound(format!(
+                    "{name}@{version} on {}",
+                    self.remote.name()
+                )));
             }
             Err(e) => return Err(e.into()),
         };
-        let m = Manifest::from_json(&bytes).map_err(|e| {
-            Error::Integrity(format!("manifest of {name}@{version} ({key}): {e}"))
-        })?;
+        let m = Manifest::from_json(&bytes)
+            .map_err(|e| Error::Integrity(format!("manifest of {name}@{version} ({key}): {e}")))?;
         m.expect_identity(name, version)
             .map_err(|e| Error::Integrity(format!("{key}: {e}")))?;
         Ok(m)
     }
 
     /// Pushes a version (see [`transfer::push`]).
-    pub async fn push(&self, req: &PushRequest, opts: &TransferOptions) -> Result<(Manifest, Summary)> {
+    pub async fn push(
+        &self,
+        req: &PushRequest,
+        opts: &TransferOptions,
+    ) -> Result<(Manifest, Summary)> {
         transfer::push(&self.remote, req, opts).await
     }
 
     /// Pulls a resolved version into `req.target`; `offline` uses the cache only.
     /// The version is pinned in the cache for the duration, so `cache prune` leaves it alone.
-    pub async fn pull(&self, req: &PullRequest, opts: &TransferOptions, offline: bool) -> Result<PullOutcome> {
+    pub async fn pull(
+        &self,
+        req: &PullRequest,
+        opts: &TransferOptions,
+        offline: bool,
+    ) -> Result<PullOutcome> {
         let m = &req.manifest;
-        let name: ModelName = m.model_name.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
-        let v: Version = m.version.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
+        let name: ModelName = m
+            .model_name
+            .parse()
+            .map_err(|e| Error::Integrity(format!("{e}")))?;
+        let v: Version = m
+            .version
+            .parse()
+            .map_err(|e| Error::Integrity(format!("{e}")))?;
         let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
         let remote = (!offline).then_some(&self.remote);
         transfer::pull(remote, &self.cache, req, opts).await
@@ -144,8 +175,14 @@ impl Vault {
 
     /// Default pull target of a version: its snapshot directory in the cache.
     pub fn snapshot_dir(&self, m: &Manifest) -> Result<std::path::PathBuf> {
-        let name: ModelName = m.model_name.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
-        let v: Version = m.version.parse().map_err(|e| Error::Integrity(format!("{e}")))?;
+        let name: ModelName = m
+            .model_name
+            .parse()
+            .map_err(|e| Error::Integrity(format!("{e}")))?;
+        let v: Version = m
+            .version
+            .parse()
+            .map_err(|e| Error::Integrity(format!("{e}")))?;
         Ok(self.cache.snapshot_dir(&self.remote_id, &name, &v))
     }
 
@@ -153,7 +190,10 @@ impl Vault {
     pub async fn rm(&self, name: &ModelName, version: &Version) -> Result<()> {
         let key = manifest_key(name, version);
         if self.remote.size_of(&key).await?.is_none() {
-            return Err(Error::NotFound(format!("{name}@{version} on {}", self.remote.name())));
+            return Err(Error::NotFound(format!(
+                "{name}@{version} on {}",
+                self.remote.name()
+            )));
         }
         self.remote.delete(&key).await?;
         Ok(())

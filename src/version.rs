@@ -19,7 +19,9 @@ pub enum Error {
     Version(String),
     #[error("invalid alias {0:?}: use 1-64 characters from a-z 0-9 . _ -, starting with a letter")]
     Alias(String),
-    #[error("invalid version selector {0:?}: expected a version, a range like ^1.2, latest or an alias")]
+    #[error(
+        "invalid version selector {0:?}: expected a version, a range like ^1.2, latest or an alias"
+    )]
     Selector(String),
 }
 
@@ -253,7 +255,16 @@ mod tests {
         for ok in ["bert", "eitp_gpt2", "SEG_M2F_1.x", "a", &"x".repeat(128)] {
             assert!(ok.parse::<ModelName>().is_ok(), "{ok}");
         }
-        for bad in ["", "-x", ".hidden", "a/b", "a b", "..", "é", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "-x",
+            ".hidden",
+            "a/b",
+            "a b",
+            "..",
+            "é",
+            &"x".repeat(129),
+        ] {
             assert!(bad.parse::<ModelName>().is_err(), "{bad}");
         }
     }
@@ -282,7 +293,14 @@ mod tests {
         let shown: Vec<String> = vs.iter().map(|x| x.to_string()).collect();
         assert_eq!(
             shown,
-            ["0.9.12", "1.0.0-alpha", "v1.0.0-rc.1", "1.0.0", "1.2.0", "v1.10.0"]
+            [
+                "0.9.12",
+                "1.0.0-alpha",
+                "v1.0.0-rc.1",
+                "1.0.0",
+                "1.2.0",
+                "v1.10.0"
+            ]
         );
     }
 
@@ -311,7 +329,10 @@ mod tests {
         let r: ModelRef = "bert@v1.2.0".parse().unwrap();
         assert_eq!(r.name.as_str(), "bert");
         assert_eq!(r.selector, Selector::Exact(v("1.2.0")));
-        assert_eq!("bert".parse::<ModelRef>().unwrap().selector, Selector::Latest);
+        assert_eq!(
+            "bert".parse::<ModelRef>().unwrap().selector,
+            Selector::Latest
+        );
         assert!(matches!(
             "bert@production".parse::<ModelRef>().unwrap().selector,
             Selector::Alias(_)

@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use clap::Args;
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::output::{self, note};
 use super::local::{CacheDefaults, cache_cmd, run_models};
+use super::output::{self, note};
 use super::{Cli, Command, Global, TransferArgs, exit};
 use crate::cache::Cache;
-use crate::config::Config;
 use crate::chunk::ChunkParams;
+use crate::config::Config;
 use crate::manifest::Manifest;
 use crate::remote::{Remote, RemoteSpec};
 use crate::transfer::pull::LinkMode;
@@ -38,7 +38,12 @@ pub struct PushArgs {
     #[arg(required_unless_present = "models_dir", conflicts_with = "models_dir")]
     pub paths: Vec<PathBuf>,
     /// Model name: letters, digits, '.', '_', '-'.
-    #[arg(short, long, required_unless_present = "models_dir", conflicts_with = "models_dir")]
+    #[arg(
+        short,
+        long,
+        required_unless_present = "models_dir",
+        conflicts_with = "models_dir"
+    )]
     pub name: Option<String>,
     /// Push every immediate sub-directory or file of DIR as its own model, named after it.
     #[arg(long, value_name = "DIR")]
@@ -124,11 +129,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Rollback { name, alias } => super::ops::rollback(g, name, alias).await,
         Command::Verify { model, sample } => super::ops::verify(g, model.as_deref(), *sample).await,
         Command::Gc { dry_run, grace } => super::ops::gc(g, *dry_run, grace).await,
-        Command::Prune { name, keep, dry_run, grace } => {
-            super::ops::prune(g, name, *keep, *dry_run, grace).await
-        }
+        Command::Prune {
+            name,
+            keep,
+            dry_run,
+            grace,
+        } => super::ops::prune(g, name, *keep, *dry_run, grace).await,
         Command::Usage => super::ops::usage_cmd(g).await,
-
+        Command::Stats(a) => super::ops::stats(g, a),
     }
 }
 
@@ -151,7 +159,7 @@ pub struct RunArgs {
 }
 
 /// `$XDG_DATA_HOME/mvault`, else `~/.local/share/mvault`.
-pub fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share").join("mvault")
 }
 
@@ -212,6 +220,7 @@ pub(super) fn open_vault_at(g: &Global, remote: Option<&str>) -> Result<Vault> {
 
 /// Opens a vault for a resolved spec, with the cache.
 pub(super) fn vault_for(g: &Global, spec: &RemoteSpec) -> Result<Vault> {
+    super::audit_trail::note_remote(&spec.display_name());
     let remote = Remote::open(spec)?;
     let cache = Cache::open(&cache_root(g))?;
     // The cache keys manifests by remote identity: the URL plus any custom endpoint.
@@ -233,7 +242,9 @@ pub(super) fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferO
     }
     let rate = match &t.limit_rate {
         Some(r) => Some(transfer::ratelimit::parse_rate(r).ok_or_else(|| {
-            usage(format!("invalid --limit-rate {r:?}: expected e.g. 50M, 800K"))
+            usage(format!(
+                "invalid --limit-rate {r:?}: expected e.g. 50M, 800K"
+            ))
         })?),
         None => config.transfer.rate_limit_bytes_per_sec,
     };
@@ -296,13 +307,17 @@ fn push_vaults(g: &Global, all: bool) -> Result<Vec<Vault>> {
         (true, _) => {
             let enabled = config.enabled_providers();
             if enabled.is_empty() {
-                return Err(usage("--all-providers: the config file has no enabled provider"));
+                return Err(usage(
+                    "--all-providers: the config file has no enabled provider",
+                ));
             }
             enabled.iter().map(|p| p.name.clone()).collect()
         }
-        (false, Some(r)) if r.contains(',') && !is_url_or_path(r) => {
-            r.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
-        }
+        (false, Some(r)) if r.contains(',') && !is_url_or_path(r) => r
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         (false, r) => return Ok(vec![vault_for(g, &remote_spec(r, &config)?)?]),
     };
     names
@@ -314,7 +329,10 @@ fn push_vaults(g: &Global, all: bool) -> Result<Vec<Vault>> {
 async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
     let version: Version = a.version.parse()?;
     let models = match (&a.models_dir, &a.name) {
-        (Some(dir), _) => models_in(dir)?.into_iter().map(|(n, p)| (n, vec![p])).collect(),
+        (Some(dir), _) => models_in(dir)?
+            .into_iter()
+            .map(|(n, p)| (n, vec![p]))
+            .collect(),
         (None, Some(n)) => vec![(n.parse::<ModelName>()?, a.paths.clone())],
         (None, None) => return Err(usage("--name is required unless --models-dir is given")),
     };
@@ -378,7 +396,9 @@ async fn push_one(
         tags: a
             .tags
             .iter()
-            .map(|s| parse_kv("--tag", s, false).map(|(k, v)| (k, v.as_str().unwrap_or("").to_string())))
+            .map(|s| {
+                parse_kv("--tag", s, false).map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
+            })
             .collect::<Result<BTreeMap<_, _>>>()?,
         extra: Map::new(),
         chunking: ChunkParams::DEFAULT,
@@ -386,7 +406,9 @@ async fn push_one(
     if let Some(path) = &a.metadata_file {
         merge_metadata_file(&mut req, path)?;
     }
+    super::audit_trail::note_model(req.name.as_str(), Some(&req.version.to_string()));
     let (m, summary) = vault.push(&req, opts).await?;
+    super::audit_trail::note_bytes(summary.bytes_local);
     let result = json!({
         "model_name": m.model_name,
         "version": m.version,
@@ -421,10 +443,17 @@ async fn push_one(
 fn merge_metadata_file(req: &mut PushRequest, path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read metadata file {}", path.display()))?;
-    let Value::Object(obj) = serde_json::from_str::<Value>(&text)
-        .map_err(|e| usage(format!("metadata file {}: invalid JSON: {e}", path.display())))?
+    let Value::Object(obj) = serde_json::from_str::<Value>(&text).map_err(|e| {
+        usage(format!(
+            "metadata file {}: invalid JSON: {e}",
+            path.display()
+        ))
+    })?
     else {
-        return Err(usage(format!("metadata file {}: expected a JSON object", path.display())));
+        return Err(usage(format!(
+            "metadata file {}: expected a JSON object",
+            path.display()
+        )));
     };
     for (k, v) in obj {
         match (k.as_str(), v) {
@@ -433,7 +462,10 @@ fn merge_metadata_file(req: &mut PushRequest, path: &Path) -> Result<()> {
             ("training_config", Value::Object(o)) => merge_under(&mut req.params, o),
             ("tags", Value::Object(o)) => {
                 for (tk, tv) in o {
-                    let s = tv.as_str().map(str::to_string).unwrap_or_else(|| tv.to_string());
+                    let s = tv
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| tv.to_string());
                     req.tags.entry(tk).or_insert(s);
                 }
             }
@@ -458,7 +490,11 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
     let r: ModelRef = a.model.parse()?;
     let opts = transfer_options(g, &a.transfer)?;
     let vault = open_vault(g)?;
-    let lookup = if a.offline { Lookup::Offline } else { Lookup::CacheFirst };
+    let lookup = if a.offline {
+        Lookup::Offline
+    } else {
+        Lookup::CacheFirst
+    };
     let manifest = vault.resolve(&r, lookup).await?;
     let target = match &a.to {
         Some(t) => t.clone(),
@@ -470,7 +506,9 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
         verify: a.verify,
         link: a.link,
     };
+    super::audit_trail::note_model(&req.manifest.model_name, Some(&req.manifest.version));
     let out = vault.pull(&req, &opts, a.offline).await?;
+    super::audit_trail::note_bytes(out.summary.bytes_local);
     let m = &req.manifest;
     if g.json {
         output::json(&json!({
@@ -497,7 +535,10 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
                 ),
             );
         } else {
-            note(g.quiet, &format!("{}@{} is up to date", m.model_name, m.version));
+            note(
+                g.quiet,
+                &format!("{}@{} is up to date", m.model_name, m.version),
+            );
         }
         output::line(&out.target.display().to_string())?;
     }
@@ -549,7 +590,10 @@ async fn versions(g: &Global, name: &str) -> Result<i32> {
             .collect();
         output::json(&v)?;
     } else {
-        output::line(&format!("{:<20} {:<26} {:>10}  DESCRIPTION", "VERSION", "CREATED", "SIZE"))?;
+        output::line(&format!(
+            "{:<20} {:<26} {:>10}  DESCRIPTION",
+            "VERSION", "CREATED", "SIZE"
+        ))?;
         for m in manifests {
             output::line(&format!(
                 "{:<20} {:<26} {:>10}  {}",
@@ -597,14 +641,25 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
     let mut lines = vec![
         format!("model:       {}", m.model_name),
         format!("version:     {}", m.version),
-        format!("created:     {} by {}@{} ({})", m.created_at, m.created_by.user, m.created_by.host, m.created_by.tool),
-        format!("size:        {} ({} bytes) in {} files", human_bytes(m.file_size), m.file_size, m.files.len()),
+        format!(
+            "created:     {} by {}@{} ({})",
+            m.created_at, m.created_by.user, m.created_by.host, m.created_by.tool
+        ),
+        format!(
+            "size:        {} ({} bytes) in {} files",
+            human_bytes(m.file_size),
+            m.file_size,
+            m.files.len()
+        ),
         format!("checksum:    {}", m.checksum),
     ];
     if !m.description.is_empty() {
         lines.push(format!("description: {}", m.description));
     }
-    for (title, map) in [("metrics", &m.performance_metrics), ("training", &m.training_config)] {
+    for (title, map) in [
+        ("metrics", &m.performance_metrics),
+        ("training", &m.training_config),
+    ] {
         if !map.is_empty() {
             let s: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
             lines.push(format!("{title:<12} {}", s.join(", ")));
@@ -616,7 +671,12 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
     }
     lines.push("files:".into());
     for f in &m.files {
-        lines.push(format!("  {:>10}  {}  {}", human_bytes(f.size), &f.digest.to_hex()[..16], f.path));
+        lines.push(format!(
+            "  {:>10}  {}  {}",
+            human_bytes(f.size),
+            &f.digest.to_hex()[..16],
+            f.path
+        ));
     }
     output::line(&lines.join("\n"))?;
     Ok(exit::OK)
@@ -625,11 +685,15 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
 async fn rm(g: &Global, model: &str) -> Result<i32> {
     let (name, version) = exact_ref(model)?;
     let vault = open_vault(g)?;
+    super::audit_trail::note_model(name.as_str(), Some(&version.to_string()));
     vault.rm(&name, &version).await?;
     if g.json {
         output::json(&json!({"removed": format!("{name}@{version}")}))?;
     } else {
-        note(g.quiet, &format!("removed {name}@{version} (run `mvault gc` to reclaim its chunks)"));
+        note(
+            g.quiet,
+            &format!("removed {name}@{version} (run `mvault gc` to reclaim its chunks)"),
+        );
     }
     Ok(exit::OK)
 }
@@ -639,6 +703,8 @@ fn exact_ref(s: &str) -> Result<(ModelName, Version)> {
     let r: ModelRef = s.parse()?;
     match r.selector {
         Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),
-        _ => Err(usage(format!("{s:?}: expected NAME@VERSION with an exact version"))),
+        _ => Err(usage(format!(
+            "{s:?}: expected NAME@VERSION with an exact version"
+        ))),
     }
 }

@@ -23,28 +23,38 @@ fn env_nonempty(name: &str) -> Option<String> {
 pub async fn run_models(g: &Global, a: &super::commands::RunArgs) -> Result<i32> {
     let models: Vec<String> = if a.models.is_empty() {
         env_nonempty("MVAULT_MODELS")
-            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         a.models.clone()
     };
     if models.is_empty() && a.command.is_empty() {
-        return Err(usage("mvault run: no models given (arguments or MVAULT_MODELS) and no command"));
+        return Err(usage(
+            "mvault run: no models given (arguments or MVAULT_MODELS) and no command",
+        ));
     }
     let refs: Vec<ModelRef> = models.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
-    let dir = a
-        .to
-        .clone()
-        .or_else(|| env_nonempty("MVAULT_MODELS_DIR").map(PathBuf::from))
-        .or_else(|| env_nonempty("MODEL_PATH").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("models"));
+    let dir =
+        a.to.clone()
+            .or_else(|| env_nonempty("MVAULT_MODELS_DIR").map(PathBuf::from))
+            .or_else(|| env_nonempty("MODEL_PATH").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("models"));
     let remote = g
         .remote
         .clone()
         .or_else(|| env_nonempty("MODELS_S3_BUCKET").map(|b| format!("s3://{b}")));
     let vault = open_vault_at(g, remote.as_deref())?;
     let opts = transfer_options(g, &a.transfer)?;
-    let lookup = if a.offline { Lookup::Offline } else { Lookup::CacheFirst };
+    let lookup = if a.offline {
+        Lookup::Offline
+    } else {
+        Lookup::CacheFirst
+    };
     let started = std::time::Instant::now();
     let results: Vec<Result<(String, u64)>> = futures::stream::iter(refs)
         .map(|r| {
@@ -93,12 +103,19 @@ pub async fn run_models(g: &Global, a: &super::commands::RunArgs) -> Result<i32>
 /// Replaces this process with `command` (so it gets signals and the exit code directly).
 fn exec(command: &[String]) -> Result<i32> {
     use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+    let err = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .exec();
     Err(err).with_context(|| format!("cannot run {:?}", command[0]))
 }
 
 /// `mvault cache ls|prune|clear`.
-pub fn cache_cmd(g: &Global, action: &CacheAction, cache: &Cache, defaults: CacheDefaults) -> Result<i32> {
+pub fn cache_cmd(
+    g: &Global,
+    action: &CacheAction,
+    cache: &Cache,
+    defaults: CacheDefaults,
+) -> Result<i32> {
     match action {
         CacheAction::Ls => {
             let versions = cache.versions();
@@ -106,7 +123,10 @@ pub fn cache_cmd(g: &Global, action: &CacheAction, cache: &Cache, defaults: Cach
                 output::json(&versions)?;
                 return Ok(exit::OK);
             }
-            output::line(&format!("{:<32} {:<16} {:>10}  {:<20}  REMOTE", "MODEL", "VERSION", "SIZE", "LAST USED"))?;
+            output::line(&format!(
+                "{:<32} {:<16} {:>10}  {:<20}  REMOTE",
+                "MODEL", "VERSION", "SIZE", "LAST USED"
+            ))?;
             for v in &versions {
                 output::line(&format!(
                     "{:<32} {:<16} {:>10}  {:<20}  {}",
@@ -119,17 +139,26 @@ pub fn cache_cmd(g: &Global, action: &CacheAction, cache: &Cache, defaults: Cach
             }
             output::line(&format!("total blobs: {}", human_bytes(cache.blob_bytes())))?;
         }
-        CacheAction::Prune { max_size, older_than } => {
+        CacheAction::Prune {
+            max_size,
+            older_than,
+        } => {
             let max = match max_size {
-                Some(s) => Some(parse_size(s).ok_or_else(|| usage(format!("invalid --max-size {s:?}: expected e.g. 20G")))?),
+                Some(s) => Some(parse_size(s).ok_or_else(|| {
+                    usage(format!("invalid --max-size {s:?}: expected e.g. 20G"))
+                })?),
                 None => defaults.max_size_bytes,
             };
             let age = match older_than {
-                Some(s) => Some(parse_duration_secs(s).ok_or_else(|| usage(format!("invalid --older-than {s:?}: expected e.g. 7d, 12h")))?),
+                Some(s) => Some(parse_duration_secs(s).ok_or_else(|| {
+                    usage(format!("invalid --older-than {s:?}: expected e.g. 7d, 12h"))
+                })?),
                 None => defaults.ttl_secs,
             };
             if max.is_none() && age.is_none() {
-                return Err(usage("cache prune: give --max-size or --older-than (or set cache.max_size / cache.ttl in the config)"));
+                return Err(usage(
+                    "cache prune: give --max-size or --older-than (or set cache.max_size / cache.ttl in the config)",
+                ));
             }
             let report = cache.prune(max, age.map(std::time::Duration::from_secs))?;
             print_prune(g, &report)?;

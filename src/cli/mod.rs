@@ -5,6 +5,7 @@
 //! (`mvault: ...`) and an exit code from the contract: 0 ok, 1 runtime failure, 2 usage,
 //! 3 not found, 4 conflict, 5 integrity.
 
+mod audit_trail;
 mod commands;
 mod local;
 mod ops;
@@ -34,7 +35,12 @@ pub mod exit {
 /// Point `--remote` (or MVAULT_REMOTE) at s3://bucket/prefix, gs://..., az://..., oss://...,
 /// a local path, or a provider name from the config file.
 #[derive(Debug, Parser)]
-#[command(name = "mvault", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "mvault",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -166,6 +172,8 @@ pub enum Command {
     },
     /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
     Usage,
+    /// Summarise the audit log: counts, success rate, throughput per operation and remote.
+    Stats(ops::StatsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +198,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -200,14 +212,59 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(commands::run(cli)) {
+    let command = cli.command.name();
+    let audit = audit_log(&cli.global);
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(commands::run(cli));
+    let message = result
+        .as_ref()
+        .err()
+        .map(|e| output::scrub(&format!("{e:#}")));
+    if let Some(log) = audit.filter(|_| command != "stats") {
+        audit_trail::finish(&log, command, started, message.as_deref());
+    }
+    match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => exit::OK,
         Err(e) => {
-            let code = exit_code(&e);
-            if !is_broken_pipe(&e) {
-                eprintln!("mvault: {}", output::scrub(&format!("{e:#}")));
-            }
-            if is_broken_pipe(&e) { exit::OK } else { code }
+            eprintln!("mvault: {}", message.unwrap_or_default());
+            exit_code(&e)
+        }
+    }
+}
+
+/// The audit log of this invocation (`audit.path` in the config, else
+/// `<data dir>/logs/audit.jsonl`); `None` if the config cannot be read (that error is
+/// reported by the command itself).
+fn audit_log(g: &Global) -> Option<crate::audit::AuditLog> {
+    let config = crate::config::Config::load(g.config.as_deref()).ok()?;
+    Some(crate::audit::AuditLog::from_config(
+        &config.audit,
+        &commands::data_dir(),
+    ))
+}
+
+impl Command {
+    /// The command's name as typed (for the audit log).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Push(_) => "push",
+            Command::Pull(_) => "pull",
+            Command::List => "list",
+            Command::Versions { .. } => "versions",
+            Command::Info { .. } => "info",
+            Command::Rm { .. } => "rm",
+            Command::Run(_) => "run",
+            Command::Cache { .. } => "cache",
+            Command::Remotes => "remotes",
+            Command::Sync(_) => "sync",
+            Command::Alias { .. } => "alias",
+            Command::Rollback { .. } => "rollback",
+            Command::Verify { .. } => "verify",
+            Command::Gc { .. } => "gc",
+            Command::Prune { .. } => "prune",
+            Command::Usage => "usage",
+            Command::Stats(_) => "stats",
         }
     }
 }

@@ -28,6 +28,46 @@ pub struct SyncArgs {
     pub transfer: TransferArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only operations newer than this: 7d, 24h, an RFC 3339 time or YYYY-MM-DD.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Also write the counters in Prometheus text format to this file.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+/// `mvault stats [--since 7d] [--metrics-file PATH]`.
+pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
+    let config = load_config(g)?;
+    let log = crate::audit::AuditLog::from_config(&config.audit, &super::commands::data_dir());
+    let since = match &a.since {
+        Some(s) => Some(crate::audit::parse_since(s).ok_or_else(|| {
+            usage(format!(
+                "invalid --since {s:?}: expected e.g. 7d, 24h, 2026-01-31"
+            ))
+        })?),
+        None => None,
+    };
+    let records = log.read_since(since)?;
+    let stats = crate::audit::summarize(&records);
+    if let Some(path) = &a.metrics_file {
+        crate::audit::write_metrics_file(path, &stats)?;
+    }
+    if g.json {
+        output::json(&stats)?;
+    } else if stats.is_empty() {
+        note(
+            g.quiet,
+            &format!("no operations recorded in {}", log.path().display()),
+        );
+    } else {
+        output::line(crate::audit::table(&stats).trim_end())?;
+    }
+    Ok(exit::OK)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AliasAction {
     /// Point ALIAS at NAME@VERSION (history is kept).
@@ -72,14 +112,22 @@ pub fn remotes(g: &Global, config: &Config) -> Result<i32> {
     for r in rows {
         let opts: Vec<String> = r["options"]
             .as_object()
-            .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect()
+            })
             .unwrap_or_default();
         output::line(&format!(
             "{}{:<16} {:<5} {:<8} {:<40} {}",
             if r["default"] == true { "*" } else { " " },
             r["name"].as_str().unwrap_or(""),
             r["type"].as_str().unwrap_or(""),
-            if r["enabled"] == true { "enabled" } else { "disabled" },
+            if r["enabled"] == true {
+                "enabled"
+            } else {
+                "disabled"
+            },
             r["url"].as_str().unwrap_or("(incomplete)"),
             opts.join(" ")
         ))?;
@@ -107,6 +155,7 @@ pub async fn sync(g: &Global, a: &SyncArgs) -> Result<i32> {
         &opts,
     )
     .await?;
+    super::audit_trail::note_bytes(report.summary.bytes_local);
     if g.json {
         output::json(&report)?;
     } else {
@@ -131,7 +180,9 @@ fn exact(s: &str) -> Result<(ModelName, Version)> {
     let r: ModelRef = s.parse()?;
     match r.selector {
         Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),
-        _ => Err(usage(format!("{s:?}: expected NAME@VERSION with an exact version"))),
+        _ => Err(usage(format!(
+            "{s:?}: expected NAME@VERSION with an exact version"
+        ))),
     }
 }
 
@@ -151,7 +202,10 @@ pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
                     "changed": change.changed,
                 }))?;
             } else {
-                let from = change.from.map(|v| format!(" (was {v})")).unwrap_or_default();
+                let from = change
+                    .from
+                    .map(|v| format!(" (was {v})"))
+                    .unwrap_or_default();
                 note(g.quiet, &format!("{name}@{alias} -> {}{from}", change.to));
             }
         }
@@ -162,8 +216,14 @@ pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
                 output::json(&list)?;
             } else {
                 for a in list {
-                    let hist: Vec<String> = a.history.iter().map(|h| h.version.to_string()).collect();
-                    output::line(&format!("{:<16} {:<16} history: {}", a.alias, a.version, hist.join(" <- ")))?;
+                    let hist: Vec<String> =
+                        a.history.iter().map(|h| h.version.to_string()).collect();
+                    output::line(&format!(
+                        "{:<16} {:<16} history: {}",
+                        a.alias,
+                        a.version,
+                        hist.join(" <- ")
+                    ))?;
                 }
             }
         }
@@ -178,7 +238,9 @@ pub async fn rollback(g: &Global, name: &str, alias: &str) -> Result<i32> {
     let alias: Alias = alias.parse()?;
     let (from, to) = lifecycle::rollback(&vault, &name, &alias).await?;
     if g.json {
-        output::json(&json!({"model_name": name.as_str(), "alias": alias.as_str(), "from": from.to_string(), "to": to.to_string()}))?;
+        output::json(
+            &json!({"model_name": name.as_str(), "alias": alias.as_str(), "from": from.to_string(), "to": to.to_string()}),
+        )?;
     } else {
         note(g.quiet, &format!("{name}@{alias}: {from} -> {to}"));
     }
@@ -190,19 +252,38 @@ pub async fn verify(g: &Global, model: Option<&str>, sample: Option<f64>) -> Res
     let vault = open_vault(g)?;
     let r: Option<ModelRef> = model.map(str::parse).transpose()?;
     let version = match &r {
-        Some(ModelRef { selector: Selector::Exact(v), .. }) => Some(v.clone()),
-        Some(r) if model.is_some_and(|m| m.contains('@')) => {
-            Some(vault.resolve(r, crate::vault::Lookup::Remote).await?.version.parse()?)
-        }
+        Some(ModelRef {
+            selector: Selector::Exact(v),
+            ..
+        }) => Some(v.clone()),
+        Some(r) if model.is_some_and(|m| m.contains('@')) => Some(
+            vault
+                .resolve(r, crate::vault::Lookup::Remote)
+                .await?
+                .version
+                .parse()?,
+        ),
         _ => None,
     };
-    let report = lifecycle::verify(&vault, r.as_ref().map(|r| &r.name), version.as_ref(), sample).await?;
+    let report = lifecycle::verify(
+        &vault,
+        r.as_ref().map(|r| &r.name),
+        version.as_ref(),
+        sample,
+    )
+    .await?;
     if g.json {
         output::json(&report)?;
     } else {
         for p in report.missing.iter().chain(report.damaged.iter()) {
             let users: Vec<String> = p.used_by.iter().map(|u| u.version.clone()).collect();
-            eprintln!("{}: {:?} {} (breaks {})", p.key, p.damage, p.detail, users.join(", "));
+            eprintln!(
+                "{}: {:?} {} (breaks {})",
+                p.key,
+                p.damage,
+                p.detail,
+                users.join(", ")
+            );
         }
         note(
             g.quiet,
@@ -217,7 +298,11 @@ pub async fn verify(g: &Global, model: Option<&str>, sample: Option<f64>) -> Res
             ),
         );
     }
-    Ok(if report.is_ok() { exit::OK } else { exit::INTEGRITY })
+    Ok(if report.is_ok() {
+        exit::OK
+    } else {
+        exit::INTEGRITY
+    })
 }
 
 fn grace(s: &str) -> Result<std::time::Duration> {
@@ -250,7 +335,13 @@ pub async fn gc(g: &Global, dry_run: bool, grace_s: &str) -> Result<i32> {
 }
 
 /// `mvault prune NAME --keep N`, then gc.
-pub async fn prune(g: &Global, name: &str, keep: usize, dry_run: bool, grace_s: &str) -> Result<i32> {
+pub async fn prune(
+    g: &Global,
+    name: &str,
+    keep: usize,
+    dry_run: bool,
+    grace_s: &str,
+) -> Result<i32> {
     let vault = open_vault(g)?;
     let name: ModelName = name.parse()?;
     let grace = grace(grace_s)?;
@@ -284,7 +375,10 @@ pub async fn usage_cmd(g: &Global) -> Result<i32> {
         output::json(&report)?;
         return Ok(exit::OK);
     }
-    output::line(&format!("{:<32} {:>8} {:>12} {:>12}", "MODEL", "VERSIONS", "LOGICAL", "STORED"))?;
+    output::line(&format!(
+        "{:<32} {:>8} {:>12} {:>12}",
+        "MODEL", "VERSIONS", "LOGICAL", "STORED"
+    ))?;
     for m in &report.models {
         output::line(&format!(
             "{:<32} {:>8} {:>12} {:>12}",
@@ -299,10 +393,16 @@ pub async fn usage_cmd(g: &Global) -> Result<i32> {
         human_bytes(report.logical_bytes),
         human_bytes(report.stored_bytes),
         report.objects,
-        report.dedupe_ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into())
+        report
+            .dedupe_ratio
+            .map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "-".into())
     ))?;
     for c in &report.monthly_cost {
-        output::line(&format!("  {:<6} {:<28} ${:.4}/month", c.provider, c.tier, c.usd_per_month))?;
+        output::line(&format!(
+            "  {:<6} {:<28} ${:.4}/month",
+            c.provider, c.tier, c.usd_per_month
+        ))?;
     }
     Ok(exit::OK)
 }

@@ -42,7 +42,9 @@ fn add_secret_parts(v: &mut Vec<String>, secret: &str) {
     for part in secret.split(';') {
         if let Some((k, val)) = part.split_once('=') {
             let k = k.to_ascii_lowercase();
-            if (k.contains("key") || k.contains("signature") || k.contains("token")) && val.len() >= 4 {
+            if (k.contains("key") || k.contains("signature") || k.contains("token"))
+                && val.len() >= 4
+            {
                 v.push(val.to_string());
             }
         }

@@ -78,9 +78,7 @@ pub const SECRET_KEYS: &[&str] = &[
 /// Why a remote spec could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error(
-        "unsupported remote {0:?}: use s3://, gs://, az://, oss://, file:// or a local path"
-    )]
+    #[error("unsupported remote {0:?}: use s3://, gs://, az://, oss://, file:// or a local path")]
     Scheme(String),
     #[error("remote {0:?} has no bucket or container name")]
     NoBucket(String),
@@ -415,9 +413,10 @@ impl RemoteSpec {
         if let Some(v) = secret {
             b = b.access_key_secret(&v);
         }
-        let token = self.opt("session_token").map(str::to_string).or_else(|| {
-            env_any(&["ALIYUN_SECURITY_TOKEN", "ALIBABA_CLOUD_SECURITY_TOKEN"])
-        });
+        let token = self
+            .opt("session_token")
+            .map(str::to_string)
+            .or_else(|| env_any(&["ALIYUN_SECURITY_TOKEN", "ALIBABA_CLOUD_SECURITY_TOKEN"]));
         if let Some(v) = token {
             b = b.security_token(&v);
         }
@@ -450,8 +449,10 @@ mod tests {
 
     #[test]
     fn parses_cloud_urls() {
-        let s = RemoteSpec::parse_url("s3://models/team/a?endpoint=http://127.0.0.1:9000&region=eu-west-1")
-            .unwrap();
+        let s = RemoteSpec::parse_url(
+            "s3://models/team/a?endpoint=http://127.0.0.1:9000&region=eu-west-1",
+        )
+        .unwrap();
         assert_eq!(s.backend, Backend::S3);
         assert_eq!(s.bucket, "models");
         assert_eq!(s.prefix, "team/a");
@@ -467,7 +468,10 @@ mod tests {
             assert_eq!(RemoteSpec::parse_url(u).unwrap().backend, b, "{u}");
         }
         let local = RemoteSpec::parse_url("file:///tmp/vault").unwrap();
-        assert_eq!((local.backend, local.bucket.as_str()), (Backend::Fs, "/tmp/vault"));
+        assert_eq!(
+            (local.backend, local.bucket.as_str()),
+            (Backend::Fs, "/tmp/vault")
+        );
         let rel = RemoteSpec::parse_url("some/dir").unwrap();
         assert!(Path::new(&rel.bucket).is_absolute());
     }

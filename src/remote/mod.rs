@@ -252,7 +252,10 @@ impl Remote {
                         .saturating_mul(1 << (attempt - 1).min(16))
                         .min(self.retry.max_delay);
                     let delay = cap.mul_f64(0.5 + fastrand::f64() * 0.5);
-                    tracing::debug!("{op} {path}: {} (retry {attempt} in {delay:?})", err.message);
+                    tracing::debug!(
+                        "{op} {path}: {} (retry {attempt} in {delay:?})",
+                        err.message
+                    );
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -263,8 +266,10 @@ impl Remote {
 
     /// Reads a whole object.
     pub async fn read(&self, key: &str) -> Result<Bytes> {
-        self.retrying("read", key, || async { Ok(self.op.read(key).await?.to_bytes()) })
-            .await
+        self.retrying("read", key, || async {
+            Ok(self.op.read(key).await?.to_bytes())
+        })
+        .await
     }
 
     /// Size of an object in bytes, or `None` if it does not exist.
@@ -348,7 +353,9 @@ impl Remote {
     /// Every object under `dir`, recursively: (key, size in bytes).
     pub async fn list_recursive(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let r = self
-            .retrying("list", dir, || async { self.op.list_with(dir).recursive(true).await })
+            .retrying("list", dir, || async {
+                self.op.list_with(dir).recursive(true).await
+            })
             .await;
         let entries = match r {
             Ok(e) => e,
@@ -368,7 +375,9 @@ impl Remote {
     /// one deleted meanwhile is left out.
     pub async fn list_objects(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
         let r = self
-            .retrying("list", dir, || async { self.op.list_with(dir).recursive(true).await })
+            .retrying("list", dir, || async {
+                self.op.list_with(dir).recursive(true).await
+            })
             .await;
         let entries = match r {
             Ok(e) => e,

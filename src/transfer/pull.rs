@@ -359,7 +359,9 @@ async fn read_local(lc: LocalChunk, id: Digest) -> std::io::Result<Bytes> {
         let mut buf = vec![0; lc.size as usize];
         file.read_exact(&mut buf)?;
         if Digest::of(&buf) != id {
-            return Err(std::io::Error::other("cached chunk does not match its hash"));
+            return Err(std::io::Error::other(
+                "cached chunk does not match its hash",
+            ));
         }
         Ok(Bytes::from(buf))
     })
@@ -459,7 +461,11 @@ fn copy_writable(blob: &Path, dest: &Path) -> std::io::Result<()> {
 fn remove_stale(target: &Path, previous: Option<&TargetState>, m: &Manifest) {
     let Some(prev) = previous else { return };
     let keep: std::collections::HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-    for f in prev.files.iter().filter(|f| !keep.contains(f.path.as_str())) {
+    for f in prev
+        .files
+        .iter()
+        .filter(|f| !keep.contains(f.path.as_str()))
+    {
         if unchanged(target, f) {
             let _ = fs::remove_file(target.join(&f.path));
         }

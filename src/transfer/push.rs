@@ -123,7 +123,9 @@ async fn upload_all(
     stats: &Arc<Stats>,
 ) -> Result<Vec<FileEntry>> {
     let n_files = sources.len();
-    let queue = Arc::new(Mutex::new(sources.into_iter().enumerate().collect::<Vec<_>>()));
+    let queue = Arc::new(Mutex::new(
+        sources.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
     queue.lock().expect("queue").reverse();
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
     let workers = std::thread::available_parallelism()
@@ -172,9 +174,7 @@ async fn upload_all(
     Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
-fn tokio_stream_of<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
+fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -249,7 +249,14 @@ fn chunk_file(
         size += c.data.len() as u64;
         let data = Bytes::from(chunk::encode(&c.data));
         let plain_len = c.data.len() as u64;
-        if tx.blocking_send(Ok(Encoded { id, plain_len, data })).is_err() {
+        if tx
+            .blocking_send(Ok(Encoded {
+                id,
+                plain_len,
+                data,
+            }))
+            .is_err()
+        {
             return Ok(None);
         }
     }
