@@ -11,7 +11,10 @@ fn make_model(env: &Env, dir: &str, large: usize, seed: u64) -> std::path::PathB
     let root = env.path(dir);
     write_file(&root.join("model.safetensors"), &noise(seed, large));
     write_file(&root.join("config.json"), br#"{"hidden": 768}"#);
-    write_file(&root.join("tokenizer/vocab.txt"), &b"hello world\n".repeat(5000));
+    write_file(
+        &root.join("tokenizer/vocab.txt"),
+        &b"hello world\n".repeat(5000),
+    );
     write_file(&root.join("tokenizer/deep/nested/empty.bin"), b"");
     root
 }
@@ -19,7 +22,14 @@ fn make_model(env: &Env, dir: &str, large: usize, seed: u64) -> std::path::PathB
 pub fn round_trip(b: Backend) {
     let env = Env::new(b);
     let src = make_model(&env, "src", b.large_file_bytes(), 1);
-    env.ok(&["push", src.to_str().unwrap(), "--name", "bert", "--version", "v1.0.0"]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "bert",
+        "--version",
+        "v1.0.0",
+    ]);
     let out = env.path("out");
     let printed = env.ok(&["pull", "bert@1.0.0", "--to", out.to_str().unwrap()]);
     assert_eq!(printed.trim(), out.to_str().unwrap());
@@ -35,27 +45,80 @@ pub fn metadata_and_listing(b: Backend) {
     let src = env.path("m");
     write_file(&src.join("w.bin"), &noise(2, 100_000));
     env.ok(&[
-        "push", src.to_str().unwrap(), "--name", "gpt", "--version", "v1.0.0",
-        "--description", "first", "--metric", "accuracy=0.95", "--metric", "note=good",
-        "--param", "epochs=100", "--tag", "team=nlp",
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "gpt",
+        "--version",
+        "v1.0.0",
+        "--description",
+        "first",
+        "--metric",
+        "accuracy=0.95",
+        "--metric",
+        "note=good",
+        "--param",
+        "epochs=100",
+        "--tag",
+        "team=nlp",
     ]);
-    env.ok(&["push", src.to_str().unwrap(), "--name", "gpt", "--version", "1.1.0"]);
-    env.ok(&["push", src.to_str().unwrap(), "--name", "gpt", "--version", "2.0.0-rc.1"]);
-    env.ok(&["push", src.to_str().unwrap(), "--name", "other", "--version", "0.1.0"]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "gpt",
+        "--version",
+        "1.1.0",
+    ]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "gpt",
+        "--version",
+        "2.0.0-rc.1",
+    ]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "other",
+        "--version",
+        "0.1.0",
+    ]);
 
     let list = env.json(&["list"]);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["gpt", "other"]);
     assert_eq!(list[0]["latest"], "1.1.0", "latest skips pre-releases");
 
     let versions = env.json(&["versions", "gpt"]);
-    let vs: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    let vs: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
     assert_eq!(vs, ["v1.0.0", "1.1.0", "2.0.0-rc.1"]);
 
     let info = env.json(&["info", "gpt@1.0.0"]);
     for key in [
-        "model_name", "version", "created_at", "file_size", "checksum", "description",
-        "performance_metrics", "training_config", "tags", "files", "created_by",
+        "model_name",
+        "version",
+        "created_at",
+        "file_size",
+        "checksum",
+        "description",
+        "performance_metrics",
+        "training_config",
+        "tags",
+        "files",
+        "created_by",
     ] {
         assert!(info.get(key).is_some(), "info --json lacks {key}: {info}");
     }
@@ -79,11 +142,28 @@ pub fn same_version_refused(b: Backend) {
     let env = Env::new(b);
     let a = env.path("a");
     write_file(&a.join("w.bin"), &noise(3, 300_000));
-    env.ok(&["push", a.to_str().unwrap(), "--name", "m", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        a.to_str().unwrap(),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+    ]);
     let before = env.json(&["info", "m@1.0.0"])["checksum"].clone();
     let b2 = env.path("b");
     write_file(&b2.join("w.bin"), &noise(4, 300_000));
-    let err = env.fails(4, &["push", b2.to_str().unwrap(), "--name", "m", "--version", "v1.0.0"]);
+    let err = env.fails(
+        4,
+        &[
+            "push",
+            b2.to_str().unwrap(),
+            "--name",
+            "m",
+            "--version",
+            "v1.0.0",
+        ],
+    );
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
     assert_eq!(env.json(&["info", "m@1.0.0"])["checksum"], before);
@@ -103,7 +183,14 @@ pub fn concurrent_push_one_wins(b: Backend) {
         .iter()
         .map(|d| {
             let mut c = env.cmd();
-            c.args(["push", d.to_str().unwrap(), "--name", "race", "--version", "1.0.0"]);
+            c.args([
+                "push",
+                d.to_str().unwrap(),
+                "--name",
+                "race",
+                "--version",
+                "1.0.0",
+            ]);
             c.stderr(std::process::Stdio::piped()).spawn().unwrap()
         })
         .collect();
@@ -111,10 +198,23 @@ pub fn concurrent_push_one_wins(b: Backend) {
         .into_iter()
         .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
         .collect();
-    assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "codes {codes:?}");
-    assert_eq!(codes.iter().filter(|&&c| c == 4).count(), 3, "codes {codes:?}");
+    assert_eq!(
+        codes.iter().filter(|&&c| c == 0).count(),
+        1,
+        "codes {codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|&&c| c == 4).count(),
+        3,
+        "codes {codes:?}"
+    );
     // The stored version is whole: it pulls and verifies.
-    env.ok(&["pull", "race@1.0.0", "--to", env.path("out").to_str().unwrap()]);
+    env.ok(&[
+        "pull",
+        "race@1.0.0",
+        "--to",
+        env.path("out").to_str().unwrap(),
+    ]);
 }
 
 /// A second version with ~10% of a large file rewritten in place (2 MiB tensors) stores at
@@ -125,7 +225,14 @@ pub fn dedupe_ten_percent(b: Backend) {
     let mut data = noise(5, size);
     let v1 = env.path("v1/model.bin");
     write_file(&v1, &data);
-    env.ok(&["push", v1.to_str().unwrap(), "--name", "ft", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        v1.to_str().unwrap(),
+        "--name",
+        "ft",
+        "--version",
+        "1.0.0",
+    ]);
     let after_v1 = env.stored_chunk_bytes();
 
     // Rewrite evenly spaced 2 MiB tensors, about 10% of the file.
@@ -137,17 +244,37 @@ pub fn dedupe_ten_percent(b: Backend) {
     }
     let v2 = env.path("v2/model.bin");
     write_file(&v2, &data);
-    let summary = env.json(&["push", v2.to_str().unwrap(), "--name", "ft", "--version", "1.1.0"]);
+    let summary = env.json(&[
+        "push",
+        v2.to_str().unwrap(),
+        "--name",
+        "ft",
+        "--version",
+        "1.1.0",
+    ]);
     let new_bytes = env.stored_chunk_bytes() - after_v1;
     let ratio = new_bytes as f64 / size as f64;
-    eprintln!("dedupe: {new_bytes} new bytes stored for a 10% change = {:.1}%", ratio * 100.0);
-    assert!(ratio <= 0.20, "stored {:.1}% new bytes (seed 5)", ratio * 100.0);
-    assert_eq!(summary["summary"]["bytes_remote"].as_u64().unwrap(), new_bytes);
+    eprintln!(
+        "dedupe: {new_bytes} new bytes stored for a 10% change = {:.1}%",
+        ratio * 100.0
+    );
+    assert!(
+        ratio <= 0.20,
+        "stored {:.1}% new bytes (seed 5)",
+        ratio * 100.0
+    );
+    assert_eq!(
+        summary["summary"]["bytes_remote"].as_u64().unwrap(),
+        new_bytes
+    );
 
     // Both versions still come back byte-exact.
     let out = env.path("out2");
     env.ok(&["pull", "ft@1.1.0", "--to", out.to_str().unwrap()]);
-    assert!(std::fs::read(out.join("model.bin")).unwrap() == data, "v2 differs");
+    assert!(
+        std::fs::read(out.join("model.bin")).unwrap() == data,
+        "v2 differs"
+    );
 }
 
 /// A manifest with a path escaping the target is refused before anything is written.
@@ -155,7 +282,14 @@ pub fn hostile_manifest_refused(b: Backend) {
     let env = Env::new(b);
     let src = env.path("src");
     write_file(&src.join("ok.bin"), &noise(6, 50_000));
-    env.ok(&["push", src.to_str().unwrap(), "--name", "evil", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "evil",
+        "--version",
+        "1.0.0",
+    ]);
     let key = "models/evil/versions/1.0.0.json";
     let good: Value = serde_json::from_slice(&env.read_object(key)).unwrap();
 
@@ -163,16 +297,31 @@ pub fn hostile_manifest_refused(b: Backend) {
         let mut m = good.clone();
         m["files"][0]["path"] = Value::from(bad_path);
         // Keep the checksum consistent so only the path check can refuse it.
-        let files: Vec<mvault::manifest::FileEntry> = serde_json::from_value(m["files"].clone()).unwrap();
+        let files: Vec<mvault::manifest::FileEntry> =
+            serde_json::from_value(m["files"].clone()).unwrap();
         m["checksum"] = Value::from(mvault::manifest::version_checksum(&files).to_hex());
         let v = format!("1.0.{}", bad_path.len());
         m["version"] = Value::from(v.clone());
-        env.write_object(&format!("models/evil/versions/{v}.json"), serde_json::to_vec(&m).unwrap());
+        env.write_object(
+            &format!("models/evil/versions/{v}.json"),
+            serde_json::to_vec(&m).unwrap(),
+        );
         let target = env.path(&format!("t{}/inner", bad_path.len()));
-        let err = env.fails(5, &["pull", &format!("evil@{v}"), "--to", target.to_str().unwrap()]);
+        let err = env.fails(
+            5,
+            &[
+                "pull",
+                &format!("evil@{v}"),
+                "--to",
+                target.to_str().unwrap(),
+            ],
+        );
         assert!(err.contains("unsafe file path"), "{bad_path}: {err}");
         assert!(!target.exists(), "{bad_path}: target was created");
-        assert!(!env.path(&format!("t{}/escape.bin", bad_path.len())).exists());
+        assert!(
+            !env.path(&format!("t{}/escape.bin", bad_path.len()))
+                .exists()
+        );
     }
 }
 
@@ -182,7 +331,14 @@ pub fn corrupted_chunk_detected(b: Backend) {
     let env = Env::new(b);
     let src = env.path("src");
     write_file(&src.join("weights.bin"), &noise(7, 3_000_000));
-    env.ok(&["push", src.to_str().unwrap(), "--name", "c", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "c",
+        "--version",
+        "1.0.0",
+    ]);
     let chunks = env.list_objects("chunks/");
     let (key, _) = &chunks[chunks.len() / 2];
     let mut obj = env.read_object(key);
@@ -209,7 +365,15 @@ pub fn corrupted_chunk_detected(b: Backend) {
 
 pub fn not_found_and_bad_input(b: Backend) {
     let env = Env::new(b);
-    env.fails(3, &["pull", "nope@1.0.0", "--to", env.path("x").to_str().unwrap()]);
+    env.fails(
+        3,
+        &[
+            "pull",
+            "nope@1.0.0",
+            "--to",
+            env.path("x").to_str().unwrap(),
+        ],
+    );
     env.fails(3, &["versions", "nope"]);
     let err = env.fails(2, &["pull", "bad name@1.0.0"]);
     assert!(err.contains("invalid model name"), "{err}");
@@ -237,9 +401,18 @@ macro_rules! backends {
 /// which ignores preconditions (real GCS enforces them; see README).
 mod race {
     use super::*;
-    #[test] fn fs() { concurrent_push_one_wins(Backend::Fs) }
-    #[test] fn s3() { concurrent_push_one_wins(Backend::S3) }
-    #[test] fn azblob() { concurrent_push_one_wins(Backend::Azblob) }
+    #[test]
+    fn fs() {
+        concurrent_push_one_wins(Backend::Fs)
+    }
+    #[test]
+    fn s3() {
+        concurrent_push_one_wins(Backend::S3)
+    }
+    #[test]
+    fn azblob() {
+        concurrent_push_one_wins(Backend::Azblob)
+    }
 }
 
 backends! {

@@ -21,21 +21,38 @@ fn default_remote_is_the_local_data_dir() {
     write_file(&src, &noise(1, 10_000));
     let mut c = env.cmd();
     c.env_remove("MVAULT_REMOTE");
-    c.args(["push", src.to_str().unwrap(), "--name", "m", "--version", "1.0.0"]);
+    c.args([
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+    ]);
     c.assert().success();
-    assert!(env.path("data/mvault/vault/models/m/versions/1.0.0.json").exists());
+    assert!(
+        env.path("data/mvault/vault/models/m/versions/1.0.0.json")
+            .exists()
+    );
 }
 
 #[test]
 fn unreachable_endpoint_is_one_clear_line() {
     let env = Env::new(Backend::Fs);
     // A port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = env.cmd();
-    c.env("MVAULT_REMOTE", format!("s3://b/p?endpoint=http://127.0.0.1:{port}"))
-        .env("AWS_ACCESS_KEY_ID", "k")
-        .env("AWS_SECRET_ACCESS_KEY", "s")
-        .args(["list"]);
+    c.env(
+        "MVAULT_REMOTE",
+        format!("s3://b/p?endpoint=http://127.0.0.1:{port}"),
+    )
+    .env("AWS_ACCESS_KEY_ID", "k")
+    .env("AWS_SECRET_ACCESS_KEY", "s")
+    .args(["list"]);
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -60,7 +77,14 @@ fn warm_pull_is_a_no_op_and_repairs_damage() {
     let src = env.path("src");
     write_file(&src.join("a.bin"), &noise(1, 1_000_000));
     write_file(&src.join("b/c.bin"), &noise(2, 10_000));
-    env.ok(&["push", src.to_str().unwrap(), "--name", "w", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "w",
+        "--version",
+        "1.0.0",
+    ]);
     let out = env.path("out");
     let to = out.to_str().unwrap();
     env.ok(&["pull", "w@1.0.0", "--to", to]);
