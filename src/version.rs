@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn ordering_follows_semver_with_prereleases() {
-        let mut vs = vec![
+        let mut vs = [
             v("1.0.0"),
             v("v1.0.0-rc.1"),
             v("0.9.12"),
