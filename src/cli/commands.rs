@@ -255,6 +255,25 @@ pub(super) fn transfer_options(g: &Global, t: &TransferArgs) -> Result<TransferO
     })
 }
 
+/// Applies `cache.max_size` / `cache.ttl` from the config after a pull (LRU eviction that
+/// skips versions running pulls hold). Problems are warnings: the pull itself succeeded.
+pub(super) fn enforce_cache_limits(g: &Global, cache: &Cache) {
+    let Ok(config) = load_config(g) else { return };
+    let (max, ttl) = (config.cache.max_size_bytes, config.cache.ttl_secs);
+    if max.is_none() && ttl.is_none() {
+        return;
+    }
+    match cache.prune(max, ttl.map(std::time::Duration::from_secs)) {
+        Ok(r) if !r.versions_removed.is_empty() => tracing::info!(
+            "cache limits: evicted {} ({})",
+            r.versions_removed.join(", "),
+            human_bytes(r.bytes_removed)
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cache limits not applied: {e}"),
+    }
+}
+
 /// Parses `key=value`; the value becomes a JSON number/bool when it parses as one.
 fn parse_kv(flag: &str, s: &str, typed: bool) -> Result<(String, Value)> {
     let (k, v) = s
@@ -509,6 +528,7 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
     super::audit_trail::note_model(&req.manifest.model_name, Some(&req.manifest.version));
     let out = vault.pull(&req, &opts, a.offline).await?;
     super::audit_trail::note_bytes(out.summary.bytes_local);
+    enforce_cache_limits(g, vault.cache());
     let m = &req.manifest;
     if g.json {
         output::json(&json!({

@@ -84,6 +84,7 @@ pub async fn run_models(g: &Global, a: &super::commands::RunArgs) -> Result<i32>
         fetched += bytes;
         tracing::info!("{label} ready");
     }
+    super::commands::enforce_cache_limits(g, vault.cache());
     note(
         g.quiet || !a.command.is_empty(),
         &format!(

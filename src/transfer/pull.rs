@@ -424,6 +424,9 @@ fn safe_join(target: &Path, rel: &str) -> Result<PathBuf> {
 
 /// Places `blob` at `dest` atomically: link or copy to a temporary name beside it, rename.
 fn materialize(blob: &Path, dest: &Path, mode: LinkMode) -> Result<()> {
+    if mode != LinkMode::Copy && same_file(blob, dest) {
+        return Ok(()); // already a hard link to the verified blob
+    }
     let parent = dest.parent().expect("dest has a parent");
     fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
     let tmp = parent.join(format!(
@@ -440,11 +443,19 @@ fn materialize(blob: &Path, dest: &Path, mode: LinkMode) -> Result<()> {
         (Err(e), LinkMode::Hard) => Err(e),
         (Err(_), _) => copy_writable(blob, &tmp),
     };
-    if let Err(e) = placed.and_then(|_| fs::rename(&tmp, dest)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(dest.display(), e));
+    let renamed = placed.and_then(|_| fs::rename(&tmp, dest));
+    // Renaming a link onto another link of the same file succeeds without removing the
+    // source name, so remove it in every case.
+    let _ = fs::remove_file(&tmp);
+    renamed.map_err(|e| Error::io(dest.display(), e))
+}
+
+/// True when both paths name the same inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
-    Ok(())
 }
 
 /// Copies a (read-only) blob to a new, writable file.

@@ -1,0 +1,1110 @@
+//! Fault tolerance, end to end on S3 (moto), with the real binary:
+//! - a fault-injecting HTTP proxy between mvault and the store (resets, truncated responses,
+//!   500/503, delays): push and pull still end byte-exact, and the retries show in the summary;
+//! - `kill -9` in the middle of a push or a pull: the version never shows half-written, and
+//!   the rerun sends or fetches only what is missing;
+//! - `--limit-rate` really slows transfers down (lower bounds only, never an upper timing bound);
+//! - permanent errors (403) fail at once, without retries, with a one-line message.
+//!
+//! The proxy speaks just enough HTTP/1.1: it reads one request (head, then a `Content-Length`
+//! or chunked body), forwards it over a fresh upstream connection with `Connection: close`,
+//! reads the whole response until the store closes, and hands it back on the client's
+//! keep-alive connection. Faults are decided per request from a seeded RNG
+//! (`MVAULT_FAULT_SEED` overrides the seed; every assertion message names it).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Env, assert_same_tree, noise, walk, write_file};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const MIB: u64 = 1 << 20;
+/// Largest chunk of the default chunking parameters (format 1).
+const MAX_CHUNK: u64 = 2 * MIB;
+/// Default `--jobs`.
+const DEFAULT_JOBS: u64 = 16;
+
+// ---------------------------------------------------------------------------------------------
+// The fault-injecting proxy
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// Forward everything untouched (used to count what a client sends).
+    Pass,
+    /// Inject one of [`FAULTS`] into each request with probability `p`.
+    Faults { p: f64 },
+    /// Answer `403 AccessDenied` to every request; forward nothing.
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Fault {
+    /// Reset the connection (RST) after reading the request; the store never sees it.
+    ResetBefore,
+    /// Forward the request, then reset instead of answering: the store applied it, the client
+    /// does not know.
+    ResetAfter,
+    /// Forward, deliver the first half of the response, then close the connection.
+    Truncate,
+    /// `500 InternalError` without forwarding.
+    Status500,
+    /// `503 SlowDown` without forwarding.
+    Status503,
+    /// Wait 200 ms, then forward normally.
+    Delay,
+}
+
+const FAULTS: [Fault; 6] = [
+    Fault::ResetBefore,
+    Fault::ResetAfter,
+    Fault::Truncate,
+    Fault::Status500,
+    Fault::Status503,
+    Fault::Delay,
+];
+
+impl Fault {
+    /// True when the client sees a failed attempt (everything but a delay).
+    fn fails_attempt(self) -> bool {
+        self != Fault::Delay
+    }
+}
+
+/// One request the proxy handled.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    /// Request body bytes received from the client.
+    body_len: u64,
+    /// Status of the response the client got whole (`None`: no complete response).
+    status: Option<u16>,
+    fault: Option<Fault>,
+    /// The store could not be reached or did not answer (the client got a reset).
+    upstream_error: bool,
+}
+
+impl Seen {
+    fn is_chunk_put(&self) -> bool {
+        self.method == "PUT" && self.target.contains("/chunks/")
+    }
+}
+
+struct Shared {
+    /// `host:port` of the store.
+    upstream: String,
+    mode: Mode,
+    rng: Mutex<fastrand::Rng>,
+    log: Mutex<Vec<Seen>>,
+    /// Requests read but not yet finished.
+    inflight: AtomicI64,
+}
+
+impl Shared {
+    fn pick(&self) -> Option<Fault> {
+        let Mode::Faults { p } = self.mode else {
+            return None;
+        };
+        let mut rng = self.rng.lock().unwrap();
+        if rng.f64() < p {
+            Some(FAULTS[rng.usize(..FAULTS.len())])
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct Busy<'a>(&'a AtomicI64);
+
+impl<'a> Busy<'a> {
+    fn new(c: &'a AtomicI64) -> Busy<'a> {
+        c.fetch_add(1, Ordering::SeqCst);
+        Busy(c)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Proxy {
+    rt: Option<tokio::runtime::Runtime>,
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// Starts a proxy on 127.0.0.1 (random port) in front of the moto endpoint.
+    fn start(mode: Mode, seed: u64) -> Proxy {
+        let ep = s3_endpoint();
+        let upstream = ep
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        assert!(
+            !upstream.contains('/') && !ep.starts_with("https"),
+            "the proxy needs a plain http://host:port endpoint, got {ep}"
+        );
+        let shared = Arc::new(Shared {
+            upstream,
+            mode,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            log: Mutex::new(Vec::new()),
+            inflight: AtomicI64::new(0),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sh = shared.clone();
+        rt.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("tokio listener");
+            loop {
+                match listener.accept().await {
+                    Ok((sock, _)) => {
+                        let _ = sock.set_nodelay(true);
+                        tokio::spawn(serve(sock, sh.clone()));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        Proxy {
+            rt: Some(rt),
+            port,
+            shared,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `env.remote` with the proxy as its endpoint.
+    fn remote_for(&self, env: &Env) -> String {
+        let direct = format!("endpoint={}", s3_endpoint());
+        assert!(
+            env.remote.contains(&direct),
+            "{} lacks {direct}",
+            env.remote
+        );
+        env.remote
+            .replace(&direct, &format!("endpoint={}", self.endpoint()))
+    }
+
+    fn log(&self) -> Vec<Seen> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    fn log_len(&self) -> usize {
+        self.shared.log.lock().unwrap().len()
+    }
+
+    /// Chunk uploads that got a 2xx answer, among requests logged from index `from` on.
+    fn chunk_puts_ok_since(&self, from: usize) -> usize {
+        self.shared.log.lock().unwrap()[from..]
+            .iter()
+            .filter(|s| s.is_chunk_put() && s.status.is_some_and(|c| (200..300).contains(&c)))
+            .count()
+    }
+
+    /// Body bytes of every chunk upload received whole (answered or not), from index `from` on.
+    fn chunk_put_bytes_since(&self, from: usize) -> u64 {
+        self.shared.log.lock().unwrap()[from..]
+            .iter()
+            .filter(|s| s.is_chunk_put())
+            .map(|s| s.body_len)
+            .sum()
+    }
+
+    /// Waits until no request is being handled (e.g. after its client was killed).
+    fn wait_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.shared.inflight.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "proxy still busy after 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the store finish whatever it just received.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    target: String,
+    version: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn parse(raw: &[u8]) -> Option<Head> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut lines = text.split("\r\n");
+        let mut first = lines.next()?.split_whitespace();
+        let (method, target, version) = (first.next()?, first.next()?, first.next()?);
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Some(Head {
+            method: method.to_string(),
+            target: target.to_string(),
+            version: version.to_string(),
+            headers,
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn is_hop_header(name: &str) -> bool {
+    ["connection", "keep-alive", "proxy-connection"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Reads a request or response head up to and including the blank line; `None` on a clean EOF
+/// before the first byte.
+async fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut head).await?;
+        if n == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        if head == b"\r\n" {
+            head.clear(); // stray CRLF between requests
+        } else if head.ends_with(b"\r\n\r\n") {
+            return Ok(Some(head));
+        } else if head.len() > 1 << 20 {
+            return Err(io::Error::other("request head too large"));
+        }
+    }
+}
+
+/// Reads the request body as sent (a chunked body is kept in its chunked framing).
+async fn read_body(r: &mut BufReader<TcpStream>, h: &Head) -> io::Result<Vec<u8>> {
+    if let Some(cl) = h.header("content-length") {
+        let n: usize = cl
+            .parse()
+            .map_err(|_| io::Error::other("bad content-length"))?;
+        let mut body = vec![0; n];
+        r.read_exact(&mut body).await?;
+        return Ok(body);
+    }
+    let chunked = h
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if !chunked {
+        return Ok(Vec::new());
+    }
+    let mut raw = Vec::new();
+    loop {
+        let start = raw.len();
+        if r.read_until(b'\n', &mut raw).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = String::from_utf8_lossy(&raw[start..]).to_string();
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| io::Error::other(format!("bad chunk size line {line:?}")))?;
+        if size == 0 {
+            loop {
+                let s = raw.len();
+                if r.read_until(b'\n', &mut raw).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                if &raw[s..] == b"\r\n" {
+                    return Ok(raw);
+                }
+            }
+        }
+        let s = raw.len();
+        raw.resize(s + size + 2, 0);
+        r.read_exact(&mut raw[s..]).await?;
+    }
+}
+
+/// One client connection: requests one after the other (keep-alive).
+async fn serve(sock: TcpStream, sh: Arc<Shared>) {
+    let mut client = BufReader::new(sock);
+    loop {
+        let raw = match read_head(&mut client).await {
+            Ok(Some(h)) => h,
+            _ => return,
+        };
+        let _busy = Busy::new(&sh.inflight);
+        let Some(head) = Head::parse(&raw) else {
+            return;
+        };
+        let Ok(body) = read_body(&mut client, &head).await else {
+            return;
+        };
+        let fault = sh.pick();
+        let mut seen = Seen {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            body_len: body.len() as u64,
+            status: None,
+            fault,
+            upstream_error: false,
+        };
+        // Logged on receipt (the client may act on the answer before we log again), completed
+        // once answered.
+        let idx = {
+            let mut log = sh.log.lock().unwrap();
+            log.push(seen.clone());
+            log.len() - 1
+        };
+        let keep = handle(&mut client, &sh, &head, &body, &mut seen).await;
+        sh.log.lock().unwrap()[idx] = seen;
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Answers one request; returns whether the client connection stays usable.
+async fn handle(
+    client: &mut BufReader<TcpStream>,
+    sh: &Shared,
+    head: &Head,
+    body: &[u8],
+    seen: &mut Seen,
+) -> bool {
+    let is_head = head.method == "HEAD";
+    if sh.mode == Mode::Deny {
+        return reply_error(client, 403, "AccessDenied", is_head, seen).await;
+    }
+    match seen.fault {
+        Some(Fault::Status500) => {
+            return reply_error(client, 500, "InternalError", is_head, seen).await;
+        }
+        Some(Fault::Status503) => {
+            return reply_error(client, 503, "SlowDown", is_head, seen).await;
+        }
+        Some(Fault::ResetBefore) => {
+            reset(client);
+            return false;
+        }
+        Some(Fault::Delay) => tokio::time::sleep(Duration::from_millis(200)).await,
+        _ => {}
+    }
+    let resp = match forward(&sh.upstream, head, body).await {
+        Ok(r) => r,
+        Err(_) => {
+            seen.upstream_error = true;
+            reset(client);
+            return false;
+        }
+    };
+    match seen.fault {
+        Some(Fault::ResetAfter) => {
+            reset(client);
+            false
+        }
+        Some(Fault::Truncate) => {
+            let cut = resp.len() / 2;
+            let _ = client.write_all(&resp[..cut]).await;
+            let _ = client.flush().await;
+            let _ = client.shutdown().await;
+            false
+        }
+        _ => {
+            let (out, keep, status) = rewrite_response(&resp, is_head);
+            if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
+                return false;
+            }
+            seen.status = status;
+            keep
+        }
+    }
+}
+
+/// Drops the connection with a TCP reset (SO_LINGER 0).
+fn reset(client: &mut BufReader<TcpStream>) {
+    let _ = client.get_ref().set_zero_linger();
+}
+
+/// An S3-style error answer; the connection stays open.
+async fn reply_error(
+    client: &mut BufReader<TcpStream>,
+    code: u16,
+    s3_code: &str,
+    is_head: bool,
+    seen: &mut Seen,
+) -> bool {
+    let reason = match code {
+        403 => "Forbidden",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let body = if is_head {
+        String::new()
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{s3_code}</Code>\
+             <Message>injected by the faults_e2e proxy</Message>\
+             <RequestId>faults-e2e</RequestId></Error>"
+        )
+    };
+    let msg = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         x-amz-request-id: faults-e2e\r\n\r\n{body}",
+        body.len()
+    );
+    if client.write_all(msg.as_bytes()).await.is_err() || client.flush().await.is_err() {
+        return false;
+    }
+    seen.status = Some(code);
+    true
+}
+
+/// Sends the request to the store over a fresh connection and returns the raw response.
+async fn forward(upstream: &str, head: &Head, body: &[u8]) -> io::Result<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).await?;
+    up.set_nodelay(true)?;
+    let mut out = Vec::with_capacity(body.len() + 2048);
+    out.extend_from_slice(
+        format!("{} {} {}\r\n", head.method, head.target, head.version).as_bytes(),
+    );
+    for (k, v) in head.headers.iter().filter(|(k, _)| !is_hop_header(k)) {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(body);
+    up.write_all(&out).await?;
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), up.read_to_end(&mut resp))
+        .await
+        .map_err(|_| io::Error::other("store did not answer"))??;
+    if resp.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(resp)
+}
+
+/// Makes the store's `Connection: close` response fit the client's keep-alive connection:
+/// drops hop-by-hop headers, and closes the client connection only when the body is
+/// delimited by the end of the connection. Returns (bytes, keep-alive, status).
+fn rewrite_response(resp: &[u8], is_head: bool) -> (Vec<u8>, bool, Option<u16>) {
+    let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (resp.to_vec(), false, None);
+    };
+    let text = String::from_utf8_lossy(&resp[..end]).to_string();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: Option<u16> = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok());
+    let headers: Vec<(&str, &str)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    let code = status.unwrap_or(0);
+    let delimited = is_head
+        || (100..200).contains(&code)
+        || code == 204
+        || code == 304
+        || has("content-length")
+        || chunked;
+    let mut out = Vec::with_capacity(resp.len() + 64);
+    let rest_of_status = status_line.splitn(2, ' ').nth(1).unwrap_or("");
+    out.extend_from_slice(format!("HTTP/1.1 {rest_of_status}\r\n").as_bytes());
+    for (k, v) in headers.iter().filter(|(k, _)| !is_hop_header(k)) {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    if !delimited {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&resp[end + 4..]);
+    (out, delimited, status)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn s3_endpoint() -> String {
+    std::env::var("MVAULT_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MVAULT_TEST_S3_ENDPOINT is not set: run through scripts/test.sh, which starts moto")
+    })
+}
+
+fn seed() -> u64 {
+    std::env::var("MVAULT_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_f4u64)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Runs `mvault ARGS` against `remote` (e.g. through a proxy).
+fn run_via(env: &Env, remote: &str, args: &[&str]) -> Output {
+    env.cmd()
+        .env("MVAULT_REMOTE", remote)
+        .args(args)
+        .output()
+        .expect("mvault runs")
+}
+
+/// `mvault --json ARGS` against `remote`, asserting success.
+fn json_via(env: &Env, remote: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = run_via(env, remote, &all);
+    assert!(
+        out.status.success(),
+        "mvault {all:?} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+fn spawn_via(env: &Env, remote: &str, args: &[&str]) -> Child {
+    env.cmd()
+        .env("MVAULT_REMOTE", remote)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mvault")
+}
+
+/// Polls `cond` until true; panics if the child ends first (the kill point was never reached)
+/// or after a minute.
+fn wait_for(child: &mut Child, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if cond() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("mvault ended ({status}) before {what}: the kill point was never reached");
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `kill -9`, asserting the process was still running.
+fn kill9(child: &mut Child, what: &str) {
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("mvault already ended ({status}) at kill point {what}");
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        None,
+        "{what}: expected death by signal, got {status}"
+    );
+}
+
+fn u64_at(v: &Value, ptr: &str) -> u64 {
+    v.pointer(ptr)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer at {ptr} in {v}"))
+}
+
+/// Complete blobs in the cache: (digest hex, size).
+fn cached_blobs(cache: &Path) -> Vec<(String, u64)> {
+    walk(&cache.join("blobs"))
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let size = std::fs::metadata(&p).ok()?.len();
+            Some((name, size))
+        })
+        .collect()
+}
+
+/// Stored size of every chunk object, by chunk id.
+fn stored_chunks(env: &Env) -> HashMap<String, u64> {
+    env.list_objects("chunks/")
+        .into_iter()
+        .map(|(k, s)| (k.rsplit('/').next().unwrap().to_string(), s))
+        .collect()
+}
+
+/// Placement temporaries (`.NAME.mvault-XXXXXXXX`) under a pull target.
+fn placement_temps(target: &Path) -> HashSet<String> {
+    walk(target)
+        .into_iter()
+        .map(|f| {
+            f.strip_prefix(target)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|rel| !rel.starts_with(".mvault/") && rel.contains(".mvault-"))
+        .collect()
+}
+
+fn elapsed_s(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Transient faults: push and pull through 5% injected faults end byte-exact.
+
+#[test]
+fn push_and_pull_survive_injected_faults() {
+    let env = Env::new(Backend::S3);
+    let seed = seed();
+    let proxy = Proxy::start(Mode::Faults { p: 0.05 }, seed);
+    let remote = proxy.remote_for(&env);
+
+    // 256 MiB in all: one large file, four shards in a sub-directory, a small config.
+    let src = env.path("model");
+    write_file(&src.join("weights.bin"), &noise(seed, (224 * MIB) as usize));
+    for i in 0..4u64 {
+        let f = src.join(format!("shards/part-{i}.bin"));
+        write_file(&f, &noise(seed + 1 + i, (8 * MIB) as usize));
+    }
+    let config = b"{\"layers\": 24, \"hidden\": 1024}\n";
+    write_file(&src.join("config.json"), config);
+    let total = 256 * MIB + config.len() as u64;
+
+    let push = json_via(
+        &env,
+        &remote,
+        &["push", p(&src), "--name", "faulty", "--version", "1.0.0"],
+    );
+    proxy.wait_idle();
+    let push_log = proxy.log();
+    let injected = |log: &[Seen]| -> (usize, usize, HashSet<Fault>) {
+        let failing = log
+            .iter()
+            .filter(|s| s.fault.is_some_and(Fault::fails_attempt) || s.upstream_error)
+            .count();
+        let all = log.iter().filter(|s| s.fault.is_some()).count();
+        let kinds = log.iter().filter_map(|s| s.fault).collect();
+        (failing, all, kinds)
+    };
+    let (failing, all, kinds) = injected(&push_log);
+    let retries = u64_at(&push, "/summary/retries");
+    eprintln!(
+        "seed {seed}: push made {} requests, {all} faults ({failing} failing), kinds {kinds:?}, \
+         {retries} retries",
+        push_log.len()
+    );
+    assert!(
+        failing >= 10,
+        "seed {seed}: the proxy injected only {failing} failing faults into {} requests",
+        push_log.len()
+    );
+    assert!(
+        retries > 0,
+        "seed {seed}: push went through {failing} injected failures but reports no retries: {push}"
+    );
+    assert!(
+        retries as usize <= failing,
+        "seed {seed}: push reports {retries} retries for only {failing} failed attempts"
+    );
+    assert_eq!(u64_at(&push, "/file_size"), total, "seed {seed}");
+    assert_eq!(
+        u64_at(&push, "/summary/bytes_local"),
+        total,
+        "seed {seed}: {push}"
+    );
+
+    // The version is whole: info works directly against the store.
+    let info = env.json(&["info", "faulty@1.0.0"]);
+    assert_eq!(u64_at(&info, "/file_size"), total, "seed {seed}");
+
+    let before_pull = proxy.log_len();
+    let out = env.path("out");
+    let pull = json_via(&env, &remote, &["pull", "faulty@1.0.0", "--to", p(&out)]);
+    proxy.wait_idle();
+    let pull_log = proxy.log()[before_pull..].to_vec();
+    let (failing, _, _) = injected(&pull_log);
+    let retries = u64_at(&pull, "/summary/retries");
+    eprintln!(
+        "seed {seed}: pull made {} requests, {failing} failing faults, {retries} retries",
+        pull_log.len()
+    );
+    assert!(
+        retries > 0 && retries as usize <= failing,
+        "seed {seed}: pull went through {failing} injected failures, reports {retries} retries"
+    );
+    assert!(
+        u64_at(&pull, "/summary/bytes_remote") >= 256 * MIB,
+        "seed {seed}: a cold pull must fetch every chunk: {pull}"
+    );
+    assert_same_tree(&src, &out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. kill -9 in the middle of a push, then of a pull.
+
+#[test]
+fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing() {
+    let env = Env::new(Backend::S3);
+    // Counting proxy: what each (killed) run really sent.
+    let proxy = Proxy::start(Mode::Pass, 0);
+    let remote = proxy.remote_for(&env);
+    let seed = seed() ^ 0xc0ffee;
+    // 96 MiB, so that enough is stored before the last kill to exceed the in-flight allowance
+    // (16 jobs x 2 MiB) by a wide margin.
+    let src = env.path("model");
+    write_file(&src.join("weights.bin"), &noise(seed, (88 * MIB) as usize));
+    write_file(
+        &src.join("extra/head.bin"),
+        &noise(seed + 1, (8 * MIB) as usize),
+    );
+    let total_plain = 96 * MIB;
+
+    let slow = [
+        "-q",
+        "push",
+        p(&src),
+        "--name",
+        "resumable",
+        "--version",
+        "1.0.0",
+        "--limit-rate",
+        "8M",
+    ];
+    enum KillAt {
+        Time(Duration),
+        /// After this many more chunk uploads were answered.
+        Chunks(usize),
+    }
+    let points = [
+        KillAt::Time(Duration::from_millis(500)),
+        KillAt::Chunks(16),
+        KillAt::Chunks(72),
+    ];
+    let mut uploaded = 0u64;
+    for (i, point) in points.iter().enumerate() {
+        let start = proxy.log_len();
+        let mut child = spawn_via(&env, &remote, &slow);
+        let what = match point {
+            KillAt::Time(d) => {
+                std::thread::sleep(*d);
+                format!("#{i}: {d:?} after start")
+            }
+            KillAt::Chunks(n) => {
+                let what = format!("#{i}: {n} chunks uploaded");
+                wait_for(&mut child, &what, || proxy.chunk_puts_ok_since(start) >= *n);
+                what
+            }
+        };
+        kill9(&mut child, &what);
+        proxy.wait_idle();
+
+        // The version does not exist, whole or in part.
+        env.fails(3, &["versions", "resumable"]);
+        env.fails(3, &["info", "resumable@1.0.0"]);
+        let manifests = env.list_objects("models/");
+        assert!(
+            manifests.is_empty(),
+            "kill {what}: manifest objects {manifests:?}"
+        );
+
+        // This run sent only chunks that were not stored yet.
+        let now: u64 = stored_chunks(&env).values().sum();
+        let sent = proxy.chunk_put_bytes_since(start);
+        eprintln!("kill {what}: stored {uploaded} -> {now} bytes, this run sent {sent}");
+        assert!(
+            now >= uploaded,
+            "kill {what}: stored chunks shrank: {uploaded} -> {now}"
+        );
+        assert!(
+            sent <= now - uploaded,
+            "kill {what}: the run sent {sent} chunk bytes but only {} new bytes were stored: \
+             it re-sent chunks the store already had",
+            now - uploaded
+        );
+        uploaded = now;
+    }
+    // Otherwise the bound below proves nothing.
+    assert!(
+        uploaded > DEFAULT_JOBS * MAX_CHUNK + 8 * MIB,
+        "only {uploaded} bytes stored before the rerun"
+    );
+
+    let start = proxy.log_len();
+    let rerun = json_via(
+        &env,
+        &remote,
+        &["push", p(&src), "--name", "resumable", "--version", "1.0.0"],
+    );
+    let total: u64 = stored_chunks(&env).values().sum();
+    let resent = u64_at(&rerun, "/summary/bytes_remote");
+    eprintln!("rerun: {resent} bytes sent, {total} stored in all, {uploaded} before");
+    assert!(
+        resent <= total - uploaded + DEFAULT_JOBS * MAX_CHUNK,
+        "rerun sent {resent} bytes; total {total}, already stored {uploaded}: \
+         it re-sent chunks that were there"
+    );
+    assert!(
+        proxy.chunk_put_bytes_since(start) <= total - uploaded + DEFAULT_JOBS * MAX_CHUNK,
+        "rerun put {} chunk bytes on the wire",
+        proxy.chunk_put_bytes_since(start)
+    );
+    assert_eq!(u64_at(&rerun, "/file_size"), total_plain);
+
+    // Now the version exists and is intact.
+    let versions = env.json(&["versions", "resumable"]);
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+    let out = env.path("out");
+    env.ok(&["-q", "pull", "resumable@1.0.0", "--to", p(&out)]);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn killed_pull_keeps_complete_files_and_the_rerun_fetches_only_the_rest() {
+    let env = Env::new(Backend::S3);
+    let seed = seed() ^ 0xfeed;
+    // 32 files of 1 MiB: a pull assembles each file whole, so progress is counted in files.
+    let src = env.path("model");
+    let n_files = 32usize;
+    for i in 0..n_files {
+        let f = src.join(format!("layers/layer-{i:02}.bin"));
+        write_file(&f, &noise(seed + i as u64, MIB as usize));
+    }
+    env.ok(&["-q", "push", p(&src), "--name", "big", "--version", "1.0.0"]);
+    let stored = stored_chunks(&env);
+    let total: u64 = stored.values().sum();
+    let manifest: Value =
+        serde_json::from_slice(&env.read_object("models/big/versions/1.0.0.json")).unwrap();
+    let files = manifest["files"].as_array().expect("files").clone();
+    assert_eq!(files.len(), n_files);
+
+    // Pull at 4 MiB/s (about 8 s in all); kill once 8 files are complete in the cache.
+    let out = env.path("out");
+    let cache = env.cache_dir();
+    let mut child = spawn_via(
+        &env,
+        &env.remote,
+        &[
+            "-q",
+            "pull",
+            "big@1.0.0",
+            "--to",
+            p(&out),
+            "--limit-rate",
+            "4M",
+        ],
+    );
+    wait_for(&mut child, "8 files cached", || {
+        cached_blobs(&cache).len() >= 8
+    });
+    kill9(&mut child, "8 files cached");
+
+    // Only complete, verified files are in blobs/; anything partial stayed under tmp/.
+    let blobs = cached_blobs(&cache);
+    assert!(
+        blobs.len() < n_files,
+        "the pull finished before the kill: {}",
+        blobs.len()
+    );
+    for (name, _) in &blobs {
+        let path = cache.join("blobs").join(&name[..2]).join(name);
+        let digest = blake3::hash(&std::fs::read(&path).unwrap())
+            .to_hex()
+            .to_string();
+        assert_eq!(
+            &digest,
+            name,
+            "cached blob {} is not what its name says",
+            path.display()
+        );
+    }
+    // The target never holds a partial file.
+    for f in walk(&out) {
+        let rel = f.strip_prefix(&out).unwrap();
+        if rel.starts_with(".mvault") || rel.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            continue;
+        }
+        let want = std::fs::read(src.join(rel)).unwrap();
+        assert!(
+            std::fs::read(&f).unwrap() == want,
+            "{} is partial",
+            rel.display()
+        );
+    }
+    let tmp_left = walk(&cache.join("tmp")).len();
+    let temps_after_kill = placement_temps(&out);
+
+    // Stored bytes of the files complete in the cache: the rerun must not fetch them again.
+    let cached: HashSet<&str> = blobs.iter().map(|(n, _)| n.as_str()).collect();
+    let cached_stored: u64 = files
+        .iter()
+        .filter(|f| cached.contains(f["digest"].as_str().unwrap()))
+        .flat_map(|f| f["chunks"].as_array().unwrap().iter())
+        .map(|c| stored[c["id"].as_str().unwrap()])
+        .sum();
+    assert!(cached_stored > 0);
+
+    let rerun = env.json(&["pull", "big@1.0.0", "--to", p(&out)]);
+    let fetched = u64_at(&rerun, "/summary/bytes_remote");
+    eprintln!(
+        "killed pull left {} blobs ({cached_stored} stored bytes) and {tmp_left} tmp files; \
+         rerun fetched {fetched} of {total}",
+        blobs.len()
+    );
+    assert!(
+        fetched <= total - cached_stored,
+        "rerun fetched {fetched} bytes; total {total}, {cached_stored} already complete in cache"
+    );
+    // The rerun places every file by link-or-copy to a temporary name, then rename; it must
+    // not leave its temporaries behind (those of the killed run may remain: it had no chance).
+    let left: Vec<_> = placement_temps(&out)
+        .into_iter()
+        .filter(|t| !temps_after_kill.contains(t))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the rerun left temporary files in the target directory: {left:?} (files already \
+         materialized as hard links of their cached blob were placed again: rename(2) of one \
+         hard link onto another of the same inode is a no-op that leaves the source name)"
+    );
+    assert_same_tree(&src, &out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. --limit-rate (lower bounds only).
+
+#[test]
+fn limit_rate_slows_push_and_pull() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("w.bin"),
+        &noise(seed() ^ 0x4a7e, (16 * MIB) as usize),
+    );
+
+    // 16 MiB at 4 MiB/s: at least (16 / 4 - 1) s.
+    let t = Instant::now();
+    let push = env.json(&[
+        "push",
+        p(&src),
+        "--name",
+        "slow",
+        "--version",
+        "1.0.0",
+        "--limit-rate",
+        "4M",
+    ]);
+    let wall = elapsed_s(t);
+    let reported = push["summary"]["seconds"].as_f64().unwrap();
+    assert!(wall >= 3.0, "push of 16 MiB at 4M took {wall:.2}s");
+    assert!(
+        reported >= 3.0,
+        "push of 16 MiB at 4M reports {reported:.2}s: {push}"
+    );
+
+    let out = env.path("out");
+    let t = Instant::now();
+    let pull = env.json(&["pull", "slow@1.0.0", "--to", p(&out), "--limit-rate", "4M"]);
+    let wall = elapsed_s(t);
+    let reported = pull["summary"]["seconds"].as_f64().unwrap();
+    assert!(u64_at(&pull, "/summary/bytes_remote") >= 16 * MIB, "{pull}");
+    assert!(wall >= 3.0, "pull of 16 MiB at 4M took {wall:.2}s");
+    assert!(
+        reported >= 3.0,
+        "pull of 16 MiB at 4M reports {reported:.2}s: {pull}"
+    );
+    assert_same_tree(&src, &out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Permanent errors fail fast.
+
+#[test]
+fn access_denied_fails_at_once_without_retries() {
+    let env = Env::new(Backend::S3);
+    let proxy = Proxy::start(Mode::Deny, 0);
+    let remote = proxy.remote_for(&env);
+    let src = env.path("model");
+    write_file(&src.join("w.bin"), b"weights");
+    let out_dir = env.path("out");
+
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("list", vec!["list"]),
+        (
+            "push",
+            vec!["push", p(&src), "--name", "denied", "--version", "1.0.0"],
+        ),
+        ("pull", vec!["pull", "denied@1.0.0", "--to", p(&out_dir)]),
+    ];
+    for (what, args) in cases {
+        let start = proxy.log_len();
+        let out = run_via(&env, &remote, &args);
+        proxy.wait_idle();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what} against a store answering 403: stderr:\n{stderr}"
+        );
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: expected a one-line message, got:\n{stderr}"
+        );
+        assert!(
+            lines[0].to_lowercase().contains("access denied"),
+            "{what}: message does not say access denied: {stderr}"
+        );
+        let seen: Vec<String> = proxy.log()[start..]
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.target))
+            .collect();
+        assert_eq!(
+            seen.len(),
+            1,
+            "{what}: a permanent error must not be retried; requests: {seen:#?}"
+        );
+    }
+}
