@@ -7,7 +7,8 @@
 //!   (versions are immutable, so a cached manifest proves the version without a request);
 //! - `snapshots/<remote id>/<name>/<canonical version>/`: default pull target;
 //! - `locks/<2 hex>/<64 hex>.lock`: one advisory lock per blob being assembled;
-//! - `tmp/`: files being written; never trusted, removed by `cache clear`/`prune`.
+//! - `tmp/`: files being written; never trusted; `cache clear`/`prune` remove those older
+//!   than an hour (younger ones may belong to a running pull).
 //!
 //! Invariants: a file appears under `blobs/` only by an atomic rename after its digest was
 //! checked, so a killed process leaves at most garbage in `tmp/`; whoever assembles a blob

@@ -318,8 +318,8 @@ impl Ctx<'_> {
             return Ok((data, permit));
         }
         let Some(remote) = self.remote else {
-            return Err(Error::Input(format!(
-                "offline: chunk {} of {} is not in the local cache",
+            return Err(Error::NotFound(format!(
+                "chunk {} of {} in the local cache (offline)",
                 c.id, f.path
             )));
         };
