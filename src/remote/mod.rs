@@ -167,6 +167,9 @@ pub struct Remote {
     retry: RetryPolicy,
     retries: Arc<AtomicU64>,
     conditional_writes: bool,
+    /// For local-directory vaults, the root directory: create-only writes there bypass
+    /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
+    fs_root: Option<Arc<std::path::Path>>,
 }
 
 /// Content type stored with an object (some stores and emulators require one).
@@ -199,13 +202,18 @@ impl Remote {
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
             conditional_writes,
+            fs_root: None,
         }
     }
 
     /// Opens a remote from a parsed spec.
     pub fn open(spec: &RemoteSpec) -> std::result::Result<Remote, SpecError> {
         let op = spec.operator()?;
-        Ok(Remote::new(op, spec.display_name()))
+        let mut remote = Remote::new(op, spec.display_name());
+        if spec.backend == Backend::Fs {
+            remote.fs_root = Some(std::path::Path::new(&spec.bucket).into());
+        }
+        Ok(remote)
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Remote {
@@ -299,6 +307,9 @@ impl Remote {
     /// attempt of ours succeeded ([`Created::AlreadyIdentical`]); anything else is a
     /// [`ErrorKind::Conflict`].
     pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
+        if let Some(root) = &self.fs_root {
+            return self.create_only_fs(root.clone(), key, data).await;
+        }
         if self.size_of(key).await?.is_none() {
             let r = self
                 .retrying("create", key, || async {
@@ -319,13 +330,59 @@ impl Remote {
         if existing == data {
             Ok(Created::AlreadyIdentical)
         } else {
-            Err(Error {
-                kind: ErrorKind::Conflict,
+            Err(self.conflict(key))
+        }
+    }
+
+    /// Create-only write on a local directory: the bytes go to a temporary file in the same
+    /// directory, which is then hard-linked to `key`. `link` fails if `key` exists, so the
+    /// create is atomic and readers only ever see whole files (OpenDAL's fs `if_not_exists`
+    /// creates the file first and fills it afterwards).
+    async fn create_only_fs(
+        &self,
+        root: Arc<std::path::Path>,
+        key: &str,
+        data: Bytes,
+    ) -> Result<Created> {
+        let path = root.join(key);
+        let bytes = data.clone();
+        let linked = tokio::task::spawn_blocking(move || {
+            let dir = path.parent().expect("key has a directory");
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".mvault-{:016x}.tmp", fastrand::u64(..)));
+            std::fs::write(&tmp, &bytes)?;
+            let r = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            r
+        })
+        .await
+        .expect("create task panicked");
+        match linked {
+            Ok(()) => Ok(Created::New),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.read(key).await? == data {
+                    Ok(Created::AlreadyIdentical)
+                } else {
+                    Err(self.conflict(key))
+                }
+            }
+            Err(e) => Err(Error {
+                kind: ErrorKind::Other,
                 op: "create",
                 path: key.to_string(),
                 remote: self.name.to_string(),
-                message: "already exists with different content".into(),
-            })
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn conflict(&self, key: &str) -> Error {
+        Error {
+            kind: ErrorKind::Conflict,
+            op: "create",
+            path: key.to_string(),
+            remote: self.name.to_string(),
+            message: "already exists with different content".into(),
         }
     }
 
