@@ -122,13 +122,7 @@ impl Cache {
     /// Blocks until this process holds the assembly lock of blob `d`.
     pub fn lock_blob(&self, d: &Digest) -> Result<Lock> {
         let path = self.sharded("locks", d, ".lock");
-        fs::create_dir_all(path.parent().expect("sharded")).map_err(at(&path))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(at(&path))?;
+        let file = open_lock_file(&path).map_err(at(&path))?;
         file.lock().map_err(at(&path))?;
         Ok(Lock { _file: file })
     }
@@ -232,6 +226,16 @@ impl Cache {
     }
 }
 
+/// Opens (creating it and its directory if needed) a file used only for advisory locks.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    fs::create_dir_all(path.parent().expect("lock files live in a directory"))?;
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// Every regular file under `dir`, recursively (missing directory: none).
 pub(crate) fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -333,13 +337,7 @@ impl Cache {
     /// Marks a version in use (shared lock) and records the use for LRU.
     pub fn pin(&self, remote_id: &str, name: &ModelName, version: &Version) -> Result<Pin> {
         let path = self.pin_path(remote_id, name.as_str(), &version.canonical());
-        fs::create_dir_all(path.parent().expect("has parent")).map_err(at(&path))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(at(&path))?;
+        let file = open_lock_file(&path).map_err(at(&path))?;
         file.lock_shared().map_err(at(&path))?;
         let manifest = self.manifest_path(remote_id, name, version);
         if let Ok(f) = File::options().write(true).open(&manifest) {
@@ -448,13 +446,7 @@ impl Cache {
     fn try_unpinned(&self, v: &CachedVersion) -> Option<File> {
         let canonical = v.version.parse::<Version>().ok()?.canonical();
         let path = self.pin_path(&v.remote_id, &v.model_name, &canonical);
-        let _ = fs::create_dir_all(path.parent()?);
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ok()?;
+        let f = open_lock_file(&path).ok()?;
         f.try_lock().ok()?;
         Some(f)
     }

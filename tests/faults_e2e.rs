@@ -549,7 +549,7 @@ fn rewrite_response(resp: &[u8], is_head: bool) -> (Vec<u8>, bool, Option<u16>) 
         || has("content-length")
         || chunked;
     let mut out = Vec::with_capacity(resp.len() + 64);
-    let rest_of_status = status_line.splitn(2, ' ').nth(1).unwrap_or("");
+    let rest_of_status = status_line.split_once(' ').map_or("", |x| x.1);
     out.extend_from_slice(format!("HTTP/1.1 {rest_of_status}\r\n").as_bytes());
     for (k, v) in headers.iter().filter(|(k, _)| !is_hop_header(k)) {
         out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
@@ -575,7 +575,7 @@ fn seed() -> u64 {
     std::env::var("MVAULT_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_f4u64)
+        .unwrap_or(0x005e_edf4_u64)
 }
 
 fn p(path: &Path) -> &str {

@@ -238,7 +238,7 @@ const MY_VARS: &[(&str, &str)] = &[
     ("MY_SECRET", "S3CR3T-do-not-print-12345"),
 ];
 
-/// 1. `--provider a,b`, `--all-providers`, `default_provider`, disabled providers, and one
+/// Item 1: `--provider a,b`, `--all-providers`, `default_provider`, disabled providers, and one
 /// failing remote among several.
 #[test]
 fn s3_config_multi_provider_push() {
@@ -454,7 +454,7 @@ fn s3_config_multi_provider_push() {
     pull_same(&env, c(), &["--remote", "s3"], "m@3.0.0", &src3);
 }
 
-/// 2. Config errors name the file, the line and the key; unknown providers exit 2 and list
+/// Item 2: Config errors name the file, the line and the key; unknown providers exit 2 and list
 /// the known ones. Also the search order of the config file.
 #[test]
 fn fs_config_errors_and_search_order() {
@@ -587,7 +587,7 @@ fn fs_config_errors_and_search_order() {
     assert!(stderr_of(&o).contains("absent.yaml"), "{}", stderr_of(&o));
 }
 
-/// 3. No secret value reaches stdout or stderr, whatever the verbosity or format, in
+/// Item 3: No secret value reaches stdout or stderr, whatever the verbosity or format, in
 /// successful and failing commands; `remotes --json` masks them.
 #[test]
 fn s3_secrets_never_printed() {
@@ -796,7 +796,7 @@ fn s3_secrets_never_printed() {
     );
 }
 
-/// 4. sync copies what the destination lacks, byte-exact, and a re-run copies nothing.
+/// Item 4: sync copies what the destination lacks, byte-exact, and a re-run copies nothing.
 fn sync_between(src_env: &Env, dst_env: &Env, dst_vars: &[(&str, &str)]) {
     let env = src_env;
     let a = seed_dir(env, "a", &[("w.bin", 41, 1_800_000), ("c.json", 42, 500)]);
@@ -900,7 +900,7 @@ fn s3_sync_local_to_s3() {
 // ---------------------------------------------------------------------------------------------
 // Lifecycle (issue 6)
 
-/// 5. alias set / ls / pull NAME@ALIAS / rollback.
+/// Item 5: alias set / ls / pull NAME@ALIAS / rollback.
 fn alias_lifecycle(b: Backend) {
     let env = Env::new(b);
     let srcs: Vec<PathBuf> = (1..=3u64)
@@ -1033,7 +1033,7 @@ fn s3_alias_lifecycle() {
     alias_lifecycle(Backend::S3);
 }
 
-/// 6. Concurrent writers of one alias: each succeeds or gets a conflict (exit 4, "retry");
+/// Item 6: Concurrent writers of one alias: each succeeds or gets a conflict (exit 4, "retry");
 /// no update is lost.
 fn concurrent_aliases(b: Backend) {
     let env = Env::new(b);
@@ -1136,7 +1136,7 @@ fn s3_concurrent_alias_writers() {
     concurrent_aliases(Backend::S3);
 }
 
-/// 7. verify finds a flipped byte, a missing chunk and a truncated chunk, and names the
+/// Item 7: verify finds a flipped byte, a missing chunk and a truncated chunk, and names the
 /// versions they break.
 fn verify_damage(b: Backend) {
     let env = Env::new(b);
@@ -1243,7 +1243,7 @@ fn s3_verify_detects_damage() {
     verify_damage(Backend::S3);
 }
 
-/// 8. gc deletes exactly the unreferenced chunks, after the grace period only.
+/// Item 8: gc deletes exactly the unreferenced chunks, after the grace period only.
 fn gc_reclaims(b: Backend) {
     let env = Env::new(b);
     let keep = seed_dir(
@@ -1319,7 +1319,7 @@ fn s3_gc_reclaims_unreferenced_chunks() {
     gc_reclaims(Backend::S3);
 }
 
-/// 9. prune keeps the newest N and every aliased version, then gc reclaims the rest.
+/// Item 9: prune keeps the newest N and every aliased version, then gc reclaims the rest.
 fn prune_keeps_aliased(b: Backend) {
     let env = Env::new(b);
     let mut own = Vec::new();
@@ -1375,7 +1375,7 @@ fn s3_prune_keeps_aliased_versions() {
     prune_keeps_aliased(Backend::S3);
 }
 
-/// 10. usage: two versions sharing every chunk of one file: logical 2x, stored 1x.
+/// Item 10: usage: two versions sharing every chunk of one file: logical 2x, stored 1x.
 fn usage_numbers(b: Backend) {
     let env = Env::new(b);
     const LEN: usize = 2_500_000;

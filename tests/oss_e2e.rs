@@ -430,13 +430,15 @@ fn v1_signature_matches_official_oss2_sdk() {
         v.push(("date".into(), date.into()));
         v
     };
-    let cases: [(
-        &str,
+    /// (method, headers, key, query, expected signature)
+    type Case<'a> = (
+        &'a str,
         Vec<(String, String)>,
-        &str,
+        &'a str,
         Vec<(String, String)>,
-        &str,
-    ); 4] = [
+        &'a str,
+    );
+    let cases: [Case; 4] = [
         (
             "PUT",
             h(&[("x-oss-forbid-overwrite", "true"), ("content-length", "10")]),

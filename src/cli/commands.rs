@@ -719,7 +719,7 @@ async fn rm(g: &Global, model: &str) -> Result<i32> {
 }
 
 /// Parses `NAME@VERSION` with an exact version (for commands that must not guess).
-fn exact_ref(s: &str) -> Result<(ModelName, Version)> {
+pub(super) fn exact_ref(s: &str) -> Result<(ModelName, Version)> {
     let r: ModelRef = s.parse()?;
     match r.selector {
         Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),

@@ -5,14 +5,16 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::commands::{load_config, open_vault, remote_spec, transfer_options, usage, vault_for};
+use super::commands::{
+    exact_ref, load_config, open_vault, remote_spec, transfer_options, usage, vault_for,
+};
 use super::output::{self, note};
 use super::{Global, TransferArgs, exit};
 use crate::config::Config;
 use crate::lifecycle;
 use crate::transfer;
 use crate::util::{human_bytes, parse_duration_secs};
-use crate::version::{Alias, ModelName, ModelRef, Selector, Version};
+use crate::version::{Alias, ModelName, ModelRef, Selector};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -176,22 +178,12 @@ pub async fn sync(g: &Global, a: &SyncArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn exact(s: &str) -> Result<(ModelName, Version)> {
-    let r: ModelRef = s.parse()?;
-    match r.selector {
-        Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),
-        _ => Err(usage(format!(
-            "{s:?}: expected NAME@VERSION with an exact version"
-        ))),
-    }
-}
-
 /// `mvault alias set|ls`.
 pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
     let vault = open_vault(g)?;
     match action {
         AliasAction::Set { model, alias } => {
-            let (name, version) = exact(model)?;
+            let (name, version) = exact_ref(model)?;
             let alias: Alias = alias.parse()?;
             let change = lifecycle::alias_set(&vault, &name, &version, &alias).await?;
             if g.json {
