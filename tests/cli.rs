@@ -104,3 +104,36 @@ fn warm_pull_is_a_no_op_and_repairs_damage() {
     assert_eq!(fixed["summary"]["files_done"], 2);
     crate::common::assert_same_tree(&src, &out);
 }
+
+#[test]
+fn models_dir_pushes_each_entry_as_a_model_and_versions_show_aliases() {
+    let env = Env::new(Backend::Fs);
+    let dir = env.path("models");
+    write_file(&dir.join("SEG_M2F_a/model.pth"), &noise(1, 200_000));
+    write_file(&dir.join("SEG_M2F_a/config.yaml"), b"a: 1\n");
+    write_file(&dir.join("CLS_AMM_b/weights.bin"), &noise(2, 100_000));
+    write_file(&dir.join("single.onnx"), &noise(3, 50_000));
+    let out = env.json(&[
+        "push",
+        "--models-dir",
+        dir.to_str().unwrap(),
+        "--version",
+        "1.0.0",
+    ]);
+    assert_eq!(out.as_array().unwrap().len(), 3, "{out}");
+    let list = env.json(&["list"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["CLS_AMM_b", "SEG_M2F_a", "single"]);
+    let info = env.json(&["info", "SEG_M2F_a@1.0.0"]);
+    assert_eq!(info["files"].as_array().unwrap().len(), 2);
+
+    env.ok(&["alias", "set", "single@1.0.0", "production"]);
+    let versions = env.json(&["versions", "single"]);
+    assert_eq!(versions[0]["aliases"][0], "production");
+    assert!(env.ok(&["versions", "single"]).contains("production"));
+}

@@ -599,27 +599,38 @@ async fn versions(g: &Global, name: &str) -> Result<i32> {
     for v in &vs {
         manifests.push(vault.manifest(&name, v, Lookup::CacheFirst).await?);
     }
+    // Aliases pointing at each version, shown beside it.
+    let aliases = crate::lifecycle::alias_list(&vault, &name).await?;
+    let aliases_of = |m: &Manifest| -> Vec<String> {
+        let v: Option<Version> = m.version.parse().ok();
+        aliases
+            .iter()
+            .filter(|a| a.version.parse::<Version>().ok() == v)
+            .map(|a| a.alias.clone())
+            .collect()
+    };
     if g.json {
         let v: Vec<Value> = manifests
             .iter()
             .map(|m| {
                 json!({"version": m.version, "created_at": m.created_at,
                        "file_size": m.file_size, "files": m.files.len(),
-                       "description": m.description})
+                       "description": m.description, "aliases": aliases_of(m)})
             })
             .collect();
         output::json(&v)?;
     } else {
         output::line(&format!(
-            "{:<20} {:<26} {:>10}  DESCRIPTION",
-            "VERSION", "CREATED", "SIZE"
+            "{:<20} {:<26} {:>10}  {:<20} DESCRIPTION",
+            "VERSION", "CREATED", "SIZE", "ALIASES"
         ))?;
-        for m in manifests {
+        for m in &manifests {
             output::line(&format!(
-                "{:<20} {:<26} {:>10}  {}",
+                "{:<20} {:<26} {:>10}  {:<20} {}",
                 m.version,
                 m.created_at,
                 human_bytes(m.file_size),
+                aliases_of(m).join(","),
                 m.description
             ))?;
         }

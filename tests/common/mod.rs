@@ -201,7 +201,13 @@ impl Env {
 
     pub fn write_object(&self, key: &str, data: Vec<u8>) {
         let op = self.op();
-        Self::rt().block_on(async { op.write(key, data).await.unwrap() });
+        // A content type, as mvault sends: the GCS emulator fails uploads without one.
+        Self::rt().block_on(async {
+            op.write_with(key, data)
+                .content_type("application/octet-stream")
+                .await
+                .unwrap()
+        });
     }
 
     pub fn delete_object(&self, key: &str) {
