@@ -73,10 +73,6 @@ impl Cache {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn sharded(&self, dir: &str, d: &Digest, ext: &str) -> PathBuf {
         let hex = d.to_hex();
         self.root

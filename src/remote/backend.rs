@@ -63,6 +63,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "virtual_host_style",
     "anonymous",
     "timeout",
+    "retries",
 ];
 
 /// Option keys whose values are secrets.

@@ -210,15 +210,17 @@ impl Remote {
     pub fn open(spec: &RemoteSpec) -> std::result::Result<Remote, SpecError> {
         let op = spec.operator()?;
         let mut remote = Remote::new(op, spec.display_name());
+        if let Some(r) = spec.options.get("retries") {
+            let retries: u32 = r.parse().map_err(|_| SpecError::Invalid {
+                url: spec.display_name(),
+                message: format!("retries {r:?} is not a number"),
+            })?;
+            remote.retry.max_attempts = retries + 1;
+        }
         if spec.backend == Backend::Fs {
             remote.fs_root = Some(std::path::Path::new(&spec.bucket).into());
         }
         Ok(remote)
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Remote {
-        self.retry = retry;
-        self
     }
 
     /// The remote's display name (no secrets).
@@ -229,11 +231,6 @@ impl Remote {
     /// Retries performed so far by this remote (all clones share the counter).
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
-    }
-
-    /// Whether the store enforces create-only writes itself.
-    pub fn has_conditional_writes(&self) -> bool {
-        self.conditional_writes
     }
 
     /// Runs `f` until it succeeds, fails permanently, or attempts run out.

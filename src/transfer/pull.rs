@@ -91,18 +91,6 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
-/// True when the target directory provably holds this exact version (a few `stat` calls, no
-/// reads): the state record names the version's checksum and every file still has the size
-/// and mtime recorded when it was written.
-pub fn is_materialized(target: &Path, manifest: &Manifest) -> bool {
-    let Some(state) = read_state(target, &manifest.model_name) else {
-        return false;
-    };
-    state.checksum == manifest.checksum
-        && state.files.len() == manifest.files.len()
-        && state.files.iter().all(|f| unchanged(target, f))
-}
-
 fn read_state(target: &Path, model: &str) -> Option<TargetState> {
     let bytes = fs::read(state_path(target, model)).ok()?;
     serde_json::from_slice(&bytes).ok()

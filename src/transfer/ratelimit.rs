@@ -33,10 +33,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn bytes_per_sec(&self) -> u64 {
-        self.bytes_per_sec as u64
-    }
-
     /// Waits until `bytes` may be sent. Callers take tokens before their request, so the
     /// long-run rate never exceeds the limit; a request larger than the burst simply waits
     /// longer.
