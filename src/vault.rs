@@ -160,14 +160,7 @@ impl Vault {
         offline: bool,
     ) -> Result<PullOutcome> {
         let m = &req.manifest;
-        let name: ModelName = m
-            .model_name
-            .parse()
-            .map_err(|e| Error::Integrity(format!("{e}")))?;
-        let v: Version = m
-            .version
-            .parse()
-            .map_err(|e| Error::Integrity(format!("{e}")))?;
+        let (name, v) = identity(m)?;
         let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
         let remote = (!offline).then_some(&self.remote);
         transfer::pull(remote, &self.cache, req, opts).await
@@ -175,14 +168,7 @@ impl Vault {
 
     /// Default pull target of a version: its snapshot directory in the cache.
     pub fn snapshot_dir(&self, m: &Manifest) -> Result<std::path::PathBuf> {
-        let name: ModelName = m
-            .model_name
-            .parse()
-            .map_err(|e| Error::Integrity(format!("{e}")))?;
-        let v: Version = m
-            .version
-            .parse()
-            .map_err(|e| Error::Integrity(format!("{e}")))?;
+        let (name, v) = identity(m)?;
         Ok(self.cache.snapshot_dir(&self.remote_id, &name, &v))
     }
 
@@ -198,4 +184,13 @@ impl Vault {
         self.remote.delete(&key).await?;
         Ok(())
     }
+}
+
+/// The validated name and version a manifest claims.
+fn identity(m: &Manifest) -> Result<(ModelName, Version)> {
+    let bad = |e: crate::version::Error| Error::Integrity(format!("manifest: {e}"));
+    Ok((
+        m.model_name.parse().map_err(bad)?,
+        m.version.parse().map_err(bad)?,
+    ))
 }
