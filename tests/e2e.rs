@@ -4,3 +4,4 @@
 mod behaviour;
 mod cli;
 mod common;
+mod hostile;
