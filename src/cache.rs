@@ -56,9 +56,19 @@ pub struct Cache {
     root: PathBuf,
 }
 
-/// An exclusive advisory lock, released on drop.
+/// An advisory lock on a blob (shared or exclusive), released on drop.
 pub struct Lock {
-    _file: File,
+    file: File,
+}
+
+impl Lock {
+    /// Turns an exclusive lock into a shared one (after assembling the blob), so other
+    /// pulls can use the blob while this one still holds it. `flock` converts by releasing
+    /// and re-taking, so a `prune` may slip in between: users of the blob treat a blob that
+    /// vanished as absent and assemble it again.
+    pub fn downgrade(&self) -> io::Result<()> {
+        self.file.lock_shared()
+    }
 }
 
 impl Cache {
@@ -115,12 +125,25 @@ impl Cache {
         let _ = fs::remove_file(self.blob_path(d));
     }
 
-    /// Blocks until this process holds the assembly lock of blob `d`.
-    pub fn lock_blob(&self, d: &Digest) -> Result<Lock> {
+    /// Blocks until this process holds a shared lock on blob `d`: while held, `prune` does
+    /// not delete the blob. Waits only for an assembler (exclusive holders never wait on
+    /// other locks), so holding several shared locks cannot deadlock.
+    pub fn lock_blob_shared(&self, d: &Digest) -> Result<Lock> {
         let path = self.sharded("locks", d, ".lock");
         let file = open_lock_file(&path).map_err(at(&path))?;
-        file.lock().map_err(at(&path))?;
-        Ok(Lock { _file: file })
+        file.lock_shared().map_err(at(&path))?;
+        Ok(Lock { file })
+    }
+
+    /// The exclusive (assembly or deletion) lock of blob `d` if nobody holds any lock on it.
+    pub fn try_lock_blob(&self, d: &Digest) -> Result<Option<Lock>> {
+        let path = self.sharded("locks", d, ".lock");
+        let file = open_lock_file(&path).map_err(at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(at(&path)(e)),
+        }
     }
 
     fn manifest_path(&self, remote_id: &str, name: &ModelName, version: &Version) -> PathBuf {
@@ -172,6 +195,18 @@ impl Cache {
             .collect();
         vs.sort();
         vs
+    }
+
+    /// Makes sure the manifest of a version being pulled is cached (call while holding its
+    /// [`Pin`]): a `prune` that ran between resolving and pinning may have evicted it.
+    pub fn ensure_manifest(&self, remote_id: &str, m: &Manifest, version: &Version) -> Result<()> {
+        let Ok(name) = m.model_name.parse::<ModelName>() else {
+            return Ok(()); // save_manifest reports it
+        };
+        if self.manifest_path(remote_id, &name, version).is_file() {
+            return Ok(());
+        }
+        self.save_manifest(remote_id, m, version)
     }
 
     /// Stores a manifest read from a remote (atomically).
@@ -278,12 +313,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let d = Digest::of(b"x");
-        let held = cache.lock_blob(&d).unwrap();
-        let path = cache.sharded("locks", &d, ".lock");
-        let other = File::options().write(true).open(&path).unwrap();
-        assert!(other.try_lock().is_err());
+        let held = cache.try_lock_blob(&d).unwrap().expect("free");
+        assert!(cache.try_lock_blob(&d).unwrap().is_none());
         drop(held);
-        assert!(other.try_lock().is_ok());
+        let shared = cache.lock_blob_shared(&d).unwrap();
+        let other = cache.lock_blob_shared(&d).unwrap();
+        assert!(
+            cache.try_lock_blob(&d).unwrap().is_none(),
+            "shared holders block prune"
+        );
+        drop((shared, other));
+        assert!(cache.try_lock_blob(&d).unwrap().is_some());
     }
 }
 
@@ -447,7 +487,9 @@ impl Cache {
         Some(f)
     }
 
-    /// Deletes blobs not in `kept`, unless a pull is assembling or placing them right now.
+    /// Deletes blobs not in `kept`, each under its exclusive lock: a blob a running pull
+    /// holds (it takes a shared lock from finding the blob until the file is placed) is
+    /// left alone, even if that pull's manifest was cached after `kept` was computed.
     fn sweep_blobs(&self, kept: &HashSet<Digest>, report: &mut PruneReport) {
         for path in walk_files(&self.root.join("blobs")) {
             let Some(d) = path
@@ -460,6 +502,9 @@ impl Cache {
             if kept.contains(&d) {
                 continue;
             }
+            let Ok(Some(_lock)) = self.try_lock_blob(&d) else {
+                continue; // in use by a pull (or the lock file is unusable: keep the blob)
+            };
             let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if fs::remove_file(&path).is_ok() {
                 report.blobs_removed += 1;

@@ -3,8 +3,9 @@
 //! Invariants checked by [`Manifest::validate`] before anything is written from a manifest:
 //! - `format` is one this release understands ([`FORMAT`]);
 //! - every path is relative and normalized: `/`-separated, no empty, `.` or `..` segment, no
-//!   backslash, NUL or control character, at most 4096 bytes; no path is repeated, and no path
-//!   is a directory prefix of another (`a` and `a/b`);
+//!   backslash, NUL or control character, at most 4096 bytes, first segment not `.mvault`
+//!   (reserved for pull targets' records); no path is repeated, and no path is a directory
+//!   prefix of another (`a` and `a/b`);
 //! - each file's chunk sizes add up to its size, and no chunk exceeds the format's maximum;
 //! - `file_size` is the sum of file sizes and `checksum` matches [`version_checksum`].
 //!
@@ -233,7 +234,12 @@ pub fn version_checksum(files: &[FileEntry]) -> Digest {
     h.finalize().into()
 }
 
-/// Refuses any path that could escape the target directory or is not in normal form.
+/// First path segment reserved for mvault's bookkeeping inside a pull target
+/// (`<target>/.mvault/<model>.json`): no file of a version may live under it.
+pub const RESERVED_SEGMENT: &str = ".mvault";
+
+/// Refuses any path that could escape the target directory, is not in normal form, or lies
+/// under the reserved [`RESERVED_SEGMENT`].
 pub fn validate_path(path: &str) -> Result<(), Error> {
     let bad = |reason| {
         Err(Error::UnsafePath {
@@ -258,6 +264,9 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
     }
     if path.len() >= 2 && path.as_bytes()[1] == b':' {
         return bad("drive-letter path");
+    }
+    if path.split('/').next() == Some(RESERVED_SEGMENT) {
+        return bad("'.mvault' is reserved for mvault's own records in a pull target");
     }
     for seg in path.split('/') {
         match seg {
@@ -323,6 +332,8 @@ mod tests {
             "..x",
             "x..",
             "a/.hidden",
+            "a/.mvault/x",
+            ".mvaultx",
         ] {
             validate_path(p).unwrap_or_else(|e| panic!("{p}: {e}"));
         }
@@ -343,6 +354,8 @@ mod tests {
             "a\nb",
             "a\0b",
             ".",
+            ".mvault",
+            ".mvault/x.json",
         ] {
             assert!(validate_path(p).is_err(), "{p:?} accepted");
         }

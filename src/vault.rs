@@ -162,6 +162,9 @@ impl Vault {
         let m = &req.manifest;
         let (name, v) = identity(m)?;
         let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
+        // A prune between resolving and pinning may have evicted the cached manifest; while
+        // pinned it cannot be evicted again, and the blobs this pull uses are locked.
+        self.cache.ensure_manifest(&self.remote_id, m, &v)?;
         let remote = (!offline).then_some(&self.remote);
         transfer::pull(remote, &self.cache, req, opts).await
     }

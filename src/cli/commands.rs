@@ -90,6 +90,9 @@ pub struct PullArgs {
     /// How to place files: auto (hard link, else copy), hard, copy.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_link)]
     pub link: LinkMode,
+    /// Replace files in the target that mvault did not write (refused by default).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub transfer: TransferArgs,
 }
@@ -151,6 +154,9 @@ pub struct RunArgs {
     /// Use the local cache only.
     #[arg(long)]
     pub offline: bool,
+    /// Replace files in the model directories that mvault did not write.
+    #[arg(long)]
+    pub force: bool,
     /// Command to exec once the models are in place (after `--`).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -524,6 +530,7 @@ async fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
         target,
         verify: a.verify,
         link: a.link,
+        force: a.force,
     };
     super::audit_trail::note_model(&req.manifest.model_name, Some(&req.manifest.version));
     let out = vault.pull(&req, &opts, a.offline).await?;

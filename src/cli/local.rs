@@ -70,6 +70,7 @@ pub async fn run_models(g: &Global, a: &super::commands::RunArgs) -> Result<i32>
                     manifest,
                     verify: false,
                     link: Default::default(),
+                    force: a.force,
                 };
                 let out = vault.pull(&req, opts, a.offline).await?;
                 Ok::<_, anyhow::Error>((label, out.summary.bytes_remote))

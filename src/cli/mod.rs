@@ -298,7 +298,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(t) = cause.downcast_ref::<transfer::Error>() {
             return match t {
                 transfer::Error::NotFound(_) => exit::NOT_FOUND,
-                transfer::Error::VersionExists(..) => exit::CONFLICT,
+                transfer::Error::VersionExists(..) | transfer::Error::WouldOverwrite(_) => {
+                    exit::CONFLICT
+                }
                 transfer::Error::Integrity(_) | transfer::Error::Manifest(_) => exit::INTEGRITY,
                 transfer::Error::Input(_) => exit::USAGE,
                 transfer::Error::Remote(r) => remote_code(r),

@@ -10,6 +10,7 @@ pub mod pull;
 mod push;
 pub mod ratelimit;
 mod sync;
+mod target;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,12 @@ pub enum Error {
     Integrity(String),
     #[error("{0}")]
     Input(String),
+    /// A pull would replace a file in the target that no earlier pull of this model wrote.
+    #[error(
+        "{0}: exists and was not written by mvault; refusing to overwrite it (move it away, \
+         or pass --force to replace it)"
+    )]
+    WouldOverwrite(String),
 }
 
 impl Error {

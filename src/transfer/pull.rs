@@ -1,47 +1,47 @@
 //! Pull: manifest → verified blobs in the cache → plain files under the target directory.
 //!
-//! For each file of the version:
-//! 1. if the target already holds it (size and mtime match the state record of the last pull,
-//!    or with `verify` its digest matches), nothing happens;
-//! 2. else, if the cache lacks its blob, the blob is assembled under the blob's lock: chunks
-//!    come from other cached blobs when present, else from the remote (at most `jobs`
-//!    requests and 64 MiB of chunk data in flight), each one checked against its BLAKE3
-//!    name, then the whole file against its digest, and only then renamed into `blobs/`;
-//! 3. the blob is linked (or copied) to a temporary name beside the target file, then renamed
-//!    over it, so the target never holds a partial file.
+//! A pull runs in two phases, so that a failed download leaves the target untouched:
+//! 1. **Blobs.** For each file the target does not provably hold (state record match, or
+//!    same size and digest when re-hashed), a whole-file blob is made present in the cache:
+//!    under the blob's exclusive lock, chunks come from other cached blobs when present
+//!    (each re-hashed) or from the remote (at most `jobs` requests and 64 MiB of chunk data
+//!    in flight), each checked against its BLAKE3 name, then the whole file against its
+//!    digest, and only then is it renamed into `blobs/`.
+//! 2. **Placement.** Files of the previous pull that the new version lacks are deleted if
+//!    still exactly as mvault wrote them; then each blob is linked (or copied) to a
+//!    temporary name beside its target path and renamed over it, through directory handles
+//!    that never follow a symlink ([`super::target`]). A blob this pull did not just
+//!    assemble is re-hashed as placed (the cache is shared with every hard-linked target, so
+//!    an in-place edit of a target damages it); a damaged blob is discarded and fetched
+//!    again. While placing, the pull holds the blob's shared lock, so `cache prune` cannot
+//!    delete it underneath.
+//!
+//! A file in the target that no earlier pull of this model wrote (a user's file) is never
+//! overwritten unless its content already matches or the caller passes `force`.
 //!
 //! A state record in `<target>/.mvault/<name>.json` (sizes and mtimes of what was
-//! materialized) makes the next warm pull a handful of `stat` calls.
+//! materialized) makes the next warm pull a handful of `stat` calls. The record is
+//! untrusted input: its paths are validated like manifest paths before use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+pub use super::target::LinkMode;
+use super::target::{self, Entry, TargetDir};
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
 use crate::cache::{Cache, LocalChunk};
 use crate::chunk::{self, Digest};
-use crate::manifest::{ChunkRef, FileEntry, Manifest};
+use crate::manifest::{self, ChunkRef, FileEntry, Manifest};
 use crate::remote::Remote;
-
-/// How files get from the cache into the target directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LinkMode {
-    /// Hard link when the cache is on the same filesystem, copy otherwise.
-    #[default]
-    Auto,
-    /// Hard links only (fails across filesystems).
-    Hard,
-    /// Independent copies.
-    Copy,
-}
 
 /// What to pull, and where.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct PullRequest {
     /// Re-hash every target file and blob instead of trusting size and mtime.
     pub verify: bool,
     pub link: LinkMode,
+    /// Overwrite files in the target that no earlier pull of this model wrote.
+    pub force: bool,
 }
 
 /// Result of a pull.
@@ -62,7 +64,7 @@ pub struct PullOutcome {
 
 /// Chunk bytes allowed in flight (downloaded, not yet written), in KiB permits.
 const INFLIGHT_KIB: u32 = 64 * 1024;
-/// Files materialized concurrently.
+/// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
 
 /// Record of one materialized file, for the warm path.
@@ -83,22 +85,59 @@ struct TargetState {
     files: Vec<FileState>,
 }
 
-fn state_path(target: &Path, model: &str) -> PathBuf {
-    target.join(".mvault").join(format!("{model}.json"))
+impl From<target::Error> for Error {
+    fn from(e: target::Error) -> Error {
+        match e {
+            target::Error::Io { path, source } => Error::Io { path, source },
+            e => Error::Input(e.to_string()),
+        }
+    }
 }
 
-fn mtime_ns(m: &fs::Metadata) -> i128 {
-    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+fn record_name(model: &str) -> String {
+    format!("{model}.json")
 }
 
-fn read_state(target: &Path, model: &str) -> Option<TargetState> {
-    let bytes = fs::read(state_path(target, model)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The state record of `model` in the target, if present. The record is untrusted: one
+/// that does not parse or names another model is ignored, and entries with a path a
+/// manifest could not hold (`../x`, absolute, under `.mvault`, repeated) are dropped, with a
+/// warning; files are then checked by content.
+fn read_state(dir: &TargetDir, model: &str) -> Result<Option<TargetState>> {
+    let Some(bytes) = dir.read_record(&record_name(model))? else {
+        return Ok(None);
+    };
+    let warn = |what: &str| {
+        tracing::warn!(
+            "{}: state record .mvault/{} {what} (files are checked by content)",
+            dir.root().display(),
+            record_name(model)
+        )
+    };
+    let Some(mut state) = serde_json::from_slice::<TargetState>(&bytes)
+        .ok()
+        .filter(|s| s.model_name == model)
+    else {
+        warn("is damaged; ignoring it");
+        return Ok(None);
+    };
+    let mut seen = HashSet::new();
+    let before = state.files.len();
+    state
+        .files
+        .retain(|f| manifest::validate_path(&f.path).is_ok() && seen.insert(f.path.clone()));
+    if state.files.len() != before {
+        warn("lists unsafe or repeated paths; ignoring those entries");
+    }
+    Ok(Some(state))
 }
 
-fn unchanged(target: &Path, f: &FileState) -> bool {
-    fs::symlink_metadata(target.join(&f.path))
-        .is_ok_and(|m| m.is_file() && m.len() == f.size && mtime_ns(&m) == f.mtime_ns)
+/// True when the target still holds `f` exactly as recorded (regular file, size, mtime).
+fn unchanged(dir: &TargetDir, f: &FileState) -> Result<bool> {
+    Ok(dir.entry(&f.path)?
+        == Entry::File {
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+        })
 }
 
 /// Shared state of one pull.
@@ -110,6 +149,27 @@ struct Ctx<'a> {
     requests: Semaphore,
     inflight: Semaphore,
     local: HashMap<Digest, LocalChunk>,
+    dir: Arc<TargetDir>,
+    link: LinkMode,
+}
+
+/// Outcome of [`Ctx::assemble_locked`].
+#[derive(Debug, PartialEq, Eq)]
+enum Assembly {
+    /// This call assembled the blob, or re-hashed it and found it good.
+    Assembled,
+    /// A blob was already there (not re-hashed).
+    Present,
+    /// Another process holds the blob's lock; try again.
+    Busy,
+}
+
+/// What the target holds at a file's path, decided before anything is downloaded.
+enum Plan {
+    /// Already right (recorded, or same content): keep it.
+    Keep(FileState),
+    /// Needs its blob placed.
+    Place,
 }
 
 /// Pulls a version into `req.target`. `remote` is `None` offline: everything must then come
@@ -124,29 +184,39 @@ pub async fn pull(
     let m = &req.manifest;
     m.validate()?;
     let target = &req.target;
-    fs::create_dir_all(target).map_err(|e| Error::io(target.display(), e))?;
-    let previous = read_state(target, &m.model_name);
+    let dir = Arc::new(TargetDir::open(target)?);
+    let previous = read_state(&dir, &m.model_name)?;
     let recorded: HashMap<&str, &FileState> = previous
         .iter()
         .flat_map(|s| s.files.iter())
         .map(|f| (f.path.as_str(), f))
         .collect();
 
-    // Files whose target copy is not provably right.
-    let mut todo = Vec::new();
+    let plans: Vec<Plan> = futures::stream::iter(&m.files)
+        .map(|f| {
+            plan_file(
+                &dir,
+                f,
+                recorded.get(f.path.as_str()).copied(),
+                previous.as_ref(),
+                req,
+            )
+        })
+        .buffered(FILES_AT_ONCE)
+        .try_collect()
+        .await?;
     let mut states = Vec::new();
-    for f in &m.files {
-        match recorded.get(f.path.as_str()) {
-            Some(s) if !req.verify && s.digest == f.digest && unchanged(target, s) => {
-                states.push((*s).clone())
-            }
-            _ => todo.push(f),
+    let mut todo = Vec::new();
+    for (f, plan) in m.files.iter().zip(plans) {
+        match plan {
+            Plan::Keep(s) => states.push(s),
+            Plan::Place => todo.push(f),
         }
     }
     let stats = Stats::default();
     Stats::add(&stats.files_skipped, states.len() as u64);
 
-    let missing: std::collections::HashSet<Digest> = todo
+    let missing: HashSet<Digest> = todo
         .iter()
         .filter(|f| !f.chunks.is_empty() && !cache.has_blob(&f.digest, f.size))
         .flat_map(|f| f.chunks.iter().map(|c| c.id))
@@ -164,39 +234,57 @@ pub async fn pull(
         requests: Semaphore::new(opts.jobs.max(1)),
         inflight: Semaphore::new(INFLIGHT_KIB as usize),
         local,
+        dir: dir.clone(),
+        link: req.link,
     };
     let total: u64 = todo.iter().map(|f| f.size).sum();
     opts.progress
         .start(format!("pull {}@{}", m.model_name, m.version), total);
 
-    let verify = req.verify;
+    // Phase 1: every blob present and verified in the cache; the target is not touched.
+    let fresh: HashSet<Digest> = futures::stream::iter(todo.iter().copied())
+        .map(|f| ctx.ensure_blob(f))
+        .buffer_unordered(FILES_AT_ONCE)
+        .try_collect::<Vec<Option<Digest>>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    // Phase 2: clear what the previous version had and this one lacks, then place.
+    let warm = todo.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
+    if let Some(prev) = &previous {
+        let keep: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        for f in prev
+            .files
+            .iter()
+            .filter(|f| !keep.contains(f.path.as_str()))
+        {
+            if unchanged(&dir, f)? {
+                dir.remove_file(&f.path)?;
+            }
+        }
+    }
     let done: Vec<FileState> = futures::stream::iter(todo)
-        .map(|f| ctx.place_file(f, target, verify, req.link))
+        .map(|f| ctx.place_file(f, fresh.contains(&f.digest)))
         .buffer_unordered(FILES_AT_ONCE)
         .try_collect()
         .await?;
-    let warm = done.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
     states.extend(done);
     states.sort_by(|a, b| a.path.cmp(&b.path));
-    if warm {
-        // Nothing changed: skip rewriting the state record.
-        opts.progress.finish();
-        return Ok(PullOutcome {
-            target: target.clone(),
-            summary: ctx.stats.summary(started, 0),
-        });
-    }
-    remove_stale(target, previous.as_ref(), m);
-    write_state(
-        target,
-        &TargetState {
+    opts.progress.finish();
+    if !warm {
+        let state = TargetState {
             model_name: m.model_name.clone(),
             version: m.version.clone(),
             checksum: m.checksum,
             files: states,
-        },
-    )?;
-    opts.progress.finish();
+        };
+        let json = serde_json::to_vec_pretty(&state).expect("state serializes");
+        let d = dir.clone();
+        let name = record_name(&m.model_name);
+        cpu(move || d.write_record(&name, &json)).await?;
+    }
     let retries = remote.map_or(0, Remote::retries);
     Ok(PullOutcome {
         target: target.clone(),
@@ -204,56 +292,188 @@ pub async fn pull(
     })
 }
 
-impl Ctx<'_> {
-    /// Makes `target/f.path` hold exactly file `f`; returns its new state record.
-    async fn place_file(
-        &self,
-        f: &FileEntry,
-        target: &Path,
-        verify: bool,
-        link: LinkMode,
-    ) -> Result<FileState> {
-        let dest = safe_join(target, &f.path)?;
-        if verify && fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == f.size) {
-            let digest = hash_file(dest.clone()).await?;
-            if digest == f.digest {
-                Stats::add(&self.stats.files_skipped, 1);
-                return file_state(&dest, f);
+/// Decides what to do with `f`'s path in the target: keep what is there when it provably
+/// is `f` (recorded size and mtime, or, with `verify` or without a record, the same
+/// content), else place the blob. Refuses, before anything is downloaded, to replace a
+/// file or symlink that no earlier pull of this model wrote (unless `force`), or a
+/// directory that is not the previous version's.
+async fn plan_file(
+    dir: &Arc<TargetDir>,
+    f: &FileEntry,
+    recorded: Option<&FileState>,
+    previous: Option<&TargetState>,
+    req: &PullRequest,
+) -> Result<Plan> {
+    let d = dir.clone();
+    let path = f.path.clone();
+    let entry = cpu(move || d.entry(&path)).await?;
+    let ours = recorded.is_some();
+    match entry {
+        Entry::Missing => Ok(Plan::Place),
+        Entry::File { size, mtime_ns } => {
+            if let Some(s) = recorded
+                && !req.verify
+                && s.digest == f.digest
+                && s.size == size
+                && s.mtime_ns == mtime_ns
+            {
+                return Ok(Plan::Keep(s.clone()));
+            }
+            if size == f.size {
+                let d = dir.clone();
+                let path = f.path.clone();
+                if cpu(move || d.hash(&path)).await? == f.digest {
+                    return Ok(Plan::Keep(FileState {
+                        path: f.path.clone(),
+                        size,
+                        mtime_ns,
+                        digest: f.digest,
+                    }));
+                }
+            }
+            if ours || req.force {
+                Ok(Plan::Place) // repair mvault's own file, or overwrite as asked
+            } else {
+                Err(Error::WouldOverwrite(
+                    dir.root().join(&f.path).display().to_string(),
+                ))
             }
         }
-        // A wrong file in the target may share its inode with the blob: check the blob too.
-        let blob = self.ensure_blob(f, dest.exists()).await?;
-        materialize(&blob, &dest, link)?;
-        Stats::add(&self.stats.files_done, 1);
-        file_state(&dest, f)
+        Entry::Dir => {
+            let under = format!("{}/", f.path);
+            if previous.is_some_and(|p| p.files.iter().any(|s| s.path.starts_with(&under))) {
+                Ok(Plan::Place) // the previous version's directory, cleared before placing
+            } else {
+                Err(Error::Input(format!(
+                    "{}: is a directory, the model has a file there; remove it or pull elsewhere",
+                    dir.root().join(&f.path).display()
+                )))
+            }
+        }
+        // Below a file of the previous version (`a` becoming `a/b`): cleared before placing.
+        Entry::Other
+            if previous.is_some_and(|p| {
+                p.files.iter().any(|s| {
+                    f.path.starts_with(&s.path)
+                        && f.path.as_bytes().get(s.path.len()) == Some(&b'/')
+                })
+            }) =>
+        {
+            Ok(Plan::Place)
+        }
+        Entry::Other if req.force => Ok(Plan::Place),
+        Entry::Other => Err(Error::Input(format!(
+            "{}: is a symlink, special file, or below one; refusing to replace or follow it \
+             (remove it, or pass --force to replace it)",
+            dir.root().join(&f.path).display()
+        ))),
+    }
+}
+
+impl Ctx<'_> {
+    /// Makes blob `f.digest` present in the cache. Returns the digest when this call
+    /// assembled (and so verified) it, `None` when it was already there (unproven).
+    async fn ensure_blob(&self, f: &FileEntry) -> Result<Option<Digest>> {
+        loop {
+            let (c, d) = (self.cache.clone(), f.digest);
+            let shared = cpu(move || c.lock_blob_shared(&d)).await?;
+            if self.cache.has_blob(&f.digest, f.size) {
+                self.opts.progress.inc(f.size);
+                return Ok(None);
+            }
+            drop(shared);
+            match self.assemble_locked(f, false).await? {
+                Assembly::Assembled => return Ok(Some(f.digest)),
+                Assembly::Present => return Ok(None),
+                Assembly::Busy => {}
+            }
+        }
     }
 
-    /// Returns the path of a verified blob for `f`, assembling it if needed.
-    async fn ensure_blob(&self, f: &FileEntry, recheck: bool) -> Result<PathBuf> {
-        let cache = self.cache;
-        if cache.has_blob(&f.digest, f.size) {
-            if !recheck || hash_file(cache.blob_path(&f.digest)).await? == f.digest {
-                self.opts.progress.inc(f.size);
-                return Ok(cache.blob_path(&f.digest));
-            }
-            tracing::warn!("cached copy of {} was damaged; fetching it again", f.path);
-            cache.discard_blob(&f.digest);
-        }
-        let c2 = cache.clone();
-        let digest = f.digest;
-        let _lock = cpu(move || c2.lock_blob(&digest)).await?;
-        // Another process may have assembled it while we waited for the lock.
-        if cache.has_blob(&f.digest, f.size) {
+    /// Under the blob's exclusive lock, assembles `f` unless a good blob is there: with
+    /// `damaged`, a present blob is re-hashed and replaced if wrong (another pull may have
+    /// repaired it meanwhile).
+    async fn assemble_locked(&self, f: &FileEntry, damaged: bool) -> Result<Assembly> {
+        let (c, d) = (self.cache.clone(), f.digest);
+        let Some(lock) = cpu(move || c.try_lock_blob(&d)).await? else {
+            // Held by an assembler or by pulls placing it: wait a little, then look again.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Ok(Assembly::Busy);
+        };
+        let blob = self.cache.blob_path(&f.digest);
+        let present = self.cache.has_blob(&f.digest, f.size);
+        if present && !damaged {
             self.opts.progress.inc(f.size);
-            return Ok(cache.blob_path(&f.digest));
+            return Ok(Assembly::Present);
         }
-        let tmp = cache.temp_path();
+        if present && hash_path(blob).await? == f.digest {
+            return Ok(Assembly::Assembled); // just proven good
+        }
+        if present {
+            self.cache.discard_blob(&f.digest);
+        }
+        let tmp = self.cache.temp_path();
         let r = self.assemble(f, &tmp).await;
         if r.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         r?;
-        Ok(cache.commit_blob(&tmp, &f.digest)?)
+        self.cache.commit_blob(&tmp, &f.digest)?;
+        drop(lock);
+        Ok(Assembly::Assembled)
+    }
+
+    /// Places `f` from its blob, under the blob's shared lock; `fresh` blobs (assembled by
+    /// this pull) are trusted, others are re-hashed as placed and re-fetched if damaged.
+    async fn place_file(&self, f: &FileEntry, mut fresh: bool) -> Result<FileState> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (c, d) = (self.cache.clone(), f.digest);
+            let lock = cpu(move || c.lock_blob_shared(&d)).await?;
+            let placed = if !self.cache.has_blob(&f.digest, f.size) {
+                Ok(false) // pruned since phase 1
+            } else {
+                let (dir, path, link) = (self.dir.clone(), f.path.clone(), self.link);
+                let blob = self.cache.blob_path(&f.digest);
+                let expect = (!fresh).then_some(f.digest);
+                cpu(move || dir.place(&path, &blob, link, expect.as_ref())).await
+            };
+            drop(lock);
+            if placed? {
+                break;
+            }
+            if attempts >= 3 {
+                return Err(Error::Integrity(format!(
+                    "{}: the cached copy keeps changing while being placed; is another \
+                     program writing into the cache?",
+                    f.path
+                )));
+            }
+            if self.cache.has_blob(&f.digest, f.size) {
+                tracing::warn!(
+                    "cached copy of {} was damaged (a hard-linked target edited in place?); \
+                     fetching it again",
+                    f.path
+                );
+            }
+            while self.assemble_locked(f, true).await? == Assembly::Busy {}
+            fresh = true;
+        }
+        Stats::add(&self.stats.files_done, 1);
+        let (dir, path) = (self.dir.clone(), f.path.clone());
+        match cpu(move || dir.entry(&path)).await? {
+            Entry::File { size, mtime_ns } => Ok(FileState {
+                path: f.path.clone(),
+                size,
+                mtime_ns,
+                digest: f.digest,
+            }),
+            _ => Err(Error::Input(format!(
+                "{}: replaced by something else while being pulled",
+                self.dir.root().join(&f.path).display()
+            ))),
+        }
     }
 
     /// Writes `f`'s chunks in order into `tmp` and checks the file digest.
@@ -356,8 +576,8 @@ async fn read_local(lc: LocalChunk, id: Digest) -> std::io::Result<Bytes> {
     .await
 }
 
-/// BLAKE3 of a whole file, off the runtime.
-async fn hash_file(path: PathBuf) -> Result<Digest> {
+/// BLAKE3 of a whole (cache) file, off the runtime.
+async fn hash_path(path: PathBuf) -> Result<Digest> {
     let p = path.clone();
     cpu(move || {
         let mut h = blake3::Hasher::new();
@@ -366,118 +586,4 @@ async fn hash_file(path: PathBuf) -> Result<Digest> {
     })
     .await
     .map_err(|e| Error::io(path.display(), e))
-}
-
-fn file_state(dest: &Path, f: &FileEntry) -> Result<FileState> {
-    let m = fs::metadata(dest).map_err(|e| Error::io(dest.display(), e))?;
-    Ok(FileState {
-        path: f.path.clone(),
-        size: m.len(),
-        mtime_ns: mtime_ns(&m),
-        digest: f.digest,
-    })
-}
-
-/// `target/rel`, refusing to pass through a symlink or a non-directory on the way.
-fn safe_join(target: &Path, rel: &str) -> Result<PathBuf> {
-    let mut p = target.to_path_buf();
-    let segments: Vec<&str> = rel.split('/').collect();
-    for (i, seg) in segments.iter().enumerate() {
-        p.push(seg);
-        let last = i + 1 == segments.len();
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::Input(format!(
-                    "{}: is a symlink; refusing to write through it",
-                    p.display()
-                )));
-            }
-            Ok(m) if !last && !m.is_dir() => {
-                return Err(Error::Input(format!(
-                    "{}: exists and is not a directory",
-                    p.display()
-                )));
-            }
-            Ok(m) if last && m.is_dir() => {
-                return Err(Error::Input(format!(
-                    "{}: is a directory, the model has a file there",
-                    p.display()
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(p)
-}
-
-/// Places `blob` at `dest` atomically: link or copy to a temporary name beside it, rename.
-fn materialize(blob: &Path, dest: &Path, mode: LinkMode) -> Result<()> {
-    if mode != LinkMode::Copy && same_file(blob, dest) {
-        return Ok(()); // already a hard link to the verified blob
-    }
-    let parent = dest.parent().expect("dest has a parent");
-    fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-    let tmp = parent.join(format!(
-        ".{}.mvault-{:08x}",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        fastrand::u32(..)
-    ));
-    let linked = match mode {
-        LinkMode::Copy => Err(std::io::Error::other("copy requested")),
-        LinkMode::Auto | LinkMode::Hard => fs::hard_link(blob, &tmp),
-    };
-    let placed = match (linked, mode) {
-        (Ok(()), _) => Ok(()),
-        (Err(e), LinkMode::Hard) => Err(e),
-        (Err(_), _) => copy_writable(blob, &tmp),
-    };
-    let renamed = placed.and_then(|_| fs::rename(&tmp, dest));
-    // Renaming a link onto another link of the same file succeeds without removing the
-    // source name, so remove it in every case.
-    let _ = fs::remove_file(&tmp);
-    renamed.map_err(|e| Error::io(dest.display(), e))
-}
-
-/// True when both paths name the same inode.
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
-/// Copies a (read-only) blob to a new, writable file.
-fn copy_writable(blob: &Path, dest: &Path) -> std::io::Result<()> {
-    fs::copy(blob, dest)?;
-    let mut perm = fs::metadata(dest)?.permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(dest, perm)
-}
-
-/// Deletes files a previous pull of this model wrote that the new version no longer has,
-/// if they are still exactly as written (never user-modified files).
-fn remove_stale(target: &Path, previous: Option<&TargetState>, m: &Manifest) {
-    let Some(prev) = previous else { return };
-    let keep: std::collections::HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-    for f in prev
-        .files
-        .iter()
-        .filter(|f| !keep.contains(f.path.as_str()))
-    {
-        if unchanged(target, f) {
-            let _ = fs::remove_file(target.join(&f.path));
-        }
-    }
-}
-
-fn write_state(target: &Path, state: &TargetState) -> Result<()> {
-    let path = state_path(target, &state.model_name);
-    let dir = path.parent().expect("has parent");
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    let tmp = dir.join(format!(".state-{:08x}", fastrand::u32(..)));
-    let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    fs::write(&tmp, json)
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|e| Error::io(path.display(), e))
 }

@@ -313,7 +313,10 @@ pub fn origin() -> Origin {
 }
 
 /// Expands the push arguments into files with their manifest paths, sorted by path.
-/// Symlinks to files are followed; symlinked directories and special files are refused.
+/// Symlinks to files are followed; symlinked directories and special files (FIFOs, sockets,
+/// devices) are refused, as are names a manifest may not hold (`.mvault` first, `..`, ...).
+/// A `.mvault` directory at the top of a pushed directory holds an earlier pull's records
+/// and is skipped.
 fn collect_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for p in paths {
@@ -349,7 +352,13 @@ fn collect_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
         }
     }
     for s in &out {
-        manifest::validate_path(&s.rel)?;
+        // A bad local name is the user's input, not damage: a usage error naming the file.
+        manifest::validate_path(&s.rel).map_err(|e| {
+            Error::Input(format!(
+                "{}: cannot be pushed: {e}; rename it or leave it out",
+                s.local.display()
+            ))
+        })?;
     }
     if out.is_empty() {
         return Err(Error::Input("nothing to push: no files found".into()));
@@ -366,6 +375,11 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
             .file_type()
             .map_err(|e| Error::io(path.display(), e))?;
         let meta = std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?;
+        if meta.is_dir() && dir == root && entry.file_name() == manifest::RESERVED_SEGMENT {
+            // The records of an earlier pull into this directory, not part of the model.
+            tracing::info!("skipping {}: mvault's own pull records", path.display());
+            continue;
+        }
         if meta.is_dir() {
             if lmeta.is_symlink() {
                 return Err(Error::Input(format!(
@@ -374,7 +388,13 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
                 )));
             }
             walk_dir(root, &path, out)?;
-        } else if meta.is_file() {
+        } else if !meta.is_file() {
+            return Err(Error::Input(format!(
+                "{}: is a FIFO, socket or device, not a regular file; remove it from the \
+                 directory or push the files one by one",
+                path.display()
+            )));
+        } else {
             let rel = path
                 .strip_prefix(root)
                 .expect("under root")
