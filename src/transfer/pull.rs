@@ -304,9 +304,8 @@ async fn plan_file(
     previous: Option<&TargetState>,
     req: &PullRequest,
 ) -> Result<Plan> {
-    let d = dir.clone();
-    let path = f.path.clone();
-    let entry = cpu(move || d.entry(&path)).await?;
+    // A few `fstatat`s: cheap enough for the reactor (the warm path is only this).
+    let entry = dir.entry(&f.path)?;
     let ours = recorded.is_some();
     match entry {
         Entry::Missing => Ok(Plan::Place),
@@ -461,8 +460,7 @@ impl Ctx<'_> {
             fresh = true;
         }
         Stats::add(&self.stats.files_done, 1);
-        let (dir, path) = (self.dir.clone(), f.path.clone());
-        match cpu(move || dir.entry(&path)).await? {
+        match self.dir.entry(&f.path)? {
             Entry::File { size, mtime_ns } => Ok(FileState {
                 path: f.path.clone(),
                 size,
