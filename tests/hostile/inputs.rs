@@ -692,7 +692,7 @@ fn local_read_error_at_push_exits_1() {
     } else {
         let p = env.path("secret.bin");
         write_file(&p, b"data");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
         p
     };
     let e = env.fails(1, &["push", s(&input), "--name", "m", "--version", "1.0.0"]);
