@@ -23,6 +23,7 @@
 //! ([`crate::remote::RemoteSpec::display_name`]); [`Record::new`] additionally drops any URL
 //! query and user-info as a safety net. Error messages are stored as given: **the caller must
 //! scrub them before** calling [`Record::with_error`] (e.g. with the CLI's output scrubber).
+//! The log, its rotations and its lock file are mode 0600 (an existing log is tightened).
 //!
 //! Failing to write the audit log must never fail an operation: [`AuditLog::append`] returns a
 //! `Result` that callers log as a warning (or use [`AuditLog::append_or_warn`]).
@@ -31,6 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -301,6 +303,7 @@ impl AuditLog {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_MODE)
             .open(self.lock_path())?;
         lock.lock()?;
         let result = self.append_locked(&line);
@@ -328,7 +331,9 @@ impl AuditLog {
             .read(true)
             .append(true)
             .create(true)
+            .mode(PRIVATE_MODE)
             .open(&self.path)?;
+        make_private(&f)?;
         // A writer that died mid-line left no newline: start ours on a fresh line, so only
         // the torn line is lost (readers skip it).
         let end = f.seek(SeekFrom::End(0))?;
@@ -345,7 +350,8 @@ impl AuditLog {
         f.write_all(&buf)
     }
 
-    /// Shifts `.4` → `.5`, …, `.1` → `.2`, live → `.1`. Caller holds the lock.
+    /// Shifts `.4` → `.5`, …, `.1` → `.2`, live → `.1`. Caller holds the lock. Rotated files
+    /// keep the live file's mode, which every append makes [`PRIVATE_MODE`].
     fn rotate(&self) -> io::Result<()> {
         for n in (1..KEEP).rev() {
             match std::fs::rename(self.rotated_path(n), self.rotated_path(n + 1)) {
@@ -366,6 +372,7 @@ impl AuditLog {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_MODE)
             .open(self.lock_path())
             .or_else(|_| File::open(self.lock_path()))
             .ok();
@@ -584,6 +591,19 @@ pub fn prometheus(stats: &[OpStats]) -> String {
         }
     }
     out
+}
+
+/// Mode of the audit log, its rotations and its lock file: owner read/write only. Records name
+/// users, hosts, remotes and models, which other users of the machine need not see.
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Tightens an open audit file to [`PRIVATE_MODE`] if it allows more (a log created by an
+/// older release, or copied in, was world-readable).
+fn make_private(f: &File) -> io::Result<()> {
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))?;
+    }
+    Ok(())
 }
 
 /// Writes [`prometheus`] output to `path` atomically (a temporary file in the same directory,

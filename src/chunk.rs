@@ -220,6 +220,10 @@ pub const CHUNK_MAGIC: [u8; 4] = *b"MVK1";
 pub const HEADER_BYTES: usize = 16;
 /// Largest plaintext a chunk object may declare; protects decoders from hostile headers.
 pub const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest legal chunk object in bytes: the header plus zstd's worst-case frame for
+/// [`MAX_CHUNK_BYTES`] of input (`ZSTD_COMPRESSBOUND(n)` = `n + n / 256` for `n` >= 128 KiB),
+/// which also covers a raw payload. Readers never hold more than this of a chunk object.
+pub const MAX_OBJECT_BYTES: u64 = HEADER_BYTES as u64 + MAX_CHUNK_BYTES + MAX_CHUNK_BYTES / 256;
 
 /// How a stored chunk's payload is encoded (header byte 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,6 +448,12 @@ mod tests {
         assert_eq!(enc[4], Codec::Zstd as u8);
         assert!(enc.len() < text.len() / 10);
         assert_eq!(decode(&Digest::of(&text), &enc).unwrap(), &text[..]);
+    }
+
+    #[test]
+    fn object_bound_covers_the_largest_zstd_frame() {
+        let bound = zstd::zstd_safe::compress_bound(MAX_CHUNK_BYTES as usize) as u64;
+        assert_eq!(MAX_OBJECT_BYTES, HEADER_BYTES as u64 + bound);
     }
 
     #[test]

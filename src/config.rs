@@ -353,14 +353,19 @@ impl Provider {
     }
 
     /// The resolved options for display: secrets and the access key id become `****` plus
-    /// their last two characters, or `***` when shorter than 12 characters.
+    /// their last two characters, or `***` when shorter than 12 characters; other values are
+    /// shown as [`crate::remote::redact_url`] shows URLs.
     pub fn masked_options(&self) -> BTreeMap<String, String> {
         self.spec
             .options
             .iter()
             .map(|(k, v)| {
                 let secret = SECRET_KEYS.contains(&k.as_str()) || MASKED_KEYS.contains(&k.as_str());
-                let shown = if secret { mask(v) } else { v.clone() };
+                let shown = if secret {
+                    mask(v)
+                } else {
+                    crate::remote::redact_url(v)
+                };
                 (k.clone(), shown)
             })
             .collect()
@@ -675,6 +680,11 @@ impl Parser<'_> {
                         continue;
                     }
                 }
+            } else if *key == "endpoint"
+                && let Err(message) = crate::remote::check_endpoint(v)
+            {
+                defer(self.invalid(kat, message));
+                continue;
             } else {
                 v.to_string()
             };

@@ -61,7 +61,7 @@ pub fn finish(log: &AuditLog, command: &str, started: Instant, error: Option<&st
         r = r.with_version(v);
     }
     if let Some(e) = error {
-        r = r.with_error(output::scrub(e));
+        r = r.with_error(output::scrub_message(e));
     }
     log.append_or_warn(&r);
 }

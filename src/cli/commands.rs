@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::local::{CacheDefaults, cache_cmd, run_models};
-use super::output::{self, note};
+use super::output::{self, clean, note};
 use super::{Cli, Command, Global, TransferArgs, exit};
 use crate::cache::Cache;
 use crate::chunk::ChunkParams;
@@ -129,7 +129,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Remotes => super::ops::remotes(g, &load_config(g)?),
         Command::Sync(a) => super::ops::sync(g, a).await,
         Command::Alias { action } => super::ops::alias(g, action).await,
-        Command::Rollback { name, alias } => super::ops::rollback(g, name, alias).await,
+        Command::Rollback { name, alias, force } => {
+            super::ops::rollback(g, name, alias, *force).await
+        }
         Command::Verify { model, sample } => super::ops::verify(g, model.as_deref(), *sample).await,
         Command::Gc { dry_run, grace } => super::ops::gc(g, *dry_run, grace).await,
         Command::Prune {
@@ -187,9 +189,11 @@ pub(super) fn load_config(g: &Global) -> Result<Config> {
     Ok(Config::load(g.config.as_deref())?)
 }
 
-/// Whether `--remote` names a URL or path rather than a config provider.
+/// Whether `--remote` names a URL or path rather than a config provider. A `:` or `?` counts
+/// too, so that a mistyped URL (`s3:bucket?secret_key=...`) is refused as one (with its secrets
+/// redacted) rather than looked up, and echoed, as a provider name.
 fn is_url_or_path(r: &str) -> bool {
-    r.contains("://") || r.contains('/') || r.starts_with('.')
+    r.contains("://") || r.contains(['/', ':', '?']) || r.starts_with('.')
 }
 
 /// Resolves a remote: a URL or path, a provider of the config file, the config's default
@@ -383,8 +387,11 @@ async fn push(g: &Global, a: &PushArgs) -> Result<i32> {
         match r {
             Ok(v) => results.push(v),
             Err(e) if bulk => {
-                let msg = output::scrub(&format!("{e:#}"));
-                eprintln!("mvault: {name} on {remote}: {msg}");
+                let msg = output::scrub_message(&format!("{e:#}"));
+                eprintln!(
+                    "mvault: {name} on {remote}: {}",
+                    output::terminal_safe(&msg)
+                );
                 results.push(json!({"model_name": name.as_str(), "remote": remote, "error": msg}));
                 failure = failure.or(Some(super::exit_code(&e)));
             }
@@ -606,8 +613,12 @@ async fn versions(g: &Global, name: &str) -> Result<i32> {
     for v in &vs {
         manifests.push(vault.manifest(&name, v, Lookup::CacheFirst).await?);
     }
-    // Aliases pointing at each version, shown beside it.
-    let aliases = crate::lifecycle::alias_list(&vault, &name).await?;
+    // Aliases pointing at each version, shown beside it; a damaged alias is left out with a
+    // warning rather than hiding every version.
+    let (aliases, damaged) = crate::lifecycle::alias_list_lenient(&vault, &name).await?;
+    for d in &damaged {
+        output::warn(&format!("alias not shown: {d}"));
+    }
     let aliases_of = |m: &Manifest| -> Vec<String> {
         let v: Option<Version> = m.version.parse().ok();
         aliases
@@ -635,10 +646,10 @@ async fn versions(g: &Global, name: &str) -> Result<i32> {
             output::line(&format!(
                 "{:<20} {:<26} {:>10}  {:<20} {}",
                 m.version,
-                m.created_at,
+                clean(&m.created_at),
                 human_bytes(m.file_size),
                 aliases_of(m).join(","),
-                m.description
+                clean(&m.description)
             ))?;
         }
     }
@@ -676,12 +687,16 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
         output::json(&metadata_json(&m))?;
         return Ok(exit::OK);
     }
+    let by = &m.created_by;
     let mut lines = vec![
         format!("model:       {}", m.model_name),
         format!("version:     {}", m.version),
         format!(
             "created:     {} by {}@{} ({})",
-            m.created_at, m.created_by.user, m.created_by.host, m.created_by.tool
+            clean(&m.created_at),
+            clean(&by.user),
+            clean(&by.host),
+            clean(&by.tool)
         ),
         format!(
             "size:        {} ({} bytes) in {} files",
@@ -692,19 +707,26 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
         format!("checksum:    {}", m.checksum),
     ];
     if !m.description.is_empty() {
-        lines.push(format!("description: {}", m.description));
+        lines.push(format!("description: {}", clean(&m.description)));
     }
     for (title, map) in [
         ("metrics", &m.performance_metrics),
         ("training", &m.training_config),
     ] {
         if !map.is_empty() {
-            let s: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let s: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}={}", clean(k), clean(&v.to_string())))
+                .collect();
             lines.push(format!("{title:<12} {}", s.join(", ")));
         }
     }
     if !m.tags.is_empty() {
-        let s: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let s: Vec<String> = m
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+            .collect();
         lines.push(format!("tags:        {}", s.join(", ")));
     }
     lines.push("files:".into());
@@ -713,7 +735,7 @@ async fn info(g: &Global, model: &str) -> Result<i32> {
             "  {:>10}  {}  {}",
             human_bytes(f.size),
             &f.digest.to_hex()[..16],
-            f.path
+            clean(&f.path)
         ));
     }
     output::line(&lines.join("\n"))?;

@@ -139,6 +139,10 @@ pub enum Command {
         name: String,
         /// Alias to move back.
         alias: String,
+        /// Write past damaged alias revisions (an administrator's repair), with a warning
+        /// naming each one skipped.
+        #[arg(long)]
+        force: bool,
     },
     /// Re-read remote chunks and check their hashes (exit 5 on damage).
     Verify {
@@ -219,7 +223,7 @@ pub fn main() -> i32 {
     let message = result
         .as_ref()
         .err()
-        .map(|e| output::scrub(&format!("{e:#}")));
+        .map(|e| output::scrub_message(&format!("{e:#}")));
     if let Some(log) = audit.filter(|_| command != "stats") {
         audit_trail::finish(&log, command, started, message.as_deref());
     }
@@ -227,7 +231,8 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => exit::OK,
         Err(e) => {
-            eprintln!("mvault: {}", message.unwrap_or_default());
+            let message = message.unwrap_or_default();
+            eprintln!("mvault: {}", output::terminal_safe(&message));
             exit_code(&e)
         }
     }
@@ -292,7 +297,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Maps an error chain to the contract's exit codes by kind, never by message text.
+/// Maps an error chain to the contract's exit codes by kind, never by message text: the one
+/// place that does. The first cause in the chain with a known type decides:
+/// - 2 usage: bad arguments ([`commands::UsageError`], names and versions), bad remote URLs
+///   ([`remote::SpecError`]), every config file error ([`crate::config::Error`]: missing
+///   file, bad YAML, unknown key, unset `${VAR}`, disabled or unknown provider, bad value),
+///   bad push inputs ([`transfer::Error::Input`]);
+/// - 3 not found: a model, version, alias or object that does not exist;
+/// - 4 conflict: the version exists, an alias changed concurrently;
+/// - 5 integrity: a damaged or hostile object or manifest, a checksum mismatch;
+/// - 1 runtime failure: everything else, e.g. the store is unreachable or refuses
+///   credentials, local I/O errors (permission denied, disk full), cache errors.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(t) = cause.downcast_ref::<transfer::Error>() {
@@ -312,6 +327,7 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         }
         if cause.downcast_ref::<crate::version::Error>().is_some()
             || cause.downcast_ref::<remote::SpecError>().is_some()
+            || cause.downcast_ref::<crate::config::Error>().is_some()
             || cause.downcast_ref::<commands::UsageError>().is_some()
         {
             return exit::USAGE;
@@ -324,7 +340,11 @@ fn remote_code(r: &remote::Error) -> i32 {
     match r.kind {
         ErrorKind::NotFound => exit::NOT_FOUND,
         ErrorKind::Conflict => exit::CONFLICT,
-        _ => exit::FAILURE,
+        ErrorKind::Integrity => exit::INTEGRITY,
+        ErrorKind::PermissionDenied
+        | ErrorKind::Config
+        | ErrorKind::Unavailable
+        | ErrorKind::Other => exit::FAILURE,
     }
 }
 

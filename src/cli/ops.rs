@@ -78,6 +78,10 @@ pub enum AliasAction {
         model: String,
         /// Alias name, e.g. production.
         alias: String,
+        /// Write past damaged alias revisions (an administrator's repair), with a warning
+        /// naming each one skipped.
+        #[arg(long)]
+        force: bool,
     },
     /// List a model's aliases with their history.
     Ls {
@@ -182,16 +186,21 @@ pub async fn sync(g: &Global, a: &SyncArgs) -> Result<i32> {
 pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
     let vault = open_vault(g)?;
     match action {
-        AliasAction::Set { model, alias } => {
+        AliasAction::Set {
+            model,
+            alias,
+            force,
+        } => {
             let (name, version) = exact_ref(model)?;
             let alias: Alias = alias.parse()?;
-            let change = lifecycle::alias_set(&vault, &name, &version, &alias).await?;
+            let change = lifecycle::alias_set(&vault, &name, &version, &alias, *force).await?;
+            warn_skipped(&change.skipped);
             if g.json {
                 output::json(&json!({
                     "model_name": name.as_str(), "alias": alias.as_str(),
                     "from": change.from.as_ref().map(|v| v.to_string()),
                     "to": change.to.to_string(), "revision": change.revision,
-                    "changed": change.changed,
+                    "changed": change.changed, "skipped": change.skipped,
                 }))?;
             } else {
                 let from = change
@@ -208,12 +217,15 @@ pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
                 output::json(&list)?;
             } else {
                 for a in list {
-                    let hist: Vec<String> =
-                        a.history.iter().map(|h| h.version.to_string()).collect();
+                    let hist: Vec<String> = a
+                        .history
+                        .iter()
+                        .map(|h| output::clean(&h.version).into_owned())
+                        .collect();
                     output::line(&format!(
                         "{:<16} {:<16} history: {}",
                         a.alias,
-                        a.version,
+                        output::clean(&a.version),
                         hist.join(" <- ")
                     ))?;
                 }
@@ -223,16 +235,27 @@ pub async fn alias(g: &Global, action: &AliasAction) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// `mvault rollback NAME ALIAS`.
-pub async fn rollback(g: &Global, name: &str, alias: &str) -> Result<i32> {
+/// Warns on stderr about damaged alias revisions a `--force` wrote past.
+fn warn_skipped(skipped: &[String]) {
+    for s in skipped {
+        output::warn(&format!("skipped damaged alias revision: {s}"));
+    }
+}
+
+/// `mvault rollback NAME ALIAS [--force]`.
+pub async fn rollback(g: &Global, name: &str, alias: &str, force: bool) -> Result<i32> {
     let vault = open_vault(g)?;
     let name: ModelName = name.parse()?;
     let alias: Alias = alias.parse()?;
-    let (from, to) = lifecycle::rollback(&vault, &name, &alias).await?;
+    let change = lifecycle::rollback(&vault, &name, &alias, force).await?;
+    warn_skipped(&change.skipped);
+    let from = change.from.map(|v| v.to_string()).unwrap_or_default();
+    let to = change.to;
     if g.json {
-        output::json(
-            &json!({"model_name": name.as_str(), "alias": alias.as_str(), "from": from.to_string(), "to": to.to_string()}),
-        )?;
+        output::json(&json!({
+            "model_name": name.as_str(), "alias": alias.as_str(), "from": from,
+            "to": to.to_string(), "revision": change.revision, "skipped": change.skipped,
+        }))?;
     } else {
         note(g.quiet, &format!("{name}@{alias}: {from} -> {to}"));
     }

@@ -17,6 +17,12 @@
 //! Rollback replays the history as a stack (a `set` pushes its target, a `rollback` pops),
 //! so repeated rollbacks walk back through earlier targets rather than toggling between two.
 //! A rollback is itself a revision, so the history keeps every change.
+//!
+//! Damage (a highest revision that does not read or validate, a stray entry numbered like a
+//! revision, a revision number at u64's limit) is an integrity error naming the object; with
+//! `force`, writers skip damaged revisions, report what they skipped, and write above every
+//! numbered entry, so an administrator can always move an alias again. Revision arithmetic is
+//! checked: nothing wraps.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -78,16 +84,18 @@ pub struct AliasInfo {
     pub history: Vec<AliasEvent>,
 }
 
-/// Result of [`alias_set`].
+/// Result of [`alias_set`] and [`rollback`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasChange {
-    /// Previous target; `None` when the alias is new.
+    /// Previous target; `None` when the alias is new (or, with `force`, had no valid revision).
     pub from: Option<Version>,
     pub to: Version,
     /// The alias's revision after the call.
     pub revision: u64,
     /// False when the alias already pointed at `to` (nothing was written).
     pub changed: bool,
+    /// With `force`: the damaged entries written past, each `key: why`, highest first.
+    pub skipped: Vec<String>,
 }
 
 impl AliasDoc {
@@ -136,26 +144,42 @@ fn revision_key(name: &ModelName, alias: &Alias, revision: u64) -> String {
     format!("{}{revision:020}.json", alias_dir(name, alias))
 }
 
-/// The revision number of a revision object's file name (`00000000000000000003.json`).
-fn parse_revision(file: &str) -> Option<u64> {
-    let digits = file.strip_suffix(".json")?;
+/// The number in an alias directory entry named like a revision (20 digits + `.json`, a
+/// file or, when damaged, a directory: `/` at the end). u128, because 20 digits can exceed
+/// u64; such a name is damage too.
+fn parse_revision(entry: &str) -> Option<u128> {
+    let digits = entry.trim_end_matches('/').strip_suffix(".json")?;
     let ok = digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit());
     ok.then(|| digits.parse().ok()).flatten()
 }
 
-/// The alias's current document, `None` if it was never set.
-pub(super) async fn current(
+/// The remedy named by every alias damage error.
+const FORCE_HINT: &str = "to write past damaged revisions: mvault alias set NAME@VERSION ALIAS --force (or rollback --force)";
+
+/// True for errors that mean a revision object is damaged (not a failure to reach the store).
+fn is_damage(e: &Error) -> bool {
+    match e {
+        Error::Integrity(_) => true,
+        Error::Remote(r) => r.kind == ErrorKind::Integrity,
+        _ => false,
+    }
+}
+
+/// Reads and validates revision `revision` of the alias. A bad document is an integrity error
+/// naming the key and [`FORCE_HINT`].
+async fn read_revision(
     remote: &Remote,
     name: &ModelName,
     alias: &Alias,
-) -> Result<Option<AliasDoc>> {
-    let files = remote.list_dir(&alias_dir(name, alias)).await?;
-    let Some(revision) = files.iter().filter_map(|f| parse_revision(f)).max() else {
-        return Ok(None);
-    };
+    revision: u64,
+) -> Result<AliasDoc> {
     let key = revision_key(name, alias, revision);
-    let bytes = remote.read(&key).await?;
-    let bad = |why: String| Error::Integrity(format!("alias document {key}: {why}"));
+    let bad = |why: String| Error::Integrity(format!("alias document {key}: {why}; {FORCE_HINT}"));
+    let bytes = match remote.read(&key).await {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::Integrity => return Err(bad(e.message)),
+        Err(e) => return Err(e.into()),
+    };
     let doc: AliasDoc = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     if doc.format != ALIAS_FORMAT {
         return Err(bad(format!(
@@ -170,12 +194,106 @@ pub(super) async fn current(
     if !consistent {
         return Err(bad("does not match its key or its own history".into()));
     }
-    Ok(Some(doc))
+    Ok(doc)
 }
 
-/// The next revision after `prev`, pointing at `to` (displayed form).
+/// An alias directory: its revision objects and the highest revision-like name in it.
+struct Listing {
+    /// Revision numbers of the entries that can be revision objects (files), highest first.
+    revisions: Vec<u64>,
+    /// The highest 20-digit entry name (files and directories) and the entry itself; a new
+    /// revision must be created above it.
+    highest: Option<(u128, String)>,
+}
+
+async fn listing(remote: &Remote, name: &ModelName, alias: &Alias) -> Result<Listing> {
+    let mut revisions = Vec::new();
+    let mut highest: Option<(u128, String)> = None;
+    for entry in remote.list_dir(&alias_dir(name, alias)).await? {
+        let Some(n) = parse_revision(&entry) else {
+            continue;
+        };
+        if !entry.ends_with('/')
+            && let Ok(r) = u64::try_from(n)
+        {
+            revisions.push(r);
+        }
+        if highest.as_ref().is_none_or(|(h, _)| n > *h) {
+            highest = Some((n, entry));
+        }
+    }
+    revisions.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(Listing { revisions, highest })
+}
+
+/// The alias's current document, `None` if it was never set. Strict: a damaged highest
+/// revision is an error.
+pub(super) async fn current(
+    remote: &Remote,
+    name: &ModelName,
+    alias: &Alias,
+) -> Result<Option<AliasDoc>> {
+    match listing(remote, name, alias).await?.revisions.first() {
+        Some(&r) => Ok(Some(read_revision(remote, name, alias, r).await?)),
+        None => Ok(None),
+    }
+}
+
+/// What a writer starts from.
+struct Head {
+    /// The current document (with `force`: the highest valid one).
+    doc: Option<AliasDoc>,
+    /// The revision to create.
+    next: u64,
+    /// With `force`: the damaged entries skipped, each `key: why`.
+    skipped: Vec<String>,
+}
+
+/// The alias's state for a writer. Without `force`, any damage is an integrity error naming
+/// the object and `--force`; with it, damaged revisions are skipped (reported in
+/// [`Head::skipped`]) and the next revision goes above every 20-digit entry. A next revision
+/// beyond u64 is an integrity error either way (only deleting the object by hand helps).
+async fn head(remote: &Remote, name: &ModelName, alias: &Alias, force: bool) -> Result<Head> {
+    let dir = alias_dir(name, alias);
+    let listing = listing(remote, name, alias).await?;
+    let mut skipped = Vec::new();
+    let mut doc = None;
+    for &r in &listing.revisions {
+        match read_revision(remote, name, alias, r).await {
+            Ok(d) => {
+                doc = Some(d);
+                break;
+            }
+            Err(e) if force && is_damage(&e) => skipped.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    let top = doc
+        .as_ref()
+        .map_or(0, |d: &AliasDoc| u128::from(d.revision));
+    let mut next = 1;
+    if let Some((n, entry)) = listing.highest {
+        let is_revision = u64::try_from(n).is_ok_and(|r| listing.revisions.contains(&r));
+        if n > top && !is_revision {
+            let why = format!("{dir}{entry} is numbered like a revision but is none");
+            if !force {
+                return Err(Error::Integrity(format!("{why}; {FORCE_HINT}")));
+            }
+            skipped.push(why);
+        }
+        next = u64::try_from(n + 1).map_err(|_| {
+            Error::Integrity(format!(
+                "alias {alias} of {name}: {dir}{entry} has the highest revision number possible, so the alias cannot change; mvault never writes it: delete it by hand"
+            ))
+        })?;
+    }
+    Ok(Head { doc, next, skipped })
+}
+
+/// Revision `revision`, continuing `prev`'s history, pointing at `to` (displayed form).
 pub(super) fn advance(
     prev: Option<&AliasDoc>,
+    revision: u64,
     name: &ModelName,
     alias: &Alias,
     to: &str,
@@ -194,7 +312,7 @@ pub(super) fn advance(
         model_name: name.to_string(),
         version: to.to_string(),
         history,
-        revision: prev.map_or(1, |d| d.revision + 1),
+        revision,
     }
 }
 
@@ -221,29 +339,37 @@ pub(super) async fn commit(
 
 /// Points `alias` of `name` at `version`, which must exist (`NotFound` otherwise). Setting
 /// the alias to its current target writes nothing. A concurrent change of the same alias
-/// makes exactly one writer fail with a conflict ([`super::is_conflict`]).
+/// makes exactly one writer fail with a conflict ([`super::is_conflict`]). `force` writes past
+/// damaged revisions (see [`head`]); they are listed in [`AliasChange::skipped`].
 pub async fn alias_set(
     vault: &Vault,
     name: &ModelName,
     version: &Version,
     alias: &Alias,
+    force: bool,
 ) -> Result<AliasChange> {
     let manifest = vault.fetch_manifest(name, version).await?;
     let to: Version = parse_version(&manifest.version, alias.as_str())?;
     let remote = vault.remote();
-    let prev = current(remote, name, alias).await?;
+    let Head {
+        doc: prev,
+        next,
+        skipped,
+    } = head(remote, name, alias, force).await?;
     let from = prev.as_ref().map(AliasDoc::target).transpose()?;
-    if from.as_ref() == Some(&to) {
+    if from.as_ref() == Some(&to) && skipped.is_empty() {
         let revision = prev.map_or(0, |d| d.revision);
         return Ok(AliasChange {
             from,
             to,
             revision,
             changed: false,
+            skipped,
         });
     }
     let doc = advance(
         prev.as_ref(),
+        next,
         name,
         alias,
         &manifest.version,
@@ -255,6 +381,7 @@ pub async fn alias_set(
         to,
         revision: doc.revision,
         changed: true,
+        skipped,
     })
 }
 
@@ -281,40 +408,70 @@ fn not_set(vault: &Vault, name: &ModelName, alias: &Alias) -> Error {
 }
 
 /// Every alias of `name`, sorted by alias. `NotFound` when the model has neither aliases nor
-/// versions. A directory under `aliases/` that is not a valid alias name is an integrity
-/// error (prune relies on seeing every alias).
+/// versions. A directory under `aliases/` that is not a valid alias name, or a damaged alias,
+/// is an integrity error (prune relies on seeing every alias).
 pub async fn alias_list(vault: &Vault, name: &ModelName) -> Result<Vec<AliasInfo>> {
-    let remote = vault.remote();
-    let mut aliases = Vec::new();
-    for entry in remote.list_dir(&format!("models/{name}/aliases/")).await? {
-        let Some(dir) = entry.strip_suffix('/') else {
-            continue;
-        };
-        let alias: Alias = dir.parse().map_err(|_| {
-            Error::Integrity(format!(
-                "models/{name}/aliases/{entry} is not a valid alias"
-            ))
-        })?;
-        aliases.push(alias);
-    }
-    aliases.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    let mut out = Vec::new();
-    for alias in aliases {
-        if let Some(doc) = current(remote, name, &alias).await? {
-            out.push(doc.into());
-        }
-    }
+    let (out, _) = scan(vault, name, false).await?;
     if out.is_empty() {
         vault.versions(name).await?;
     }
     Ok(out)
 }
 
+/// Every readable alias of `name`, sorted by alias, and a message for each entry skipped as
+/// damaged (an invalid alias directory, an alias whose current revision is damaged): for
+/// displays that must keep working on a damaged vault (`versions`). Failures to reach the
+/// store are still errors.
+pub async fn alias_list_lenient(
+    vault: &Vault,
+    name: &ModelName,
+) -> Result<(Vec<AliasInfo>, Vec<String>)> {
+    scan(vault, name, true).await
+}
+
+/// The aliases of `name`; `lenient` turns damage into messages (see [`alias_list_lenient`]).
+async fn scan(
+    vault: &Vault,
+    name: &ModelName,
+    lenient: bool,
+) -> Result<(Vec<AliasInfo>, Vec<String>)> {
+    let remote = vault.remote();
+    let (mut aliases, mut damaged) = (Vec::new(), Vec::new());
+    for entry in remote.list_dir(&format!("models/{name}/aliases/")).await? {
+        let Some(dir) = entry.strip_suffix('/') else {
+            continue;
+        };
+        match dir.parse::<Alias>() {
+            Ok(alias) => aliases.push(alias),
+            Err(_) => {
+                let why = format!(
+                    "models/{name}/aliases/{entry} is not a valid alias (not written by mvault: remove it)"
+                );
+                if !lenient {
+                    return Err(Error::Integrity(why));
+                }
+                damaged.push(why);
+            }
+        }
+    }
+    aliases.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut out = Vec::new();
+    for alias in aliases {
+        match current(remote, name, &alias).await {
+            Ok(Some(doc)) => out.push(doc.into()),
+            Ok(None) => {}
+            Err(e) if lenient && is_damage(&e) => damaged.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, damaged))
+}
+
 /// The current targets of all aliases of `name`, ascending, without duplicates (the versions
 /// `prune` must keep). Empty for a model without aliases.
 pub async fn aliased_versions(vault: &Vault, name: &ModelName) -> Result<Vec<Version>> {
     let mut out = Vec::new();
-    for info in alias_list_raw(vault, name).await? {
+    for info in scan(vault, name, false).await?.0 {
         out.push(parse_version(&info.version, &info.alias)?);
     }
     out.sort();
@@ -322,25 +479,17 @@ pub async fn aliased_versions(vault: &Vault, name: &ModelName) -> Result<Vec<Ver
     Ok(out)
 }
 
-/// [`alias_list`] without the `NotFound` for a model that has no versions.
-async fn alias_list_raw(vault: &Vault, name: &ModelName) -> Result<Vec<AliasInfo>> {
-    match alias_list(vault, name).await {
-        Err(Error::NotFound(_)) => Ok(Vec::new()),
-        r => r,
-    }
-}
-
-/// Moves `alias` back to its previous target; returns `(from, to)`. `NotFound` when the alias
-/// was never set, has no previous target, or that target's version has been removed.
+/// Moves `alias` back to its previous target. `NotFound` when the alias was never set, has no
+/// previous target, or that target's version has been removed. `force` as in [`alias_set`].
 pub async fn rollback(
     vault: &Vault,
     name: &ModelName,
     alias: &Alias,
-) -> Result<(Version, Version)> {
+    force: bool,
+) -> Result<AliasChange> {
     let remote = vault.remote();
-    let doc = current(remote, name, alias)
-        .await?
-        .ok_or_else(|| not_set(vault, name, alias))?;
+    let Head { doc, next, skipped } = head(remote, name, alias, force).await?;
+    let doc = doc.ok_or_else(|| not_set(vault, name, alias))?;
     let from = doc.target()?;
     let stack = doc.stack()?;
     let Some(to) = stack.len().checked_sub(2).map(|i| stack[i].clone()) else {
@@ -356,13 +505,20 @@ pub async fn rollback(
         }
         r => r?,
     };
-    let next = advance(
+    let doc = advance(
         Some(&doc),
+        next,
         name,
         alias,
         &manifest.version,
         AliasAction::Rollback,
     );
-    commit(remote, name, alias, &next).await?;
-    Ok((from, to))
+    commit(remote, name, alias, &doc).await?;
+    Ok(AliasChange {
+        from: Some(from),
+        to,
+        revision: doc.revision,
+        changed: true,
+        skipped,
+    })
 }

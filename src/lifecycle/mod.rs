@@ -20,8 +20,8 @@ mod tests;
 use futures::StreamExt;
 
 pub use alias::{
-    AliasAction, AliasChange, AliasDoc, AliasEvent, AliasInfo, alias_get, alias_list, alias_set,
-    alias_target, aliased_versions, rollback,
+    AliasAction, AliasChange, AliasDoc, AliasEvent, AliasInfo, alias_get, alias_list,
+    alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
 };
 pub use gc::{DEFAULT_GRACE, GcReport, gc, prune};
 pub use usage::{CostEstimate, ModelUsage, PRICES, Price, UsageReport, usage};

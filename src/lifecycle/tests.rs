@@ -135,23 +135,31 @@ async fn alias_history_and_rollback() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        rollback(vault, &bert, &prod).await,
+        rollback(vault, &bert, &prod, false).await,
         Err(Error::NotFound(_))
     ));
     assert!(alias_list(vault, &bert).await.unwrap().is_empty());
 
-    let c = alias_set(vault, &bert, &v("1.0.0"), &prod).await.unwrap();
+    let c = alias_set(vault, &bert, &v("1.0.0"), &prod, false)
+        .await
+        .unwrap();
     assert_eq!((c.from, c.revision, c.changed), (None, 1, true));
-    alias_set(vault, &bert, &v("1.1.0"), &prod).await.unwrap();
-    let c = alias_set(vault, &bert, &v("1.2.0"), &prod).await.unwrap();
+    alias_set(vault, &bert, &v("1.1.0"), &prod, false)
+        .await
+        .unwrap();
+    let c = alias_set(vault, &bert, &v("1.2.0"), &prod, false)
+        .await
+        .unwrap();
     assert_eq!(
         (c.from, c.to.clone(), c.revision),
         (Some(v("1.1.0")), v("1.2.0"), 3)
     );
-    let same = alias_set(vault, &bert, &v("1.2.0"), &prod).await.unwrap();
+    let same = alias_set(vault, &bert, &v("1.2.0"), &prod, false)
+        .await
+        .unwrap();
     assert_eq!((same.revision, same.changed), (3, false));
     assert!(matches!(
-        alias_set(vault, &bert, &v("9.9.9"), &prod).await,
+        alias_set(vault, &bert, &v("9.9.9"), &prod, false).await,
         Err(Error::NotFound(_))
     ));
 
@@ -170,12 +178,12 @@ async fn alias_history_and_rollback() {
     );
 
     // Rollbacks walk back through earlier targets, then refuse.
-    let back = rollback(vault, &bert, &prod).await.unwrap();
-    assert_eq!(back, (v("1.2.0"), v("1.1.0")));
-    let back = rollback(vault, &bert, &prod).await.unwrap();
-    assert_eq!(back, (v("1.1.0"), v("1.0.0")));
+    let back = rollback(vault, &bert, &prod, false).await.unwrap();
+    assert_eq!((back.from, back.to), (Some(v("1.2.0")), v("1.1.0")));
+    let back = rollback(vault, &bert, &prod, false).await.unwrap();
+    assert_eq!((back.from, back.to), (Some(v("1.1.0")), v("1.0.0")));
     assert!(matches!(
-        rollback(vault, &bert, &prod).await,
+        rollback(vault, &bert, &prod, false).await,
         Err(Error::NotFound(_))
     ));
     assert_eq!(alias_target(vault, &bert, &prod).await.unwrap(), v("1.0.0"));
@@ -196,13 +204,13 @@ async fn alias_history_and_rollback() {
     assert!(revisions.contains(&"00000000000000000005.json".to_string()));
 
     // After a new set, rollback returns to the target before it.
-    alias_set(vault, &bert, &v("1.2.0"), &prod).await.unwrap();
-    assert_eq!(
-        rollback(vault, &bert, &prod).await.unwrap(),
-        (v("1.2.0"), v("1.0.0"))
-    );
+    alias_set(vault, &bert, &v("1.2.0"), &prod, false)
+        .await
+        .unwrap();
+    let back = rollback(vault, &bert, &prod, false).await.unwrap();
+    assert_eq!((back.from, back.to), (Some(v("1.2.0")), v("1.0.0")));
 
-    alias_set(vault, &bert, &v("1.2.0"), &a("staging"))
+    alias_set(vault, &bert, &v("1.2.0"), &a("staging"), false)
         .await
         .unwrap();
     assert_eq!(
@@ -217,14 +225,16 @@ async fn rollback_to_a_removed_version_is_not_found() {
     let vault = &env.vault;
     env.push("m", "1.0.0", &[("w", noise(1, 100))]).await;
     env.push("m", "2.0.0", &[("w", noise(2, 100))]).await;
-    alias_set(vault, &n("m"), &v("1.0.0"), &a("prod"))
+    alias_set(vault, &n("m"), &v("1.0.0"), &a("prod"), false)
         .await
         .unwrap();
-    alias_set(vault, &n("m"), &v("2.0.0"), &a("prod"))
+    alias_set(vault, &n("m"), &v("2.0.0"), &a("prod"), false)
         .await
         .unwrap();
     vault.rm(&n("m"), &v("1.0.0")).await.unwrap();
-    let e = rollback(vault, &n("m"), &a("prod")).await.unwrap_err();
+    let e = rollback(vault, &n("m"), &a("prod"), false)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e}");
     assert_eq!(
         alias_target(vault, &n("m"), &a("prod")).await.unwrap(),
@@ -240,12 +250,14 @@ async fn racing_alias_writers_one_wins_the_other_conflicts() {
         env.push("m", ver, &[("w", noise(i as u64, 100))]).await;
     }
     let (m, prod) = (n("m"), a("prod"));
-    alias_set(vault, &m, &v("1.0.0"), &prod).await.unwrap();
+    alias_set(vault, &m, &v("1.0.0"), &prod, false)
+        .await
+        .unwrap();
 
     // Both writers read revision 1, then both try to create revision 2.
     let prev = current(env.remote(), &m, &prod).await.unwrap().unwrap();
-    let doc_a = advance(Some(&prev), &m, &prod, "1.1.0", AliasAction::Set);
-    let doc_b = advance(Some(&prev), &m, &prod, "1.2.0", AliasAction::Set);
+    let doc_a = advance(Some(&prev), 2, &m, &prod, "1.1.0", AliasAction::Set);
+    let doc_b = advance(Some(&prev), 2, &m, &prod, "1.2.0", AliasAction::Set);
     commit(env.remote(), &m, &prod, &doc_a).await.unwrap();
     let lost = commit(env.remote(), &m, &prod, &doc_b).await.unwrap_err();
     assert!(is_conflict(&lost), "{lost}");
@@ -257,7 +269,9 @@ async fn racing_alias_writers_one_wins_the_other_conflicts() {
     assert_eq!(alias_target(vault, &m, &prod).await.unwrap(), v("1.1.0"));
 
     // The loser retries from the new state: both updates are in the history.
-    alias_set(vault, &m, &v("1.2.0"), &prod).await.unwrap();
+    alias_set(vault, &m, &v("1.2.0"), &prod, false)
+        .await
+        .unwrap();
     let info = &alias_list(vault, &m).await.unwrap()[0];
     assert_eq!(history(info), ["1.0.0", "1.1.0", "1.2.0"]);
 }
@@ -273,7 +287,7 @@ async fn concurrent_alias_sets_lose_no_update() {
         .iter()
         .map(|ver| {
             let (vault, ver) = (env.vault.clone(), v(ver));
-            tokio::spawn(async move { alias_set(&vault, &n("m"), &ver, &a("prod")).await })
+            tokio::spawn(async move { alias_set(&vault, &n("m"), &ver, &a("prod"), false).await })
         })
         .collect();
     let mut won = Vec::new();
@@ -548,7 +562,7 @@ async fn prune_keeps_newest_and_aliased_versions() {
     {
         env.push("m", ver, &[("w", noise(i as u64, 100))]).await;
     }
-    alias_set(vault, &n("m"), &v("1.0.0"), &a("prod"))
+    alias_set(vault, &n("m"), &v("1.0.0"), &a("prod"), false)
         .await
         .unwrap();
     let dry = prune(vault, &n("m"), 2, true).await.unwrap();
@@ -580,7 +594,7 @@ async fn usage_matches_a_hand_computed_case() {
     env.push("a", "2.0.0", &[("x.bin", r1.clone()), ("y.bin", r2)])
         .await;
     env.push("b", "1.0.0", &[("z.bin", r1)]).await;
-    alias_set(&env.vault, &n("a"), &v("2.0.0"), &a("prod"))
+    alias_set(&env.vault, &n("a"), &v("2.0.0"), &a("prod"), false)
         .await
         .unwrap();
     let rep = usage(&env.vault, PRICES).await.unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use opendal::Operator;
 use opendal::layers::TimeoutLayer;
@@ -122,23 +122,26 @@ impl RemoteSpec {
     }
 
     /// Parses `s3://bucket/prefix?endpoint=..&region=..`, `gs://`, `az://`, `oss://`,
-    /// `file:///abs/path` or a plain path (relative paths are made absolute).
+    /// `file:///abs/path` or a plain path (relative paths are made absolute). Schemes are
+    /// case-insensitive. Refused, so that a typo never becomes a local vault named after a URL
+    /// and never shows a secret: a plain path that looks like a URL (`s3:/b/p`) or carries a
+    /// `?` query, and user-info in the URL or its `endpoint`. Errors show the URL redacted
+    /// ([`redact_url`]).
     pub fn parse_url(s: &str) -> Result<RemoteSpec, SpecError> {
         let Some((scheme, rest)) = s.split_once("://") else {
-            let p = PathBuf::from(s);
-            let abs = std::path::absolute(&p).map_err(|e| SpecError::Invalid {
-                url: s.into(),
-                message: e.to_string(),
-            })?;
-            return Ok(RemoteSpec::local(&abs));
+            return RemoteSpec::parse_path(s);
         };
-        let backend = match scheme {
+        let backend = match scheme.to_ascii_lowercase().as_str() {
             "file" => Backend::Fs,
             "s3" | "s3a" => Backend::S3,
             "gs" | "gcs" => Backend::Gcs,
             "az" | "azblob" => Backend::Azblob,
             "oss" => Backend::Oss,
-            _ => return Err(SpecError::Scheme(s.into())),
+            _ => return Err(SpecError::Scheme(redact_url(s))),
+        };
+        let invalid = |message: &str| SpecError::Invalid {
+            url: redact_url(s),
+            message: message.into(),
         };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut options = BTreeMap::new();
@@ -147,26 +150,33 @@ impl RemoteSpec {
             let k = decode(k);
             if !OPTION_KEYS.contains(&k.as_str()) {
                 return Err(SpecError::UnknownOption {
-                    url: redact_query(s),
+                    url: redact_url(s),
                     key: k,
                 });
             }
             options.insert(k, decode(v));
         }
+        if let Some(e) = options.get("endpoint")
+            && let Err(message) = check_endpoint(e)
+        {
+            return Err(invalid(&format!("endpoint: {message}")));
+        }
         if backend == Backend::Fs {
             if !path.starts_with('/') {
-                return Err(SpecError::Invalid {
-                    url: s.into(),
-                    message: "file:// URLs need an absolute path (file:///abs/path)".into(),
-                });
+                return Err(invalid(
+                    "file:// URLs need an absolute path (file:///abs/path)",
+                ));
             }
             let mut spec = RemoteSpec::local(Path::new(path));
             spec.options = options;
             return Ok(spec);
         }
         let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.contains('@') {
+            return Err(invalid(CREDENTIALS_IN_URL));
+        }
         if bucket.is_empty() {
-            return Err(SpecError::NoBucket(redact_query(s)));
+            return Err(SpecError::NoBucket(redact_url(s)));
         }
         Ok(RemoteSpec {
             backend,
@@ -175,6 +185,29 @@ impl RemoteSpec {
             options,
             label: None,
         })
+    }
+
+    /// A plain local path (no `://`), made absolute. Refuses `word:...` (a URL missing its
+    /// `//`) and `?`, which a local directory name would only carry by a typo.
+    fn parse_path(s: &str) -> Result<RemoteSpec, SpecError> {
+        let invalid = |message: &str| SpecError::Invalid {
+            url: redact_url(s),
+            message: message.into(),
+        };
+        if let Some((word, _)) = s.split_once(':')
+            && is_scheme(word)
+        {
+            return Err(invalid(&format!(
+                "looks like a URL but is not one (write {word}://...); for a local directory of that name, write ./{word}:..."
+            )));
+        }
+        if s.contains('?') {
+            return Err(invalid(
+                "a local path cannot carry a ?query; for options use file:///abs/path?KEY=VALUE",
+            ));
+        }
+        let abs = std::path::absolute(Path::new(s)).map_err(|e| invalid(&e.to_string()))?;
+        Ok(RemoteSpec::local(&abs))
     }
 
     /// The spec without secrets: the provider name if any, else the URL without its query.
@@ -439,9 +472,60 @@ fn decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The URL with its query removed (queries may hold secrets).
-fn redact_query(s: &str) -> String {
-    s.split('?').next().unwrap_or(s).to_string()
+/// Why credentials are refused in a remote URL.
+const CREDENTIALS_IN_URL: &str = "credentials in the URL are not accepted (they would show in logs and process lists); put them in the environment (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the config file's access_key/secret_key";
+
+/// True for a URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// Refuses an endpoint URL with user-info (`http://user:pw@host`): credentials go elsewhere.
+/// The error message never contains the endpoint.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let authority = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        Err(CREDENTIALS_IN_URL.to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// `url` with its user-info (`scheme://user:pw@host`) and every query value replaced by
+/// `***`: the one form in which mvault shows a URL that may carry secrets (errors, logs,
+/// listings). Keys stay visible so that a message can still name the option.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -491,6 +575,49 @@ mod tests {
         assert!(matches!(e, SpecError::UnknownOption { .. }));
         assert!(!e.to_string().contains("hunter2"));
         assert!(RemoteSpec::parse_url("file://relative").is_err());
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        let s = RemoteSpec::parse_url("S3://b/p?secret_key=hunter2").unwrap();
+        assert_eq!((s.backend, s.url()), (Backend::S3, "s3://b/p".to_string()));
+        assert_eq!(
+            RemoteSpec::parse_url("File:///tmp/v").unwrap().backend,
+            Backend::Fs
+        );
+    }
+
+    #[test]
+    fn refuses_url_like_paths_and_credentials_redacted() {
+        for bad in [
+            "s3:/b/p?secret_key=hunter2",
+            "gs:b?credential=hunter2",
+            "./dir?secret_key=hunter2",
+            "s3://AKID:hunter2@bucket/p",
+            "s3://b/p?endpoint=http://u:hunter2@127.0.0.1:9",
+            "file://u:hunter2@host/x",
+            "ftp://b?secret_key=hunter2",
+        ] {
+            let e = RemoteSpec::parse_url(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+        for ok in ["./s3:/b/p", "/abs/a:b", "dir/a:b"] {
+            assert_eq!(
+                RemoteSpec::parse_url(ok).unwrap().backend,
+                Backend::Fs,
+                "{ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn redact_url_hides_userinfo_and_query_values() {
+        assert_eq!(
+            redact_url("s3://AK:pw@b/p?secret_key=x&endpoint=http://u:p@h&flag"),
+            "s3://***@b/p?secret_key=***&endpoint=***&flag"
+        );
+        assert_eq!(redact_url("http://host:9000/x"), "http://host:9000/x");
+        assert_eq!(redact_url("s3:/b?k=v"), "s3:/b?k=***");
     }
 
     #[test]

@@ -18,10 +18,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use opendal::Operator;
 
-pub use backend::{Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError};
+pub use backend::{
+    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_url,
+};
 
-use crate::chunk::Digest;
+use crate::chunk::{self, Digest};
 use crate::version::{ModelName, Version};
+
+/// Largest manifest or alias revision document, in bytes (256 MiB: a manifest lists each chunk
+/// in about 120 bytes, so this holds ~2 million chunks, ~1 TiB of files at the default chunk
+/// size). [`Remote::read`] refuses longer objects and [`Remote::create_only`] refuses to write
+/// them, so every document a writer creates stays readable.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most bytes a read of `key` may return: [`chunk::MAX_OBJECT_BYTES`] for a chunk object
+/// (`chunks/...`), [`MAX_DOCUMENT_BYTES`] for anything else (manifests, alias revisions).
+pub fn read_limit(key: &str) -> u64 {
+    if key.starts_with("chunks/") {
+        chunk::MAX_OBJECT_BYTES
+    } else {
+        MAX_DOCUMENT_BYTES
+    }
+}
 
 /// What went wrong, for callers to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +54,9 @@ pub enum ErrorKind {
     Config,
     /// A network or server failure that persisted after retries.
     Unavailable,
+    /// The object cannot be what mvault stored: longer than [`read_limit`] allows, or on a
+    /// local vault not a regular file. The store is damaged or hostile (exit 5).
+    Integrity,
     /// Anything else.
     Other,
 }
@@ -94,6 +115,86 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable
     }
+}
+
+/// Why a local vault's object could not be read.
+#[derive(Debug)]
+enum FsReadError {
+    /// Not a regular file (what it is instead).
+    Irregular(&'static str),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for FsReadError {
+    fn from(e: std::io::Error) -> Self {
+        FsReadError::Io(e)
+    }
+}
+
+/// Reads the regular file at `path` if it holds at most `limit` bytes (`Ok(None)` if longer).
+///
+/// Opened with `O_NOFOLLOW | O_NONBLOCK` and checked with `fstat` before any byte is read, so a
+/// symlink in the last component is refused, a FIFO neither blocks the open nor is read, and a
+/// device is never read. Symlinked parent directories are followed: they can only lead to
+/// another regular file, which is bounded and checked like any object. At most `limit + 1`
+/// bytes are read even if the file grows meanwhile.
+fn read_regular_file(
+    path: &std::path::Path,
+    limit: u64,
+) -> std::result::Result<Option<Bytes>, FsReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => FsReadError::Irregular("a symbolic link"),
+            _ => FsReadError::Io(e),
+        })?;
+    let meta = file.metadata()?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        return Err(FsReadError::Irregular(if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        }));
+    }
+    if meta.len() > limit {
+        return Ok(None);
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= limit).then(|| Bytes::from(buf)))
+}
+
+/// Streams `key` from the store, keeping at most `limit` bytes: `Ok(None)` as soon as the
+/// object turns out longer (by the size the response declares, or by the bytes received).
+async fn read_at_most(op: &Operator, key: &str, limit: u64) -> opendal::Result<Option<Bytes>> {
+    use futures::TryStreamExt;
+    let mut stream = op.reader(key).await?.into_stream(..).await?;
+    match stream.metadata().await {
+        Ok(meta) if meta.content_length() > limit => return Ok(None),
+        Err(e) if e.kind() != opendal::ErrorKind::Unsupported => return Err(e),
+        _ => {}
+    }
+    let (mut parts, mut len) = (Vec::new(), 0u64);
+    while let Some(buf) = stream.try_next().await? {
+        len += buf.len() as u64;
+        if len > limit {
+            return Ok(None);
+        }
+        parts.extend(buf);
+    }
+    Ok(Some(match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => parts.concat().into(),
+    }))
 }
 
 /// The first line of an error text, at most 300 characters, with URL query strings removed
@@ -269,12 +370,78 @@ impl Remote {
         }
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object of at most [`read_limit`]`(key)` bytes. Memory never exceeds that
+    /// bound (plus one network buffer) whatever size the store claims: the body is streamed
+    /// and abandoned once it passes the bound, which is an [`ErrorKind::Integrity`] error, as
+    /// is (on a local vault) an object that is not a regular file (see [`read_regular_file`]).
     pub async fn read(&self, key: &str) -> Result<Bytes> {
-        self.retrying("read", key, || async {
-            Ok(self.op.read(key).await?.to_bytes())
+        let limit = read_limit(key);
+        let read = match &self.fs_root {
+            Some(root) => {
+                let path = root.join(key);
+                tokio::task::spawn_blocking(move || read_regular_file(&path, limit))
+                    .await
+                    .expect("read task panicked")
+                    .map_err(|e| self.fs_error("read", key, e))?
+            }
+            None => {
+                self.retrying("read", key, || read_at_most(&self.op, key, limit))
+                    .await?
+            }
+        };
+        read.ok_or_else(|| {
+            self.integrity(
+                "read",
+                key,
+                format!(
+                    "object is longer than the {limit} bytes {} may be: the store is damaged or hostile; delete the object (and push its version again)",
+                    if key.starts_with("chunks/") {
+                        "a chunk object"
+                    } else {
+                        "a manifest or alias document"
+                    }
+                ),
+            )
         })
-        .await
+    }
+
+    fn integrity(&self, op: &'static str, key: &str, message: String) -> Error {
+        Error {
+            kind: ErrorKind::Integrity,
+            op,
+            path: key.to_string(),
+            remote: self.name.to_string(),
+            message,
+        }
+    }
+
+    /// An error of a local vault's file system, by kind.
+    fn fs_error(&self, op: &'static str, key: &str, e: FsReadError) -> Error {
+        let (kind, message) = match e {
+            FsReadError::Irregular(what) => (
+                ErrorKind::Integrity,
+                format!(
+                    "not a regular file ({what}): a local vault holds only regular files; the vault is damaged or hostile, remove it"
+                ),
+            ),
+            FsReadError::Io(e) => (
+                match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+                        ErrorKind::NotFound
+                    }
+                    std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                    _ => ErrorKind::Other,
+                },
+                e.to_string(),
+            ),
+        };
+        Error {
+            kind,
+            op,
+            path: key.to_string(),
+            remote: self.name.to_string(),
+            message,
+        }
     }
 
     /// Size of an object in bytes, or `None` if it does not exist.
@@ -303,7 +470,23 @@ impl Remote {
     /// precondition). If the object exists, it is read back: identical bytes mean an earlier
     /// attempt of ours succeeded ([`Created::AlreadyIdentical`]); anything else is a
     /// [`ErrorKind::Conflict`].
+    ///
+    /// Refuses (kind [`ErrorKind::Other`]) data longer than [`read_limit`]`(key)`: no reader
+    /// would accept it.
     pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
+        let limit = read_limit(key);
+        if data.len() as u64 > limit {
+            return Err(Error {
+                kind: ErrorKind::Other,
+                op: "create",
+                path: key.to_string(),
+                remote: self.name.to_string(),
+                message: format!(
+                    "document of {} bytes exceeds the {limit} bytes readers accept; split the model into several versions or models",
+                    data.len()
+                ),
+            });
+        }
         if let Some(root) = &self.fs_root {
             return self.create_only_fs(root.clone(), key, data).await;
         }
