@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::chunk::Digest;
@@ -219,7 +220,18 @@ impl Cache {
         let parent = path.parent().expect("has parent");
         fs::create_dir_all(parent).map_err(at(parent))?;
         let tmp = self.temp_path();
-        fs::write(&tmp, m.to_json()).map_err(at(&tmp))?;
+        // Manifests hold metadata (descriptions, metrics, who pushed): readable by the owner
+        // only, like the audit log.
+        let written = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| io::Write::write_all(&mut f, &m.to_json()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(at(&tmp)(e));
+        }
         fs::rename(&tmp, &path).map_err(at(&path))
     }
 

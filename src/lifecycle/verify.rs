@@ -32,6 +32,9 @@ pub enum Damage {
     BadHeader,
     /// The compressed payload does not decompress.
     CorruptPayload,
+    /// The object could not be read as a chunk at all: larger than any legal chunk
+    /// object, or (local vaults) a symlink, FIFO, device or directory.
+    Unreadable,
 }
 
 impl Damage {
@@ -210,6 +213,9 @@ async fn check_chunk(remote: &Remote, id: Digest) -> Result<(u64, Option<ChunkPr
         Ok(b) => b,
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Ok((0, Some(problem(Damage::Missing, "not found".into()))));
+        }
+        Err(e) if e.kind == ErrorKind::Integrity => {
+            return Ok((0, Some(problem(Damage::Unreadable, e.message.clone()))));
         }
         Err(e) => return Err(e.into()),
     };
