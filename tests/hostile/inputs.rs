@@ -146,6 +146,43 @@ fn oversized_chunk_object_is_refused_with_bounded_memory() {
     assert!(!env.path("out/w.bin").exists(), "nothing placed");
 }
 
+/// A zstd bomb: a small chunk object whose payload decompresses to 1 GiB while its header
+/// claims 200,000 bytes. Decoding stops at the claimed length (exit 5, nothing placed) and
+/// memory stays bounded. (Already held by 0.1.0; kept here so it stays held.)
+#[test]
+fn zstd_bomb_chunk_is_refused_with_bounded_memory() {
+    let env = Env::new(Backend::Fs);
+    push(&env, "m", "1.0.0", &[("w.bin", &noise(6, 200_000))]);
+    let key = first_chunk_key(&env, "m", "1.0.0");
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    let zeros = vec![0u8; MIB as usize];
+    for _ in 0..1024 {
+        std::io::Write::write_all(&mut enc, &zeros).unwrap();
+    }
+    let payload = enc.finish().unwrap();
+    assert!(payload.len() < 2 * MIB as usize, "a bomb is small");
+    let mut obj = b"MVK1\x01\0\0\0".to_vec();
+    obj.extend_from_slice(&200_000u64.to_le_bytes());
+    obj.extend_from_slice(&payload);
+    std::fs::write(object_path(&env, &key), &obj).unwrap();
+    for args in [
+        vec!["pull", "m@1.0.0", "--to", "out"],
+        vec!["verify", "m@1.0.0"],
+    ] {
+        let mut cmd = env.cmd();
+        cmd.args(&args);
+        let r = run_bounded(&env, cmd, Duration::from_secs(60), 1024 * MIB);
+        assert_eq!(r.killed, None, "{args:?} was killed; stderr: {}", r.stderr);
+        assert_eq!(r.code, Some(5), "{args:?}: {}", r.stderr);
+        assert!(
+            r.peak_rss < 128 * MIB,
+            "{args:?}: peak RSS {} MiB",
+            r.peak_rss / MIB
+        );
+    }
+    assert!(!env.path("out/w.bin").exists(), "nothing placed");
+}
+
 /// On a local vault a chunk that is a symlink to `/dev/zero` (0.1.0: read forever, memory
 /// without bound) or a FIFO (0.1.0: hangs) is refused promptly as damaged.
 #[test]
