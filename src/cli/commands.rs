@@ -131,13 +131,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Alias { action } => super::ops::alias(g, action).await,
         Command::Rollback { name, alias } => super::ops::rollback(g, name, alias).await,
         Command::Verify { model, sample } => super::ops::verify(g, model.as_deref(), *sample).await,
-        Command::Gc { dry_run, grace } => super::ops::gc(g, *dry_run, grace).await,
+        Command::Gc {
+            dry_run,
+            grace,
+            force,
+        } => super::ops::gc(g, *dry_run, grace, *force).await,
         Command::Prune {
             name,
             keep,
             dry_run,
             grace,
-        } => super::ops::prune(g, name, *keep, *dry_run, grace).await,
+            force,
+        } => super::ops::prune(g, name, *keep, *dry_run, grace, *force).await,
         Command::Usage => super::ops::usage_cmd(g).await,
         Command::Stats(a) => super::ops::stats(g, a),
     }
