@@ -1265,7 +1265,7 @@ fn gc_reclaims(b: Backend) {
     let doomed_bytes: u64 = doomed.iter().map(|k| all[k]).sum();
     settle(b);
 
-    let j = json_code(&env, &["gc", "--grace", "0s"], 0);
+    let j = json_code(&env, &["gc", "--grace", "0s", "--force"], 0);
     assert_eq!(
         j["deleted"].as_u64(),
         Some(0),
@@ -1280,21 +1280,21 @@ fn gc_reclaims(b: Backend) {
     assert_eq!(j["kept_young"].as_u64(), Some(doomed.len() as u64), "{j}");
     assert_eq!(chunks(&env), all, "default gc deleted fresh chunks");
     // Dry run: reports, deletes nothing.
-    let j = json_code(&env, &["gc", "--grace", "0s", "--dry-run"], 0);
+    let j = json_code(&env, &["gc", "--grace", "0s", "--force", "--dry-run"], 0);
     assert_eq!(j["deleted"].as_u64(), Some(doomed.len() as u64), "{j}");
     assert_eq!(j["bytes_deleted"].as_u64(), Some(doomed_bytes), "{j}");
     assert_eq!(j["referenced"].as_u64(), Some(kept.len() as u64), "{j}");
     assert_eq!(j["scanned_chunks"].as_u64(), Some(all.len() as u64), "{j}");
     assert_eq!(j["dry_run"], true);
     assert_eq!(chunks(&env), all, "dry run deleted something");
-    let human = env.run(&["gc", "--grace", "0s", "--dry-run"]);
+    let human = env.run(&["gc", "--grace", "0s", "--force", "--dry-run"]);
     assert!(
         stderr_of(&human).contains(&doomed.len().to_string()),
         "{}",
         stderr_of(&human)
     );
     // For real: exactly the doomed chunks go.
-    let j = json_code(&env, &["gc", "--grace", "0s"], 0);
+    let j = json_code(&env, &["gc", "--grace", "0s", "--force"], 0);
     assert_eq!(j["deleted"].as_u64(), Some(doomed.len() as u64), "{j}");
     assert_eq!(j["bytes_deleted"].as_u64(), Some(doomed_bytes), "{j}");
     assert_eq!(
@@ -1304,7 +1304,7 @@ fn gc_reclaims(b: Backend) {
     );
     json_code(&env, &["verify"], 0);
     pull_same(&env, env.cmd(), &[], "m@2.0.0", &keep);
-    let j = json_code(&env, &["gc", "--grace", "0s"], 0);
+    let j = json_code(&env, &["gc", "--grace", "0s", "--force"], 0);
     assert_eq!(j["deleted"].as_u64(), Some(0), "{j}");
     env.fails(2, &["gc", "--grace", "soon"]);
 }
@@ -1336,7 +1336,16 @@ fn prune_keeps_aliased(b: Backend) {
 
     let j = json_code(
         &env,
-        &["prune", "m", "--keep", "1", "--dry-run", "--grace", "0s"],
+        &[
+            "prune",
+            "m",
+            "--keep",
+            "1",
+            "--dry-run",
+            "--grace",
+            "0s",
+            "--force",
+        ],
         0,
     );
     assert_eq!(j["removed"], serde_json::json!(["1.0.0", "3.0.0"]), "{j}");
@@ -1345,7 +1354,11 @@ fn prune_keeps_aliased(b: Backend) {
         ["1.0.0", "2.0.0", "3.0.0", "4.0.0"],
         "dry run removed versions"
     );
-    let j = json_code(&env, &["prune", "m", "--keep", "1", "--grace", "0s"], 0);
+    let j = json_code(
+        &env,
+        &["prune", "m", "--keep", "1", "--grace", "0s", "--force"],
+        0,
+    );
     assert_eq!(j["removed"], serde_json::json!(["1.0.0", "3.0.0"]), "{j}");
     assert_eq!(
         j["gc"]["deleted"].as_u64(),
@@ -1359,7 +1372,11 @@ fn prune_keeps_aliased(b: Backend) {
     pull_same(&env, env.cmd(), &[], "m@prod", &srcs[1]);
     json_code(&env, &["verify"], 0);
     // Keeping none still keeps the aliased one.
-    let j = json_code(&env, &["prune", "m", "--keep", "0", "--grace", "0s"], 0);
+    let j = json_code(
+        &env,
+        &["prune", "m", "--keep", "0", "--grace", "0s", "--force"],
+        0,
+    );
     assert_eq!(j["removed"], serde_json::json!(["4.0.0"]), "{j}");
     assert_eq!(versions_of(&env, "m"), ["2.0.0"]);
     env.fails(3, &["prune", "nosuch", "--keep", "1"]);

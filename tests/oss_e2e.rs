@@ -1153,7 +1153,7 @@ fn gc_deletes_only_unreferenced_chunks() {
 
     env.ok(&["rm", "g@1.0.0"]);
     env.fake.take_requests();
-    env.ok(&["gc", "--grace", "0s"]);
+    env.ok(&["gc", "--grace", "0s", "--force"]);
     let reqs = env.fake.take_requests();
     assert_protocol(&env, &reqs);
     assert_layout(&reqs);

@@ -133,13 +133,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
             super::ops::rollback(g, name, alias, *force).await
         }
         Command::Verify { model, sample } => super::ops::verify(g, model.as_deref(), *sample).await,
-        Command::Gc { dry_run, grace } => super::ops::gc(g, *dry_run, grace).await,
+        Command::Gc {
+            dry_run,
+            grace,
+            force,
+        } => super::ops::gc(g, *dry_run, grace, *force).await,
         Command::Prune {
             name,
             keep,
             dry_run,
             grace,
-        } => super::ops::prune(g, name, *keep, *dry_run, grace).await,
+            force,
+        } => super::ops::prune(g, name, *keep, *dry_run, grace, *force).await,
         Command::Usage => super::ops::usage_cmd(g).await,
         Command::Stats(a) => super::ops::stats(g, a),
     }

@@ -152,14 +152,19 @@ pub enum Command {
         #[arg(long, value_name = "P")]
         sample: Option<f64>,
     },
-    /// Delete chunks no version refers to (older than the grace period).
+    /// Delete chunks no version refers to, in two phases: a run records the unreferenced
+    /// chunks older than the grace period; a run at least the grace period later deletes those
+    /// still unreferenced (run it daily).
     Gc {
-        /// Show what would be deleted, delete nothing.
+        /// Show what would be recorded and deleted; write and delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Keep unreferenced chunks younger than this (protects running pushes), e.g. 24h.
+        /// Protects pushes running shorter than this, e.g. 24h (at least 1h without --force).
         #[arg(long, default_value = "24h", value_name = "AGE")]
         grace: String,
+        /// Accept a --grace below 1h (unsafe while pushes run; 0s records and deletes at once).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove all but the newest N versions of a model (never an aliased one), then gc.
     Prune {
@@ -173,6 +178,9 @@ pub enum Command {
         /// Grace period of the gc that follows.
         #[arg(long, default_value = "24h", value_name = "AGE")]
         grace: String,
+        /// Accept a --grace below 1h for the gc that follows.
+        #[arg(long)]
+        force: bool,
     },
     /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
     Usage,

@@ -320,26 +320,41 @@ pub async fn verify(g: &Global, model: Option<&str>, sample: Option<f64>) -> Res
     })
 }
 
-fn grace(s: &str) -> Result<std::time::Duration> {
-    parse_duration_secs(s)
+/// Parses `--grace AGE` into gc options.
+fn gc_options(grace: &str, dry_run: bool, force: bool) -> Result<lifecycle::GcOptions> {
+    let grace = parse_duration_secs(grace)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(|| usage(format!("invalid --grace {s:?}: expected e.g. 24h, 30m")))
+        .ok_or_else(|| usage(format!("invalid --grace {grace:?}: expected e.g. 24h, 30m")))?;
+    Ok(lifecycle::GcOptions {
+        grace,
+        dry_run,
+        force,
+    })
 }
 
-/// `mvault gc [--dry-run] [--grace AGE]`.
-pub async fn gc(g: &Global, dry_run: bool, grace_s: &str) -> Result<i32> {
+/// `mvault gc [--dry-run] [--grace AGE] [--force]`.
+pub async fn gc(g: &Global, dry_run: bool, grace: &str, force: bool) -> Result<i32> {
     let vault = open_vault(g)?;
-    let report = lifecycle::gc(&vault, grace(grace_s)?, dry_run).await?;
+    let report = lifecycle::gc(&vault, &gc_options(grace, dry_run, force)?).await?;
     if g.json {
         output::json(&report)?;
     } else {
+        let (deleted, recorded) = if dry_run {
+            ("would delete", "would record")
+        } else {
+            ("deleted", "recorded")
+        };
         note(
             g.quiet,
             &format!(
-                "{} {} unreferenced chunks ({}); {} referenced, {} too young to delete, {} scanned",
-                if dry_run { "would delete" } else { "deleted" },
+                "{deleted} {} unreferenced chunks ({}); {recorded} {} for a gc at least {} \
+                 later, {} pending in {} records; {} referenced, {} too young, {} scanned",
                 report.deleted,
                 human_bytes(report.bytes_deleted),
+                report.chunks_recorded,
+                grace,
+                report.kept_pending,
+                report.records_pending,
                 report.referenced,
                 report.kept_young,
                 report.scanned_chunks
@@ -355,13 +370,15 @@ pub async fn prune(
     name: &str,
     keep: usize,
     dry_run: bool,
-    grace_s: &str,
+    grace: &str,
+    force: bool,
 ) -> Result<i32> {
     let vault = open_vault(g)?;
     let name: ModelName = name.parse()?;
-    let grace = grace(grace_s)?;
+    let opts = gc_options(grace, dry_run, force)?;
+    opts.validate()?;
     let removed = lifecycle::prune(&vault, &name, keep, dry_run).await?;
-    let gc = lifecycle::gc(&vault, grace, dry_run).await?;
+    let gc = lifecycle::gc(&vault, &opts).await?;
     let removed: Vec<String> = removed.iter().map(|v| v.to_string()).collect();
     if g.json {
         output::json(&json!({"removed": removed, "gc": gc}))?;
@@ -369,13 +386,15 @@ pub async fn prune(
         note(
             g.quiet,
             &format!(
-                "{} {} versions of {name} ({}); gc {} {} chunks ({})",
+                "{} {} versions of {name} ({}); gc {} {} chunks ({}), {} {}",
                 if dry_run { "would remove" } else { "removed" },
                 removed.len(),
                 removed.join(", "),
                 if dry_run { "would delete" } else { "deleted" },
                 gc.deleted,
-                human_bytes(gc.bytes_deleted)
+                human_bytes(gc.bytes_deleted),
+                if dry_run { "would record" } else { "recorded" },
+                gc.chunks_recorded
             ),
         );
     }

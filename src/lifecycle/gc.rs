@@ -1,79 +1,179 @@
 //! `gc` (delete chunks no manifest refers to) and `prune` (delete old versions).
 //!
-//! gc is mark and sweep, in this order:
-//! 1. list `chunks/` with sizes and modification times (the sweep set);
-//! 2. mark: read every manifest of every model from the remote; any manifest that cannot be
-//!    listed, read or parsed ABORTS gc, since deleting on a partial mark would destroy data;
-//! 3. doomed = listed chunks that are unmarked and older than the grace period;
-//! 4. re-list manifests and read the ones that appeared since step 2 (pushes that finished
-//!    meanwhile), unmarking their chunks; then delete the rest.
+//! gc is two-phase, without remote locks (the protocol and its proof sketch are in
+//! `docs/FORMAT.md`, "Deletion and gc"). One run, in this order:
+//! 1. list `chunks/` with sizes and modification times;
+//! 2. mark: read every manifest of every model; any manifest that cannot be listed, read or
+//!    parsed ABORTS gc, since deleting on a partial mark would destroy data;
+//! 3. read the pending records `gc/pending/*.json`;
+//! 4. record: the listed chunks that are unmarked, at least `grace` old and in no record yet
+//!    are written as one new record, create-only. Nothing is deleted on their account now;
+//! 5. sweep the *ripe* records (written at least `grace` ago, by the store's clock): a chunk
+//!    they list is deleted only if it is unmarked (also by a second mark of the manifests that
+//!    appeared meanwhile), was last written before the record (by the listing of step 1 and
+//!    again by a stat right before its delete), and that stat answered less than
+//!    [`SWEEP_BOUND`]` / 2` ago. Then the ripe records are deleted.
 //!
-//! Why the grace period makes gc safe with concurrent pushes: a push uploads its chunks
-//! first and writes its manifest last, so while it runs its new chunks are referenced by no
-//! manifest. Those chunks are younger than the push itself; gc keeps every unreferenced chunk
-//! younger than `grace` (default 24 h), so a push is safe unless it has been running longer
-//! than that, in which case it is presumed dead. Listing before marking (steps 1-2) means a
-//! push that completes during gc is either seen by the mark or its chunks were not listed.
-//! A chunk whose store reports no modification time (the memory store) is treated as young.
+//! A push reads the records when it starts and uploads every chunk they list again (see
+//! [`pending_chunks`]), so a chunk it relies on is written after the record: the sweep's
+//! time check keeps it. A push that started within `grace` of a sweep started after the
+//! record the sweep uses was written, so it saw it. The one remaining race (a sweep's stat
+//! before the push's rewrite, its delete after) is bounded by [`SWEEP_BOUND`] and healed by
+//! the push, which re-checks the chunks it rewrote at least that long after rewriting them.
 //!
-//! Known limit: a push reuses chunks that already exist without rewriting them. If the only
-//! versions referencing such a chunk are removed (`rm`, `prune`) while that push runs, and gc
-//! runs before the push writes its manifest, the chunk is old and unmarked and can be deleted
-//! under the push. Step 4 narrows this window to the final deletes; `verify` detects it.
+//! A chunk whose store reports no modification time (the memory store) is never recorded.
 
-use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{JOBS, aliased_versions, all_versions, chunk_id, each_manifest, present};
 use crate::chunk::Digest;
-use crate::remote::{ObjectInfo, manifest_key};
+use crate::remote::{ErrorKind, ObjectInfo, Remote, manifest_key};
 use crate::transfer::{Error, Result};
 use crate::vault::Vault;
 use crate::version::{ModelName, Version};
 
-/// Default grace period: unreferenced chunks younger than this are kept.
+/// Default grace period: unreferenced chunks younger than this are not recorded, and a
+/// record is swept once it is at least this old.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Outcome of [`gc`] (`gc --json` prints it). Counts are of chunk objects; bytes are stored
-/// (encoded) bytes.
+/// The smallest grace period gc accepts without `force`: pushes that take longer than the
+/// grace period are not protected.
+pub const MIN_SAFE_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// How long the stat of a doomed chunk may precede the end of its delete: the sweep sends no
+/// delete more than half of this after the stat answered, and warns when a delete finishes
+/// later than this after the stat was sent. A push re-checks the chunks it rewrote at least
+/// this long after the last rewrite.
+pub const SWEEP_BOUND: Duration = Duration::from_secs(10);
+
+/// Where pending records live (relative to the remote's root).
+pub const PENDING_DIR: &str = "gc/pending/";
+
+/// The `format` of pending records this build reads and writes.
+const RECORD_FORMAT: u32 = 1;
+
+/// A pending record `gc/pending/<UTC time>-<16 hex>.json`: chunks a gc found unreferenced
+/// and at least `grace_seconds` old, which a later gc deletes if they still are.
+#[derive(Debug, Serialize, Deserialize)]
+struct RecordDoc {
+    format: u32,
+    /// RFC 3339 UTC, the recording gc's clock (information only: ripeness is measured by the
+    /// store's modification time of the record).
+    created_at: String,
+    /// Grace period of the run that wrote it, in seconds (information only).
+    grace_seconds: u64,
+    /// Ids of the recorded chunks, sorted.
+    chunks: Vec<Digest>,
+}
+
+/// A record as found on the remote (or, in a dry run, the one it would have written).
+struct Record {
+    /// `None` for a dry run's would-be record.
+    key: Option<String>,
+    /// When the store says the record was written; `None` if it does not say (never ripe).
+    written: Option<SystemTime>,
+    chunks: Vec<Digest>,
+}
+
+/// What [`gc`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Unreferenced chunks younger than this are not recorded; records younger than this
+    /// are not swept.
+    pub grace: Duration,
+    /// Report what would be recorded and swept, write and delete nothing.
+    pub dry_run: bool,
+    /// Accept a grace below [`MIN_SAFE_GRACE`] (with a warning). With a zero grace one run
+    /// records and sweeps, which is unsafe while pushes run.
+    pub force: bool,
+}
+
+impl GcOptions {
+    /// Refuses (an input error, exit 2) a grace below [`MIN_SAFE_GRACE`] without `force`.
+    pub fn validate(&self) -> Result<()> {
+        if self.grace < MIN_SAFE_GRACE && !self.force {
+            return Err(Error::Input(format!(
+                "{}; use --grace 1h or more, or add --force if no push can run meanwhile",
+                self.below_minimum()
+            )));
+        }
+        Ok(())
+    }
+
+    fn below_minimum(&self) -> String {
+        format!(
+            "gc grace period {}s is below the safe minimum of {}s: pushes running longer than \
+             the grace period could lose chunks",
+            self.grace.as_secs(),
+            MIN_SAFE_GRACE.as_secs()
+        )
+    }
+}
+
+/// Outcome of [`gc`] (`gc --json` prints it). Counts are of chunk objects unless they say
+/// records; bytes are stored (encoded) bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
     /// Chunk objects listed (keys `chunks/<2 hex>/<64 hex>`; other keys are ignored).
     pub scanned_chunks: u64,
     /// Distinct chunks referenced by at least one manifest.
     pub referenced: u64,
-    /// Chunks deleted (with `dry_run`: that would be deleted).
+    /// Chunks deleted by the sweep (with `dry_run`: that would be deleted).
     pub deleted: u64,
     pub bytes_deleted: u64,
-    /// Unreferenced chunks kept because they are younger than the grace period, or their age
-    /// is unknown.
+    /// Unreferenced chunks not recorded because they are younger than the grace period, or
+    /// their age is unknown.
     pub kept_young: u64,
+    /// Unreferenced chunks waiting in a record that is not ripe yet.
+    pub kept_pending: u64,
+    /// Chunks of a ripe record kept because they were written again after it.
+    pub kept_rewritten: u64,
+    /// Chunks of a ripe record kept because their stat answered too slowly to delete them
+    /// safely; a later run records them again.
+    pub kept_slow: u64,
+    /// Deletes that finished more than [`SWEEP_BOUND`] after their chunk's stat: a push
+    /// racing them may have lost that chunk (`verify` tells).
+    pub late_deletes: u64,
+    /// Chunks written into the new record (with `dry_run`: that would be).
+    pub chunks_recorded: u64,
+    /// Records written by this run: 0 or 1.
+    pub records_written: u64,
+    /// Ripe records swept and deleted.
+    pub records_swept: u64,
+    /// Records left for a later run (not ripe yet), including this run's new one.
+    pub records_pending: u64,
     /// Manifests read for the mark.
     pub manifests: u64,
     pub dry_run: bool,
     pub grace_seconds: u64,
 }
 
-/// Deletes chunks that no manifest references and that are older than `grace`. With
-/// `dry_run`, deletes nothing and reports what it would delete. Aborts, deleting nothing, if
-/// any manifest cannot be read or parsed.
-pub async fn gc(vault: &Vault, grace: Duration, dry_run: bool) -> Result<GcReport> {
-    gc_at(vault, grace, dry_run, SystemTime::now()).await
+/// Runs one gc: sweeps the ripe records, then records the unreferenced chunks older than
+/// the grace period (see the module text). Aborts, deleting nothing, if any manifest cannot
+/// be read or parsed. A grace below [`MIN_SAFE_GRACE`] without `force` is an input error.
+pub async fn gc(vault: &Vault, opts: &GcOptions) -> Result<GcReport> {
+    opts.validate()?;
+    if opts.grace < MIN_SAFE_GRACE {
+        tracing::warn!("{} (--force given)", opts.below_minimum());
+    }
+    gc_at(vault, opts, Duration::ZERO).await
 }
 
-/// [`gc`] with an explicit "now", for tests.
-pub(crate) async fn gc_at(
-    vault: &Vault,
-    grace: Duration,
-    dry_run: bool,
-    now: SystemTime,
-) -> Result<GcReport> {
-    let listed = vault.remote().list_objects("chunks/").await?;
+/// [`gc`] without the grace check, on a clock running `skew` ahead of the system's, for
+/// tests.
+pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Result<GcReport> {
+    let now = || SystemTime::now() + skew;
+    let (grace, dry_run) = (opts.grace, opts.dry_run);
+    let remote = vault.remote();
+    let listed = remote.list_objects("chunks/").await?;
     let mut seen = HashSet::new();
     let marked = mark(vault, &mut seen).await?;
+    let records = read_records(remote).await?;
     let mut report = GcReport {
         referenced: marked.len() as u64,
         manifests: seen.len() as u64,
@@ -81,28 +181,97 @@ pub(crate) async fn gc_at(
         grace_seconds: grace.as_secs(),
         ..Default::default()
     };
-    let mut doomed = Vec::new();
+    // Unreferenced chunk objects by id.
+    let mut unmarked: HashMap<Digest, ObjectInfo> = HashMap::new();
     for obj in listed {
         let Some(id) = chunk_id(&obj.key) else {
             continue;
         };
         report.scanned_chunks += 1;
-        if marked.contains(&id) {
-            continue;
+        if !marked.contains(&id) {
+            unmarked.insert(id, obj);
         }
-        if is_old(&obj, grace, now) {
-            doomed.push((id, obj));
-        } else {
+    }
+
+    // Record: old unreferenced chunks no record lists yet.
+    let pending: HashSet<Digest> = records.iter().flat_map(|r| r.chunks.clone()).collect();
+    let mut fresh = Vec::new();
+    for (id, obj) in &unmarked {
+        if !is_old(obj, grace, now()) {
             report.kept_young += 1;
+        } else if !pending.contains(id) {
+            fresh.push(*id);
         }
     }
-    if !dry_run && !doomed.is_empty() {
-        let late = mark(vault, &mut seen).await?;
-        doomed.retain(|(id, _)| !late.contains(id));
-        delete_all(vault, &doomed).await?;
+    fresh.sort();
+    // Ripe: written at least `grace` ago. With a zero grace every record is, whatever the
+    // clocks, including the one this run writes; otherwise that one is not.
+    let (mut ripe, mut waiting): (Vec<Record>, Vec<Record>) = records.into_iter().partition(|r| {
+        r.written.is_some_and(|w| {
+            grace.is_zero() || now().duration_since(w).is_ok_and(|age| age >= grace)
+        })
+    });
+    if !fresh.is_empty() {
+        report.chunks_recorded = fresh.len() as u64;
+        report.records_written = 1;
+        let new = if dry_run {
+            Record {
+                key: None,
+                written: Some(now()),
+                chunks: fresh,
+            }
+        } else {
+            write_record(remote, fresh, grace).await?
+        };
+        if grace.is_zero() && new.written.is_some() {
+            ripe.push(new);
+        } else {
+            waiting.push(new);
+        }
     }
-    report.deleted = doomed.len() as u64;
-    report.bytes_deleted = doomed.iter().map(|(_, o)| o.size).sum();
+
+    // Sweep the ripe records.
+    report.records_pending = waiting.len() as u64;
+    // For each doomed chunk, its listing and the earliest ripe record listing it that it
+    // predates.
+    let mut doomed: HashMap<Digest, (ObjectInfo, SystemTime)> = HashMap::new();
+    let mut rewritten = HashSet::new();
+    for r in &ripe {
+        let written = r.written.expect("ripe records have a time");
+        for id in &r.chunks {
+            let Some(obj) = unmarked.get(id) else {
+                continue; // referenced again, or gone
+            };
+            if obj.last_modified.is_some_and(|m| older(m, written)) {
+                let e = doomed.entry(*id).or_insert((obj.clone(), written));
+                e.1 = e.1.min(written);
+            } else {
+                rewritten.insert(*id);
+            }
+        }
+    }
+    rewritten.retain(|id| !doomed.contains_key(id));
+    report.kept_rewritten = rewritten.len() as u64;
+    let waiting_ids: HashSet<Digest> = waiting.iter().flat_map(|r| r.chunks.clone()).collect();
+    report.kept_pending = waiting_ids
+        .iter()
+        .filter(|id| unmarked.contains_key(id) && !doomed.contains_key(id))
+        .count() as u64;
+    if dry_run {
+        report.deleted = doomed.len() as u64;
+        report.bytes_deleted = doomed.values().map(|(o, _)| o.size).sum();
+        report.records_swept = ripe.len() as u64;
+        return Ok(report);
+    }
+    if !doomed.is_empty() {
+        let late = mark(vault, &mut seen).await?;
+        doomed.retain(|id, _| !late.contains(id));
+        sweep(remote, doomed.into_values().collect(), &mut report).await?;
+    }
+    for key in ripe.iter().filter_map(|r| r.key.as_deref()) {
+        remote.delete(key).await?;
+        report.records_swept += 1;
+    }
     Ok(report)
 }
 
@@ -111,6 +280,171 @@ fn is_old(obj: &ObjectInfo, grace: Duration, now: SystemTime) -> bool {
     obj.last_modified
         .and_then(|t| now.duration_since(t).ok())
         .is_some_and(|age| age >= grace)
+}
+
+/// True when time `a` is surely before time `b` on the store's clock. Stores that report
+/// whole seconds (a time without a fraction) are compared in whole seconds, so an object
+/// written in the same second as `b` is never taken as older.
+fn older(a: SystemTime, b: SystemTime) -> bool {
+    let (Ok(a), Ok(b)) = (
+        a.duration_since(SystemTime::UNIX_EPOCH),
+        b.duration_since(SystemTime::UNIX_EPOCH),
+    ) else {
+        return false;
+    };
+    if a.subsec_nanos() == 0 || b.subsec_nanos() == 0 {
+        a.as_secs() < b.as_secs()
+    } else {
+        a < b
+    }
+}
+
+/// Deletes the doomed chunks, [`JOBS`] at a time, each `(listing, record time)` only if a
+/// stat right before its delete still finds it written before the record, and answered less
+/// than `SWEEP_BOUND / 2` ago.
+async fn sweep(
+    remote: &Remote,
+    doomed: Vec<(ObjectInfo, SystemTime)>,
+    report: &mut GcReport,
+) -> Result<()> {
+    let outcomes: Vec<Swept> = futures::stream::iter(doomed)
+        .map(|(obj, written)| async move {
+            let sent = Instant::now();
+            let Some(cur) = remote.stat(&obj.key).await? else {
+                return Ok(Swept::Gone);
+            };
+            if !cur.last_modified.is_some_and(|m| older(m, written)) {
+                return Ok(Swept::Rewritten);
+            }
+            if sent.elapsed() >= SWEEP_BOUND / 2 {
+                return Ok(Swept::Slow);
+            }
+            remote.delete(&obj.key).await?;
+            let took = sent.elapsed();
+            if took > SWEEP_BOUND {
+                tracing::warn!(
+                    "deleting {} took {took:?} after its check (more than {SWEEP_BOUND:?}): a \
+                     push racing this gc may have lost it; run `mvault verify`",
+                    obj.key
+                );
+            }
+            Ok::<_, Error>(Swept::Deleted {
+                bytes: cur.size,
+                late: took > SWEEP_BOUND,
+            })
+        })
+        .buffer_unordered(JOBS)
+        .try_collect()
+        .await?;
+    for o in outcomes {
+        match o {
+            Swept::Deleted { bytes, late } => {
+                report.deleted += 1;
+                report.bytes_deleted += bytes;
+                report.late_deletes += u64::from(late);
+            }
+            Swept::Rewritten => report.kept_rewritten += 1,
+            Swept::Slow => report.kept_slow += 1,
+            Swept::Gone => {}
+        }
+    }
+    Ok(())
+}
+
+/// What the sweep did with one doomed chunk.
+enum Swept {
+    Deleted {
+        bytes: u64,
+        late: bool,
+    },
+    /// Written again after the record (a push needs it).
+    Rewritten,
+    /// The stat answered too late to delete safely.
+    Slow,
+    /// Already gone.
+    Gone,
+}
+
+/// Writes a new record of `chunks` (create-only) and returns it with the store's time of it.
+async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration) -> Result<Record> {
+    let at = chrono::Utc::now();
+    let key = format!(
+        "{PENDING_DIR}{}-{:016x}.json",
+        at.format("%Y%m%dT%H%M%S%.3fZ"),
+        fastrand::u64(..)
+    );
+    let doc = RecordDoc {
+        format: RECORD_FORMAT,
+        created_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        grace_seconds: grace.as_secs(),
+        chunks,
+    };
+    let mut json = serde_json::to_vec_pretty(&doc).expect("serializable");
+    json.push(b'\n');
+    remote.create_only(&key, Bytes::from(json)).await?;
+    let written = remote.stat(&key).await?.and_then(|o| o.last_modified);
+    Ok(Record {
+        key: Some(key),
+        written,
+        chunks: doc.chunks,
+    })
+}
+
+/// Every pending record on the remote. A record deleted after the listing is skipped; one
+/// that does not parse, or has another `format`, is ignored with a warning (by gc and push
+/// alike, so it never causes a delete); any other failure is an error.
+async fn read_records(remote: &Remote) -> Result<Vec<Record>> {
+    let listed: Vec<ObjectInfo> = remote
+        .list_objects(PENDING_DIR)
+        .await?
+        .into_iter()
+        .filter(|o| {
+            o.key
+                .strip_prefix(PENDING_DIR)
+                .is_some_and(|n| !n.contains('/') && !n.starts_with('.') && n.ends_with(".json"))
+        })
+        .collect();
+    let read: Vec<Option<Record>> = futures::stream::iter(listed)
+        .map(|o| async move {
+            let bytes = match remote.read(&o.key).await {
+                Ok(b) => b,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::from(e)),
+            };
+            match serde_json::from_slice::<RecordDoc>(&bytes) {
+                Ok(doc) if doc.format == RECORD_FORMAT => Ok(Some(Record {
+                    key: Some(o.key),
+                    written: o.last_modified,
+                    chunks: doc.chunks,
+                })),
+                Ok(doc) => {
+                    tracing::warn!(
+                        "ignoring gc record {} of format {} (this mvault reads {RECORD_FORMAT})",
+                        o.key,
+                        doc.format
+                    );
+                    Ok(None)
+                }
+                Err(e) => {
+                    tracing::warn!("ignoring damaged gc record {}: {e}", o.key);
+                    Ok(None)
+                }
+            }
+        })
+        .buffer_unordered(JOBS)
+        .try_collect()
+        .await?;
+    Ok(read.into_iter().flatten().collect())
+}
+
+/// Every chunk some pending record lists: a push must not rely on these being present, and
+/// uploads them again (which also makes a sweep keep them). Read when the push starts.
+pub async fn pending_chunks(remote: &Remote) -> Result<HashSet<Digest>> {
+    Ok(read_records(remote)
+        .await?
+        .into_iter()
+        .flat_map(|r| r.chunks)
+        .collect())
 }
 
 /// Chunks referenced by every manifest not yet in `seen` (manifest keys), adding them to
@@ -132,16 +466,6 @@ async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Diges
     })
     .await?;
     Ok(marked)
-}
-
-async fn delete_all(vault: &Vault, doomed: &[(Digest, ObjectInfo)]) -> Result<()> {
-    let remote = vault.remote();
-    futures::stream::iter(doomed)
-        .map(|(_, o)| async move { remote.delete(&o.key).await.map_err(Error::from) })
-        .buffer_unordered(JOBS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
 }
 
 /// Removes all but the newest `keep` versions of `name` (semver order), never a version an
@@ -174,4 +498,20 @@ pub async fn prune(
         }
     }
     Ok(doomed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_without_a_fraction_compare_in_whole_seconds() {
+        let t = |s: u64, ns: u32| SystemTime::UNIX_EPOCH + Duration::new(s, ns);
+        assert!(older(t(10, 5), t(10, 6)));
+        assert!(!older(t(10, 6), t(10, 6)));
+        // A store reporting whole seconds: 10 s may be 10.9 s, not before 10.5 s.
+        assert!(!older(t(10, 0), t(10, 500_000_000)));
+        assert!(!older(t(10, 700_000_000), t(10, 0)));
+        assert!(older(t(9, 0), t(10, 500_000_000)));
+    }
 }

@@ -23,7 +23,10 @@ pub use alias::{
     AliasAction, AliasChange, AliasDoc, AliasEvent, AliasInfo, alias_get, alias_list,
     alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
 };
-pub use gc::{DEFAULT_GRACE, GcReport, gc, prune};
+pub use gc::{
+    DEFAULT_GRACE, GcOptions, GcReport, MIN_SAFE_GRACE, PENDING_DIR, SWEEP_BOUND, gc,
+    pending_chunks, prune,
+};
 pub use usage::{CostEstimate, ModelUsage, PRICES, Price, UsageReport, usage};
 pub use verify::{ChunkProblem, ChunkUse, Damage, ManifestProblem, VerifyReport, verify};
 

@@ -2,7 +2,7 @@
 //! real push pipeline using small chunks (2/8/32 KiB).
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use opendal::Operator;
@@ -28,6 +28,15 @@ const SMALL: ChunkParams = ChunkParams {
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// gc options with `force` (tests use grace periods below the safe minimum).
+fn opts(grace: Duration, dry_run: bool) -> GcOptions {
+    GcOptions {
+        grace,
+        dry_run,
+        force: true,
+    }
 }
 
 fn n(s: &str) -> ModelName {
@@ -461,16 +470,20 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
         .await
         .unwrap();
     vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
-    let later = SystemTime::now() + Duration::from_secs(1);
+    let later = Duration::from_secs(1);
 
     // Within the grace period nothing goes.
-    let young = gc_at(vault, DEFAULT_GRACE, false, later).await.unwrap();
+    let young = gc_at(vault, &opts(DEFAULT_GRACE, false), later)
+        .await
+        .unwrap();
     assert_eq!((young.deleted, young.kept_young), (0, garbage.len() as u64));
     assert_eq!(young.referenced, keep.len() as u64);
     assert_eq!(young.scanned_chunks, (keep.len() + garbage.len()) as u64);
     assert_eq!(young.manifests, 1);
 
-    let dry = gc_at(vault, Duration::ZERO, true, later).await.unwrap();
+    let dry = gc_at(vault, &opts(Duration::ZERO, true), later)
+        .await
+        .unwrap();
     assert_eq!(dry.deleted, garbage.len() as u64);
     assert!(dry.bytes_deleted > 80_000, "{dry:?}");
     assert_eq!(
@@ -479,7 +492,9 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
         "dry run deletes nothing"
     );
 
-    let real = gc_at(vault, Duration::ZERO, false, later).await.unwrap();
+    let real = gc_at(vault, &opts(Duration::ZERO, false), later)
+        .await
+        .unwrap();
     assert_eq!(
         (real.deleted, real.bytes_deleted),
         (dry.deleted, dry.bytes_deleted)
@@ -499,12 +514,88 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
             .is_ok()
     );
     assert_eq!(
-        gc_at(vault, Duration::ZERO, false, later)
+        gc_at(vault, &opts(Duration::ZERO, false), later)
             .await
             .unwrap()
             .deleted,
         0
     );
+}
+
+#[tokio::test]
+async fn gc_records_first_and_sweeps_a_ripe_record_later() {
+    let env = Env::fs();
+    let vault = &env.vault;
+    let base = noise(1, 100_000);
+    let m1 = env.push("m", "1.0.0", &[("a.bin", base.clone())]).await;
+    let m2 = env
+        .push(
+            "m",
+            "2.0.0",
+            &[("a.bin", base), ("b.bin", noise(2, 80_000))],
+        )
+        .await;
+    let keep = ids(&m1);
+    let garbage: HashSet<Digest> = ids(&m2).difference(&keep).copied().collect();
+    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    let hour = Duration::from_secs(3600);
+    let records = || async { env.remote().list_objects(PENDING_DIR).await.unwrap().len() };
+
+    // Seen two hours from now, the garbage is old: recorded, not deleted.
+    let first = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
+    assert_eq!((first.deleted, first.records_written), (0, 1), "{first:?}");
+    assert_eq!(first.chunks_recorded, garbage.len() as u64);
+    assert_eq!((first.records_pending, records().await), (1, 1));
+    // Now, the record is young: nothing is deleted, nothing recorded twice.
+    let now = gc_at(vault, &opts(hour, false), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((now.deleted, now.records_written), (0, 0), "{now:?}");
+    assert_eq!(env.chunk_ids().await.len(), keep.len() + garbage.len());
+
+    // One garbage chunk is written again (as a push relying on it would): it stays.
+    let again = *garbage.iter().next().unwrap();
+    let bytes = env.remote().read_chunk(&again).await.unwrap();
+    env.remote().write_chunk(&again, bytes).await.unwrap();
+    let dry = gc_at(vault, &opts(hour, true), 2 * hour).await.unwrap();
+    assert_eq!(dry.deleted, garbage.len() as u64 - 1, "{dry:?}");
+    assert_eq!(records().await, 1, "a dry run deletes no record");
+    let swept = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
+    assert_eq!(swept.deleted, garbage.len() as u64 - 1, "{swept:?}");
+    assert_eq!((swept.kept_rewritten, swept.records_swept), (1, 1));
+    let mut left = keep.clone();
+    left.insert(again);
+    assert_eq!(env.chunk_ids().await, left);
+    assert_eq!(records().await, 0, "the swept record is deleted");
+    // Still garbage, it is recorded afresh, and goes one grace period later.
+    let next = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
+    assert_eq!((next.chunks_recorded, next.deleted), (1, 0), "{next:?}");
+    assert!(
+        verify(vault, Some(&n("m")), None, None)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn gc_refuses_a_short_grace_without_force() {
+    let env = Env::memory();
+    let unsafe_grace = GcOptions {
+        grace: Duration::from_secs(10),
+        dry_run: true,
+        force: false,
+    };
+    let e = gc(&env.vault, &unsafe_grace).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Input(m) if m.contains("--force")),
+        "{e}"
+    );
+    let forced = GcOptions {
+        force: true,
+        ..unsafe_grace
+    };
+    gc(&env.vault, &forced).await.unwrap();
 }
 
 #[tokio::test]
@@ -515,14 +606,14 @@ async fn gc_aborts_on_unreadable_manifests() {
     env.push("m", "2.0.0", &[("a.bin", noise(2, 40_000))]).await;
     vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
     let before = env.chunk_ids().await;
-    let later = SystemTime::now() + Duration::from_secs(1);
+    let later = Duration::from_secs(1);
 
     let key = manifest_key(&n("x"), &v("1.0.0"));
     env.remote()
         .write(&key, Bytes::from_static(b"{not json"))
         .await
         .unwrap();
-    let e = gc_at(vault, Duration::ZERO, false, later)
+    let e = gc_at(vault, &opts(Duration::ZERO, false), later)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Integrity(_)), "{e}");
@@ -533,7 +624,7 @@ async fn gc_aborts_on_unreadable_manifests() {
         .write(odd, Bytes::from_static(b"{}"))
         .await
         .unwrap();
-    let e = gc_at(vault, Duration::ZERO, false, later)
+    let e = gc_at(vault, &opts(Duration::ZERO, false), later)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Integrity(_)), "{e}");
@@ -547,7 +638,7 @@ async fn gc_keeps_chunks_of_unknown_age() {
     env.push("m", "1.0.0", &[("a.bin", noise(1, 40_000))]).await;
     env.vault.rm(&n("m"), &v("1.0.0")).await.unwrap();
     let before = env.chunk_ids().await;
-    let r = gc(&env.vault, Duration::ZERO, false).await.unwrap();
+    let r = gc(&env.vault, &opts(Duration::ZERO, false)).await.unwrap();
     assert_eq!((r.deleted, r.kept_young), (0, before.len() as u64));
     assert_eq!(env.chunk_ids().await, before);
 }

@@ -454,6 +454,20 @@ impl Remote {
         }
     }
 
+    /// Size and modification time of an object, or `None` if it does not exist (what `gc`
+    /// checks right before deleting a chunk).
+    pub async fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        match self.retrying("stat", key, || self.op.stat(key)).await {
+            Ok(m) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: m.content_length(),
+                last_modified: m.last_modified().map(std::time::SystemTime::from),
+            })),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
     pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.retrying("write", key, || async {

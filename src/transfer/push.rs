@@ -2,25 +2,30 @@
 //!
 //! Pipeline: `cpu_threads` blocking workers take files from a shared queue, cut them into
 //! chunks, hash and encode each chunk, and send it over a bounded channel; the async side
-//! uploads at most `jobs` chunks at once, skipping chunks the remote already has. The
-//! manifest is written only after every chunk upload has succeeded.
+//! uploads at most `jobs` chunks at once, skipping chunks the remote already has (a stat of
+//! each). The manifest is written only after every chunk upload has succeeded.
+//!
+//! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
+//! when the push starts are uploaded again whatever the remote has, and after the manifest
+//! is written they are checked once more and re-uploaded if a racing gc deleted them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{Error, Result, Stats, Summary, TransferOptions};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
+use crate::lifecycle::SWEEP_BOUND;
 use crate::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest, Origin};
 use crate::remote::{Created, ErrorKind, Remote, manifest_key};
-use crate::version::{ModelName, Selector, Version};
+use crate::version::{ModelName, Version};
 
 /// What to push.
 #[derive(Debug, Clone)]
@@ -72,13 +77,15 @@ pub async fn push(
             remote.name().to_string(),
         ));
     }
-    let known = known_chunks(remote, &req.name).await;
+    let pending = crate::lifecycle::pending_chunks(remote).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
+    let locals: Vec<PathBuf> = sources.iter().map(|s| s.local.clone()).collect();
     let stats = Arc::new(Stats::default());
-    let files = upload_all(remote, sources, req.chunking, known, opts, &stats).await?;
+    let (files, rewrites) =
+        upload_all(remote, sources, req.chunking, pending, opts, &stats).await?;
     Stats::add(&stats.files_done, files.len() as u64);
 
     let m = build_manifest(req, files);
@@ -92,36 +99,29 @@ pub async fn push(
         }
         Err(e) => return Err(e.into()),
     }
+    heal(remote, &m, &locals, rewrites, opts, &stats).await?;
     opts.progress.finish();
     Ok((m, stats.summary(started, remote.retries())))
 }
 
-/// Chunks the newest existing version of the model references: proven present (chunks are
-/// written before manifests and only `gc` deletes unreferenced ones), so no check is needed.
-async fn known_chunks(remote: &Remote, name: &ModelName) -> HashSet<Digest> {
-    let Ok(versions) = remote.list_versions(name).await else {
-        return HashSet::new();
-    };
-    let Some(v) = Selector::Latest.pick(&versions) else {
-        return HashSet::new();
-    };
-    match remote.read(&manifest_key(name, v)).await {
-        Ok(bytes) => Manifest::from_json(&bytes)
-            .map(|m| m.unique_chunks().into_iter().map(|c| c.id).collect())
-            .unwrap_or_default(),
-        Err(_) => HashSet::new(),
-    }
+/// Chunks this push uploaded again because a gc pending record listed them.
+#[derive(Debug, Default)]
+struct Rewrites {
+    ids: Vec<Digest>,
+    /// When the last of those uploads finished.
+    last: Option<Instant>,
 }
 
-/// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order.
+/// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
+/// and which chunks of `pending` (listed in gc records) it uploaded again.
 async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
     params: ChunkParams,
-    known: HashSet<Digest>,
+    pending: HashSet<Digest>,
     opts: &TransferOptions,
     stats: &Arc<Stats>,
-) -> Result<Vec<FileEntry>> {
+) -> Result<(Vec<FileEntry>, Rewrites)> {
     let n_files = sources.len();
     let queue = Arc::new(Mutex::new(
         sources.into_iter().enumerate().collect::<Vec<_>>(),
@@ -141,14 +141,15 @@ async fn upload_all(
     }
     drop(tx);
 
-    let seen = Mutex::new(known);
+    let seen = Mutex::new(HashSet::new());
+    let rewrites = Mutex::new(Rewrites::default());
     // Boxed, not pinned on the stack, so that dropping it really drops the receiver: that
     // closes the channel, which stops the chunk workers when an upload failed.
     let mut uploads = Box::pin(
         tokio_stream_of(rx)
             .map(|item| async {
                 let enc = item?;
-                upload_chunk(remote, enc, &seen, opts, stats).await
+                upload_chunk(remote, enc, &seen, (&pending, &rewrites), opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
     );
@@ -171,28 +172,35 @@ async fn upload_all(
         return Err(e);
     }
     entries.sort_by_key(|(i, _)| *i);
-    Ok(entries.into_iter().map(|(_, e)| e).collect())
+    Ok((
+        entries.into_iter().map(|(_, e)| e).collect(),
+        rewrites.into_inner().expect("rewrites"),
+    ))
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Uploads one chunk unless the remote has it (or another task of this push sent it).
+/// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
+/// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
+/// whatever the remote has and noted in `rewrites`.
 async fn upload_chunk(
     remote: &Remote,
     enc: Encoded,
     seen: &Mutex<HashSet<Digest>>,
+    (pending, rewrites): (&HashSet<Digest>, &Mutex<Rewrites>),
     opts: &TransferOptions,
     stats: &Stats,
 ) -> Result<()> {
     Stats::add(&stats.bytes_local, enc.plain_len);
     opts.progress.inc(enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
+    let recorded = pending.contains(&enc.id);
     // Encoding is deterministic, so a stored chunk of another size is damaged (e.g. cut off
     // by a crash on a store without atomic writes): rewrite it.
     let len = enc.data.len() as u64;
-    if !fresh || remote.chunk_size(&enc.id).await? == Some(len) {
+    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
         Stats::add(&stats.chunks_reused, 1);
         return Ok(());
     }
@@ -200,9 +208,93 @@ async fn upload_chunk(
         rate.acquire(len).await;
     }
     remote.write_chunk(&enc.id, enc.data).await?;
+    if recorded {
+        let mut r = rewrites.lock().expect("rewrites");
+        r.ids.push(enc.id);
+        r.last = Some(Instant::now());
+    }
     Stats::add(&stats.chunks_new, 1);
     Stats::add(&stats.bytes_remote, len);
     Ok(())
+}
+
+/// After the manifest is written: once [`SWEEP_BOUND`] has passed since the last rewrite of a
+/// recorded chunk, stats every rewritten chunk and uploads again any that a racing gc sweep
+/// deleted (its stat came before our rewrite, its delete after), re-reading it from the
+/// local file. A gc deletes nothing more than `SWEEP_BOUND` after a stat that saw the chunk
+/// older than its record, so one check suffices. Fails with an integrity error, naming the
+/// version, if a file no longer holds the chunk.
+async fn heal(
+    remote: &Remote,
+    m: &Manifest,
+    locals: &[PathBuf],
+    rewrites: Rewrites,
+    opts: &TransferOptions,
+    stats: &Stats,
+) -> Result<()> {
+    let Some(last) = rewrites.last else {
+        return Ok(());
+    };
+    tokio::time::sleep((last + SWEEP_BOUND).saturating_duration_since(Instant::now())).await;
+    let wanted: HashSet<Digest> = rewrites.ids.into_iter().collect();
+    // Where each rewritten chunk is: (local file, byte offset, plaintext length).
+    let mut at: HashMap<Digest, (PathBuf, u64, u64)> = HashMap::new();
+    for (f, local) in m.files.iter().zip(locals) {
+        let mut offset = 0;
+        for c in &f.chunks {
+            if wanted.contains(&c.id) {
+                at.entry(c.id).or_insert((local.clone(), offset, c.size));
+            }
+            offset += c.size;
+        }
+    }
+    let version = format!("{}@{}", m.model_name, m.version);
+    let healed: Vec<bool> = futures::stream::iter(at)
+        .map(|(id, (path, offset, len))| {
+            let version = version.clone();
+            async move {
+                if remote.chunk_size(&id).await?.is_some() {
+                    return Ok(false);
+                }
+                let data =
+                    super::cpu(move || read_chunk_at(&path, offset, len, &id, &version)).await?;
+                if let Some(rate) = &opts.rate {
+                    rate.acquire(data.len() as u64).await;
+                }
+                Stats::add(&stats.bytes_remote, data.len() as u64);
+                remote.write_chunk(&id, data).await?;
+                Ok::<_, Error>(true)
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect()
+        .await?;
+    let n = healed.iter().filter(|h| **h).count() as u64;
+    if n > 0 {
+        tracing::warn!("{version}: uploaded again {n} chunks that a concurrent gc deleted");
+        Stats::add(&stats.chunks_new, n);
+    }
+    Ok(())
+}
+
+/// Encodes the `len` bytes at `offset` of `path`, which must hash to `id`.
+fn read_chunk_at(path: &Path, offset: u64, len: u64, id: &Digest, version: &str) -> Result<Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = vec![0u8; len as usize];
+    File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_exact(&mut buf)
+        })
+        .map_err(|e| Error::io(path.display(), e))?;
+    if Digest::of(&buf) != *id {
+        return Err(Error::Integrity(format!(
+            "{version} is missing chunk {id} (deleted by a concurrent gc) and {} no longer \
+             holds it; push the same content again to repair the version",
+            path.display()
+        )));
+    }
+    Ok(Bytes::from(chunk::encode(&buf)))
 }
 
 /// Blocking worker: chunks files from the queue until it is empty or the receiver is gone.
