@@ -162,13 +162,16 @@ async fn upload_all(
     }
     drop(uploads);
     let mut entries: Vec<(usize, FileEntry)> = Vec::with_capacity(n_files);
+    // A worker's own error is the cause; what it sent down the channel only stopped the
+    // uploads (and lost the error's type, so its exit code).
+    let mut worker_failure = None;
     for h in handles {
         match h.await.expect("chunk worker panicked") {
             Ok(mut done) => entries.append(&mut done),
-            Err(e) => failure = failure.or(Some(e)),
+            Err(e) => worker_failure = worker_failure.or(Some(e)),
         }
     }
-    if let Some(e) = failure {
+    if let Some(e) = worker_failure.or(failure) {
         return Err(e);
     }
     entries.sort_by_key(|(i, _)| *i);
