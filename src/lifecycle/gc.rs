@@ -54,6 +54,9 @@ pub const SWEEP_BOUND: Duration = Duration::from_secs(10);
 /// Where pending records live (relative to the remote's root).
 pub const PENDING_DIR: &str = "gc/pending/";
 
+/// Most chunk ids in one pending record (about 0.7 MiB of JSON).
+pub const RECORD_MAX_CHUNKS: usize = 10_000;
+
 /// The `format` of pending records this build reads and writes.
 const RECORD_FORMAT: u32 = 1;
 
@@ -211,17 +214,19 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
             grace.is_zero() || now().duration_since(w).is_ok_and(|age| age >= grace)
         })
     });
-    if !fresh.is_empty() {
-        report.chunks_recorded = fresh.len() as u64;
-        report.records_written = 1;
+    report.chunks_recorded = fresh.len() as u64;
+    // Several records of at most RECORD_MAX_CHUNKS ids each, so every record stays far
+    // below the read bound of documents however much garbage there is.
+    for part in fresh.chunks(RECORD_MAX_CHUNKS) {
+        report.records_written += 1;
         let new = if dry_run {
             Record {
                 key: None,
                 written: Some(now()),
-                chunks: fresh,
+                chunks: part.to_vec(),
             }
         } else {
-            write_record(remote, fresh, grace).await?
+            write_record(remote, part.to_vec(), grace).await?
         };
         if grace.is_zero() && new.written.is_some() {
             ripe.push(new);
@@ -319,7 +324,20 @@ async fn sweep(
             if sent.elapsed() >= SWEEP_BOUND / 2 {
                 return Ok(Swept::Slow);
             }
-            remote.delete(&obj.key).await?;
+            // Never let a delete (with its retries) land later than the bound: past it, a
+            // push that rewrote the chunk after our stat may already have checked it.
+            let left = SWEEP_BOUND.saturating_sub(sent.elapsed());
+            match tokio::time::timeout(left, remote.delete(&obj.key)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    tracing::warn!(
+                        "deleting {} did not finish within {SWEEP_BOUND:?} of its check; \
+                         abandoned (run `mvault verify` if pushes were running)",
+                        obj.key
+                    );
+                    return Ok(Swept::Slow);
+                }
+            }
             let took = sent.elapsed();
             if took > SWEEP_BOUND {
                 tracing::warn!(
@@ -391,8 +409,9 @@ async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration) -> 
 }
 
 /// Every pending record on the remote. A record deleted after the listing is skipped; one
-/// that does not parse, or has another `format`, is ignored with a warning (by gc and push
-/// alike, so it never causes a delete); any other failure is an error.
+/// that does not parse is ignored with a warning (by gc and push alike, so it never causes
+/// a delete); one of another `format` is an error ("upgrade mvault"), since a newer gc may
+/// sweep what it lists; any other failure is an error.
 async fn read_records(remote: &Remote) -> Result<Vec<Record>> {
     let listed: Vec<ObjectInfo> = remote
         .list_objects(PENDING_DIR)
@@ -411,20 +430,27 @@ async fn read_records(remote: &Remote) -> Result<Vec<Record>> {
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::from(e)),
             };
+            // The format alone first: a record of another format may list chunks a newer gc
+            // will delete, so ignoring it could publish a broken version; refuse instead.
+            #[derive(Deserialize)]
+            struct Probe {
+                format: u32,
+            }
+            if let Ok(p) = serde_json::from_slice::<Probe>(&bytes)
+                && p.format != RECORD_FORMAT
+            {
+                return Err(Error::Input(format!(
+                    "gc record {} has format {}, but this mvault reads format \
+                     {RECORD_FORMAT}: upgrade mvault",
+                    o.key, p.format
+                )));
+            }
             match serde_json::from_slice::<RecordDoc>(&bytes) {
-                Ok(doc) if doc.format == RECORD_FORMAT => Ok(Some(Record {
+                Ok(doc) => Ok(Some(Record {
                     key: Some(o.key),
                     written: o.last_modified,
                     chunks: doc.chunks,
                 })),
-                Ok(doc) => {
-                    tracing::warn!(
-                        "ignoring gc record {} of format {} (this mvault reads {RECORD_FORMAT})",
-                        o.key,
-                        doc.format
-                    );
-                    Ok(None)
-                }
                 Err(e) => {
                     tracing::warn!("ignoring damaged gc record {}: {e}", o.key);
                     Ok(None)

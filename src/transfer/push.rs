@@ -238,7 +238,10 @@ async fn heal(
     let Some(last) = rewrites.last else {
         return Ok(());
     };
-    tokio::time::sleep((last + SWEEP_BOUND).saturating_duration_since(Instant::now())).await;
+    // One second beyond the bound: margin for the two hosts' clocks running at slightly
+    // different rates (assumption A3 in FORMAT.md).
+    let wait = SWEEP_BOUND + std::time::Duration::from_secs(1);
+    tokio::time::sleep((last + wait).saturating_duration_since(Instant::now())).await;
     let wanted: HashSet<Digest> = rewrites.ids.into_iter().collect();
     // Where each rewritten chunk is: (local file, byte offset, plaintext length).
     let mut at: HashMap<Digest, (PathBuf, u64, u64)> = HashMap::new();
