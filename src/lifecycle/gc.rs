@@ -156,8 +156,8 @@ pub struct GcReport {
     pub grace_seconds: u64,
 }
 
-/// Runs one gc: sweeps the ripe records, then records the unreferenced chunks older than
-/// the grace period (see the module text). Aborts, deleting nothing, if any manifest cannot
+/// Runs one gc: records the unreferenced chunks older than the grace period that no record
+/// lists yet, then sweeps the ripe records (see the module text). Aborts, deleting nothing, if any manifest cannot
 /// be read or parsed. A grace below [`MIN_SAFE_GRACE`] without `force` is an input error.
 pub async fn gc(vault: &Vault, opts: &GcOptions) -> Result<GcReport> {
     opts.validate()?;
