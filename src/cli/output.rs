@@ -153,14 +153,7 @@ fn redact_query_values(word: &str) -> String {
     if !query.contains('=') {
         return word.to_string();
     }
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !v.is_empty() => format!("{k}=***"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{head}{}{after}", pairs.join("&"))
+    format!("{head}{}{after}", crate::remote::redact_query(query))
 }
 
 /// Characters that must not reach a terminal raw: Unicode Cc (C0 controls such as ESC, BEL,

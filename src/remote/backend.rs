@@ -496,6 +496,18 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     }
 }
 
+/// A URL query (without its `?`) with every non-empty value replaced by `***`.
+pub fn redact_query(query: &str) -> String {
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !v.is_empty() => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    pairs.join("&")
+}
+
 /// `url` with its user-info (`scheme://user:pw@host`) and every query value replaced by
 /// `***`: the one form in which mvault shows a URL that may carry secrets (errors, logs,
 /// listings). Keys stay visible so that a message can still name the option.
@@ -516,14 +528,7 @@ pub fn redact_url(url: &str) -> String {
     };
     if let Some(q) = query {
         out.push('?');
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if !v.is_empty() => format!("{k}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
+        out.push_str(&redact_query(q));
     }
     out
 }

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use opendal::Operator;
 
 pub use backend::{
-    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_url,
+    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
+    redact_url,
 };
 
 use crate::chunk::{self, Digest};
