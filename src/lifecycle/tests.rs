@@ -449,10 +449,10 @@ async fn verify_selection_sampling_and_bad_manifests() {
     assert_eq!(rep.versions_checked, 1);
 }
 
-#[tokio::test]
-async fn gc_deletes_exactly_unreferenced_old_chunks() {
+/// `m@1.0.0` (one file) and `m@2.0.0` (that file plus one more): the chunks of 1.0.0, and
+/// those only 2.0.0 has (garbage once 2.0.0 is removed).
+async fn two_versions_sharing_a_file() -> (Env, HashSet<Digest>, HashSet<Digest>) {
     let env = Env::fs();
-    let vault = &env.vault;
     let base = noise(1, 100_000);
     let m1 = env.push("m", "1.0.0", &[("a.bin", base.clone())]).await;
     let m2 = env
@@ -464,6 +464,13 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
         .await;
     let keep = ids(&m1);
     let garbage: HashSet<Digest> = ids(&m2).difference(&keep).copied().collect();
+    (env, keep, garbage)
+}
+
+#[tokio::test]
+async fn gc_deletes_exactly_unreferenced_old_chunks() {
+    let (env, keep, garbage) = two_versions_sharing_a_file().await;
+    let vault = &env.vault;
     assert!(!garbage.is_empty());
     env.remote()
         .write("chunks/README", Bytes::from_static(b"not a chunk"))
@@ -524,19 +531,8 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
 
 #[tokio::test]
 async fn gc_records_first_and_sweeps_a_ripe_record_later() {
-    let env = Env::fs();
+    let (env, keep, garbage) = two_versions_sharing_a_file().await;
     let vault = &env.vault;
-    let base = noise(1, 100_000);
-    let m1 = env.push("m", "1.0.0", &[("a.bin", base.clone())]).await;
-    let m2 = env
-        .push(
-            "m",
-            "2.0.0",
-            &[("a.bin", base), ("b.bin", noise(2, 80_000))],
-        )
-        .await;
-    let keep = ids(&m1);
-    let garbage: HashSet<Digest> = ids(&m2).difference(&keep).copied().collect();
     vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
     let hour = Duration::from_secs(3600);
     let records = || async { env.remote().list_objects(PENDING_DIR).await.unwrap().len() };
