@@ -5,8 +5,12 @@
 //! Layers, from pure data to I/O:
 //! - [`chunk`], [`manifest`], [`version`]: formats and rules, no I/O;
 //! - [`remote`]: the vault layout on a store, over OpenDAL; [`cache`]: the local cache;
-//! - [`transfer`]: push and pull pipelines; [`vault`]: the operations users run;
-//! - [`lifecycle`]: aliases and rollback, verify, gc, prune, usage (over a [`vault::Vault`]);
+//! - [`transfer`]: push and pull pipelines;
+//! - [`vault`]: the operations users run and their policies (which remote a name means,
+//!   aliases, push fan-out, metadata files, cache limits);
+//! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
+//! - [`config`] (the config file), [`audit`] (the audit log and its statistics), [`error`]
+//!   (the categories every layer's error maps to);
 //! - [`cli`]: the command line (nothing else depends on it).
 
 pub mod audit;
@@ -14,6 +18,7 @@ pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod lifecycle;
 pub mod manifest;
 pub mod remote;

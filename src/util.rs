@@ -54,6 +54,58 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `$XDG_DATA_HOME/mvault`, else `~/.local/share/mvault`: the default local vault
+/// (`vault/`) and the audit log (`logs/`).
+pub fn data_dir() -> std::path::PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share").join("mvault")
+}
+
+/// `$XDG_CACHE_HOME/mvault`, else `~/.cache/mvault`: the default local cache.
+pub fn cache_dir() -> std::path::PathBuf {
+    xdg_dir("XDG_CACHE_HOME", ".cache").join("mvault")
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(v) => v.into(),
+        None => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/".into())
+            .join(fallback),
+    }
+}
+
+/// `user@host` of this process, recorded as who pushed a version, moved an alias or ran a
+/// command: the user is `$USER`, else `$LOGNAME`, `$USERNAME`, else the name of this uid in
+/// `/etc/passwd` (containers often set no `$USER`), else the uid number.
+pub fn user_at_host() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{}@{host}", user_name())
+}
+
+/// The user part of [`user_at_host`].
+pub fn user_name() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+            passwd_name(&passwd, uid)
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of `uid` in the text of an `/etc/passwd` file (`name:x:uid:gid:...`).
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next().filter(|n| !n.is_empty())?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +125,15 @@ mod tests {
         assert_eq!(parse_duration_secs("7d"), Some(7 * 86_400));
         assert_eq!(parse_duration_secs("90"), Some(90));
         assert_eq!(parse_duration_secs("1y"), None);
+    }
+
+    #[test]
+    fn passwd_lookup() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\n\nbad line\nml:x:1000:1000::/home/ml:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("ml"));
+        assert_eq!(passwd_name(passwd, 4242), None);
     }
 
     #[test]

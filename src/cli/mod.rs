@@ -1,22 +1,25 @@
-//! The `mvault` command line: argument definitions, remote and cache resolution, exit codes.
+//! The `mvault` command line: argument definitions, the command context, exit codes.
 //!
-//! Arguments are parsed into plain clap structs (no I/O); [`run`] resolves them into a
-//! [`Vault`](crate::vault::Vault) and calls the command. Errors reach the user as one line
-//! (`mvault: ...`) and an exit code from the contract: 0 ok, 1 runtime failure, 2 usage,
-//! 3 not found, 4 conflict, 5 integrity.
+//! `main` parses arguments into plain clap structs (no I/O), builds one `Context` from the
+//! global options (config file read once, cache directory, output mode), and runs the
+//! command's handler (`cmd/`, one file per command group) over the library. Errors reach the
+//! user as one line (`mvault: ...`; with `--json` also a [`json::Failure`] on stdout) and an
+//! exit code from the contract: 0 ok, 1 runtime failure, 2 usage, 3 not found, 4 conflict,
+//! 5 integrity.
 
 mod audit_trail;
-mod commands;
-mod local;
-mod ops;
+mod cmd;
+mod context;
+pub mod json;
 mod output;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::remote::{self, ErrorKind};
-use crate::transfer;
+use crate::error::Category;
+use cmd::maintain::{GcArgs, PruneArgs, ScanArgs, VerifyArgs};
+use context::Context;
 
 /// Exit codes of the contract.
 pub mod exit {
@@ -92,9 +95,11 @@ pub struct TransferArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Upload files and directories as one immutable version NAME@VERSION.
-    Push(commands::PushArgs),
+    // `--version` (`-V`) is the pushed version here, not mvault's.
+    #[command(disable_version_flag = true)]
+    Push(cmd::PushArgs),
     /// Download, verify and materialize a version (NAME, NAME@VERSION, NAME@latest, NAME@^1.2).
-    Pull(commands::PullArgs),
+    Pull(cmd::PullArgs),
     /// List models in the vault.
     List,
     /// List the versions of a model.
@@ -118,7 +123,7 @@ pub enum Command {
     /// (comma-separated NAME@VERSION list) and DIR from MVAULT_MODELS_DIR; for existing
     /// deployments, MODEL_PATH and MODELS_S3_BUCKET (as s3://$MODELS_S3_BUCKET) are used when
     /// the mvault variables are unset. The command replaces mvault (exec), so signals reach it.
-    Run(commands::RunArgs),
+    Run(cmd::RunArgs),
     /// Inspect and trim the local cache.
     Cache {
         #[command(subcommand)]
@@ -127,11 +132,11 @@ pub enum Command {
     /// List the providers of the config file (secrets masked).
     Remotes,
     /// Copy versions another remote lacks: chunks first, manifests last (create-only).
-    Sync(ops::SyncArgs),
+    Sync(cmd::SyncArgs),
     /// Set or list aliases (production, staging...): `alias set NAME@VERSION ALIAS`.
     Alias {
         #[command(subcommand)]
-        action: ops::AliasAction,
+        action: cmd::AliasAction,
     },
     /// Move an alias back to its previous target.
     Rollback {
@@ -145,47 +150,17 @@ pub enum Command {
         force: bool,
     },
     /// Re-read remote chunks and check their hashes (exit 5 on damage).
-    Verify {
-        /// NAME or NAME@VERSION (default: every version of every model).
-        model: Option<String>,
-        /// Check only this fraction of the chunks (0 < P <= 1).
-        #[arg(long, value_name = "P")]
-        sample: Option<f64>,
-    },
+    Verify(VerifyArgs),
     /// Delete chunks no version refers to, in two phases: a run records the unreferenced
     /// chunks older than the grace period; a run at least the grace period later deletes those
     /// still unreferenced (run it daily).
-    Gc {
-        /// Show what would be recorded and deleted; write and delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Protects pushes running shorter than this, e.g. 24h (at least 1h without --force).
-        #[arg(long, default_value = "24h", value_name = "AGE")]
-        grace: String,
-        /// Accept a --grace below 1h (unsafe while pushes run; 0s records and deletes at once).
-        #[arg(long)]
-        force: bool,
-    },
+    Gc(GcArgs),
     /// Remove all but the newest N versions of a model (never an aliased one), then gc.
-    Prune {
-        /// Model name.
-        name: String,
-        /// Versions to keep.
-        #[arg(long)]
-        keep: usize,
-        #[arg(long)]
-        dry_run: bool,
-        /// Grace period of the gc that follows.
-        #[arg(long, default_value = "24h", value_name = "AGE")]
-        grace: String,
-        /// Accept a --grace below 1h for the gc that follows.
-        #[arg(long)]
-        force: bool,
-    },
+    Prune(PruneArgs),
     /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
-    Usage,
+    Usage(ScanArgs),
     /// Summarise the audit log: counts, success rate, throughput per operation and remote.
-    Stats(ops::StatsArgs),
+    Stats(cmd::StatsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +178,17 @@ pub enum CacheAction {
     },
     /// Remove everything from the cache (except what running pulls hold).
     Clear,
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> anyhow::Error {
+        UsageError(msg.into()).into()
+    }
 }
 
 /// Parses arguments, runs the command, returns the process exit code.
@@ -225,15 +211,29 @@ pub fn main() -> i32 {
         .build()
         .expect("tokio runtime");
     let command = cli.command.name();
-    let audit = audit_log(&cli.global);
     let started = std::time::Instant::now();
-    let result = runtime.block_on(commands::run(cli));
+    // The context is built once, before any I/O; without it (a bad config file) there is
+    // no audit log to write to, and the error is the command's.
+    let (ctx, result) = match Context::new(&cli.global) {
+        Ok(ctx) => {
+            let r = runtime.block_on(cmd::run(&ctx, &cli.command));
+            (Some(ctx), r)
+        }
+        Err(e) => (None, Err(e)),
+    };
     let message = result
         .as_ref()
         .err()
         .map(|e| output::scrub_message(&format!("{e:#}")));
-    if let Some(log) = audit.filter(|_| command != "stats") {
-        audit_trail::finish(&log, command, started, message.as_deref());
+    if let Some(ctx) = ctx.as_ref().filter(|_| command != "stats") {
+        let notes = std::mem::take(&mut *ctx.notes.lock().expect("audit notes"));
+        audit_trail::finish(
+            &ctx.audit_log(),
+            command,
+            started,
+            notes,
+            message.as_deref(),
+        );
     }
     match result {
         Ok(code) => code,
@@ -241,20 +241,19 @@ pub fn main() -> i32 {
         Err(e) => {
             let message = message.unwrap_or_default();
             eprintln!("mvault: {}", output::terminal_safe(&message));
-            exit_code(&e)
+            let code = exit_code(&e);
+            if cli.global.json {
+                let _ = output::json(&json::Failure {
+                    error: json::FailureBody {
+                        category: category(&e),
+                        exit_code: code,
+                        message,
+                    },
+                });
+            }
+            code
         }
     }
-}
-
-/// The audit log of this invocation (`audit.path` in the config, else
-/// `<data dir>/logs/audit.jsonl`); `None` if the config cannot be read (that error is
-/// reported by the command itself).
-fn audit_log(g: &Global) -> Option<crate::audit::AuditLog> {
-    let config = crate::config::Config::load(g.config.as_deref()).ok()?;
-    Some(crate::audit::AuditLog::from_config(
-        &config.audit,
-        &commands::data_dir(),
-    ))
 }
 
 impl Command {
@@ -273,10 +272,10 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Alias { .. } => "alias",
             Command::Rollback { .. } => "rollback",
-            Command::Verify { .. } => "verify",
-            Command::Gc { .. } => "gc",
-            Command::Prune { .. } => "prune",
-            Command::Usage => "usage",
+            Command::Verify(_) => "verify",
+            Command::Gc(_) => "gc",
+            Command::Prune(_) => "prune",
+            Command::Usage(_) => "usage",
             Command::Stats(_) => "stats",
         }
     }
@@ -284,9 +283,10 @@ impl Command {
 
 fn init_logging(g: &Global) {
     let default = match (g.quiet, g.verbose) {
+        // Libraries' own warnings (OpenDAL's credential loaders dump their state) only with -v.
         (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "mvault=info",
+        (_, 0) => "mvault=warn",
+        (_, 1) => "warn,mvault=info",
         _ => "mvault=debug,opendal=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -305,54 +305,33 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Maps an error chain to the contract's exit codes by kind, never by message text: the one
-/// place that does. The first cause in the chain with a known type decides:
-/// - 2 usage: bad arguments ([`commands::UsageError`], names and versions), bad remote URLs
-///   ([`remote::SpecError`]), every config file error ([`crate::config::Error`]: missing
-///   file, bad YAML, unknown key, unset `${VAR}`, disabled or unknown provider, bad value),
-///   bad push inputs ([`transfer::Error::Input`]);
-/// - 3 not found: a model, version, alias or object that does not exist;
-/// - 4 conflict: the version exists, an alias changed concurrently;
-/// - 5 integrity: a damaged or hostile object or manifest, a checksum mismatch;
-/// - 1 runtime failure: everything else, e.g. the store is unreachable or refuses
-///   credentials, local I/O errors (permission denied, disk full), cache errors.
-pub fn exit_code(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        if let Some(t) = cause.downcast_ref::<transfer::Error>() {
-            return match t {
-                transfer::Error::NotFound(_) => exit::NOT_FOUND,
-                transfer::Error::VersionExists(..) | transfer::Error::WouldOverwrite(_) => {
-                    exit::CONFLICT
-                }
-                transfer::Error::Integrity(_) | transfer::Error::Manifest(_) => exit::INTEGRITY,
-                transfer::Error::Input(_) => exit::USAGE,
-                transfer::Error::Remote(r) => remote_code(r),
-                transfer::Error::Cache(_) | transfer::Error::Io { .. } => exit::FAILURE,
-            };
+/// The category of the first library error in the chain; usage errors of the CLI itself
+/// ([`UsageError`]) count as [`Category::Usage`].
+fn category(e: &anyhow::Error) -> Option<Category> {
+    e.chain().find_map(|cause| {
+        if cause.is::<UsageError>() {
+            Some(Category::Usage)
+        } else {
+            crate::error::category_of(cause)
         }
-        if let Some(r) = cause.downcast_ref::<remote::Error>() {
-            return remote_code(r);
-        }
-        if cause.downcast_ref::<crate::version::Error>().is_some()
-            || cause.downcast_ref::<remote::SpecError>().is_some()
-            || cause.downcast_ref::<crate::config::Error>().is_some()
-            || cause.downcast_ref::<commands::UsageError>().is_some()
-        {
-            return exit::USAGE;
-        }
-    }
-    exit::FAILURE
+    })
 }
 
-fn remote_code(r: &remote::Error) -> i32 {
-    match r.kind {
-        ErrorKind::NotFound => exit::NOT_FOUND,
-        ErrorKind::Conflict => exit::CONFLICT,
-        ErrorKind::Integrity => exit::INTEGRITY,
-        ErrorKind::PermissionDenied
-        | ErrorKind::Config
-        | ErrorKind::Unavailable
-        | ErrorKind::Other => exit::FAILURE,
+/// Maps an error chain to the contract's exit codes by category, never by message text
+/// (see [`crate::error::Category`]): 2 usage, 3 not found, 4 conflict, 5 integrity, 1
+/// everything else (the store is unreachable or refuses credentials, local I/O errors).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    code_of(category(e))
+}
+
+/// The exit code of a category: the one place that maps them.
+pub fn code_of(c: Option<Category>) -> i32 {
+    match c {
+        Some(Category::Usage) => exit::USAGE,
+        Some(Category::NotFound) => exit::NOT_FOUND,
+        Some(Category::Conflict) => exit::CONFLICT,
+        Some(Category::Integrity) => exit::INTEGRITY,
+        Some(Category::Failure) | None => exit::FAILURE,
     }
 }
 

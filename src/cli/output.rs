@@ -204,7 +204,16 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
 /// emits raw, are written as `\uXXXX` escapes too (they only occur inside strings, so the
 /// document means exactly the same).
 pub fn json<T: Serialize>(value: &T) -> std::io::Result<()> {
-    let text = scrub(&serde_json::to_string_pretty(value).expect("serializable"));
+    print_json(&serde_json::to_string_pretty(value).expect("serializable"))
+}
+
+/// Prints a value as one line of JSON on stdout (a JSON-lines stream), as [`json`] does.
+pub fn json_line<T: Serialize>(value: &T) -> std::io::Result<()> {
+    print_json(&serde_json::to_string(value).expect("serializable"))
+}
+
+fn print_json(text: &str) -> std::io::Result<()> {
+    let text = scrub(text);
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if is_hazard(c) && !c.is_ascii() {

@@ -26,15 +26,16 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{JOBS, aliased_versions, all_versions, chunk_id, each_manifest, present};
+use super::{Error, Result, all_versions, chunk_id, each_manifest, present};
 use crate::chunk::Digest;
-use crate::remote::{ErrorKind, ObjectInfo, Remote, manifest_key};
-use crate::transfer::{Error, Result};
-use crate::vault::Vault;
+use crate::remote::{
+    ObjectInfo, RECORD_MAX_CHUNKS, Record, Remote, SWEEP_BOUND, manifest_key, read_records,
+    write_record,
+};
+use crate::vault::{Vault, aliased_versions};
 use crate::version::{ModelName, Version};
 
 /// Default grace period: unreferenced chunks younger than this are not recorded, and a
@@ -44,44 +45,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The smallest grace period gc accepts without `force`: pushes that take longer than the
 /// grace period are not protected.
 pub const MIN_SAFE_GRACE: Duration = Duration::from_secs(60 * 60);
-
-/// How long the stat of a doomed chunk may precede the end of its delete: the sweep sends no
-/// delete more than half of this after the stat answered, and warns when a delete finishes
-/// later than this after the stat was sent. A push re-checks the chunks it rewrote at least
-/// this long after the last rewrite.
-pub const SWEEP_BOUND: Duration = Duration::from_secs(10);
-
-/// Where pending records live (relative to the remote's root).
-pub const PENDING_DIR: &str = "gc/pending/";
-
-/// Most chunk ids in one pending record (about 0.7 MiB of JSON).
-pub const RECORD_MAX_CHUNKS: usize = 10_000;
-
-/// The `format` of pending records this build reads and writes.
-const RECORD_FORMAT: u32 = 1;
-
-/// A pending record `gc/pending/<UTC time>-<16 hex>.json`: chunks a gc found unreferenced
-/// and at least `grace_seconds` old, which a later gc deletes if they still are.
-#[derive(Debug, Serialize, Deserialize)]
-struct RecordDoc {
-    format: u32,
-    /// RFC 3339 UTC, the recording gc's clock (information only: ripeness is measured by the
-    /// store's modification time of the record).
-    created_at: String,
-    /// Grace period of the run that wrote it, in seconds (information only).
-    grace_seconds: u64,
-    /// Ids of the recorded chunks, sorted.
-    chunks: Vec<Digest>,
-}
-
-/// A record as found on the remote (or, in a dry run, the one it would have written).
-struct Record {
-    /// `None` for a dry run's would-be record.
-    key: Option<String>,
-    /// When the store says the record was written; `None` if it does not say (never ripe).
-    written: Option<SystemTime>,
-    chunks: Vec<Digest>,
-}
 
 /// What [`gc`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +63,7 @@ impl GcOptions {
     /// Refuses (an input error, exit 2) a grace below [`MIN_SAFE_GRACE`] without `force`.
     pub fn validate(&self) -> Result<()> {
         if self.grace < MIN_SAFE_GRACE && !self.force {
-            return Err(Error::Input(format!(
+            return Err(Error::Options(format!(
                 "{}; use --grace 1h or more, or add --force if no push can run meanwhile",
                 self.below_minimum()
             )));
@@ -176,7 +139,7 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     let listed = remote.list_objects("chunks/").await?;
     let mut seen = HashSet::new();
     let marked = mark(vault, &mut seen).await?;
-    let records = read_records(remote).await?;
+    let records = read_records(remote, vault.jobs()).await?;
     let mut report = GcReport {
         referenced: marked.len() as u64,
         manifests: seen.len() as u64,
@@ -271,7 +234,13 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     if !doomed.is_empty() {
         let late = mark(vault, &mut seen).await?;
         doomed.retain(|id, _| !late.contains(id));
-        sweep(remote, doomed.into_values().collect(), &mut report).await?;
+        sweep(
+            remote,
+            doomed.into_values().collect(),
+            vault.jobs(),
+            &mut report,
+        )
+        .await?;
     }
     for key in ripe.iter().filter_map(|r| r.key.as_deref()) {
         remote.delete(key).await?;
@@ -304,12 +273,13 @@ fn older(a: SystemTime, b: SystemTime) -> bool {
     }
 }
 
-/// Deletes the doomed chunks, [`JOBS`] at a time, each `(listing, record time)` only if a
+/// Deletes the doomed chunks, `jobs` at a time, each `(listing, record time)` only if a
 /// stat right before its delete still finds it written before the record, and answered less
 /// than `SWEEP_BOUND / 2` ago.
 async fn sweep(
     remote: &Remote,
     doomed: Vec<(ObjectInfo, SystemTime)>,
+    jobs: usize,
     report: &mut GcReport,
 ) -> Result<()> {
     let outcomes: Vec<Swept> = futures::stream::iter(doomed)
@@ -351,7 +321,7 @@ async fn sweep(
                 late: took > SWEEP_BOUND,
             })
         })
-        .buffer_unordered(JOBS)
+        .buffer_unordered(jobs)
         .try_collect()
         .await?;
     for o in outcomes {
@@ -381,96 +351,6 @@ enum Swept {
     Slow,
     /// Already gone.
     Gone,
-}
-
-/// Writes a new record of `chunks` (create-only) and returns it with the store's time of it.
-async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration) -> Result<Record> {
-    let at = chrono::Utc::now();
-    let key = format!(
-        "{PENDING_DIR}{}-{:016x}.json",
-        at.format("%Y%m%dT%H%M%S%.3fZ"),
-        fastrand::u64(..)
-    );
-    let doc = RecordDoc {
-        format: RECORD_FORMAT,
-        created_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        grace_seconds: grace.as_secs(),
-        chunks,
-    };
-    let mut json = serde_json::to_vec_pretty(&doc).expect("serializable");
-    json.push(b'\n');
-    remote.create_only(&key, Bytes::from(json)).await?;
-    let written = remote.stat(&key).await?.and_then(|o| o.last_modified);
-    Ok(Record {
-        key: Some(key),
-        written,
-        chunks: doc.chunks,
-    })
-}
-
-/// Every pending record on the remote. A record deleted after the listing is skipped; one
-/// that does not parse is ignored with a warning (by gc and push alike, so it never causes
-/// a delete); one of another `format` is an error ("upgrade mvault"), since a newer gc may
-/// sweep what it lists; any other failure is an error.
-async fn read_records(remote: &Remote) -> Result<Vec<Record>> {
-    let listed: Vec<ObjectInfo> = remote
-        .list_objects(PENDING_DIR)
-        .await?
-        .into_iter()
-        .filter(|o| {
-            o.key
-                .strip_prefix(PENDING_DIR)
-                .is_some_and(|n| !n.contains('/') && !n.starts_with('.') && n.ends_with(".json"))
-        })
-        .collect();
-    let read: Vec<Option<Record>> = futures::stream::iter(listed)
-        .map(|o| async move {
-            let bytes = match remote.read(&o.key).await {
-                Ok(b) => b,
-                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::from(e)),
-            };
-            // The format alone first: a record of another format may list chunks a newer gc
-            // will delete, so ignoring it could publish a broken version; refuse instead.
-            #[derive(Deserialize)]
-            struct Probe {
-                format: u32,
-            }
-            if let Ok(p) = serde_json::from_slice::<Probe>(&bytes)
-                && p.format != RECORD_FORMAT
-            {
-                return Err(Error::Input(format!(
-                    "gc record {} has format {}, but this mvault reads format \
-                     {RECORD_FORMAT}: upgrade mvault",
-                    o.key, p.format
-                )));
-            }
-            match serde_json::from_slice::<RecordDoc>(&bytes) {
-                Ok(doc) => Ok(Some(Record {
-                    key: Some(o.key),
-                    written: o.last_modified,
-                    chunks: doc.chunks,
-                })),
-                Err(e) => {
-                    tracing::warn!("ignoring damaged gc record {}: {e}", o.key);
-                    Ok(None)
-                }
-            }
-        })
-        .buffer_unordered(JOBS)
-        .try_collect()
-        .await?;
-    Ok(read.into_iter().flatten().collect())
-}
-
-/// Every chunk some pending record lists: a push must not rely on these being present, and
-/// uploads them again (which also makes a sweep keep them). Read when the push starts.
-pub async fn pending_chunks(remote: &Remote) -> Result<HashSet<Digest>> {
-    Ok(read_records(remote)
-        .await?
-        .into_iter()
-        .flat_map(|r| r.chunks)
-        .collect())
 }
 
 /// Chunks referenced by every manifest not yet in `seen` (manifest keys), adding them to
@@ -519,8 +399,9 @@ pub async fn prune(
     doomed.retain(|v| !aliased.contains(v));
     for v in &doomed {
         match vault.rm(name, v).await {
-            Ok(()) | Err(Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(doomed)

@@ -1,15 +1,14 @@
-//! Model lifecycle: aliases with history and rollback, `verify`, `gc`, `prune` and `usage`.
+//! Model lifecycle: `verify`, `gc`, `prune` and `usage`, over a [`Vault`] (aliases belong to
+//! the vault: resolving a selector needs them).
 //!
-//! Every operation works on the remote through a [`Vault`] and reads manifests from the remote
-//! (never the cache), so it sees removals. Errors are [`transfer::Error`]: `NotFound` (exit 3),
-//! `Integrity` (exit 5) and, for a lost race, a [`remote::Error`] of kind
-//! [`ErrorKind::Conflict`](crate::remote::ErrorKind::Conflict) (exit 4; test with
-//! [`is_conflict`]). Damage found by `verify` is a report, not an error.
+//! Every operation reads manifests from the remote (never the cache), so it sees removals.
+//! Errors are [`Error`]: the vault's (`NotFound` exit 3, `Integrity` exit 5), bad options
+//! (exit 2), damage in the layout (exit 5). Damage found by `verify` is a report, not an error.
+//! Requests in flight are bounded by [`Vault::jobs`].
 //!
 //! Operations that delete (`gc`, `prune`) never act on a partial view: any manifest or alias
 //! that cannot be listed, read or parsed aborts them before anything is deleted.
 
-mod alias;
 mod gc;
 mod usage;
 mod verify;
@@ -19,31 +18,47 @@ mod tests;
 
 use futures::StreamExt;
 
-pub use alias::{
-    AliasAction, AliasChange, AliasDoc, AliasEvent, AliasInfo, alias_get, alias_list,
-    alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
-};
-pub use gc::{
-    DEFAULT_GRACE, GcOptions, GcReport, MIN_SAFE_GRACE, PENDING_DIR, SWEEP_BOUND, gc,
-    pending_chunks, prune,
-};
+pub use gc::{DEFAULT_GRACE, GcOptions, GcReport, MIN_SAFE_GRACE, gc, prune};
 pub use usage::{CostEstimate, ModelUsage, PRICES, Price, UsageReport, usage};
-pub use verify::{ChunkProblem, ChunkUse, Damage, ManifestProblem, VerifyReport, verify};
+pub use verify::{ChunkProblem, ChunkUse, Damage, ManifestProblem, Sample, VerifyReport, verify};
 
 use crate::chunk::Digest;
+use crate::error::Category;
 use crate::manifest::Manifest;
-use crate::remote::{self, ErrorKind, Remote};
-use crate::transfer::{Error, Result};
-use crate::vault::Vault;
+use crate::remote::{self, Remote};
+use crate::vault::{self, Vault};
 use crate::version::{ModelName, Version};
 
-/// Requests in flight at once for manifest and chunk reads.
-const JOBS: usize = 16;
+/// Why a lifecycle operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Vault(#[from] vault::Error),
+    #[error(transparent)]
+    Remote(#[from] remote::Error),
+    #[error(transparent)]
+    Pending(#[from] remote::PendingError),
+    /// The vault's layout holds something mvault never writes (the text names it).
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// Options that make no sense or are unsafe (the text names the remedy).
+    #[error("{0}")]
+    Options(String),
+}
 
-/// True when `e` means another writer won a race (an alias changed concurrently); retrying
-/// the operation may succeed.
-pub fn is_conflict(e: &Error) -> bool {
-    matches!(e, Error::Remote(r) if r.kind == ErrorKind::Conflict)
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The category of this failure (exit code, exception class).
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Vault(e) => e.category(),
+            Error::Remote(e) => e.category(),
+            Error::Pending(e) => e.category(),
+            Error::Integrity(_) => Category::Integrity,
+            Error::Options(_) => Category::Usage,
+        }
+    }
 }
 
 /// The digest named by a chunk key `chunks/<2 hex>/<64 hex>`; `None` for any other key.
@@ -77,7 +92,7 @@ async fn all_versions(remote: &Remote) -> Result<Vec<(ModelName, Version)>> {
     Ok(out)
 }
 
-/// Reads the manifests of `versions` from the remote, [`JOBS`] at a time, and hands each
+/// Reads the manifests of `versions` from the remote, [`Vault::jobs`] at a time, and hands each
 /// result to `f` as it arrives (in no particular order). Stops at the first error `f` returns.
 async fn each_manifest<F>(
     vault: &Vault,
@@ -85,14 +100,14 @@ async fn each_manifest<F>(
     mut f: F,
 ) -> Result<()>
 where
-    F: FnMut(ModelName, Version, Result<Manifest>) -> Result<()>,
+    F: FnMut(ModelName, Version, vault::Result<Manifest>) -> Result<()>,
 {
     let reads = futures::stream::iter(versions)
         .map(|(n, v)| async move {
             let r = vault.fetch_manifest(&n, &v).await;
             (n, v, r)
         })
-        .buffer_unordered(JOBS);
+        .buffer_unordered(vault.jobs());
     let mut reads = std::pin::pin!(reads);
     while let Some((n, v, r)) = reads.next().await {
         f(n, v, r)?;
@@ -102,31 +117,10 @@ where
 
 /// A manifest passed to [`each_manifest`], or `None` if it was removed after being listed;
 /// any other failure (unreadable, corrupt) is returned as the error.
-fn present(r: Result<Manifest>) -> Result<Option<Manifest>> {
+fn present(r: vault::Result<Manifest>) -> Result<Option<Manifest>> {
     match r {
         Ok(m) => Ok(Some(m)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
-}
-
-/// `user@host` of this process, for alias history.
-fn who() -> String {
-    let user = ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok())
-        .unwrap_or_else(|| "unknown".into());
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    format!("{user}@{host}")
-}
-
-/// A conflict error for `key` (exit 4).
-fn conflict(remote: &Remote, key: &str, message: String) -> Error {
-    Error::Remote(remote::Error {
-        kind: ErrorKind::Conflict,
-        op: "write",
-        path: key.to_string(),
-        remote: remote.name().to_string(),
-        message,
-    })
 }

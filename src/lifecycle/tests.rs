@@ -8,14 +8,19 @@ use bytes::Bytes;
 use opendal::Operator;
 use tempfile::TempDir;
 
-use super::alias::{advance, commit, current};
 use super::gc::gc_at;
 use super::*;
 use crate::cache::Cache;
 use crate::chunk::{ChunkParams, Digest};
+use crate::error::{Category, category_of};
 use crate::manifest::Manifest;
-use crate::remote::{chunk_key, manifest_key};
+use crate::remote::{PENDING_DIR, chunk_key, manifest_key};
 use crate::transfer::{PushRequest, TransferOptions};
+use crate::vault::alias::{advance, commit, current};
+use crate::vault::{
+    AliasInfo, AliasKind, alias_get, alias_list, alias_set, alias_target, aliased_versions,
+    rollback,
+};
 use crate::version::Alias;
 
 const SMALL: ChunkParams = ChunkParams {
@@ -28,6 +33,11 @@ const SMALL: ChunkParams = ChunkParams {
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// The category of a result's error, `None` for a success.
+fn cat<T, E: std::error::Error + 'static>(r: &std::result::Result<T, E>) -> Option<Category> {
+    r.as_ref().err().and_then(|e| category_of(e))
 }
 
 /// gc options with `force` (tests use grace periods below the safe minimum).
@@ -139,14 +149,14 @@ async fn alias_history_and_rollback() {
     }
     let (bert, prod) = (n("bert"), a("prod"));
     assert_eq!(alias_get(vault, &bert, &prod).await.unwrap(), None);
-    assert!(matches!(
-        alias_target(vault, &bert, &prod).await,
-        Err(Error::NotFound(_))
-    ));
-    assert!(matches!(
-        rollback(vault, &bert, &prod, false).await,
-        Err(Error::NotFound(_))
-    ));
+    assert_eq!(
+        cat(&alias_target(vault, &bert, &prod).await),
+        Some(Category::NotFound)
+    );
+    assert_eq!(
+        cat(&rollback(vault, &bert, &prod, false).await),
+        Some(Category::NotFound)
+    );
     assert!(alias_list(vault, &bert).await.unwrap().is_empty());
 
     let c = alias_set(vault, &bert, &v("1.0.0"), &prod, false)
@@ -167,10 +177,10 @@ async fn alias_history_and_rollback() {
         .await
         .unwrap();
     assert_eq!((same.revision, same.changed), (3, false));
-    assert!(matches!(
-        alias_set(vault, &bert, &v("9.9.9"), &prod, false).await,
-        Err(Error::NotFound(_))
-    ));
+    assert_eq!(
+        cat(&alias_set(vault, &bert, &v("9.9.9"), &prod, false).await),
+        Some(Category::NotFound)
+    );
 
     let list = alias_list(vault, &bert).await.unwrap();
     assert_eq!(list.len(), 1);
@@ -191,10 +201,10 @@ async fn alias_history_and_rollback() {
     assert_eq!((back.from, back.to), (Some(v("1.2.0")), v("1.1.0")));
     let back = rollback(vault, &bert, &prod, false).await.unwrap();
     assert_eq!((back.from, back.to), (Some(v("1.1.0")), v("1.0.0")));
-    assert!(matches!(
-        rollback(vault, &bert, &prod, false).await,
-        Err(Error::NotFound(_))
-    ));
+    assert_eq!(
+        cat(&rollback(vault, &bert, &prod, false).await),
+        Some(Category::NotFound)
+    );
     assert_eq!(alias_target(vault, &bert, &prod).await.unwrap(), v("1.0.0"));
 
     let info = &alias_list(vault, &bert).await.unwrap()[0];
@@ -202,7 +212,7 @@ async fn alias_history_and_rollback() {
         history(info),
         ["1.0.0", "v1.1.0", "1.2.0", "v1.1.0", "1.0.0"]
     );
-    assert_eq!(info.history[4].action, AliasAction::Rollback);
+    assert_eq!(info.history[4].action, AliasKind::Rollback);
     assert_eq!(info.revision, 5);
     let revisions = env
         .remote()
@@ -244,7 +254,7 @@ async fn rollback_to_a_removed_version_is_not_found() {
     let e = rollback(vault, &n("m"), &a("prod"), false)
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    assert_eq!(category_of(&e), Some(Category::NotFound), "{e}");
     assert_eq!(
         alias_target(vault, &n("m"), &a("prod")).await.unwrap(),
         v("2.0.0")
@@ -265,11 +275,11 @@ async fn racing_alias_writers_one_wins_the_other_conflicts() {
 
     // Both writers read revision 1, then both try to create revision 2.
     let prev = current(env.remote(), &m, &prod).await.unwrap().unwrap();
-    let doc_a = advance(Some(&prev), 2, &m, &prod, "1.1.0", AliasAction::Set);
-    let doc_b = advance(Some(&prev), 2, &m, &prod, "1.2.0", AliasAction::Set);
+    let doc_a = advance(Some(&prev), 2, &m, &prod, "1.1.0", AliasKind::Set);
+    let doc_b = advance(Some(&prev), 2, &m, &prod, "1.2.0", AliasKind::Set);
     commit(env.remote(), &m, &prod, &doc_a).await.unwrap();
     let lost = commit(env.remote(), &m, &prod, &doc_b).await.unwrap_err();
-    assert!(is_conflict(&lost), "{lost}");
+    assert!(lost.is_conflict(), "{lost}");
     assert!(
         lost.to_string()
             .contains("alias prod of m was changed concurrently; retry"),
@@ -303,7 +313,7 @@ async fn concurrent_alias_sets_lose_no_update() {
     for t in tasks {
         match t.await.unwrap() {
             Ok(c) => won.push(c),
-            Err(e) => assert!(is_conflict(&e), "unexpected error: {e}"),
+            Err(e) => assert!(e.is_conflict(), "unexpected error: {e}"),
         }
     }
     assert!(!won.is_empty());
@@ -417,21 +427,49 @@ async fn verify_selection_sampling_and_bad_manifests() {
         .await;
     env.push("m", "1.1.0", &[("a.bin", noise(2, 10_000))]).await;
     let missing = verify(vault, Some(&n("m")), Some(&v("9.0.0")), None).await;
-    assert!(matches!(missing, Err(Error::NotFound(_))));
-    assert!(matches!(
-        verify(vault, Some(&n("nope")), None, None).await,
-        Err(Error::NotFound(_))
-    ));
-    assert!(matches!(
-        verify(vault, None, None, Some(0.0)).await,
-        Err(Error::Input(_))
-    ));
-    assert!(matches!(
-        verify(vault, None, None, Some(1.5)).await,
-        Err(Error::Input(_))
-    ));
+    assert_eq!(cat(&missing), Some(Category::NotFound));
+    assert_eq!(
+        cat(&verify(vault, Some(&n("nope")), None, None).await),
+        Some(Category::NotFound)
+    );
+    assert_eq!(
+        cat(&verify(
+            vault,
+            None,
+            None,
+            Some(Sample {
+                fraction: 0.0,
+                seed: 7
+            })
+        )
+        .await),
+        Some(Category::Usage)
+    );
+    assert_eq!(
+        cat(&verify(
+            vault,
+            None,
+            None,
+            Some(Sample {
+                fraction: 1.5,
+                seed: 7
+            })
+        )
+        .await),
+        Some(Category::Usage)
+    );
 
-    let half = verify(vault, Some(&n("m")), None, Some(0.5)).await.unwrap();
+    let half = verify(
+        vault,
+        Some(&n("m")),
+        None,
+        Some(Sample {
+            fraction: 0.5,
+            seed: 7,
+        }),
+    )
+    .await
+    .unwrap();
     assert!(half.is_ok());
     assert!(half.chunks_referenced > 30, "{half:?}");
     assert!(half.chunks_checked < half.chunks_referenced, "{half:?}");
@@ -584,7 +622,7 @@ async fn gc_refuses_a_short_grace_without_force() {
     };
     let e = gc(&env.vault, &unsafe_grace).await.unwrap_err();
     assert!(
-        matches!(&e, Error::Input(m) if m.contains("--force")),
+        matches!(&e, Error::Options(m) if m.contains("--force")),
         "{e}"
     );
     let forced = GcOptions {
@@ -612,7 +650,7 @@ async fn gc_aborts_on_unreadable_manifests() {
     let e = gc_at(vault, &opts(Duration::ZERO, false), later)
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Integrity(_)), "{e}");
+    assert_eq!(category_of(&e), Some(Category::Integrity), "{e}");
     env.remote().delete(&key).await.unwrap();
 
     let odd = "models/m/versions/not-a-version.json";
@@ -623,7 +661,7 @@ async fn gc_aborts_on_unreadable_manifests() {
     let e = gc_at(vault, &opts(Duration::ZERO, false), later)
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Integrity(_)), "{e}");
+    assert_eq!(category_of(&e), Some(Category::Integrity), "{e}");
     assert_eq!(env.chunk_ids().await, before, "nothing deleted");
 }
 
@@ -666,10 +704,10 @@ async fn prune_keeps_newest_and_aliased_versions() {
         prune(vault, &n("m"), 0, true).await.unwrap(),
         [v("1.3.0"), v("1.4.0")]
     );
-    assert!(matches!(
-        prune(vault, &n("nope"), 1, false).await,
-        Err(Error::NotFound(_))
-    ));
+    assert_eq!(
+        cat(&prune(vault, &n("nope"), 1, false).await),
+        Some(Category::NotFound)
+    );
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::Result;
 use super::{all_versions, chunk_id, each_manifest, present};
 use crate::chunk::Digest;
-use crate::transfer::Result;
 use crate::vault::Vault;
 
 /// A storage price: USD per GB-month, GB = 10^9 bytes as on price sheets.

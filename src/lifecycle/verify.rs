@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::{JOBS, all_versions, each_manifest};
+use super::{Error, Result, all_versions, each_manifest};
 use crate::chunk::{self, DecodeError, Digest};
+use crate::error::Category;
 use crate::remote::{ErrorKind, Remote, chunk_key};
-use crate::transfer::{Error, Result, cpu};
+use crate::transfer::cpu;
 use crate::vault::Vault;
 use crate::version::{ModelName, Version};
 
@@ -92,6 +93,8 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// The sampled fraction, if sampling.
     pub sample: Option<f64>,
+    /// The seed of the sample: the same seed over the same chunks checks the same ones.
+    pub seed: Option<u64>,
     pub missing: Vec<ChunkProblem>,
     pub damaged: Vec<ChunkProblem>,
     pub bad_manifests: Vec<ManifestProblem>,
@@ -106,26 +109,37 @@ impl VerifyReport {
     }
 }
 
+/// A random part of the chunks to check (`verify --sample P --seed N`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Each distinct chunk is checked with this probability, in (0, 1].
+    pub fraction: f64,
+    /// Seeds the choice: the same seed over the same set of chunks picks the same chunks, so
+    /// a finding can be reproduced.
+    pub seed: u64,
+}
+
 /// Verifies one version (`name` and `version`), all versions of `name` (`version` = None), or
-/// every version in the vault (both None). `sample` = P in (0, 1] checks each distinct chunk
-/// with probability P. `NotFound` if an explicitly named model or version does not exist.
+/// every version in the vault (both None), or a [`Sample`] of their chunks. `NotFound` if an
+/// explicitly named model or version does not exist.
 pub async fn verify(
     vault: &Vault,
     name: Option<&ModelName>,
     version: Option<&Version>,
-    sample: Option<f64>,
+    sample: Option<Sample>,
 ) -> Result<VerifyReport> {
-    if let Some(p) = sample
+    if let Some(Sample { fraction: p, .. }) = sample
         && !(p > 0.0 && p <= 1.0)
     {
-        return Err(Error::Input(format!(
+        return Err(Error::Options(format!(
             "sample fraction {p} must be in (0, 1]"
         )));
     }
     let explicit = version.is_some();
     let selected = select(vault, name, version).await?;
     let mut report = VerifyReport {
-        sample,
+        sample: sample.map(|s| s.fraction),
+        seed: sample.map(|s| s.seed),
         ..Default::default()
     };
     let mut chunks = HashSet::new();
@@ -136,12 +150,14 @@ pub async fn verify(
                 chunks.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id)));
                 good.push((n, v));
             }
-            Err(Error::Integrity(detail)) => report.bad_manifests.push(ManifestProblem {
-                version: format!("{n}@{v}"),
-                detail,
-            }),
-            Err(Error::NotFound(_)) if !explicit => {}
-            Err(e) => return Err(e),
+            Err(e) if e.category() == Category::Integrity => {
+                report.bad_manifests.push(ManifestProblem {
+                    version: format!("{n}@{v}"),
+                    detail: e.to_string(),
+                })
+            }
+            Err(e) if e.is_not_found() && !explicit => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     })
@@ -150,11 +166,12 @@ pub async fn verify(
     report.chunks_referenced = chunks.len() as u64;
     let mut ids: Vec<Digest> = chunks.into_iter().collect();
     ids.sort();
-    if let Some(p) = sample {
-        ids.retain(|_| fastrand::f64() < p);
+    if let Some(Sample { fraction, seed }) = sample {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        ids.retain(|_| rng.f64() < fraction);
     }
     report.chunks_checked = ids.len() as u64;
-    check_chunks(vault.remote(), ids, &mut report).await?;
+    check_chunks(vault.remote(), ids, vault.jobs(), &mut report).await?;
     attribute(vault, good, &mut report).await?;
     Ok(report)
 }
@@ -174,17 +191,22 @@ async fn select(
             .map(|v| (n.clone(), v))
             .collect()),
         (None, None) => all_versions(vault.remote()).await,
-        (None, Some(v)) => Err(Error::Input(format!(
+        (None, Some(v)) => Err(Error::Options(format!(
             "verify: version {v} needs a model name"
         ))),
     }
 }
 
-/// Reads and decodes `ids`, [`JOBS`] at a time, recording problems in `report`.
-async fn check_chunks(remote: &Remote, ids: Vec<Digest>, report: &mut VerifyReport) -> Result<()> {
+/// Reads and decodes `ids`, `jobs` at a time, recording problems in `report`.
+async fn check_chunks(
+    remote: &Remote,
+    ids: Vec<Digest>,
+    jobs: usize,
+    report: &mut VerifyReport,
+) -> Result<()> {
     let results: Vec<(u64, Option<ChunkProblem>)> = futures::stream::iter(ids)
         .map(|id| check_chunk(remote, id))
-        .buffer_unordered(JOBS)
+        .buffer_unordered(jobs)
         .try_collect()
         .await?;
     for (bytes, problem) in results {

@@ -10,6 +10,7 @@
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
 
 mod backend;
+mod pending;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +19,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use opendal::Operator;
 
+pub use pending::{
+    PENDING_DIR, PendingError, RECORD_MAX_CHUNKS, Record, SWEEP_BOUND, pending_chunks,
+    read_records, write_record,
+};
+
 pub use backend::{
     Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
     redact_url,
 };
 
 use crate::chunk::{self, Digest};
+use crate::error::Category;
 use crate::version::{ModelName, Version};
 
 /// Largest manifest or alias revision document, in bytes (256 MiB: a manifest lists each chunk
@@ -63,7 +70,9 @@ pub enum ErrorKind {
 }
 
 /// A failed request: which operation on which object, and why. `Display` is one line and
-/// never contains credentials (OpenDAL's own message is used, not its request context).
+/// never contains credentials (OpenDAL's own message is used, not its request context); the
+/// full cause, OpenDAL's error with its kind, status and context, is kept as the `source`
+/// (shown with `-v`, and by programs that walk the chain).
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {path} on {remote}: {message}")]
 pub struct Error {
@@ -72,10 +81,53 @@ pub struct Error {
     pub path: String,
     pub remote: String,
     pub message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
-    fn from_dal(remote: &str, op: &'static str, path: &str, e: &opendal::Error) -> Error {
+    /// An error of `op` on `path` with no underlying cause.
+    pub fn new(
+        kind: ErrorKind,
+        op: &'static str,
+        path: &str,
+        remote: &str,
+        message: impl Into<String>,
+    ) -> Error {
+        Error {
+            kind,
+            op,
+            path: path.to_string(),
+            remote: remote.to_string(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Box::new(e));
+        self
+    }
+
+    /// The OpenDAL error this one came from, if any (its kind, status and context).
+    pub fn dal(&self) -> Option<&opendal::Error> {
+        self.source.as_ref()?.downcast_ref()
+    }
+
+    /// The category of this failure (exit code, exception class).
+    pub fn category(&self) -> Category {
+        match self.kind {
+            ErrorKind::NotFound => Category::NotFound,
+            ErrorKind::Conflict => Category::Conflict,
+            ErrorKind::Integrity => Category::Integrity,
+            ErrorKind::PermissionDenied
+            | ErrorKind::Config
+            | ErrorKind::Unavailable
+            | ErrorKind::Other => Category::Failure,
+        }
+    }
+
+    fn from_dal(remote: &str, op: &'static str, path: &str, e: opendal::Error) -> Error {
         use opendal::ErrorKind as K;
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
@@ -86,6 +138,9 @@ impl Error {
             K::RateLimited => ErrorKind::Unavailable,
             _ => ErrorKind::Other,
         };
+        if let Some(hint) = missing_credentials(remote, &e) {
+            return Error::new(ErrorKind::PermissionDenied, op, path, remote, hint).with_source(e);
+        }
         let mut message = match kind {
             ErrorKind::PermissionDenied => {
                 "access denied: check the credentials and their permissions".to_string()
@@ -95,7 +150,7 @@ impl Error {
         if kind == ErrorKind::Unavailable || kind == ErrorKind::Other {
             // The root of the transport error chain says *why* a connection failed
             // (refused, DNS, TLS).
-            let mut root = std::error::Error::source(e);
+            let mut root = std::error::Error::source(&e);
             while let Some(next) = root.and_then(std::error::Error::source) {
                 root = Some(next);
             }
@@ -103,19 +158,46 @@ impl Error {
                 message = format!("{message}: {}", first_line(&src.to_string()));
             }
         }
-        Error {
-            kind,
-            op,
-            path: path.to_string(),
-            remote: remote.to_string(),
-            message,
-        }
+        Error::new(kind, op, path, remote, message).with_source(e)
     }
 
     /// True when retrying the same request may succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable
     }
+}
+
+/// When OpenDAL found no credential to sign with: one line naming the sources its signer
+/// tried for this remote's cloud and how to provide one. (`remote` is the display name,
+/// which starts with the scheme.)
+fn missing_credentials(remote: &str, e: &opendal::Error) -> Option<String> {
+    let text = e.to_string();
+    if !text.contains("failed to load signing credential") && !text.contains("no valid credential")
+    {
+        return None;
+    }
+    let scheme = remote.split("://").next().unwrap_or("");
+    Some(match scheme {
+        "s3" => "no S3 credentials found (tried AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the \
+                 AWS_PROFILE profile in ~/.aws, web identity, and instance metadata unless \
+                 AWS_EC2_METADATA_DISABLED=true): export those variables, add ?profile=NAME, \
+                 or for a local server add ?endpoint=URL&access_key=K&secret_key=S"
+            .to_string(),
+        "gs" => "no GCS credentials found (tried ?credential= and ?credential_path=, \
+                 GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and \
+                 the metadata server): set GOOGLE_APPLICATION_CREDENTIALS to a service account \
+                 key file, or add ?anonymous=true for a public bucket or a local server"
+            .to_string(),
+        "az" => "no Azure credentials found (tried ?account_key=, ?sas_token=, \
+                 ?connection_string= and AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, \
+                 AZURE_STORAGE_CONNECTION_STRING): set one of them"
+            .to_string(),
+        "oss" => "no OSS credentials found (tried ?access_key=/?secret_key=, \
+                  ALIYUN_ACCESS_KEY_ID/ALIYUN_ACCESS_KEY_SECRET and \
+                  ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET): export one pair"
+            .to_string(),
+        _ => format!("no credentials found: {}", first_line(e.message())),
+    })
 }
 
 /// Why a local vault's object could not be read.
@@ -346,7 +428,7 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let mut err = Error::from_dal(&self.name, op, path, &e);
+                    let mut err = Error::from_dal(&self.name, op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
                         if err.is_retryable() {
                             err.message = format!("{} (after {attempt} attempts)", err.message);
@@ -407,23 +489,18 @@ impl Remote {
     }
 
     fn integrity(&self, op: &'static str, key: &str, message: String) -> Error {
-        Error {
-            kind: ErrorKind::Integrity,
-            op,
-            path: key.to_string(),
-            remote: self.name.to_string(),
-            message,
-        }
+        Error::new(ErrorKind::Integrity, op, key, &self.name, message)
     }
 
     /// An error of a local vault's file system, by kind.
     fn fs_error(&self, op: &'static str, key: &str, e: FsReadError) -> Error {
-        let (kind, message) = match e {
+        let (kind, message, source) = match e {
             FsReadError::Irregular(what) => (
                 ErrorKind::Integrity,
                 format!(
                     "not a regular file ({what}): a local vault holds only regular files; the vault is damaged or hostile, remove it"
                 ),
+                None,
             ),
             FsReadError::Io(e) => (
                 match e.kind() {
@@ -434,14 +511,13 @@ impl Remote {
                     _ => ErrorKind::Other,
                 },
                 e.to_string(),
+                Some(e),
             ),
         };
-        Error {
-            kind,
-            op,
-            path: key.to_string(),
-            remote: self.name.to_string(),
-            message,
+        let err = Error::new(kind, op, key, &self.name, message);
+        match source {
+            Some(e) => err.with_source(e),
+            None => err,
         }
     }
 
@@ -491,16 +567,16 @@ impl Remote {
     pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
         let limit = read_limit(key);
         if data.len() as u64 > limit {
-            return Err(Error {
-                kind: ErrorKind::Other,
-                op: "create",
-                path: key.to_string(),
-                remote: self.name.to_string(),
-                message: format!(
+            return Err(Error::new(
+                ErrorKind::Other,
+                "create",
+                key,
+                &self.name,
+                format!(
                     "document of {} bytes exceeds the {limit} bytes readers accept; split the model into several versions or models",
                     data.len()
                 ),
-            });
+            ));
         }
         if let Some(root) = &self.fs_root {
             return self.create_only_fs(root.clone(), key, data).await;
@@ -561,24 +637,21 @@ impl Remote {
                     Err(self.conflict(key))
                 }
             }
-            Err(e) => Err(Error {
-                kind: ErrorKind::Other,
-                op: "create",
-                path: key.to_string(),
-                remote: self.name.to_string(),
-                message: e.to_string(),
-            }),
+            Err(e) => Err(
+                Error::new(ErrorKind::Other, "create", key, &self.name, e.to_string())
+                    .with_source(e),
+            ),
         }
     }
 
     fn conflict(&self, key: &str) -> Error {
-        Error {
-            kind: ErrorKind::Conflict,
-            op: "create",
-            path: key.to_string(),
-            remote: self.name.to_string(),
-            message: "already exists with different content".into(),
-        }
+        Error::new(
+            ErrorKind::Conflict,
+            "create",
+            key,
+            &self.name,
+            "already exists with different content",
+        )
     }
 
     /// Deletes an object; deleting a missing object succeeds.

@@ -24,6 +24,7 @@ pub use push::{PushRequest, push};
 pub use ratelimit::RateLimiter;
 pub use sync::{SyncReport, sync};
 
+use crate::error::Category;
 use crate::manifest;
 use crate::remote;
 
@@ -32,6 +33,9 @@ use crate::remote;
 pub enum Error {
     #[error(transparent)]
     Remote(#[from] remote::Error),
+    /// gc's pending records could not be read (a push reads them first).
+    #[error(transparent)]
+    Pending(#[from] remote::PendingError),
     #[error(transparent)]
     Manifest(#[from] manifest::Error),
     #[error(transparent)]
@@ -59,6 +63,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The category of this failure (exit code, exception class).
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Remote(e) => e.category(),
+            Error::Pending(e) => e.category(),
+            Error::NotFound(_) => Category::NotFound,
+            Error::VersionExists(..) | Error::WouldOverwrite(_) => Category::Conflict,
+            Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
+            Error::Input(_) => Category::Usage,
+            Error::Cache(_) | Error::Io { .. } => Category::Failure,
+        }
+    }
+
     pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_string(),

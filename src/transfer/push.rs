@@ -1,7 +1,8 @@
 //! Push: local files → chunks on the remote → manifest, written last and create-only.
 //!
-//! Pipeline: `cpu_threads` blocking workers take files from a shared queue, cut them into
-//! chunks, hash and encode each chunk, and send it over a bounded channel; the async side
+//! Pipeline: blocking workers (one per core, at most one per file) take files from a shared
+//! queue, cut them into chunks, hash and encode each chunk, and send it over a bounded
+//! channel; the async side
 //! uploads at most `jobs` chunks at once, skipping chunks the remote already has (a stat of
 //! each). The manifest is written only after every chunk upload has succeeded.
 //!
@@ -22,9 +23,8 @@ use tokio::sync::mpsc;
 
 use super::{Error, Result, Stats, Summary, TransferOptions};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
-use crate::lifecycle::SWEEP_BOUND;
 use crate::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest, Origin};
-use crate::remote::{Created, ErrorKind, Remote, manifest_key};
+use crate::remote::{Created, ErrorKind, Remote, SWEEP_BOUND, manifest_key};
 use crate::version::{ModelName, Version};
 
 /// What to push.
@@ -77,7 +77,7 @@ pub async fn push(
             remote.name().to_string(),
         ));
     }
-    let pending = crate::lifecycle::pending_chunks(remote).await?;
+    let pending = crate::remote::pending_chunks(remote, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
@@ -401,10 +401,7 @@ fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
 /// `user`, `host` and tool version of this process.
 pub fn origin() -> Origin {
     Origin {
-        user: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into()),
+        user: crate::util::user_name(),
         host: gethostname::gethostname().to_string_lossy().into_owned(),
         tool: format!("mvault {}", env!("CARGO_PKG_VERSION")),
     }

@@ -27,10 +27,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{conflict, who};
+use super::{Error, Result, Vault};
 use crate::remote::{ErrorKind, Remote};
-use crate::transfer::{Error, Result};
-use crate::vault::Vault;
 use crate::version::{Alias, ModelName, Version};
 
 /// The alias document format this release writes and reads.
@@ -39,7 +37,7 @@ pub const ALIAS_FORMAT: u32 = 1;
 /// How an alias got a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AliasAction {
+pub enum AliasKind {
     #[default]
     Set,
     Rollback,
@@ -55,7 +53,7 @@ pub struct AliasEvent {
     /// `user@host`.
     pub set_by: String,
     #[serde(default)]
-    pub action: AliasAction,
+    pub action: AliasKind,
 }
 
 /// One stored revision of an alias. Invariants (checked on read): `revision` is the number in
@@ -109,7 +107,7 @@ impl AliasDoc {
         let mut stack: Vec<Version> = Vec::new();
         for e in &self.history {
             let v = parse_version(&e.version, &self.alias)?;
-            if e.action == AliasAction::Rollback {
+            if e.action == AliasKind::Rollback {
                 stack.pop();
             }
             if stack.last() != Some(&v) {
@@ -159,7 +157,7 @@ const FORCE_HINT: &str = "to write past damaged revisions: mvault alias set NAME
 /// True for errors that mean a revision object is damaged (not a failure to reach the store).
 fn is_damage(e: &Error) -> bool {
     match e {
-        Error::Integrity(_) => true,
+        Error::Integrity(_) | Error::BadManifest { .. } => true,
         Error::Remote(r) => r.kind == ErrorKind::Integrity,
         _ => false,
     }
@@ -228,7 +226,7 @@ async fn listing(remote: &Remote, name: &ModelName, alias: &Alias) -> Result<Lis
 
 /// The alias's current document, `None` if it was never set. Strict: a damaged highest
 /// revision is an error.
-pub(super) async fn current(
+pub(crate) async fn current(
     remote: &Remote,
     name: &ModelName,
     alias: &Alias,
@@ -291,19 +289,19 @@ async fn head(remote: &Remote, name: &ModelName, alias: &Alias, force: bool) -> 
 }
 
 /// Revision `revision`, continuing `prev`'s history, pointing at `to` (displayed form).
-pub(super) fn advance(
+pub(crate) fn advance(
     prev: Option<&AliasDoc>,
     revision: u64,
     name: &ModelName,
     alias: &Alias,
     to: &str,
-    action: AliasAction,
+    action: AliasKind,
 ) -> AliasDoc {
     let mut history = prev.map(|d| d.history.clone()).unwrap_or_default();
     history.push(AliasEvent {
         version: to.to_string(),
         set_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        set_by: who(),
+        set_by: crate::util::user_at_host(),
         action,
     });
     AliasDoc {
@@ -317,7 +315,7 @@ pub(super) fn advance(
 }
 
 /// Creates `doc`'s revision object, create-only. Losing the race is a conflict error.
-pub(super) async fn commit(
+pub(crate) async fn commit(
     remote: &Remote,
     name: &ModelName,
     alias: &Alias,
@@ -328,18 +326,17 @@ pub(super) async fn commit(
     body.push(b'\n');
     match remote.create_only(&key, Bytes::from(body)).await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind == ErrorKind::Conflict => Err(conflict(
-            remote,
-            &key,
-            format!("alias {alias} of {name} was changed concurrently; retry"),
-        )),
+        Err(e) if e.kind == ErrorKind::Conflict => Err(Error::Conflict(format!(
+            "write {key} on {}: alias {alias} of {name} was changed concurrently; retry",
+            remote.name()
+        ))),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Points `alias` of `name` at `version`, which must exist (`NotFound` otherwise). Setting
 /// the alias to its current target writes nothing. A concurrent change of the same alias
-/// makes exactly one writer fail with a conflict ([`super::is_conflict`]). `force` writes past
+/// makes exactly one writer fail with a conflict ([`Error::is_conflict`]). `force` writes past
 /// damaged revisions (see [`head`]); they are listed in [`AliasChange::skipped`].
 pub async fn alias_set(
     vault: &Vault,
@@ -373,7 +370,7 @@ pub async fn alias_set(
         name,
         alias,
         &manifest.version,
-        AliasAction::Set,
+        AliasKind::Set,
     );
     commit(remote, name, alias, &doc).await?;
     Ok(AliasChange {
@@ -498,7 +495,7 @@ pub async fn rollback(
         )));
     };
     let manifest = match vault.fetch_manifest(name, &to).await {
-        Err(Error::NotFound(_)) => {
+        Err(e) if e.is_not_found() => {
             return Err(Error::NotFound(format!(
                 "{name}@{to}, the previous target of alias {alias} (it was removed)"
             )));
@@ -511,7 +508,7 @@ pub async fn rollback(
         name,
         alias,
         &manifest.version,
-        AliasAction::Rollback,
+        AliasKind::Rollback,
     );
     commit(remote, name, alias, &doc).await?;
     Ok(AliasChange {

@@ -1,0 +1,245 @@
+//! Keeping a vault healthy: `verify`, `gc`, `prune` and `usage`.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cli::context::Context;
+use crate::cli::json::Pruned;
+use crate::cli::{UsageError, exit, output};
+use crate::lifecycle::{self, Sample};
+use crate::util::{human_bytes, parse_duration_secs};
+use crate::version::{ModelName, ModelRef, Selector};
+
+/// Concurrency of commands that scan the whole vault.
+#[derive(Debug, Args, Clone)]
+pub struct ScanArgs {
+    /// Requests in flight at once [default: transfer.jobs, else 16].
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// NAME or NAME@VERSION (default: every version of every model).
+    pub model: Option<String>,
+    /// Check only this fraction of the chunks (0 < P <= 1).
+    #[arg(long, value_name = "P")]
+    pub sample: Option<f64>,
+    /// Seed of --sample: the same seed checks the same chunks again [default: random,
+    /// reported in the output].
+    #[arg(long, value_name = "N", requires = "sample")]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub scan: ScanArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Show what would be recorded and deleted; write and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Protects pushes running shorter than this, e.g. 24h (at least 1h without --force).
+    #[arg(long, default_value = "24h", value_name = "AGE")]
+    pub grace: String,
+    /// Accept a --grace below 1h (unsafe while pushes run; 0s records and deletes at once).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub scan: ScanArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Model name.
+    pub name: String,
+    /// Versions to keep.
+    #[arg(long)]
+    pub keep: usize,
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Grace period of the gc that follows.
+    #[arg(long, default_value = "24h", value_name = "AGE")]
+    pub grace: String,
+    /// Accept a --grace below 1h for the gc that follows.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub scan: ScanArgs,
+}
+
+/// `mvault verify [NAME[@VERSION]] [--sample P [--seed N]]`: exit 5 on any damage.
+pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
+    let vault = ctx.vault()?.with_jobs(ctx.jobs(a.scan.jobs)?);
+    let model = a.model.as_deref();
+    let sample = a.sample.map(|fraction| Sample {
+        fraction,
+        seed: a.seed.unwrap_or_else(|| fastrand::u64(..)),
+    });
+    let r: Option<ModelRef> = model.map(str::parse).transpose()?;
+    let version = match &r {
+        Some(ModelRef {
+            selector: Selector::Exact(v),
+            ..
+        }) => Some(v.clone()),
+        Some(r) if model.is_some_and(|m| m.contains('@')) => Some(
+            vault
+                .resolve(r, crate::vault::Lookup::Remote)
+                .await?
+                .version
+                .parse()?,
+        ),
+        _ => None,
+    };
+    let report = lifecycle::verify(
+        &vault,
+        r.as_ref().map(|r| &r.name),
+        version.as_ref(),
+        sample,
+    )
+    .await?;
+    if ctx.json {
+        output::json(&report)?;
+    } else {
+        for p in report.missing.iter().chain(report.damaged.iter()) {
+            let users: Vec<String> = p.used_by.iter().map(|u| u.version.clone()).collect();
+            eprintln!(
+                "{}: {:?} {} (breaks {})",
+                p.key,
+                p.damage,
+                p.detail,
+                users.join(", ")
+            );
+        }
+        let seed = report
+            .seed
+            .map(|s| format!(" (sample seed {s})"))
+            .unwrap_or_default();
+        ctx.info(&format!(
+            "verified {} versions: {} of {} chunks checked ({}){seed}, {} missing, {} damaged",
+            report.versions_checked,
+            report.chunks_checked,
+            report.chunks_referenced,
+            human_bytes(report.bytes_read),
+            report.missing.len(),
+            report.damaged.len()
+        ));
+    }
+    Ok(if report.is_ok() {
+        exit::OK
+    } else {
+        exit::INTEGRITY
+    })
+}
+
+/// Parses `--grace AGE` into gc options.
+fn gc_options(grace: &str, dry_run: bool, force: bool) -> Result<lifecycle::GcOptions> {
+    let grace = parse_duration_secs(grace)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            UsageError::new(format!("invalid --grace {grace:?}: expected e.g. 24h, 30m"))
+        })?;
+    Ok(lifecycle::GcOptions {
+        grace,
+        dry_run,
+        force,
+    })
+}
+
+/// `mvault gc [--dry-run] [--grace AGE] [--force]`.
+pub async fn gc(ctx: &Context, a: &GcArgs) -> Result<i32> {
+    let vault = ctx.vault()?.with_jobs(ctx.jobs(a.scan.jobs)?);
+    let (dry_run, grace) = (a.dry_run, &a.grace);
+    let report = lifecycle::gc(&vault, &gc_options(grace, dry_run, a.force)?).await?;
+    if ctx.json {
+        output::json(&report)?;
+    } else {
+        let (deleted, recorded) = if dry_run {
+            ("would delete", "would record")
+        } else {
+            ("deleted", "recorded")
+        };
+        ctx.info(&format!(
+            "{deleted} {} unreferenced chunks ({}); {recorded} {} for a gc at least {} \
+                 later, {} pending in {} records; {} referenced, {} too young, {} scanned",
+            report.deleted,
+            human_bytes(report.bytes_deleted),
+            report.chunks_recorded,
+            grace,
+            report.kept_pending,
+            report.records_pending,
+            report.referenced,
+            report.kept_young,
+            report.scanned_chunks
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// `mvault prune NAME --keep N`, then gc.
+pub async fn prune(ctx: &Context, a: &PruneArgs) -> Result<i32> {
+    let vault = ctx.vault()?.with_jobs(ctx.jobs(a.scan.jobs)?);
+    let (keep, dry_run) = (a.keep, a.dry_run);
+    let name: ModelName = a.name.parse()?;
+    let opts = gc_options(&a.grace, dry_run, a.force)?;
+    opts.validate()?;
+    let removed = lifecycle::prune(&vault, &name, keep, dry_run).await?;
+    let gc = lifecycle::gc(&vault, &opts).await?;
+    let removed: Vec<String> = removed.iter().map(|v| v.to_string()).collect();
+    if ctx.json {
+        output::json(&Pruned { removed, gc })?;
+    } else {
+        ctx.info(&format!(
+            "{} {} versions of {name} ({}); gc {} {} chunks ({}), {} {}",
+            if dry_run { "would remove" } else { "removed" },
+            removed.len(),
+            removed.join(", "),
+            if dry_run { "would delete" } else { "deleted" },
+            gc.deleted,
+            human_bytes(gc.bytes_deleted),
+            if dry_run { "would record" } else { "recorded" },
+            gc.chunks_recorded
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// `mvault usage`.
+pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
+    let vault = ctx.vault()?.with_jobs(ctx.jobs(a.jobs)?);
+    let report = lifecycle::usage(&vault, lifecycle::PRICES).await?;
+    if ctx.json {
+        output::json(&report)?;
+        return Ok(exit::OK);
+    }
+    output::line(&format!(
+        "{:<32} {:>8} {:>12} {:>12}",
+        "MODEL", "VERSIONS", "LOGICAL", "STORED"
+    ))?;
+    for m in &report.models {
+        output::line(&format!(
+            "{:<32} {:>8} {:>12} {:>12}",
+            m.model,
+            m.versions,
+            human_bytes(m.logical_bytes),
+            human_bytes(m.stored_bytes)
+        ))?;
+    }
+    output::line(&format!(
+        "total: {} logical, {} stored in {} objects, dedupe ratio {}",
+        human_bytes(report.logical_bytes),
+        human_bytes(report.stored_bytes),
+        report.objects,
+        report
+            .dedupe_ratio
+            .map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "-".into())
+    ))?;
+    for c in &report.monthly_cost {
+        output::line(&format!(
+            "  {:<6} {:<28} ${:.4}/month",
+            c.provider, c.tier, c.usd_per_month
+        ))?;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,137 @@
+//! What every command needs, built once from the global options before any I/O: the config
+//! file (parsed once), the cache directory, output mode, and the audit notes the command
+//! leaves as it goes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+use super::output;
+use super::{Global, TransferArgs, UsageError};
+use crate::audit::AuditLog;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::remote::RemoteSpec;
+use crate::transfer::{self, Progress, RateLimiter, TransferOptions};
+use crate::vault::{self, Vault};
+
+/// The resolved global options of one invocation.
+pub struct Context {
+    pub config: Config,
+    pub cache_dir: PathBuf,
+    /// The `--remote` option (a URL, path, provider or comma-separated providers).
+    pub remote: Option<String>,
+    pub json: bool,
+    pub quiet: bool,
+    /// What the audit record of this command will say.
+    pub notes: Mutex<Notes>,
+}
+
+/// What a command handled, for its audit record.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// The remote's display name (no secrets); the first one noted wins.
+    pub remote: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    /// Local (logical) bytes moved, over the whole command.
+    pub bytes: u64,
+}
+
+impl Context {
+    /// Reads the config file; fails (exit 2) on any config error.
+    pub fn new(g: &Global) -> Result<Context> {
+        Ok(Context {
+            config: Config::load(g.config.as_deref())?,
+            cache_dir: g.cache_dir.clone().unwrap_or_else(crate::util::cache_dir),
+            remote: g.remote.clone().filter(|r| !r.is_empty()),
+            json: g.json,
+            quiet: g.quiet,
+            notes: Mutex::new(Notes::default()),
+        })
+    }
+
+    /// The audit log this invocation appends to.
+    pub fn audit_log(&self) -> AuditLog {
+        AuditLog::from_config(&self.config.audit, &crate::util::data_dir())
+    }
+
+    /// The remote `remote` names (a URL, path or provider; `None`: the default). Its secrets
+    /// are registered with the output scrubber before anything can print them.
+    pub fn spec(&self, remote: Option<&str>) -> Result<RemoteSpec> {
+        let spec = vault::resolve_spec(remote, &self.config)?;
+        output::register_secrets(spec.secrets());
+        Ok(spec)
+    }
+
+    /// Opens the vault of `--remote` (or the default).
+    pub fn vault(&self) -> Result<Vault> {
+        self.vault_at(self.remote.as_deref())
+    }
+
+    /// Opens the vault at `remote`, with the cache and the config's cache limits.
+    pub fn vault_at(&self, remote: Option<&str>) -> Result<Vault> {
+        let spec = self.spec(remote)?;
+        self.note(|n| {
+            n.remote.get_or_insert_with(|| spec.display_name());
+        });
+        let cache = self.cache()?;
+        Ok(Vault::open_spec(&spec, cache)?.with_cache_limits(self.config.cache.clone()))
+    }
+
+    pub fn cache(&self) -> Result<Cache> {
+        Ok(Cache::open(&self.cache_dir)?)
+    }
+
+    /// `--jobs`, else `transfer.jobs` of the config, else the default; 1 to 1024.
+    pub fn jobs(&self, jobs: Option<usize>) -> Result<usize> {
+        let jobs = jobs
+            .or(self.config.transfer.jobs)
+            .unwrap_or_else(transfer::default_jobs);
+        if jobs == 0 || jobs > 1024 {
+            return Err(UsageError::new("--jobs must be between 1 and 1024"));
+        }
+        Ok(jobs)
+    }
+
+    /// The transfer options of `t` over the config's defaults.
+    pub fn transfer_options(&self, t: &TransferArgs) -> Result<TransferOptions> {
+        let rate = match &t.limit_rate {
+            Some(r) => Some(transfer::ratelimit::parse_rate(r).ok_or_else(|| {
+                UsageError::new(format!(
+                    "invalid --limit-rate {r:?}: expected e.g. 50M, 800K"
+                ))
+            })?),
+            None => self.config.transfer.rate_limit_bytes_per_sec,
+        };
+        Ok(TransferOptions {
+            jobs: self.jobs(t.jobs)?,
+            rate: rate.map(|r| Arc::new(RateLimiter::new(r))),
+            progress: Progress::stderr_if_terminal(self.quiet || self.json),
+        })
+    }
+
+    /// Updates the audit notes.
+    pub fn note(&self, f: impl FnOnce(&mut Notes)) {
+        f(&mut self.notes.lock().expect("audit notes"));
+    }
+
+    /// Notes the model and version the command is about.
+    pub fn note_model(&self, model: &str, version: Option<&str>) {
+        self.note(|n| {
+            n.model = Some(model.to_string());
+            n.version = version.map(str::to_string);
+        });
+    }
+
+    /// Adds local bytes moved.
+    pub fn note_bytes(&self, bytes: u64) {
+        self.note(|n| n.bytes += bytes);
+    }
+
+    /// An informational line on stderr, unless `--quiet` or `--json`.
+    pub fn info(&self, text: &str) {
+        output::note(self.quiet || self.json, text);
+    }
+}
