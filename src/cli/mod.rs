@@ -224,7 +224,7 @@ pub fn main() -> i32 {
     let message = result
         .as_ref()
         .err()
-        .map(|e| output::scrub_message(&format!("{e:#}")));
+        .map(|e| output::scrub_message(&one_line(e)));
     if let Some(ctx) = ctx.as_ref().filter(|_| command != "stats") {
         let notes = std::mem::take(&mut *ctx.notes.lock().expect("audit notes"));
         audit_trail::finish(
@@ -296,6 +296,28 @@ fn init_logging(g: &Global) {
         .with_writer(output::ScrubbedStderr::default)
         .with_target(false)
         .try_init();
+}
+
+/// The message of an error chain as the user sees it: each cause's text, joined by `: `,
+/// skipping a cause whose text the previous one already ends with, and stopping at OpenDAL's
+/// error: [`crate::remote::Error`] above it says what failed in one line; OpenDAL's error,
+/// with its request context, and its causes are logged with `-v` only.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut chain = e.chain().peekable();
+    while let Some(cause) = chain.next_if(|c| !c.is::<opendal::Error>()) {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    for detail in chain {
+        tracing::info!("caused by: {detail}");
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

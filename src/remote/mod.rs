@@ -180,19 +180,19 @@ fn missing_credentials(remote: &str, e: &opendal::Error) -> Option<String> {
     Some(match scheme {
         "s3" => "no S3 credentials found (tried AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the \
                  AWS_PROFILE profile in ~/.aws, web identity, and instance metadata unless \
-                 AWS_EC2_METADATA_DISABLED=true): export those variables, add ?profile=NAME, \
-                 or for a local server add ?endpoint=URL&access_key=K&secret_key=S"
+                 AWS_EC2_METADATA_DISABLED=true): export those variables, set the profile option, \
+                 or for a local server give the endpoint, access_key and secret_key options"
             .to_string(),
-        "gs" => "no GCS credentials found (tried ?credential= and ?credential_path=, \
+        "gs" => "no GCS credentials found (tried the credential and credential_path options, \
                  GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and \
                  the metadata server): set GOOGLE_APPLICATION_CREDENTIALS to a service account \
-                 key file, or add ?anonymous=true for a public bucket or a local server"
+                 key file, or set the anonymous option for a public bucket or a local server"
             .to_string(),
-        "az" => "no Azure credentials found (tried ?account_key=, ?sas_token=, \
-                 ?connection_string= and AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, \
+        "az" => "no Azure credentials found (tried the account_key, sas_token and \
+                 connection_string options and AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, \
                  AZURE_STORAGE_CONNECTION_STRING): set one of them"
             .to_string(),
-        "oss" => "no OSS credentials found (tried ?access_key=/?secret_key=, \
+        "oss" => "no OSS credentials found (tried the access_key and secret_key options, \
                   ALIYUN_ACCESS_KEY_ID/ALIYUN_ACCESS_KEY_SECRET and \
                   ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET): export one pair"
             .to_string(),

@@ -748,3 +748,82 @@ fn bad_local_file_name_at_push_exits_2() {
     let e = env.fails(2, &["push", s(&dir), "--name", "m", "--version", "1.0.0"]);
     assert!(e.contains("back\\slash.bin"), "{e}");
 }
+
+/// A newcomer with no credentials gets one line naming the sources tried and how to give
+/// one, not a dump of the credential loader's state (that is logged with `-v` only); with
+/// `--json` the same failure is a typed document on stdout. Instance metadata is disabled,
+/// so nothing leaves the machine.
+#[test]
+fn missing_credentials_are_one_actionable_line() {
+    let env = Env::new(Backend::Fs);
+    let remote = format!(
+        "s3://bucket/p?endpoint=http://127.0.0.1:{}&region=us-east-1",
+        dead_port()
+    );
+    let run = |args: &[&str]| {
+        env.cmd()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(["-r", &remote])
+            .args(args)
+            .output()
+            .expect("mvault runs")
+    };
+    let out = run(&["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("no S3 credentials found"), "{err}");
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID"),
+        "names the sources: {err}"
+    );
+    assert!(
+        !err.contains("WARN") && !err.contains('{'),
+        "no debug dump: {err}"
+    );
+
+    let verbose = run(&["-v", "list"]);
+    let err = String::from_utf8_lossy(&verbose.stderr);
+    assert!(err.contains("failed to load signing credential"), "{err}");
+
+    let json = run(&["--json", "list"]);
+    assert_eq!(json.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    assert_eq!(doc["error"]["category"], "failure", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 1, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no S3 credentials found")),
+        "{doc}"
+    );
+}
+
+/// In a container with no `$USER`, `created_by` names the uid's passwd entry (or the uid).
+#[test]
+fn created_by_without_user_variables() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("m");
+    write_file(&src.join("w.bin"), b"weights");
+    let out = env
+        .cmd()
+        .env_remove("USER")
+        .args(["push", s(&src), "--name", "m", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let info = env.json(&["info", "m@1.0.0"]);
+    let user = info["created_by"]["user"].as_str().unwrap().to_string();
+    let uid = rustix::process::getuid().as_raw();
+    let expected = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string());
+    assert_eq!(user, expected);
+    assert_ne!(user, "unknown");
+}
