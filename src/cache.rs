@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::chunk::Digest;
@@ -219,20 +218,14 @@ impl Cache {
         let path = self.manifest_path(remote_id, &name, version);
         let parent = path.parent().expect("has parent");
         fs::create_dir_all(parent).map_err(at(parent))?;
-        let tmp = self.temp_path();
         // Manifests hold metadata (descriptions, metrics, who pushed): readable by the owner
-        // only, like the audit log.
-        let written = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| io::Write::write_all(&mut f, &m.to_json()));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(at(&tmp)(e));
-        }
-        fs::rename(&tmp, &path).map_err(at(&path))
+        // only (the temporary file's 0600), like the audit log.
+        let tmp_dir = self.root.join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(at(&tmp_dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(at(&tmp_dir))?;
+        io::Write::write_all(&mut tmp, &m.to_json()).map_err(at(tmp.path()))?;
+        tmp.persist(&path).map_err(|e| at(&path)(e.error))?;
+        Ok(())
     }
 
     /// Finds, among all cached manifests, cached blobs holding any of `wanted` chunks.

@@ -113,14 +113,21 @@ fn models_dir_pushes_each_entry_as_a_model_and_versions_show_aliases() {
     write_file(&dir.join("SEG_M2F_a/config.yaml"), b"a: 1\n");
     write_file(&dir.join("CLS_AMM_b/weights.bin"), &noise(2, 100_000));
     write_file(&dir.join("single.onnx"), &noise(3, 50_000));
-    let out = env.json(&[
+    // One JSON line per model pushed.
+    let out = env.ok(&[
+        "--json",
         "push",
         "--models-dir",
         dir.to_str().unwrap(),
         "--version",
         "1.0.0",
     ]);
-    assert_eq!(out.as_array().unwrap().len(), 3, "{out}");
+    let pushed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(pushed.len(), 3, "{out}");
+    assert!(pushed.iter().all(|p| p["version"] == "1.0.0"), "{out}");
     let list = env.json(&["list"]);
     let names: Vec<&str> = list
         .as_array()

@@ -62,6 +62,17 @@ fn json_of(o: &Output, args: &[&str]) -> Value {
     })
 }
 
+/// A JSON-lines stdout (`push --json`: one object per version pushed), as an array.
+fn json_lines_of(o: &Output, args: &[&str]) -> Value {
+    stdout_of(o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("mvault {args:?}: a stdout line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
 /// `mvault --json ARGS` with the given exit code, stdout parsed.
 fn json_code(env: &Env, args: &[&str], code: i32) -> Value {
     let mut all = vec!["--json"];
@@ -271,10 +282,10 @@ fn s3_config_multi_provider_push() {
         "fsa,fsb",
     ];
     let o = exec_code(c(), &args, 0);
-    let j = json_of(&o, &args);
+    let j = json_lines_of(&o, &args);
     let remotes: BTreeSet<&str> = j
         .as_array()
-        .unwrap_or_else(|| panic!("push to two remotes --json: an array per remote: {j}"))
+        .unwrap_or_else(|| panic!("push to two remotes --json: a line per remote: {j}"))
         .iter()
         .map(|r| r["remote"].as_str().unwrap())
         .collect();
@@ -329,7 +340,7 @@ fn s3_config_multi_provider_push() {
         "--all-providers",
     ];
     let o = exec_code(c(), &args, 0);
-    let j = json_of(&o, &args);
+    let j = json_lines_of(&o, &args);
     let remotes: BTreeSet<&str> = j
         .as_array()
         .unwrap()
@@ -412,7 +423,7 @@ fn s3_config_multi_provider_push() {
         !e.contains("on fsa") && !e.contains("on fsb"),
         "only dead failed: {e}"
     );
-    let j = json_of(&o, &args);
+    let j = json_lines_of(&o, &args);
     let rows = j.as_array().unwrap_or_else(|| panic!("{j}"));
     assert_eq!(rows.len(), 3, "{j}");
     for r in rows {

@@ -473,6 +473,29 @@ async fn verify_selection_sampling_and_bad_manifests() {
     assert!(half.is_ok());
     assert!(half.chunks_referenced > 30, "{half:?}");
     assert!(half.chunks_checked < half.chunks_referenced, "{half:?}");
+    assert_eq!(half.seed, Some(7));
+    // Seeded: the same seed checks the same chunks (same count and bytes), another seed
+    // (almost surely) others.
+    let sample = |seed| {
+        Some(Sample {
+            fraction: 0.5,
+            seed,
+        })
+    };
+    let again = verify(vault, Some(&n("m")), None, sample(7)).await.unwrap();
+    assert_eq!(
+        (again.chunks_checked, again.bytes_read),
+        (half.chunks_checked, half.bytes_read)
+    );
+    let mut differs = false;
+    for seed in 8..16 {
+        let other = verify(vault, Some(&n("m")), None, sample(seed))
+            .await
+            .unwrap();
+        differs |=
+            (other.chunks_checked, other.bytes_read) != (half.chunks_checked, half.bytes_read);
+    }
+    assert!(differs, "other seeds pick other chunks");
 
     let key = manifest_key(&n("m"), &v("1.1.0"));
     env.remote()

@@ -620,11 +620,15 @@ impl Remote {
         let linked = tokio::task::spawn_blocking(move || {
             let dir = path.parent().expect("key has a directory");
             std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".mvault-{:016x}.tmp", fastrand::u64(..)));
-            std::fs::write(&tmp, &bytes)?;
-            let r = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            r
+            // Readable as an object written by `std::fs::write` would be (0666 less umask),
+            // and linked into place only if nothing is there (create-only).
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".mvault-")
+                .suffix(".tmp")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .tempfile_in(dir)?;
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.persist_noclobber(&path).map(drop).map_err(|e| e.error)
         })
         .await
         .expect("create task panicked");
