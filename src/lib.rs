@@ -26,3 +26,47 @@ pub mod transfer;
 pub mod util;
 pub mod vault;
 pub mod version;
+
+/// The [`error::Category`] of the first error in `e`'s source chain that belongs to this
+/// library; `None` if none does. (Here, at the root, because it knows every layer's type.)
+pub fn category_of(e: &(dyn std::error::Error + 'static)) -> Option<error::Category> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(c) = own_category(err) {
+            return Some(c);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category> {
+    if let Some(e) = e.downcast_ref::<crate::lifecycle::Error>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::vault::Error>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::transfer::Error>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::remote::Error>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::remote::PendingError>() {
+        return Some(e.category());
+    }
+    if e.is::<crate::manifest::Error>() {
+        return Some(error::Category::Integrity);
+    }
+    if e.is::<crate::cache::Error>() {
+        return Some(error::Category::Failure);
+    }
+    if e.is::<crate::version::Error>()
+        || e.is::<crate::remote::SpecError>()
+        || e.is::<crate::config::Error>()
+    {
+        return Some(error::Category::Usage);
+    }
+    None
+}

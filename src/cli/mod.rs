@@ -334,7 +334,7 @@ fn category(e: &anyhow::Error) -> Option<Category> {
         if cause.is::<UsageError>() {
             Some(Category::Usage)
         } else {
-            crate::error::category_of(cause)
+            crate::category_of(cause)
         }
     })
 }
