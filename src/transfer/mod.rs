@@ -46,8 +46,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} already exists on {1}; versions are immutable, push a new version")]
-    VersionExists(String, String),
+    /// The version exists (or another writer created it first): versions are immutable.
+    #[error("{version} already exists on {remote}; versions are immutable, push a new version")]
+    VersionExists {
+        /// `name@version`.
+        version: String,
+        /// The remote's display name.
+        remote: String,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("integrity check failed: {0}")]
@@ -69,7 +75,7 @@ impl Error {
             Error::Remote(e) => e.category(),
             Error::Pending(e) => e.category(),
             Error::NotFound(_) => Category::NotFound,
-            Error::VersionExists(..) | Error::WouldOverwrite(_) => Category::Conflict,
+            Error::VersionExists { .. } | Error::WouldOverwrite(_) => Category::Conflict,
             Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
             Error::Input(_) => Category::Usage,
             Error::Cache(_) | Error::Io { .. } => Category::Failure,

@@ -92,10 +92,10 @@ pub async fn push(
     match remote.create_only(&key, Bytes::from(m.to_json())).await {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
-            return Err(Error::VersionExists(
-                format!("{}@{}", req.name, req.version),
-                remote.name().to_string(),
-            ));
+            return Err(Error::VersionExists {
+                version: format!("{}@{}", req.name, req.version),
+                remote: remote.name().to_string(),
+            });
         }
         Err(e) => return Err(e.into()),
     }

@@ -98,10 +98,10 @@ async fn copy_version(
         .await?;
     match dst.create_only(&key, raw).await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind == ErrorKind::Conflict => Err(Error::VersionExists(
-            format!("{model}@{v}"),
-            dst.name().to_string(),
-        )),
+        Err(e) if e.kind == ErrorKind::Conflict => Err(Error::VersionExists {
+            version: format!("{model}@{v}"),
+            remote: dst.name().to_string(),
+        }),
         Err(e) => Err(e.into()),
     }
 }
