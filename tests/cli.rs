@@ -2,7 +2,7 @@
 
 use assert_cmd::prelude::*;
 
-use crate::common::{Backend, Env, noise, write_file};
+use crate::common::{Backend, Env, dead_port, noise, write_file};
 
 #[test]
 fn help_describes_every_command() {
@@ -39,12 +39,7 @@ fn default_remote_is_the_local_data_dir() {
 #[test]
 fn unreachable_endpoint_is_one_clear_line() {
     let env = Env::new(Backend::Fs);
-    // A port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dead_port();
     let mut c = env.cmd();
     c.env(
         "MVAULT_REMOTE",
