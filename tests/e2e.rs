@@ -16,6 +16,7 @@ mod cache;
 mod cli;
 mod common;
 mod faults;
+mod format;
 mod hostile;
 mod ops;
 mod oss;
