@@ -25,7 +25,7 @@ fn make_model(env: &Env, dir: &str, large: usize, seed: u64) -> std::path::PathB
 }
 
 pub fn round_trip(env: &Env) {
-    let src = make_model(&env, "src", env.backend.large_file_bytes(), 1);
+    let src = make_model(env, "src", env.backend.large_file_bytes(), 1);
     env.ok(&[
         "push",
         src.to_str().unwrap(),

@@ -29,9 +29,14 @@
 //! - create-only: 409 `FileAlreadyExists` from a writer that won the race between mvault's stat
 //!   and its PUT gives exit 4; a lost PutObject response (stored, answered 503) is retried and
 //!   resolved by reading back identical bytes; of 4 concurrent pushes of one version exactly
-//!   one wins;
+//!   one wins (`behaviour::oss::concurrent_push_one_wins`);
 //! - push, pull (byte exact, through a fresh cache), list, versions, info, rm, gc, verify;
 //!   a damaged or missing chunk and a damaged manifest give exit 5.
+//!
+//! The fake is also the `oss` backend of the behaviour suite (`behaviour::oss::*`: the same
+//! cases as every other store), where every request of every case passes the same
+//! [`assert_protocol`] and [`assert_layout`] checks as here. This module keeps what is
+//! specific to OSS.
 //!
 //! **Not covered**:
 //! - Alibaba's service itself: the fake is our reading of the OSS API reference, and signatures
