@@ -1,10 +1,15 @@
-//! One behaviour suite for every backend: each case is a function of the backend, and the
+//! One behaviour suite for every backend: each case is a function of a fresh [`Env`], and the
 //! `backends!` macro instantiates every case once per backend (`fs::round_trip`,
-//! `s3::round_trip`, ...), in the spirit of OpenDAL's behaviour tests.
+//! `oss::round_trip`, ...), in the spirit of OpenDAL's behaviour tests. A case that needs a
+//! [`Capability`] is registered only for the backends that have it (skipped by construction,
+//! never a silent pass), and each backend's declared capabilities are checked at compile time
+//! against [`Backend::capability`]. After every case the store's recorded requests are checked
+//! ([`Env::assert_requests_well_formed`]: on the fake OSS, signature, addressing, operations
+//! and key layout of every request).
 
 use serde_json::Value;
 
-use crate::common::{Backend, Env, assert_same_tree, noise, write_file};
+use crate::common::{Backend, Capability, Env, assert_same_tree, noise, write_file};
 
 /// A model directory with nested paths, an empty file, a JSON config and one large file.
 fn make_model(env: &Env, dir: &str, large: usize, seed: u64) -> std::path::PathBuf {
@@ -19,9 +24,8 @@ fn make_model(env: &Env, dir: &str, large: usize, seed: u64) -> std::path::PathB
     root
 }
 
-pub fn round_trip(b: Backend) {
-    let env = Env::new(b);
-    let src = make_model(&env, "src", b.large_file_bytes(), 1);
+pub fn round_trip(env: &Env) {
+    let src = make_model(env, "src", env.backend.large_file_bytes(), 1);
     env.ok(&[
         "push",
         src.to_str().unwrap(),
@@ -40,8 +44,7 @@ pub fn round_trip(b: Backend) {
     assert_same_tree(&src, std::path::Path::new(snap.trim()));
 }
 
-pub fn metadata_and_listing(b: Backend) {
-    let env = Env::new(b);
+pub fn metadata_and_listing(env: &Env) {
     let src = env.path("m");
     write_file(&src.join("w.bin"), &noise(2, 100_000));
     env.ok(&[
@@ -138,8 +141,7 @@ pub fn metadata_and_listing(b: Backend) {
     assert_eq!(info["version"], "v1.0.0");
 }
 
-pub fn same_version_refused(b: Backend) {
-    let env = Env::new(b);
+pub fn same_version_refused(env: &Env) {
     let a = env.path("a");
     write_file(&a.join("w.bin"), &noise(3, 300_000));
     env.ok(&[
@@ -170,8 +172,7 @@ pub fn same_version_refused(b: Backend) {
 }
 
 /// Two writers race for the same version: exactly one wins, the other exits 4.
-pub fn concurrent_push_one_wins(b: Backend) {
-    let env = Env::new(b);
+pub fn concurrent_push_one_wins(env: &Env) {
     let dirs: Vec<_> = (0..4)
         .map(|i| {
             let d = env.path(&format!("d{i}"));
@@ -219,9 +220,8 @@ pub fn concurrent_push_one_wins(b: Backend) {
 
 /// A second version with ~10% of a large file rewritten in place (2 MiB tensors) stores at
 /// most 20% new bytes.
-pub fn dedupe_ten_percent(b: Backend) {
-    let env = Env::new(b);
-    let size = b.large_file_bytes();
+pub fn dedupe_ten_percent(env: &Env) {
+    let size = env.backend.large_file_bytes();
     let mut data = noise(5, size);
     let v1 = env.path("v1/model.bin");
     write_file(&v1, &data);
@@ -278,8 +278,7 @@ pub fn dedupe_ten_percent(b: Backend) {
 }
 
 /// A manifest with a path escaping the target is refused before anything is written.
-pub fn hostile_manifest_refused(b: Backend) {
-    let env = Env::new(b);
+pub fn hostile_manifest_refused(env: &Env) {
     let src = env.path("src");
     write_file(&src.join("ok.bin"), &noise(6, 50_000));
     env.ok(&[
@@ -327,8 +326,7 @@ pub fn hostile_manifest_refused(b: Backend) {
 
 /// A flipped byte in a stored chunk fails the pull with exit 5, naming the file, and leaves
 /// no file (partial or whole) in the target.
-pub fn corrupted_chunk_detected(b: Backend) {
-    let env = Env::new(b);
+pub fn corrupted_chunk_detected(env: &Env) {
     let src = env.path("src");
     write_file(&src.join("weights.bin"), &noise(7, 3_000_000));
     env.ok(&[
@@ -363,8 +361,7 @@ pub fn corrupted_chunk_detected(b: Backend) {
     assert!(!target.join("weights.bin").exists());
 }
 
-pub fn not_found_and_bad_input(b: Backend) {
-    let env = Env::new(b);
+pub fn not_found_and_bad_input(env: &Env) {
     env.fails(
         3,
         &[
@@ -381,43 +378,65 @@ pub fn not_found_and_bad_input(b: Backend) {
     assert!(err.contains("invalid version"), "{err}");
 }
 
+/// The cases every backend runs.
+macro_rules! common_cases {
+    () => {
+        case!(round_trip);
+        case!(metadata_and_listing);
+        case!(same_version_refused);
+        case!(dedupe_ten_percent);
+        case!(hostile_manifest_refused);
+        case!(corrupted_chunk_detected);
+        case!(not_found_and_bad_input);
+    };
+}
+
+/// The cases registered for a backend per capability it declares.
+macro_rules! capability_cases {
+    (create_only) => {
+        case!(concurrent_push_one_wins);
+    };
+}
+
+/// One module per backend: `name => Backend::X { capabilities }`. The declared capabilities
+/// must equal `Backend::X.capability()` (a compile error otherwise), so a case cannot be
+/// registered for a backend that cannot honour it, nor silently dropped from one that can.
 macro_rules! backends {
-    ($($backend:ident => $variant:expr),* $(,)?) => {$(
+    ($($backend:ident => $variant:expr, { $($cap:ident),* $(,)? }),* $(,)?) => {$(
         mod $backend {
             use super::*;
             const B: Backend = $variant;
-            #[test] fn round_trip() { super::round_trip(B) }
-            #[test] fn metadata_and_listing() { super::metadata_and_listing(B) }
-            #[test] fn same_version_refused() { super::same_version_refused(B) }
-            #[test] fn dedupe_ten_percent() { super::dedupe_ten_percent(B) }
-            #[test] fn hostile_manifest_refused() { super::hostile_manifest_refused(B) }
-            #[test] fn corrupted_chunk_detected() { super::corrupted_chunk_detected(B) }
-            #[test] fn not_found_and_bad_input() { super::not_found_and_bad_input(B) }
+            const DECLARED: Capability = {
+                #[allow(unused_mut)]
+                let mut c = Capability::NONE;
+                $(c.$cap = true;)*
+                c
+            };
+            const _: () = assert!(
+                DECLARED.same(B.capability()),
+                concat!("capabilities declared for ", stringify!($backend), " differ from Backend::capability()")
+            );
+            macro_rules! case {
+                ($case:ident) => {
+                    #[test]
+                    fn $case() {
+                        let env = Env::new(B);
+                        super::$case(&env);
+                        env.assert_requests_well_formed();
+                    }
+                };
+            }
+            common_cases!();
+            $(capability_cases!($cap);)*
         }
     )*};
 }
 
-/// Needs a store that enforces create-only writes: not registered for the GCS emulator,
-/// which ignores preconditions (real GCS enforces them; see README).
-mod race {
-    use super::*;
-    #[test]
-    fn fs() {
-        concurrent_push_one_wins(Backend::Fs)
-    }
-    #[test]
-    fn s3() {
-        concurrent_push_one_wins(Backend::S3)
-    }
-    #[test]
-    fn azblob() {
-        concurrent_push_one_wins(Backend::Azblob)
-    }
-}
-
 backends! {
-    fs => Backend::Fs,
-    s3 => Backend::S3,
-    gcs => Backend::Gcs,
-    azblob => Backend::Azblob,
+    fs => Backend::Fs, { create_only },
+    s3 => Backend::S3, { create_only },
+    // gcp-storage-emulator ignores preconditions (real GCS enforces them; see README).
+    gcs => Backend::Gcs, {},
+    azblob => Backend::Azblob, { create_only },
+    oss => Backend::Oss, { create_only },
 }

@@ -2,7 +2,7 @@
 
 use assert_cmd::prelude::*;
 
-use crate::common::{Backend, Env, noise, write_file};
+use crate::common::{Backend, Env, dead_port, noise, write_file};
 
 #[test]
 fn help_describes_every_command() {
@@ -39,12 +39,7 @@ fn default_remote_is_the_local_data_dir() {
 #[test]
 fn unreachable_endpoint_is_one_clear_line() {
     let env = Env::new(Backend::Fs);
-    // A port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dead_port();
     let mut c = env.cmd();
     c.env(
         "MVAULT_REMOTE",
@@ -143,4 +138,149 @@ fn models_dir_pushes_each_entry_as_a_model_and_versions_show_aliases() {
     let versions = env.json(&["versions", "single"]);
     assert_eq!(versions[0]["aliases"][0], "production");
     assert!(env.ok(&["versions", "single"]).contains("production"));
+}
+
+/// One `--help` page, split into what the checks below need.
+struct HelpPage {
+    /// Text before the `Usage:` line (clap's about / long about).
+    description: String,
+    usage: Option<String>,
+    /// Sub-command names listed under `Commands:` (without `help`).
+    commands: Vec<String>,
+    /// `Options:` and `Arguments:` entries: (spec such as `-n, --name <NAME>`, help text).
+    entries: Vec<(String, String)>,
+}
+
+fn parse_help(page: &str) -> HelpPage {
+    let mut help = HelpPage {
+        description: String::new(),
+        usage: None,
+        commands: Vec::new(),
+        entries: Vec::new(),
+    };
+    let mut section = "";
+    for line in page.lines() {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            help.usage = Some(u.to_string());
+            section = "Usage";
+            continue;
+        }
+        if help.usage.is_none() {
+            help.description.push_str(line);
+            help.description.push('\n');
+            continue;
+        }
+        if !line.starts_with(' ') && line.ends_with(':') {
+            section = line.trim_end_matches(':');
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match section {
+            "Commands" if indent == 2 => {
+                let name = text.split_whitespace().next().unwrap();
+                if name != "help" {
+                    help.commands.push(name.to_string());
+                }
+            }
+            "Options" | "Arguments" if indent <= 6 => {
+                // The spec has single spaces; two or more start its help on the same line.
+                let (spec, inline) = text.split_once("  ").unwrap_or((text, ""));
+                help.entries
+                    .push((spec.to_string(), inline.trim().to_string()));
+            }
+            "Options" | "Arguments" => {
+                let entry = help.entries.last_mut().expect("help text before any entry");
+                entry.1.push(' ');
+                entry.1.push_str(text);
+            }
+            _ => {}
+        }
+    }
+    help
+}
+
+/// Help text without clap's annotations (`[env: ...]`, `[default: ...]`, ...).
+fn without_annotations(help: &str) -> String {
+    let mut out = help.to_string();
+    for tag in ["[env:", "[default:", "[possible values:", "[aliases:"] {
+        while let Some(at) = out.find(tag) {
+            let end = out[at..].find(']').map_or(out.len(), |e| at + e + 1);
+            out.replace_range(at..end, "");
+        }
+    }
+    out
+}
+
+/// Options known to lack a help text (`command --flag`), sorted: their doc comment is missing
+/// in `src/cli/mod.rs` (`Command::Prune::dry_run`), which this branch may not edit. The test
+/// fails when one gets its text (then remove it here) or when another option loses its own.
+const MISSING_HELP: &[&str] = &["prune --dry-run"];
+
+/// Every command and nested sub-command of the real binary, discovered from the help pages
+/// themselves (so a new command is covered without editing this test): `--help` exits 0 and
+/// prints a description, a `Usage:` line and a help text for every option and argument, and
+/// `mvault help <command>` prints the same page.
+#[test]
+fn help_of_every_command() {
+    let env = Env::new(Backend::Fs);
+    let mut todo: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    while let Some(path) = todo.pop() {
+        let name = format!("mvault {}", path.join(" "));
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let page = env.ok(&args);
+        let mut via_help = vec!["help"];
+        via_help.extend(path.iter().map(String::as_str));
+        assert_eq!(env.ok(&via_help), page, "`mvault help` vs `{name} --help`");
+
+        let help = parse_help(&page);
+        assert!(
+            !help.description.trim().is_empty(),
+            "{name}: no description:\n{page}"
+        );
+        let usage = help
+            .usage
+            .unwrap_or_else(|| panic!("{name}: no Usage: line:\n{page}"));
+        assert!(
+            usage.starts_with(name.trim_end()),
+            "{name}: usage {usage:?}"
+        );
+        assert!(
+            help.entries.iter().any(|(spec, _)| spec.contains("--help")),
+            "{name}: options not found:\n{page}"
+        );
+        for (spec, text) in &help.entries {
+            if !without_annotations(text).chars().any(char::is_alphanumeric) {
+                let flag = spec.split([',', ' ']).find(|w| w.starts_with("--"));
+                missing.push(format!("{} {}", path.join(" "), flag.unwrap_or(spec)));
+            }
+        }
+        for sub in help.commands {
+            let mut p = path.clone();
+            p.push(sub);
+            todo.push(p);
+        }
+        seen.push(path.join(" "));
+    }
+    missing.sort();
+    assert_eq!(missing, MISSING_HELP, "options without a help text");
+    eprintln!("help checked for {} commands: {seen:?}", seen.len());
+    // The discovery really walked the tree, nested commands included.
+    for cmd in [
+        "push",
+        "pull",
+        "cache",
+        "cache ls",
+        "cache prune",
+        "alias set",
+        "alias ls",
+    ] {
+        assert!(seen.iter().any(|s| s == cmd), "{cmd} not reached: {seen:?}");
+    }
 }

@@ -1,7 +1,23 @@
-//! End-to-end tests: the real `mvault` binary against real stores (local directory, and
-//! local S3, GCS and Azure servers started by `scripts/emulators.sh`).
+//! End-to-end tests, one binary (as ripgrep's `tests/tests.rs`): the real `mvault` binary
+//! against real stores (a local directory, an in-process fake OSS, and local S3, GCS and Azure
+//! servers started by `scripts/emulators.sh`). Helpers live in [`common`] only.
+//!
+//! - [`behaviour`]: one suite instantiated per backend, cases registered by capability;
+//! - [`cli`]: backend-independent command-line behaviour, `--help` of every command;
+//! - [`format`]: golden vectors of `docs/FORMAT.md` read from the document itself;
+//! - [`cache`]: the local cache, warm pulls, `cache` commands, `mvault run`;
+//! - [`faults`]: injected network faults, `kill -9`, `--limit-rate`, permanent errors (S3);
+//! - [`ops`]: config file and providers, aliases, verify, gc, prune, usage, sync;
+//! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
+//! - [`hostile`]: a bucket, cache or target under an attacker's control.
 
 mod behaviour;
+mod cache;
 mod cli;
 mod common;
+mod faults;
+mod format;
 mod hostile;
+mod ops;
+mod oss;
+mod oss_fake;

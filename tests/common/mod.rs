@@ -2,19 +2,19 @@
 //! binary run with a clean environment, seeded data, and direct access to the remote's
 //! objects (to corrupt or plant them).
 //!
-//! Backends other than `fs` need a local server whose address comes from the environment
-//! (`scripts/emulators.sh` starts them and exports `MVAULT_TEST_*`). A missing server makes
-//! the test fail, never skip.
-
-#![allow(dead_code)] // each test binary module uses a different subset
+//! Backends other than `fs` and `oss` need a local server whose address comes from the
+//! environment (`scripts/emulators.sh` starts them and exports `MVAULT_TEST_*`). A missing
+//! server makes the test fail, never skip. The `oss` backend is the in-process fake of
+//! [`crate::oss_fake`], one per [`Env`].
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use mvault::remote::RemoteSpec;
 use opendal::Operator;
-use std::process::Command;
 use tempfile::TempDir;
+
+use crate::oss_fake::{self, FakeOss};
 
 /// The stores the behaviour suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +23,41 @@ pub enum Backend {
     S3,
     Gcs,
     Azblob,
+    /// The fake OSS server of `tests/oss_fake/`, started in-process for each [`Env`].
+    Oss,
+}
+
+/// What a store honours, in the spirit of OpenDAL's `Capability`: a behaviour case that needs
+/// a capability is only registered for the backends that have it (see `tests/behaviour.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capability {
+    /// A create-only write (`If-None-Match: *`, `ifGenerationMatch=0`, `x-oss-forbid-overwrite`,
+    /// `O_EXCL`) fails when the object exists, even when two writers race. The GCS emulator
+    /// ignores preconditions, so it lacks this (real GCS has it; see README).
+    pub create_only: bool,
+}
+
+impl Capability {
+    /// No capability at all; the starting point of a declaration.
+    pub const NONE: Capability = Capability { create_only: false };
+
+    /// Field-wise equality, usable in `const` assertions.
+    pub const fn same(self, other: Capability) -> bool {
+        self.create_only == other.create_only
+    }
 }
 
 impl Backend {
+    /// What this backend's server honours.
+    pub const fn capability(self) -> Capability {
+        match self {
+            Backend::Fs | Backend::S3 | Backend::Azblob | Backend::Oss => {
+                Capability { create_only: true }
+            }
+            Backend::Gcs => Capability { create_only: false },
+        }
+    }
+
     /// Size of the "large file" used in round-trip and dedupe tests, in bytes. Emulators that
     /// are slow or keep everything in memory get a smaller one.
     pub fn large_file_bytes(self) -> usize {
@@ -33,11 +65,15 @@ impl Backend {
             Backend::Fs => 200 << 20,
             Backend::S3 => 200 << 20,
             Backend::Gcs | Backend::Azblob => 64 << 20,
+            Backend::Oss => 32 << 20,
         }
     }
 }
 
-fn required(var: &str) -> String {
+/// Key prefix of the vault on the fake OSS (two segments, so nested prefixes are exercised).
+pub const OSS_PREFIX: &str = "ml/vault";
+
+pub fn required(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is not set: this test needs a local server; run it through scripts/test.sh \
@@ -46,16 +82,24 @@ fn required(var: &str) -> String {
     })
 }
 
+/// Where the test process itself reaches the remote's objects.
+enum Store {
+    /// Through OpenDAL, as mvault does.
+    Opendal(RemoteSpec),
+    /// In the fake OSS's memory (the test process is not behind the fake's proxy); keys are
+    /// relative to the vault root and get `prefix/` prepended.
+    FakeOss { fake: FakeOss, prefix: String },
+}
+
 /// One isolated vault, cache and home directory.
 pub struct Env {
     pub tmp: TempDir,
     pub backend: Backend,
     /// The `--remote` URL for the CLI.
     pub remote: String,
-    /// Extra environment variables for the CLI (credentials, emulator hosts).
+    /// Extra environment variables for the CLI (credentials, emulator hosts, proxy).
     pub vars: Vec<(String, String)>,
-    /// A spec the test process itself uses to reach the remote's objects.
-    pub spec: RemoteSpec,
+    store: Store,
 }
 
 impl Env {
@@ -63,6 +107,7 @@ impl Env {
         let tmp = tempfile::tempdir().expect("tempdir");
         let prefix = format!("t{:016x}", fastrand::u64(..));
         let (remote, vars, mut spec) = match backend {
+            Backend::Oss => return Env::fake_oss(tmp),
             Backend::Fs => {
                 let dir = tmp.path().join("vault");
                 let url = format!("file://{}", dir.display());
@@ -113,8 +158,70 @@ impl Env {
             backend,
             remote,
             vars,
-            spec,
+            store: Store::Opendal(spec),
         }
+    }
+
+    /// A fresh fake OSS (listing pages of 3 entries, so continuation is exercised), reached as
+    /// the CLI's HTTP proxy with the fake's credentials.
+    fn fake_oss(tmp: TempDir) -> Env {
+        let fake = FakeOss::start(oss_fake::Config {
+            page_size: 3,
+            ..oss_fake::Config::default()
+        });
+        let remote = format!(
+            "oss://{}/{OSS_PREFIX}?endpoint={}",
+            fake.cfg.bucket,
+            fake.endpoint()
+        );
+        let vars = vec![
+            ("HTTP_PROXY".to_string(), fake.proxy_url()),
+            (
+                "ALIYUN_ACCESS_KEY_ID".to_string(),
+                fake.cfg.access_key_id.clone(),
+            ),
+            (
+                "ALIYUN_ACCESS_KEY_SECRET".to_string(),
+                fake.cfg.access_key_secret.clone(),
+            ),
+        ];
+        Env {
+            tmp,
+            backend: Backend::Oss,
+            remote,
+            vars,
+            store: Store::FakeOss {
+                fake,
+                prefix: OSS_PREFIX.to_string(),
+            },
+        }
+    }
+
+    /// The fake OSS behind this env; panics for other backends.
+    pub fn fake(&self) -> &FakeOss {
+        match &self.store {
+            Store::FakeOss { fake, .. } => fake,
+            Store::Opendal(_) => panic!("{:?} has no fake OSS", self.backend),
+        }
+    }
+
+    /// The full key on the fake OSS of `rel` (a key relative to the vault root).
+    pub fn key(&self, rel: &str) -> String {
+        match &self.store {
+            Store::FakeOss { prefix, .. } => format!("{prefix}/{rel}"),
+            Store::Opendal(_) => panic!("{:?} has no fake OSS", self.backend),
+        }
+    }
+
+    /// Sets (or replaces) an environment variable of every later run.
+    pub fn set_var(&mut self, k: &str, v: &str) {
+        self.unset_var(k);
+        self.vars.push((k.to_string(), v.to_string()));
+    }
+
+    /// Removes an environment variable from every later run.
+    pub fn unset_var(&mut self, k: &str) {
+        self.vars.retain(|(n, _)| n != k);
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -125,8 +232,14 @@ impl Env {
         self.path("cache")
     }
 
-    /// The real binary with a clean, isolated environment.
+    /// The real binary with a clean, isolated environment and the env's cache.
     pub fn cmd(&self) -> Command {
+        self.cmd_in("cache")
+    }
+
+    /// [`Env::cmd`] with the cache in `env.path(cache)` instead: a second cache is a second
+    /// machine.
+    pub fn cmd_in(&self, cache: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_mvault"));
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -135,8 +248,10 @@ impl Env {
             .env("XDG_CACHE_HOME", self.path("xdg-cache"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("MVAULT_REMOTE", &self.remote)
-            .env("MVAULT_CACHE_DIR", self.cache_dir())
+            .env("MVAULT_CACHE_DIR", self.path(cache))
             .env("USER", "tester")
+            // Credentials may be missing: never wait for an instance metadata service.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .current_dir(self.tmp.path());
         for (k, v) in &self.vars {
             c.env(k, v);
@@ -146,12 +261,22 @@ impl Env {
 
     /// Runs `mvault ARGS` and returns its output whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("mvault runs")
+        self.run_in("cache", args)
+    }
+
+    /// [`Env::run`] with the cache in `env.path(cache)`.
+    pub fn run_in(&self, cache: &str, args: &[&str]) -> Output {
+        self.cmd_in(cache).args(args).output().expect("mvault runs")
     }
 
     /// Runs `mvault ARGS`, asserts exit 0, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.ok_in("cache", args)
+    }
+
+    /// [`Env::ok`] with the cache in `env.path(cache)`.
+    pub fn ok_in(&self, cache: &str, args: &[&str]) -> String {
+        let out = self.run_in(cache, args);
         assert!(
             out.status.success(),
             "mvault {args:?} failed ({:?}):\n{}",
@@ -163,7 +288,12 @@ impl Env {
 
     /// Runs `mvault ARGS`, asserts the exit code, returns stderr.
     pub fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.fails_in("cache", code, args)
+    }
+
+    /// [`Env::fails`] with the cache in `env.path(cache)`.
+    pub fn fails_in(&self, cache: &str, code: i32, args: &[&str]) -> String {
+        let out = self.run_in(cache, args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
             out.status.code(),
@@ -181,13 +311,24 @@ impl Env {
         serde_json::from_str(&self.ok(&all)).expect("valid JSON on stdout")
     }
 
-    /// An operator on the remote for direct object access.
-    pub fn op(&self) -> Operator {
-        self.spec.operator().expect("operator")
+    /// Checks every request the store recorded since the last check and forgets them: on the
+    /// fake OSS, each must be virtual-host addressed, V1-signed, one of the five operations
+    /// mvault uses and on a key of the FORMAT.md layout. Stores that record nothing pass.
+    pub fn assert_requests_well_formed(&self) {
+        if let Store::FakeOss { fake, prefix } = &self.store {
+            let reqs = fake.take_requests();
+            oss_fake::assert_protocol(fake, &reqs);
+            oss_fake::assert_layout(prefix, &reqs);
+        }
     }
 
-    /// Blocking helpers over [`Env::op`] (tests are synchronous).
-    pub fn rt() -> tokio::runtime::Runtime {
+    /// An operator on the remote for direct object access.
+    fn op(spec: &RemoteSpec) -> Operator {
+        spec.operator().expect("operator")
+    }
+
+    /// A runtime for the blocking helpers below (tests are synchronous).
+    fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -195,42 +336,74 @@ impl Env {
     }
 
     pub fn read_object(&self, key: &str) -> Vec<u8> {
-        let op = self.op();
-        Self::rt().block_on(async { op.read(key).await.unwrap().to_vec() })
+        match &self.store {
+            Store::Opendal(spec) => {
+                let op = Self::op(spec);
+                Self::rt().block_on(async { op.read(key).await.unwrap().to_vec() })
+            }
+            Store::FakeOss { fake, prefix } => fake
+                .object(&format!("{prefix}/{key}"))
+                .unwrap_or_else(|| panic!("no object {key}")),
+        }
     }
 
     pub fn write_object(&self, key: &str, data: Vec<u8>) {
-        let op = self.op();
-        // A content type, as mvault sends: the GCS emulator fails uploads without one.
-        Self::rt().block_on(async {
-            op.write_with(key, data)
-                .content_type("application/octet-stream")
-                .await
-                .unwrap()
-        });
+        match &self.store {
+            Store::Opendal(spec) => {
+                let op = Self::op(spec);
+                // A content type, as mvault sends: the GCS emulator fails uploads without one.
+                Self::rt().block_on(async {
+                    op.write_with(key, data)
+                        .content_type("application/octet-stream")
+                        .await
+                        .unwrap()
+                });
+            }
+            Store::FakeOss { fake, prefix } => fake.put_object(&format!("{prefix}/{key}"), data),
+        }
     }
 
     pub fn delete_object(&self, key: &str) {
-        let op = self.op();
-        Self::rt().block_on(async { op.delete(key).await.unwrap() });
+        match &self.store {
+            Store::Opendal(spec) => {
+                let op = Self::op(spec);
+                Self::rt().block_on(async { op.delete(key).await.unwrap() });
+            }
+            Store::FakeOss { fake, prefix } => fake.remove_object(&format!("{prefix}/{key}")),
+        }
     }
 
-    /// Every object key under `dir` with its size.
+    /// Every object key under `dir` (relative to the vault root) with its size.
     pub fn list_objects(&self, dir: &str) -> Vec<(String, u64)> {
-        let op = self.op();
-        Self::rt().block_on(async {
-            let mut out = Vec::new();
-            for e in op.list_with(dir).recursive(true).await.unwrap_or_default() {
-                if !e.metadata().is_dir() {
-                    let size = match e.metadata().content_length() {
-                        0 => op.stat(e.path()).await.unwrap().content_length(),
-                        n => n,
-                    };
-                    out.push((e.path().to_string(), size));
-                }
+        match &self.store {
+            Store::Opendal(spec) => {
+                let op = Self::op(spec);
+                Self::rt().block_on(async {
+                    let mut out = Vec::new();
+                    for e in op.list_with(dir).recursive(true).await.unwrap_or_default() {
+                        if !e.metadata().is_dir() {
+                            let size = match e.metadata().content_length() {
+                                0 => op.stat(e.path()).await.unwrap().content_length(),
+                                n => n,
+                            };
+                            out.push((e.path().to_string(), size));
+                        }
+                    }
+                    out
+                })
             }
-            out
-        })
+            Store::FakeOss { fake, prefix } => {
+                let under = format!("{prefix}/{dir}");
+                fake.keys()
+                    .into_iter()
+                    .filter(|k| k.starts_with(&under))
+                    .map(|k| {
+                        let size = fake.object(&k).map_or(0, |o| o.len() as u64);
+                        (k[prefix.len() + 1..].to_string(), size)
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Total stored bytes of chunk objects.
@@ -247,24 +420,38 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// A path as the `&str` argument of a command (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A 127.0.0.1 port nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 pub fn write_file(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
 }
 
+/// Regular files under `root` (relative paths, sorted), skipping mvault's `.mvault` state
+/// directory of a pull target.
+pub fn files(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(root)
+        .into_iter()
+        .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+        .filter(|p| !p.starts_with(".mvault"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Asserts two directory trees hold the same regular files with the same bytes (ignoring
 /// mvault's `.mvault` state directory).
 pub fn assert_same_tree(a: &Path, b: &Path) {
-    let list = |root: &Path| {
-        let mut v: Vec<PathBuf> = walk(root)
-            .into_iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
-            .filter(|p| !p.starts_with(".mvault"))
-            .collect();
-        v.sort();
-        v
-    };
-    let (la, lb) = (list(a), list(b));
+    let (la, lb) = (files(a), files(b));
     assert_eq!(la, lb, "file lists differ");
     for rel in la {
         let (x, y) = (
@@ -275,6 +462,7 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// Every regular file (and symlink, FIFO, ...) under `root`, as full paths, in no order.
 pub fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];

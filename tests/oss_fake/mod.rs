@@ -1,5 +1,5 @@
-//! A recorded-protocol fake of Aliyun OSS for `tests/oss_e2e.rs`: one bucket in memory, served
-//! over plain HTTP/1.1 on 127.0.0.1, answering the requests OpenDAL 0.59's `services::Oss`
+//! A recorded-protocol fake of Aliyun OSS for `tests/oss.rs` and the behaviour suite's
+//! `Backend::Oss`: one bucket in memory, served over plain HTTP/1.1 on 127.0.0.1, answering the requests OpenDAL 0.59's `services::Oss`
 //! sends for mvault (PutObject, GetObject, HeadObject, DeleteObject, ListObjectsV2) the way
 //! OSS documents them, and refusing every request whose V1 signature (`Authorization: OSS
 //! <AccessKeyId>:<Signature>`) does not match what this file recomputes with the known secret.
@@ -14,9 +14,7 @@
 //!
 //! Everything here (SHA-1, HMAC-SHA1, base64, the HTTP parser) is written for this test with no
 //! extra dependency, and checked against published vectors and the official `oss2` SDK in
-//! `oss_e2e.rs`.
-
-#![allow(dead_code)] // helpers used by a subset of tests
+//! `oss.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -532,6 +530,97 @@ impl FakeOss {
     pub fn handle_raw(&self, req: RawRequest) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let r = handle(&self.shared, req);
         (r.status, r.headers, r.body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What mvault must send (checked by the oss tests and by the behaviour suite on `Backend::Oss`)
+// ---------------------------------------------------------------------------------------------
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Every request: virtual-host addressed, V1-signed with the test key and accepted by the
+/// verifier, and an operation this fake implements.
+pub fn assert_protocol(fake: &FakeOss, reqs: &[Recorded]) {
+    let vhost = fake.virtual_host();
+    let auth = format!("OSS {}:", fake.cfg.access_key_id);
+    assert!(!reqs.is_empty(), "no request reached the fake");
+    for r in reqs {
+        let what = format!(
+            "{} {} -> {} {:?}",
+            r.method, r.target, r.status, r.error_code
+        );
+        assert_eq!(r.host, vhost, "{what}");
+        assert!(r.target.starts_with(&format!("http://{vhost}/")), "{what}");
+        let a = r.header("authorization").unwrap_or("");
+        assert!(
+            a.starts_with(&auth) && a.len() == auth.len() + 28,
+            "{what}: {a:?}"
+        );
+        assert!(r.header("date").is_some(), "{what}");
+        assert!(
+            ![400, 403, 411, 416, 501].contains(&r.status),
+            "refused request: {what}"
+        );
+        assert!(
+            [
+                "PutObject",
+                "GetObject",
+                "HeadObject",
+                "DeleteObject",
+                "ListObjectsV2"
+            ]
+            .contains(&r.operation()),
+            "{what}: {}",
+            r.operation()
+        );
+    }
+}
+
+/// Object keys follow docs/FORMAT.md; listings stay under the vault's `prefix`.
+pub fn assert_layout(prefix: &str, reqs: &[Recorded]) {
+    for r in reqs {
+        if r.operation() == "ListObjectsV2" {
+            let p = r.param("prefix").unwrap_or("");
+            assert!(
+                p.starts_with(&format!("{prefix}/")),
+                "list outside the prefix: {p}"
+            );
+            assert!(
+                matches!(r.param("delimiter"), None | Some("/")),
+                "{:?}",
+                r.query
+            );
+            continue;
+        }
+        let rel = r
+            .key
+            .strip_prefix(&format!("{prefix}/"))
+            .unwrap_or_else(|| panic!("key outside the prefix: {}", r.key));
+        let parts: Vec<&str> = rel.split('/').collect();
+        match parts.as_slice() {
+            ["chunks", hh, id] => {
+                assert!(
+                    is_lower_hex(id, 64) && id.starts_with(hh) && hh.len() == 2,
+                    "{rel}"
+                )
+            }
+            ["models", name, "versions", file] => {
+                assert!(!name.is_empty(), "{rel}");
+                let v = file
+                    .strip_suffix(".json")
+                    .unwrap_or_else(|| panic!("{rel}"));
+                assert!(semver::Version::parse(v).is_ok(), "{rel}");
+            }
+            ["gc", "pending", file] => {
+                assert!(file.ends_with(".json") && !file.starts_with('.'), "{rel}")
+            }
+            _ => panic!("key not in the FORMAT.md layout: {rel}"),
+        }
     }
 }
 

@@ -29,9 +29,14 @@
 //! - create-only: 409 `FileAlreadyExists` from a writer that won the race between mvault's stat
 //!   and its PUT gives exit 4; a lost PutObject response (stored, answered 503) is retried and
 //!   resolved by reading back identical bytes; of 4 concurrent pushes of one version exactly
-//!   one wins;
+//!   one wins (`behaviour::oss::concurrent_push_one_wins`);
 //! - push, pull (byte exact, through a fresh cache), list, versions, info, rm, gc, verify;
 //!   a damaged or missing chunk and a damaged manifest give exit 5.
+//!
+//! The fake is also the `oss` backend of the behaviour suite (`behaviour::oss::*`: the same
+//! cases as every other store), where every request of every case passes the same
+//! [`assert_protocol`] and [`assert_layout`] checks as here. This module keeps what is
+//! specific to OSS.
 //!
 //! **Not covered**:
 //! - Alibaba's service itself: the fake is our reading of the OSS API reference, and signatures
@@ -51,193 +56,27 @@
 //!   ETag is not an MD5);
 //! - objects beyond a few MiB, and speed.
 
-mod oss_fake;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use oss_fake::{Config, FakeOss, Recorded};
 use serde_json::Value;
-use tempfile::TempDir;
 
-const PREFIX: &str = "ml/vault";
+use crate::common::{
+    Backend, Env, OSS_PREFIX as PREFIX, assert_same_tree, files, noise, write_file,
+};
+use crate::oss_fake::{Config, FakeOss, Recorded, assert_layout, assert_protocol};
 
 // ---------------------------------------------------------------------------------------------
-// Harness
+// Harness (the env itself is `common::Env` with `Backend::Oss`)
 // ---------------------------------------------------------------------------------------------
 
-/// One fake OSS, one vault prefix, isolated home and cache directories.
-struct OssEnv {
-    tmp: TempDir,
-    fake: FakeOss,
-    remote: String,
-    /// Environment for every run: proxy and credentials (tests may replace entries).
-    vars: Vec<(String, String)>,
-}
-
-impl OssEnv {
-    fn new() -> OssEnv {
-        let fake = FakeOss::start(Config {
-            page_size: 3,
-            ..Config::default()
-        });
-        let remote = format!(
-            "oss://{}/{PREFIX}?endpoint={}",
-            fake.cfg.bucket,
-            fake.endpoint()
-        );
-        let vars = vec![
-            ("HTTP_PROXY".to_string(), fake.proxy_url()),
-            (
-                "ALIYUN_ACCESS_KEY_ID".to_string(),
-                fake.cfg.access_key_id.clone(),
-            ),
-            (
-                "ALIYUN_ACCESS_KEY_SECRET".to_string(),
-                fake.cfg.access_key_secret.clone(),
-            ),
-        ];
-        OssEnv {
-            tmp: tempfile::tempdir().expect("tempdir"),
-            fake,
-            remote,
-            vars,
-        }
-    }
-
-    fn set_var(&mut self, k: &str, v: &str) {
-        self.vars.retain(|(n, _)| n != k);
-        self.vars.push((k.to_string(), v.to_string()));
-    }
-
-    fn unset_var(&mut self, k: &str) {
-        self.vars.retain(|(n, _)| n != k);
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
-    /// The real binary with a clean environment; `cache` names the cache directory (a second
-    /// cache is a second machine).
-    fn cmd_with_cache(&self, cache: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mvault"));
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .env("XDG_DATA_HOME", self.path("data"))
-            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("MVAULT_REMOTE", &self.remote)
-            .env("MVAULT_CACHE_DIR", self.path(cache))
-            .env("USER", "tester")
-            .current_dir(self.tmp.path());
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn run_in(&self, cache: &str, args: &[&str]) -> Output {
-        self.cmd_with_cache(cache)
-            .args(args)
-            .output()
-            .expect("mvault runs")
-    }
-
-    fn ok_in(&self, cache: &str, args: &[&str]) -> String {
-        let out = self.run_in(cache, args);
-        assert!(
-            out.status.success(),
-            "mvault {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in("cache", args)
-    }
-
-    /// Asserts the exit code; returns stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        self.fails_in("cache", code, args)
-    }
-
-    fn fails_in(&self, cache: &str, code: i32, args: &[&str]) -> String {
-        let out = self.run_in(cache, args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "mvault {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).expect("valid JSON on stdout")
-    }
-
-    fn key(&self, rel: &str) -> String {
-        format!("{PREFIX}/{rel}")
-    }
-
-    /// Keys of the fake's chunk objects (full keys, with the prefix).
-    fn chunk_keys(&self) -> Vec<String> {
-        let p = self.key("chunks/");
-        self.fake
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&p))
-            .collect()
-    }
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v);
-    v
-}
-
-fn write_file(path: &Path, data: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-/// Regular files under `root` (relative paths, sorted), skipping mvault's `.mvault` state.
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path().strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    out.retain(|p| !p.starts_with(".mvault"));
-    out.sort();
-    out
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    let (fa, fb) = (files(a), files(b));
-    assert_eq!(fa, fb, "file lists differ");
-    for rel in fa {
-        let same = std::fs::read(a.join(&rel)).unwrap() == std::fs::read(b.join(&rel)).unwrap();
-        assert!(same, "{} differs", rel.display());
-    }
+/// Keys of the fake's chunk objects (full keys, with the prefix).
+fn chunk_keys(env: &Env) -> Vec<String> {
+    let p = env.key("chunks/");
+    env.fake()
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&p))
+        .collect()
 }
 
 /// A model directory: a multi-chunk file, a compressible one, nested paths, an empty file.
@@ -249,93 +88,6 @@ fn make_model(dir: &Path, seed: u64) {
         &b"hello world\n".repeat(50_000),
     );
     write_file(&dir.join("tokenizer/deep/empty.bin"), b"");
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Every request: virtual-host addressed, V1-signed with the test key and accepted by the
-/// verifier, and an operation this fake implements.
-fn assert_protocol(env: &OssEnv, reqs: &[Recorded]) {
-    let vhost = env.fake.virtual_host();
-    let auth = format!("OSS {}:", env.fake.cfg.access_key_id);
-    assert!(!reqs.is_empty(), "no request reached the fake");
-    for r in reqs {
-        let what = format!(
-            "{} {} -> {} {:?}",
-            r.method, r.target, r.status, r.error_code
-        );
-        assert_eq!(r.host, vhost, "{what}");
-        assert!(r.target.starts_with(&format!("http://{vhost}/")), "{what}");
-        let a = r.header("authorization").unwrap_or("");
-        assert!(
-            a.starts_with(&auth) && a.len() == auth.len() + 28,
-            "{what}: {a:?}"
-        );
-        assert!(r.header("date").is_some(), "{what}");
-        assert!(
-            ![400, 403, 411, 416, 501].contains(&r.status),
-            "refused request: {what}"
-        );
-        assert!(
-            [
-                "PutObject",
-                "GetObject",
-                "HeadObject",
-                "DeleteObject",
-                "ListObjectsV2"
-            ]
-            .contains(&r.operation()),
-            "{what}: {}",
-            r.operation()
-        );
-    }
-}
-
-/// Object keys follow docs/FORMAT.md; listings stay under the vault's prefix.
-fn assert_layout(reqs: &[Recorded]) {
-    for r in reqs {
-        if r.operation() == "ListObjectsV2" {
-            let p = r.param("prefix").unwrap_or("");
-            assert!(
-                p.starts_with(&format!("{PREFIX}/")),
-                "list outside the prefix: {p}"
-            );
-            assert!(
-                matches!(r.param("delimiter"), None | Some("/")),
-                "{:?}",
-                r.query
-            );
-            continue;
-        }
-        let rel = r
-            .key
-            .strip_prefix(&format!("{PREFIX}/"))
-            .unwrap_or_else(|| panic!("key outside the prefix: {}", r.key));
-        let parts: Vec<&str> = rel.split('/').collect();
-        match parts.as_slice() {
-            ["chunks", hh, id] => {
-                assert!(
-                    is_lower_hex(id, 64) && id.starts_with(hh) && hh.len() == 2,
-                    "{rel}"
-                )
-            }
-            ["models", name, "versions", file] => {
-                assert!(!name.is_empty(), "{rel}");
-                let v = file
-                    .strip_suffix(".json")
-                    .unwrap_or_else(|| panic!("{rel}"));
-                assert!(semver::Version::parse(v).is_ok(), "{rel}");
-            }
-            ["gc", "pending", file] => {
-                assert!(file.ends_with(".json") && !file.starts_with('.'), "{rel}")
-            }
-            _ => panic!("key not in the FORMAT.md layout: {rel}"),
-        }
-    }
 }
 
 fn ops<'a>(reqs: &'a [Recorded], op: &str) -> Vec<&'a Recorded> {
@@ -370,7 +122,7 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn sha1_hmac_base64_match_published_vectors() {
-    use oss_fake::{base64, hmac_sha1, sha1, unbase64};
+    use crate::oss_fake::{base64, hmac_sha1, sha1, unbase64};
     // FIPS 180 examples.
     assert_eq!(hex(&sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     assert_eq!(
@@ -422,7 +174,7 @@ fn sha1_hmac_base64_match_published_vectors() {
 /// same key pair and a fixed Date, recomputed here from the request parts as the fake sees them.
 #[test]
 fn v1_signature_matches_official_oss2_sdk() {
-    use oss_fake::{sign_v1, string_to_sign};
+    use crate::oss_fake::{sign_v1, string_to_sign};
     let secret = "mvault-test-secret-0123456789abcdef";
     let date = "Tue, 20 Dec 2022 08:48:18 GMT";
     let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -486,7 +238,7 @@ fn v1_signature_matches_official_oss2_sdk() {
 /// part, a stale Date, path-style addressing.
 #[test]
 fn fake_refuses_bad_requests() {
-    use oss_fake::{RawRequest, sign_v1, string_to_sign};
+    use crate::oss_fake::{RawRequest, sign_v1, string_to_sign};
     let fake = FakeOss::start(Config::default());
     let cfg = fake.cfg.clone();
     let vhost = fake.virtual_host();
@@ -607,7 +359,7 @@ fn fake_refuses_bad_requests() {
 
 #[test]
 fn push_pull_round_trip_byte_exact() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let src = env.path("src");
     make_model(&src, 1);
     env.ok(&[
@@ -619,12 +371,12 @@ fn push_pull_round_trip_byte_exact() {
         "v1.0.0",
     ]);
 
-    let push = env.fake.take_requests();
-    assert_protocol(&env, &push);
-    assert_layout(&push);
+    let push = env.fake().take_requests();
+    assert_protocol(env.fake(), &push);
+    assert_layout(PREFIX, &push);
     let puts = ops(&push, "PutObject");
     let manifest_key = env.key("models/bert/versions/1.0.0.json");
-    let chunks = env.chunk_keys();
+    let chunks = chunk_keys(&env);
     assert!(chunks.len() >= 3, "expected several chunks, got {chunks:?}");
     assert_eq!(
         puts.len(),
@@ -649,12 +401,13 @@ fn push_pull_round_trip_byte_exact() {
         "manifest is written last"
     );
     for k in &chunks {
-        check_chunk_object(k, &env.fake.object(k).unwrap());
+        check_chunk_object(k, &env.fake().object(k).unwrap());
     }
-    let mut stored = env.fake.keys();
+    let mut stored = env.fake().keys();
     stored.retain(|k| !k.contains("/chunks/"));
     assert_eq!(stored, vec![manifest_key.clone()]);
-    let manifest: Value = serde_json::from_slice(&env.fake.object(&manifest_key).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&env.fake().object(&manifest_key).unwrap()).unwrap();
     assert_eq!(manifest["model_name"], "bert");
 
     // Pull on a "second machine" (empty cache): every byte comes through the fake.
@@ -664,9 +417,9 @@ fn push_pull_round_trip_byte_exact() {
         &["pull", "bert@1.0.0", "--to", out.to_str().unwrap()],
     );
     assert_same_tree(&src, &out);
-    let pull = env.fake.take_requests();
-    assert_protocol(&env, &pull);
-    assert_layout(&pull);
+    let pull = env.fake().take_requests();
+    assert_protocol(env.fake(), &pull);
+    assert_layout(PREFIX, &pull);
     assert!(ops(&pull, "PutObject").is_empty() && ops(&pull, "DeleteObject").is_empty());
     let fetched: std::collections::BTreeSet<&str> = ops(&pull, "GetObject")
         .iter()
@@ -684,8 +437,8 @@ fn push_pull_round_trip_byte_exact() {
     // Latest resolution lists the versions directory (ListObjectsV2, delimiter "/").
     let snap = env.ok_in("cache3", &["pull", "bert"]);
     assert_same_tree(&src, Path::new(snap.trim()));
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     let lists = ops(&reqs, "ListObjectsV2");
     assert!(
         lists.iter().any(
@@ -699,7 +452,7 @@ fn push_pull_round_trip_byte_exact() {
 
 #[test]
 fn same_version_refused_by_stat_and_by_forbid_overwrite() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let a = env.path("a");
     write_file(&a.join("w.bin"), &noise(3, 300_000));
     env.ok(&[
@@ -711,8 +464,8 @@ fn same_version_refused_by_stat_and_by_forbid_overwrite() {
         "1.0.0",
     ]);
     let key = env.key("models/m/versions/1.0.0.json");
-    let original = env.fake.object(&key).unwrap();
-    env.fake.take_requests();
+    let original = env.fake().object(&key).unwrap();
+    env.fake().take_requests();
 
     // 1. The version exists before the push starts: the stat refuses it, nothing is uploaded.
     let b = env.path("b");
@@ -730,17 +483,17 @@ fn same_version_refused_by_stat_and_by_forbid_overwrite() {
     );
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     assert!(ops(&reqs, "PutObject").is_empty(), "nothing uploaded");
-    assert_eq!(env.fake.object(&key).unwrap(), original);
+    assert_eq!(env.fake().object(&key).unwrap(), original);
 
     // 2. Another writer creates the version between mvault's stat and its PUT: OSS answers
     //    409 FileAlreadyExists to the x-oss-forbid-overwrite PUT, mvault reads the object
     //    back, finds other bytes and reports a conflict.
     let key2 = env.key("models/m/versions/2.0.0.json");
     let rival = br#"{"format": 1, "rival": true}"#.to_vec();
-    env.fake.ambush(&key2, rival.clone());
+    env.fake().ambush(&key2, rival.clone());
     let err = env.fails(
         4,
         &[
@@ -753,9 +506,9 @@ fn same_version_refused_by_stat_and_by_forbid_overwrite() {
         ],
     );
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
-    assert!(!err.contains(&env.fake.cfg.access_key_secret));
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    assert!(!err.contains(&env.fake().cfg.access_key_secret));
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     let refused: Vec<_> = ops(&reqs, "PutObject")
         .into_iter()
         .filter(|r| r.key == key2)
@@ -771,7 +524,7 @@ fn same_version_refused_by_stat_and_by_forbid_overwrite() {
         "conflict resolved by reading the object back"
     );
     assert_eq!(
-        env.fake.object(&key2).unwrap(),
+        env.fake().object(&key2).unwrap(),
         rival,
         "the winner's manifest is untouched"
     );
@@ -781,11 +534,11 @@ fn same_version_refused_by_stat_and_by_forbid_overwrite() {
 /// reads the object back, finds its own bytes, and succeeds.
 #[test]
 fn lost_put_response_is_resolved_by_read_back() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let a = env.path("a");
     write_file(&a.join("w.bin"), &noise(5, 200_000));
     let key = env.key("models/lost/versions/1.0.0.json");
-    env.fake.lose_next_put_response(&key);
+    env.fake().lose_next_put_response(&key);
     env.ok(&[
         "push",
         a.to_str().unwrap(),
@@ -794,8 +547,8 @@ fn lost_put_response_is_resolved_by_read_back() {
         "--version",
         "1.0.0",
     ]);
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     let puts: Vec<(u16, Option<String>)> = ops(&reqs, "PutObject")
         .into_iter()
         .filter(|r| r.key == key)
@@ -817,57 +570,8 @@ fn lost_put_response_is_resolved_by_read_back() {
 }
 
 #[test]
-fn concurrent_pushes_one_wins() {
-    let env = OssEnv::new();
-    let children: Vec<_> = (0..4u64)
-        .map(|i| {
-            let d = env.path(&format!("d{i}"));
-            write_file(&d.join("w.bin"), &noise(10 + i, 1_000_000));
-            let mut c = env.cmd_with_cache(&format!("cache{i}"));
-            c.args([
-                "push",
-                d.to_str().unwrap(),
-                "--name",
-                "race",
-                "--version",
-                "1.0.0",
-            ]);
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    assert_eq!(
-        codes.iter().filter(|&&c| c == 0).count(),
-        1,
-        "codes {codes:?}"
-    );
-    assert_eq!(
-        codes.iter().filter(|&&c| c == 4).count(),
-        3,
-        "codes {codes:?}"
-    );
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
-    env.ok_in(
-        "cache9",
-        &[
-            "pull",
-            "race@1.0.0",
-            "--to",
-            env.path("out").to_str().unwrap(),
-        ],
-    );
-}
-
-#[test]
 fn list_versions_info_rm_with_paginated_listing() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let src = env.path("m");
     write_file(&src.join("w.bin"), &noise(2, 100_000));
     let s = src.to_str().unwrap();
@@ -893,7 +597,7 @@ fn list_versions_info_rm_with_paginated_listing() {
     for name in ["other", "a.model_x-1", "zeta"] {
         env.ok(&["push", s, "--name", name, "--version", "0.1.0"]);
     }
-    env.fake.take_requests();
+    env.fake().take_requests();
 
     let list = env.json(&["list"]);
     let names: Vec<&str> = list
@@ -922,9 +626,9 @@ fn list_versions_info_rm_with_paginated_listing() {
         ["0.9.0", "v1.0.0", "1.1.0", "1.2.0+build.5", "2.0.0-rc.1"]
     );
 
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
-    assert_layout(&reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
+    assert_layout(PREFIX, &reqs);
     // Four models and five versions do not fit a page of 3: continuation tokens were used
     // (and signed: continuation-token is a sub-resource).
     let continued: Vec<&Recorded> = ops(&reqs, "ListObjectsV2")
@@ -935,8 +639,8 @@ fn list_versions_info_rm_with_paginated_listing() {
     // The '+' of build metadata travels percent-encoded and is signed decoded.
     let info = env.json(&["info", "gpt@1.2.0+build.5"]);
     assert_eq!(info["version"], "1.2.0+build.5");
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     assert!(
         reqs.iter()
             .any(|r| r.path.ends_with("/versions/1.2.0%2Bbuild.5.json")
@@ -954,17 +658,17 @@ fn list_versions_info_rm_with_paginated_listing() {
     assert_eq!(info["file_size"], 100_000);
     assert_eq!(env.json(&["info", "gpt"])["version"], "1.2.0+build.5");
 
-    env.fake.take_requests();
+    env.fake().take_requests();
     env.ok(&["rm", "gpt@1.1.0"]);
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
     let deletes: Vec<&str> = ops(&reqs, "DeleteObject")
         .iter()
         .map(|r| r.key.as_str())
         .collect();
     assert_eq!(deletes, [env.key("models/gpt/versions/1.1.0.json")]);
     assert!(
-        env.fake
+        env.fake()
             .object(&env.key("models/gpt/versions/1.1.0.json"))
             .is_none()
     );
@@ -977,10 +681,10 @@ fn list_versions_info_rm_with_paginated_listing() {
 
 #[test]
 fn wrong_secret_or_key_id_refused_with_exit_1() {
-    let mut env = OssEnv::new();
+    let mut env = Env::new(Backend::Oss);
     let src = env.path("m");
     write_file(&src.join("w.bin"), &noise(6, 100_000));
-    let good_secret = env.fake.cfg.access_key_secret.clone();
+    let good_secret = env.fake().cfg.access_key_secret.clone();
     let bad_secret = "not-the-secret-9876543210";
     env.set_var("ALIYUN_ACCESS_KEY_SECRET", bad_secret);
 
@@ -1009,14 +713,14 @@ fn wrong_secret_or_key_id_refused_with_exit_1() {
             "no signature material in: {err}"
         );
     }
-    let reqs = env.fake.take_requests();
+    let reqs = env.fake().take_requests();
     assert!(!reqs.is_empty());
     for r in &reqs {
         assert_eq!(r.status, 403, "{} {}", r.method, r.target);
         assert_eq!(r.error_code.as_deref(), Some("SignatureDoesNotMatch"));
     }
     assert!(
-        env.fake.keys().is_empty(),
+        env.fake().keys().is_empty(),
         "nothing stored with a wrong secret"
     );
 
@@ -1024,7 +728,7 @@ fn wrong_secret_or_key_id_refused_with_exit_1() {
     env.set_var("ALIYUN_ACCESS_KEY_ID", "LTAI5tSomeoneElse");
     let err = env.fails(1, &["list"]);
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
-    let reqs = env.fake.take_requests();
+    let reqs = env.fake().take_requests();
     assert!(
         reqs.iter()
             .all(|r| r.error_code.as_deref() == Some("InvalidAccessKeyId"))
@@ -1033,11 +737,11 @@ fn wrong_secret_or_key_id_refused_with_exit_1() {
 
 #[test]
 fn credentials_and_endpoint_from_environment() {
-    let mut env = OssEnv::new();
-    env.remote = format!("oss://{}/{PREFIX}", env.fake.cfg.bucket);
+    let mut env = Env::new(Backend::Oss);
+    env.remote = format!("oss://{}/{PREFIX}", env.fake().cfg.bucket);
     let (id, secret) = (
-        env.fake.cfg.access_key_id.clone(),
-        env.fake.cfg.access_key_secret.clone(),
+        env.fake().cfg.access_key_id.clone(),
+        env.fake().cfg.access_key_secret.clone(),
     );
     env.unset_var("ALIYUN_ACCESS_KEY_ID");
     env.unset_var("ALIYUN_ACCESS_KEY_SECRET");
@@ -1046,7 +750,7 @@ fn credentials_and_endpoint_from_environment() {
     // Without an endpoint or region the spec is refused as a usage error.
     let err = env.fails(2, &["list"]);
     assert!(err.contains("endpoint"), "{err}");
-    env.set_var("ALIYUN_OSS_ENDPOINT", &env.fake.endpoint());
+    env.set_var("ALIYUN_OSS_ENDPOINT", &env.fake().endpoint());
     let src = env.path("m");
     write_file(&src.join("w.bin"), &noise(7, 50_000));
     env.ok(&[
@@ -1058,12 +762,12 @@ fn credentials_and_endpoint_from_environment() {
         "1.0.0",
     ]);
     assert_eq!(env.json(&["list"])[0]["name"], "envy");
-    assert_protocol(&env, &env.fake.take_requests());
+    assert_protocol(env.fake(), &env.fake().take_requests());
 }
 
 #[test]
 fn corrupted_or_missing_objects_exit_5() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let src = env.path("src");
     write_file(&src.join("weights.bin"), &noise(8, 3_000_000));
     env.ok(&[
@@ -1074,15 +778,15 @@ fn corrupted_or_missing_objects_exit_5() {
         "--version",
         "1.0.0",
     ]);
-    let chunks = env.chunk_keys();
+    let chunks = chunk_keys(&env);
     let victim = &chunks[chunks.len() / 2];
-    let good = env.fake.object(victim).unwrap();
+    let good = env.fake().object(victim).unwrap();
 
     // One flipped byte in a stored chunk.
     let mut bad = good.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    env.fake.put_object(victim, bad);
+    env.fake().put_object(victim, bad);
     let target = env.path("out");
     let t = target.to_str().unwrap();
     let err = env.fails(5, &["pull", "c@1.0.0", "--to", t]);
@@ -1094,22 +798,22 @@ fn corrupted_or_missing_objects_exit_5() {
     assert!(!err.is_empty());
 
     // A truncated chunk (shorter than its header).
-    env.fake.put_object(victim, good[..10].to_vec());
+    env.fake().put_object(victim, good[..10].to_vec());
     env.fails(5, &["pull", "c@1.0.0", "--to", t]);
 
     // A missing chunk.
-    env.fake.remove_object(victim);
+    env.fake().remove_object(victim);
     let err = env.fails(5, &["pull", "c@1.0.0", "--to", t]);
     assert!(err.contains("missing"), "{err}");
     assert!(!target.join("weights.bin").exists());
 
     // A damaged manifest (checksum no longer matches its files).
-    env.fake.put_object(victim, good);
+    env.fake().put_object(victim, good);
     let mkey = env.key("models/c/versions/1.0.0.json");
-    let text = String::from_utf8(env.fake.object(&mkey).unwrap()).unwrap();
+    let text = String::from_utf8(env.fake().object(&mkey).unwrap()).unwrap();
     let damaged = text.replacen("\"size\": 3000000", "\"size\": 2999999", 1);
     assert_ne!(damaged, text, "manifest layout changed: {text}");
-    env.fake.put_object(&mkey, damaged.into_bytes());
+    env.fake().put_object(&mkey, damaged.into_bytes());
     // (A fresh cache: an exact version is read from the cache first.)
     let out2 = env.path("out2");
     let err = env.fails_in(
@@ -1123,12 +827,12 @@ fn corrupted_or_missing_objects_exit_5() {
         "nothing materialized from a damaged manifest"
     );
 
-    assert_protocol(&env, &env.fake.take_requests());
+    assert_protocol(env.fake(), &env.fake().take_requests());
 }
 
 #[test]
 fn gc_deletes_only_unreferenced_chunks() {
-    let env = OssEnv::new();
+    let env = Env::new(Backend::Oss);
     let v1 = env.path("v1");
     write_file(&v1.join("w.bin"), &noise(20, 3_000_000));
     env.ok(&[
@@ -1139,7 +843,7 @@ fn gc_deletes_only_unreferenced_chunks() {
         "--version",
         "1.0.0",
     ]);
-    let after_v1 = env.chunk_keys();
+    let after_v1 = chunk_keys(&env);
     let v2 = env.path("v2");
     write_file(&v2.join("w.bin"), &noise(21, 3_000_000));
     env.ok(&[
@@ -1150,7 +854,7 @@ fn gc_deletes_only_unreferenced_chunks() {
         "--version",
         "2.0.0",
     ]);
-    let all = env.chunk_keys();
+    let all = chunk_keys(&env);
     let v2_only: Vec<&String> = all.iter().filter(|k| !after_v1.contains(k)).collect();
     assert!(!v2_only.is_empty());
 
@@ -1158,16 +862,16 @@ fn gc_deletes_only_unreferenced_chunks() {
     // OSS reports whole seconds, and gc never takes a chunk written in the same second as its
     // record as older than it.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    env.fake.take_requests();
+    env.fake().take_requests();
     env.ok(&["gc", "--grace", "0s", "--force"]);
-    let reqs = env.fake.take_requests();
-    assert_protocol(&env, &reqs);
-    assert_layout(&reqs);
+    let reqs = env.fake().take_requests();
+    assert_protocol(env.fake(), &reqs);
+    assert_layout(PREFIX, &reqs);
     // The chunks listing is recursive (no delimiter) and paginated.
     assert!(ops(&reqs, "ListObjectsV2").iter().any(|r| {
         r.param("prefix") == Some(&format!("{PREFIX}/chunks/")) && r.param("delimiter").is_none()
     }));
-    let mut left = env.chunk_keys();
+    let mut left = chunk_keys(&env);
     left.sort();
     let mut expected: Vec<String> = v2_only.into_iter().cloned().collect();
     expected.sort();

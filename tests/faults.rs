@@ -12,8 +12,6 @@
 //! keep-alive connection. Faults are decided per request from a seeded RNG
 //! (`MVAULT_FAULT_SEED` overrides the seed; every assertion message names it).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -22,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Env, assert_same_tree, noise, walk, write_file};
+use crate::common::{Backend, Env, assert_same_tree, noise, required, s, walk, write_file};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -148,7 +146,7 @@ struct Proxy {
 impl Proxy {
     /// Starts a proxy on 127.0.0.1 (random port) in front of the moto endpoint.
     fn start(mode: Mode, seed: u64) -> Proxy {
-        let ep = s3_endpoint();
+        let ep = required("MVAULT_TEST_S3_ENDPOINT");
         let upstream = ep
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -198,7 +196,7 @@ impl Proxy {
 
     /// `env.remote` with the proxy as its endpoint.
     fn remote_for(&self, env: &Env) -> String {
-        let direct = format!("endpoint={}", s3_endpoint());
+        let direct = format!("endpoint={}", required("MVAULT_TEST_S3_ENDPOINT"));
         assert!(
             env.remote.contains(&direct),
             "{} lacks {direct}",
@@ -479,7 +477,7 @@ async fn reply_error(
     } else {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{s3_code}</Code>\
-             <Message>injected by the faults_e2e proxy</Message>\
+             <Message>injected by the faults proxy</Message>\
              <RequestId>faults-e2e</RequestId></Error>"
         )
     };
@@ -565,21 +563,11 @@ fn rewrite_response(resp: &[u8], is_head: bool) -> (Vec<u8>, bool, Option<u16>) 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn s3_endpoint() -> String {
-    std::env::var("MVAULT_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MVAULT_TEST_S3_ENDPOINT is not set: run through scripts/test.sh, which starts moto")
-    })
-}
-
 fn seed() -> u64 {
     std::env::var("MVAULT_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x005e_edf4_u64)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 /// Runs `mvault ARGS` against `remote` (e.g. through a proxy).
@@ -714,7 +702,7 @@ fn push_and_pull_survive_injected_faults() {
     let push = json_via(
         &env,
         &remote,
-        &["push", p(&src), "--name", "faulty", "--version", "1.0.0"],
+        &["push", s(&src), "--name", "faulty", "--version", "1.0.0"],
     );
     proxy.wait_idle();
     let push_log = proxy.log();
@@ -760,7 +748,7 @@ fn push_and_pull_survive_injected_faults() {
 
     let before_pull = proxy.log_len();
     let out = env.path("out");
-    let pull = json_via(&env, &remote, &["pull", "faulty@1.0.0", "--to", p(&out)]);
+    let pull = json_via(&env, &remote, &["pull", "faulty@1.0.0", "--to", s(&out)]);
     proxy.wait_idle();
     let pull_log = proxy.log()[before_pull..].to_vec();
     let (failing, _, _) = injected(&pull_log);
@@ -803,7 +791,7 @@ fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing(
     let slow = [
         "-q",
         "push",
-        p(&src),
+        s(&src),
         "--name",
         "resumable",
         "--version",
@@ -874,7 +862,7 @@ fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing(
     let rerun = json_via(
         &env,
         &remote,
-        &["push", p(&src), "--name", "resumable", "--version", "1.0.0"],
+        &["push", s(&src), "--name", "resumable", "--version", "1.0.0"],
     );
     let total: u64 = stored_chunks(&env).values().sum();
     let resent = u64_at(&rerun, "/summary/bytes_remote");
@@ -895,7 +883,7 @@ fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing(
     let versions = env.json(&["versions", "resumable"]);
     assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
     let out = env.path("out");
-    env.ok(&["-q", "pull", "resumable@1.0.0", "--to", p(&out)]);
+    env.ok(&["-q", "pull", "resumable@1.0.0", "--to", s(&out)]);
     assert_same_tree(&src, &out);
 }
 
@@ -910,7 +898,7 @@ fn killed_pull_keeps_complete_files_and_the_rerun_fetches_only_the_rest() {
         let f = src.join(format!("layers/layer-{i:02}.bin"));
         write_file(&f, &noise(seed + i as u64, MIB as usize));
     }
-    env.ok(&["-q", "push", p(&src), "--name", "big", "--version", "1.0.0"]);
+    env.ok(&["-q", "push", s(&src), "--name", "big", "--version", "1.0.0"]);
     let stored = stored_chunks(&env);
     let total: u64 = stored.values().sum();
     let manifest: Value =
@@ -929,7 +917,7 @@ fn killed_pull_keeps_complete_files_and_the_rerun_fetches_only_the_rest() {
             "pull",
             "big@1.0.0",
             "--to",
-            p(&out),
+            s(&out),
             "--limit-rate",
             "4M",
         ],
@@ -985,7 +973,7 @@ fn killed_pull_keeps_complete_files_and_the_rerun_fetches_only_the_rest() {
         .sum();
     assert!(cached_stored > 0);
 
-    let rerun = env.json(&["pull", "big@1.0.0", "--to", p(&out)]);
+    let rerun = env.json(&["pull", "big@1.0.0", "--to", s(&out)]);
     let fetched = u64_at(&rerun, "/summary/bytes_remote");
     eprintln!(
         "killed pull left {} blobs ({cached_stored} stored bytes) and {tmp_left} tmp files; \
@@ -1027,7 +1015,7 @@ fn limit_rate_slows_push_and_pull() {
     let t = Instant::now();
     let push = env.json(&[
         "push",
-        p(&src),
+        s(&src),
         "--name",
         "slow",
         "--version",
@@ -1045,7 +1033,7 @@ fn limit_rate_slows_push_and_pull() {
 
     let out = env.path("out");
     let t = Instant::now();
-    let pull = env.json(&["pull", "slow@1.0.0", "--to", p(&out), "--limit-rate", "4M"]);
+    let pull = env.json(&["pull", "slow@1.0.0", "--to", s(&out), "--limit-rate", "4M"]);
     let wall = elapsed_s(t);
     let reported = pull["summary"]["seconds"].as_f64().unwrap();
     assert!(u64_at(&pull, "/summary/bytes_remote") >= 16 * MIB, "{pull}");
@@ -1073,9 +1061,9 @@ fn access_denied_fails_at_once_without_retries() {
         ("list", vec!["list"]),
         (
             "push",
-            vec!["push", p(&src), "--name", "denied", "--version", "1.0.0"],
+            vec!["push", s(&src), "--name", "denied", "--version", "1.0.0"],
         ),
-        ("pull", vec!["pull", "denied@1.0.0", "--to", p(&out_dir)]),
+        ("pull", vec!["pull", "denied@1.0.0", "--to", s(&out_dir)]),
     ];
     for (what, args) in cases {
         let start = proxy.log_len();

@@ -4,10 +4,8 @@
 //! concurrent pullers sharing one cache and one target, `kill -9` in the middle of a pull,
 //! `cache ls|prune|clear` (LRU, in-use versions, age) and `mvault run` (container entrypoint).
 //!
-//! Tests named `s3_*` need moto (run through `scripts/test.sh --test cache_e2e`); the others
-//! use the fs backend only.
-
-mod common;
+//! Tests named `s3_*` need moto (run them through `scripts/test.sh --test e2e -- cache::`); the
+//! others use the fs backend only.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -18,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Backend, Env, assert_same_tree, noise, walk, write_file};
+use crate::common::{Backend, Env, assert_same_tree, noise, s, walk, write_file};
 use serde_json::Value;
 
 const MIB: usize = 1 << 20;
@@ -59,10 +57,6 @@ fn sum(v: &Value, key: &str) -> u64 {
     v["summary"][key]
         .as_u64()
         .unwrap_or_else(|| panic!("summary.{key} missing or not a number in {v}"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Total chunks of a version according to `info --json` (per-file counts, summed).

@@ -5,16 +5,14 @@
 //! its grace period, `prune`, `usage`), plus version ranges.
 //!
 //! Tests named `fs_*` need nothing but the binary; `s3_*` tests need moto (run them through
-//! `scripts/test.sh --test ops_e2e`, which exports `MVAULT_TEST_*`; without it they fail).
-
-mod common;
+//! `scripts/test.sh --test e2e -- ops::`, which exports `MVAULT_TEST_*`; without it they fail).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Backend, Env, assert_same_tree, noise, write_file};
+use crate::common::{Backend, Env, assert_same_tree, dead_port, noise, required, s, write_file};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -100,10 +98,6 @@ fn fresh(env: &Env, tag: &str) -> PathBuf {
     ))
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Writes a source directory of seeded files `(relative path, seed, length)`.
 fn seed_dir(env: &Env, rel: &str, files: &[(&str, u64, usize)]) -> PathBuf {
     let dir = env.path(rel);
@@ -161,18 +155,6 @@ fn versions_of(env: &Env, name: &str) -> Vec<String> {
         .iter()
         .map(|v| v["version"].as_str().expect("version").to_string())
         .collect()
-}
-
-/// A 127.0.0.1 port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn required(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run this test through scripts/test.sh (it starts moto)")
-    })
 }
 
 /// moto's endpoint, bucket, and a prefix of our own.

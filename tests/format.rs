@@ -1,0 +1,235 @@
+//! Golden tests read out of `docs/FORMAT.md` itself: the manifest example made with the default
+//! chunking parameters is rebuilt from the inputs the document describes, through the library
+//! (`mvault::chunk`, `mvault::manifest`) and through `mvault push` on a local-directory vault,
+//! and must come out as the document prints it. A drift in either the document or the code
+//! fails here.
+
+use std::collections::BTreeMap;
+
+use mvault::chunk::{ChunkParams, Chunker, Digest};
+use mvault::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest};
+use serde_json::Value;
+
+use crate::common::{Backend, Env, s, write_file};
+
+const FORMAT_MD: &str = include_str!("../docs/FORMAT.md");
+
+/// The default-parameter example of FORMAT.md's "Manifest" section: its key, its input files
+/// and the JSON document as printed.
+struct Example {
+    key: String,
+    files: BTreeMap<String, Vec<u8>>,
+    json: String,
+}
+
+/// Text of `hay` between `start` and the next `end` (both excluded), and the rest after `end`.
+fn between<'a>(hay: &'a str, start: &str, end: &str) -> (&'a str, &'a str) {
+    let from = hay
+        .find(start)
+        .unwrap_or_else(|| panic!("FORMAT.md: {start:?} not found"))
+        + start.len();
+    let len = hay[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("FORMAT.md: {end:?} not found after {start:?}"));
+    (&hay[from..from + len], &hay[from + len + end.len()..])
+}
+
+fn number(text: &str, what: &str) -> usize {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("FORMAT.md: {what} is not a number: {text:?}"))
+}
+
+/// Parses the example out of the document. The paragraph before the JSON block says, e.g.:
+/// "Example, key `models/bert-base/versions/1.2.0.json` ... `config.json` is the 21 bytes
+/// `{"hidden_size": 768}` + `\n`; `weights/model.bin` is the first 1500000 bytes of the BLAKE3
+/// XOF of ASCII `mvault` ...".
+fn example() -> Example {
+    let (key, rest) = between(FORMAT_MD, "Example, key `", "`");
+    let (para, rest) = between(rest, "", "```json\n");
+    // Line breaks of the paragraph are spaces.
+    let para = para.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (json, _) = between(rest, "", "\n```");
+
+    let mut files = BTreeMap::new();
+    let (len, after) = between(&para, "`config.json` is the ", " bytes `");
+    let (text, after) = between(after, "", "`");
+    assert!(
+        after.starts_with(" + `\\n`"),
+        "FORMAT.md: config.json is described as {text:?}{after:?}"
+    );
+    let config = format!("{text}\n").into_bytes();
+    assert_eq!(config.len(), number(len, "config.json length"));
+    files.insert("config.json".to_string(), config);
+
+    let (len, after) = between(&para, "`weights/model.bin` is the first ", " bytes of the ");
+    let (ascii, _) = between(after, "BLAKE3 XOF of ASCII `", "`");
+    let mut weights = vec![0u8; number(len, "weights/model.bin length")];
+    blake3::Hasher::new()
+        .update(ascii.as_bytes())
+        .finalize_xof()
+        .fill(&mut weights);
+    files.insert("weights/model.bin".to_string(), weights);
+
+    Example {
+        key: key.to_string(),
+        files,
+        json: json.to_string(),
+    }
+}
+
+/// JSON text without the whitespace between tokens (strings kept as they are), so the printed
+/// example and serde's output compare field order and number formatting, not layout.
+fn compact(json: &str) -> String {
+    let (mut out, mut in_str, mut escaped) = (String::new(), false, false);
+    for c in json.chars() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The file entry of `data` at `path`, cut with the default parameters.
+fn file_entry(path: &str, data: &[u8]) -> FileEntry {
+    let chunks = Chunker::new(data, ChunkParams::DEFAULT)
+        .map(|c| {
+            let c = c.expect("in-memory read");
+            ChunkRef {
+                id: Digest::of(&c.data),
+                size: c.data.len() as u64,
+            }
+        })
+        .collect();
+    FileEntry {
+        path: path.to_string(),
+        size: data.len() as u64,
+        digest: Digest::of(data),
+        chunks,
+    }
+}
+
+/// The library, given the example's inputs and metadata, builds exactly the printed manifest:
+/// chunk cuts and ids, file digests, version checksum, sizes, chunking record, field order and
+/// number formatting.
+#[test]
+fn manifest_example_matches_the_library() {
+    let ex = example();
+    let doc: Manifest = serde_json::from_str(&ex.json).expect("FORMAT.md example parses");
+    doc.validate()
+        .expect("FORMAT.md example is a valid manifest");
+    assert_eq!(
+        ex.key,
+        format!(
+            "models/{}/versions/{}.json",
+            doc.model_name,
+            doc.version.trim_start_matches('v')
+        )
+    );
+
+    let files: Vec<FileEntry> = ex
+        .files
+        .iter()
+        .map(|(path, data)| file_entry(path, data))
+        .collect();
+    let p = ChunkParams::DEFAULT;
+    let built = Manifest {
+        format: manifest::FORMAT,
+        model_name: doc.model_name.clone(),
+        version: doc.version.clone(),
+        created_at: doc.created_at.clone(),
+        created_by: doc.created_by.clone(),
+        description: doc.description.clone(),
+        performance_metrics: doc.performance_metrics.clone(),
+        training_config: doc.training_config.clone(),
+        tags: doc.tags.clone(),
+        extra: Default::default(),
+        file_size: files.iter().map(|f| f.size).sum(),
+        checksum: manifest::version_checksum(&files),
+        chunking: Chunking {
+            algorithm: "fastcdc-2020".into(),
+            min_bytes: p.min_bytes,
+            avg_bytes: p.avg_bytes,
+            max_bytes: p.max_bytes,
+        },
+        files,
+    };
+    built.validate().expect("built manifest is valid");
+    // Field by field first, for a readable failure.
+    assert_eq!(
+        built.files, doc.files,
+        "files (digests, chunk ids and sizes)"
+    );
+    assert_eq!(built.checksum, doc.checksum, "version checksum");
+    assert_eq!(built.file_size, doc.file_size);
+    assert_eq!(built.chunking, doc.chunking);
+    assert_eq!(
+        compact(&String::from_utf8(built.to_json()).unwrap()),
+        compact(&ex.json),
+        "serialized manifest differs from FORMAT.md's example"
+    );
+}
+
+/// `mvault push` of the example's inputs with its metadata stores the printed manifest (but
+/// for `created_at` and `created_by`, which come from the clock and the machine), as serde
+/// pretty JSON with a final newline, under the printed key.
+#[test]
+fn manifest_example_matches_push() {
+    let ex = example();
+    let doc: Value = serde_json::from_str(&ex.json).unwrap();
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    for (path, data) in &ex.files {
+        write_file(&src.join(path), data);
+    }
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let mut args: Vec<String> = ["push", s(&src), "--name"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.push(text(&doc["model_name"]));
+    args.push("--version".into());
+    args.push(text(&doc["version"]));
+    args.push("--description".into());
+    args.push(text(&doc["description"]));
+    for (field, flag) in [
+        ("performance_metrics", "--metric"),
+        ("training_config", "--param"),
+        ("tags", "--tag"),
+    ] {
+        for (k, v) in doc[field].as_object().unwrap() {
+            args.push(flag.into());
+            args.push(format!("{k}={}", text(v)));
+        }
+    }
+    env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let stored = std::fs::read(env.path("vault").join(&ex.key)).expect("manifest at the key");
+    let mut m = Manifest::from_json(&stored).expect("stored manifest is valid");
+    assert_eq!(m.to_json(), stored, "stored as serde pretty JSON plus \\n");
+    assert!(
+        m.created_by.tool.starts_with("mvault "),
+        "{:?}",
+        m.created_by
+    );
+    assert!(m.created_at.ends_with('Z'), "{}", m.created_at);
+    m.created_at = text(&doc["created_at"]);
+    m.created_by = serde_json::from_value(doc["created_by"].clone()).unwrap();
+    assert_eq!(
+        compact(&String::from_utf8(m.to_json()).unwrap()),
+        compact(&ex.json),
+        "pushed manifest differs from FORMAT.md's example"
+    );
+}
