@@ -72,10 +72,10 @@ pub async fn push(
     let sources = collect_sources(&req.paths)?;
     let key = manifest_key(&req.name, &req.version);
     if remote.size_of(&key).await?.is_some() {
-        return Err(Error::VersionExists(
-            format!("{}@{}", req.name, req.version),
-            remote.name().to_string(),
-        ));
+        return Err(Error::VersionExists {
+            version: format!("{}@{}", req.name, req.version),
+            remote: remote.name().to_string(),
+        });
     }
     let pending = crate::remote::pending_chunks(remote, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
