@@ -10,6 +10,7 @@
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
 
 mod backend;
+mod options;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ pub use backend::{
     Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
     redact_url,
 };
+pub use options::{OptionError, check_option};
 
 use crate::chunk::{self, Digest};
 use crate::version::{ModelName, Version};
