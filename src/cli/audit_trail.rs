@@ -52,16 +52,11 @@ pub fn finish(log: &AuditLog, command: &str, started: Instant, error: Option<&st
         .expect("audit notes")
         .take()
         .unwrap_or_default();
-    let mut r = Record::new(command, notes.remote.as_deref().unwrap_or("-"))
-        .with_transfer(notes.bytes, started.elapsed());
-    if let Some(m) = notes.model {
-        r = r.with_model(m);
-    }
-    if let Some(v) = notes.version {
-        r = r.with_version(v);
-    }
+    let mut r = Record::new(command, notes.remote.as_deref().unwrap_or("-"));
+    r.set_transfer(notes.bytes, started.elapsed());
+    (r.model, r.version) = (notes.model, notes.version);
     if let Some(e) = error {
-        r = r.with_error(output::scrub_message(e));
+        r.set_error(output::scrub_message(e));
     }
     log.append_or_warn(&r);
 }

@@ -45,7 +45,7 @@ pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
     let config = load_config(g)?;
     let log = crate::audit::AuditLog::from_config(&config.audit, &super::commands::data_dir());
     let since = match &a.since {
-        Some(s) => Some(crate::audit::parse_since(s).ok_or_else(|| {
+        Some(s) => Some(super::audit_table::parse_since(s).ok_or_else(|| {
             usage(format!(
                 "invalid --since {s:?}: expected e.g. 7d, 24h, 2026-01-31"
             ))
@@ -65,7 +65,7 @@ pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
             &format!("no operations recorded in {}", log.path().display()),
         );
     } else {
-        output::line(crate::audit::table(&stats).trim_end())?;
+        output::line(super::audit_table::table(&stats).trim_end())?;
     }
     Ok(exit::OK)
 }
