@@ -514,7 +514,7 @@ impl Cx<'_> {
         Error::Syntax {
             path: self.path.to_path_buf(),
             line,
-            message: message.escape_debug().to_string(),
+            message: message.replace(char::is_control, " "),
         }
     }
 }
