@@ -80,6 +80,11 @@ fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
 /// `/etc/passwd` (containers often set no `$USER`), else the uid number.
 pub fn user_at_host() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = if host.is_empty() {
+        "unknown".into()
+    } else {
+        host
+    };
     format!("{}@{host}", user_name())
 }
 

@@ -10,16 +10,11 @@ use crate::audit::{AuditLog, Record};
 
 /// Writes the command's record. `error` must be the already scrubbed message.
 pub fn finish(log: &AuditLog, command: &str, started: Instant, notes: Notes, error: Option<&str>) {
-    let mut r = Record::new(command, notes.remote.as_deref().unwrap_or("-"))
-        .with_transfer(notes.bytes, started.elapsed());
-    if let Some(m) = notes.model {
-        r = r.with_model(m);
-    }
-    if let Some(v) = notes.version {
-        r = r.with_version(v);
-    }
+    let mut r = Record::new(command, notes.remote.as_deref().unwrap_or("-"));
+    r.set_transfer(notes.bytes, started.elapsed());
+    (r.model, r.version) = (notes.model, notes.version);
     if let Some(e) = error {
-        r = r.with_error(output::scrub_message(e));
+        r.set_error(output::scrub_message(e));
     }
     log.append_or_warn(&r);
 }

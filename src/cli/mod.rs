@@ -7,6 +7,7 @@
 //! exit code from the contract: 0 ok, 1 runtime failure, 2 usage, 3 not found, 4 conflict,
 //! 5 integrity.
 
+mod audit_table;
 mod audit_trail;
 mod cmd;
 mod context;

@@ -45,36 +45,8 @@ impl Backend {
     }
 }
 
-/// Option keys a spec may carry (URL query or config file). Values of [`SECRET_KEYS`] are
-/// never displayed.
-pub const OPTION_KEYS: &[&str] = &[
-    "endpoint",
-    "region",
-    "access_key",
-    "secret_key",
-    "session_token",
-    "profile",
-    "credential",
-    "credential_path",
-    "account_name",
-    "account_key",
-    "sas_token",
-    "connection_string",
-    "virtual_host_style",
-    "anonymous",
-    "timeout",
-    "retries",
-];
-
-/// Option keys whose values are secrets.
-pub const SECRET_KEYS: &[&str] = &[
-    "secret_key",
-    "session_token",
-    "credential",
-    "account_key",
-    "sas_token",
-    "connection_string",
-];
+pub use super::options::{OPTION_KEYS, SECRET_KEYS};
+use super::options::{OptionError, check_option};
 
 /// Why a remote spec could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -147,19 +119,22 @@ impl RemoteSpec {
         let mut options = BTreeMap::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = decode(k);
-            if !OPTION_KEYS.contains(&k.as_str()) {
-                return Err(SpecError::UnknownOption {
-                    url: redact_url(s),
-                    key: k,
-                });
-            }
-            options.insert(k, decode(v));
-        }
-        if let Some(e) = options.get("endpoint")
-            && let Err(message) = check_endpoint(e)
-        {
-            return Err(invalid(&format!("endpoint: {message}")));
+            let (k, v) = (decode(k), decode(v));
+            let v = match check_option(&k, &v) {
+                Ok(v) => v,
+                Err(OptionError::Unknown) => {
+                    return Err(SpecError::UnknownOption {
+                        url: redact_url(s),
+                        key: k,
+                    });
+                }
+                // Only secret values are hidden; the others help find the mistake.
+                Err(e) if SECRET_KEYS.contains(&k.as_str()) => {
+                    return Err(invalid(&format!("{k}: {}", e.message("the value"))));
+                }
+                Err(e) => return Err(invalid(&format!("{k}: {}", e.message(&format!("{v:?}"))))),
+            };
+            options.insert(k, v);
         }
         if backend == Backend::Fs {
             if !path.starts_with('/') {
@@ -623,6 +598,27 @@ mod tests {
         );
         assert_eq!(redact_url("http://host:9000/x"), "http://host:9000/x");
         assert_eq!(redact_url("s3:/b?k=v"), "s3:/b?k=***");
+    }
+
+    #[test]
+    fn options_are_checked_as_in_the_config_file() {
+        // Both used to differ from the config file: `90s` was refused, `TRUE` ignored.
+        let s = RemoteSpec::parse_url("s3://b?timeout=90s&anonymous=TRUE").unwrap();
+        assert_eq!(
+            (s.opt("timeout"), s.opt("anonymous")),
+            (Some("90"), Some("true"))
+        );
+        let e = RemoteSpec::parse_url("s3://b?anonymous=yes")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("anonymous: \"yes\" is not true or false"),
+            "{e}"
+        );
+        let e = RemoteSpec::parse_url("s3://b?timeout=soon")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timeout: \"soon\" is not a duration"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
 
 mod backend;
+mod options;
 mod pending;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use backend::{
     Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
     redact_url,
 };
+pub use options::{OptionError, check_option};
 
 use crate::chunk::{self, Digest};
 use crate::error::Category;

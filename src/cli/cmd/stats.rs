@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::cli::audit_table;
 use crate::cli::context::Context;
 use crate::cli::{UsageError, exit, output};
 
@@ -20,7 +21,7 @@ pub struct StatsArgs {
 pub fn stats(ctx: &Context, a: &StatsArgs) -> Result<i32> {
     let log = ctx.audit_log();
     let since = match &a.since {
-        Some(s) => Some(crate::audit::parse_since(s).ok_or_else(|| {
+        Some(s) => Some(audit_table::parse_since(s).ok_or_else(|| {
             UsageError::new(format!(
                 "invalid --since {s:?}: expected e.g. 7d, 24h, 2026-01-31"
             ))
@@ -40,7 +41,7 @@ pub fn stats(ctx: &Context, a: &StatsArgs) -> Result<i32> {
             log.path().display()
         ));
     } else {
-        output::line(crate::audit::table(&stats).trim_end())?;
+        output::line(audit_table::table(&stats).trim_end())?;
     }
     Ok(exit::OK)
 }

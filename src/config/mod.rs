@@ -1,0 +1,364 @@
+//! The config file: named storage providers (for `--remote NAME`) and defaults for the cache,
+//! transfers and the audit log.
+//!
+//! ```yaml
+//! cloud_storage:
+//!   default_provider: aws_s3        # optional; used when no --remote is given
+//!   providers:
+//!     - name: aws_s3                # [A-Za-z0-9][A-Za-z0-9._-]*, unique
+//!       type: s3                    # s3 | gcs | azblob | oss | fs; may be omitted when the
+//!                                   # name is aws_s3, google_cloud, azure_blob or aliyun_oss
+//!       enabled: true               # optional, default true
+//!       config:
+//!         bucket: eitp-models       # `container` also accepted for azblob
+//!         prefix: models
+//!         region: us-east-1
+//!         access_key: "${AWS_ACCESS_KEY_ID}"
+//!         secret_key: "${AWS_SECRET_ACCESS_KEY}"
+//!     - name: scratch
+//!       type: fs
+//!       config: { path: ./vault }   # or `root`; relative to the config file's directory
+//!   cache:    { max_size: 20G, ttl: 30d }          # optional
+//!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
+//!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
+//! ```
+//!
+//! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
+//! remote option keys (`endpoint`, `region`, `access_key`, `secret_key`, `session_token`,
+//! `profile`, `credential`, `credential_path`, `account_name`, `account_key`, `sas_token`,
+//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`). For files written for the
+//! seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
+//! and `credentials_path` onto them.
+//!
+//! Rules:
+//! - String values may use `${VAR}`, `${VAR:-default}` (the default applies when `VAR` is unset
+//!   or empty) and `$$` for a literal `$`; any other `$` is literal.
+//! - Every key is checked: an unknown key, a value of the wrong kind, bad YAML, an unknown
+//!   provider type or a duplicate provider name fails the load, naming the file, line and key.
+//! - Problems in one provider's values (an unset variable, a missing bucket, a bad `timeout`)
+//!   are reported only when that provider is used ([`Provider::spec`]), so a file describing four
+//!   clouds works with the credentials of one. Disabled providers are never resolved.
+//! - Error messages never contain the values of environment variables or of secret keys.
+
+mod env;
+mod file;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::remote::{Backend, RemoteSpec, SECRET_KEYS};
+
+/// Config file names looked for in the working directory, in this order.
+pub const LOCAL_FILES: &[&str] = &["mvault.yaml", "cloud_storage_config.yaml"];
+
+/// Keys accepted in a provider's `config` for files written for the seed scripts, and the key
+/// each one stands for.
+pub const KEY_ALIASES: &[(&str, &str)] = &[
+    ("access_key_id", "access_key"),
+    ("secret_access_key", "secret_key"),
+    ("access_key_secret", "secret_key"),
+    ("credentials_path", "credential_path"),
+];
+
+/// Option keys masked by [`Provider::masked_options`]: the secrets, plus the access key id.
+const MASKED_KEYS: &[&str] = &["access_key"];
+
+/// Why the config file could not be used. `Display` is one line naming the file, the line
+/// (1-based) and the key, and never contains secret or environment values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The file named by `-c/--config` or `MVAULT_CONFIG` does not exist.
+    #[error("config file {} does not exist", path.display())]
+    Missing { path: PathBuf },
+    /// The file exists but could not be read.
+    #[error("cannot read config file {}: {message}", path.display())]
+    Read { path: PathBuf, message: String },
+    /// The file is not valid YAML.
+    #[error("{}:{line}: invalid YAML: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A key the format does not define; `section` is the dotted path of its mapping.
+    #[error("{}:{line}: unknown key {key:?} in {section} (known: {known})", path.display())]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        section: String,
+        key: String,
+        known: String,
+    },
+    /// `${VAR}` without a default while `VAR` is not set.
+    #[error(
+        "{}:{line}: {key}: environment variable {var} is not set (set it, or write ${{{var}:-default}})",
+        path.display()
+    )]
+    MissingVar {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        var: String,
+    },
+    /// A value of the wrong kind, out of range, or missing; `key` is its dotted path.
+    #[error("{}:{line}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    /// No provider has this name.
+    #[error("{}", unknown_provider_message(name, path.as_deref(), known))]
+    UnknownProvider {
+        name: String,
+        path: Option<PathBuf>,
+        known: Vec<String>,
+    },
+    /// The provider has `enabled: false`.
+    #[error("provider {name} is disabled in {}:{line}; set enabled: true", path.display())]
+    Disabled {
+        name: String,
+        path: PathBuf,
+        line: usize,
+    },
+}
+
+fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -> String {
+    match (path, known.is_empty()) {
+        (None, _) => format!(
+            "provider {name:?} is not defined: no config file found (looked for ./{}, \
+             $XDG_CONFIG_HOME/mvault/config.yaml; use -c FILE)",
+            LOCAL_FILES.join(", ./")
+        ),
+        (Some(p), true) => format!(
+            "provider {name:?} is not defined in {} (it defines no providers)",
+            p.display()
+        ),
+        (Some(p), false) => format!(
+            "provider {name:?} is not defined in {} (known: {})",
+            p.display(),
+            known.join(", ")
+        ),
+    }
+}
+
+/// The parsed config file; [`Config::default`] when there is none.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The file read, if any.
+    pub path: Option<PathBuf>,
+    /// `cloud_storage.default_provider`; always names one of `providers`.
+    pub default_provider: Option<String>,
+    /// In file order, names unique.
+    pub providers: Vec<Provider>,
+    pub cache: CacheConfig,
+    pub transfer: TransferConfig,
+    pub audit: AuditConfig,
+}
+
+/// One entry of `cloud_storage.providers`.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub backend: Backend,
+    pub enabled: bool,
+    /// 1-based line of the entry in the file.
+    pub line: usize,
+    /// Line of its `name`.
+    name_line: usize,
+    /// Variables substituted, `label` = the name. Incomplete when `problem` is set.
+    spec: RemoteSpec,
+    /// The first problem in the provider's values, reported when it is used.
+    problem: Option<Error>,
+}
+
+/// `cloud_storage.cache`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub max_size_bytes: Option<u64>,
+    pub ttl_secs: Option<u64>,
+}
+
+/// `cloud_storage.transfer`: defaults for `--jobs` and `--limit-rate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferConfig {
+    /// 1 to 1024.
+    pub jobs: Option<usize>,
+    /// Greater than 0.
+    pub rate_limit_bytes_per_sec: Option<u64>,
+}
+
+/// `cloud_storage.audit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Absolute (a relative path in the file is taken from the file's directory).
+    pub path: Option<PathBuf>,
+    pub max_size_bytes: Option<u64>,
+}
+
+fn std_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Finds the config file (see [`Config::find`]) in the process's working directory and
+    /// environment, and parses it; no file gives the empty config.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Config::load_from(explicit, &cwd, std_env)
+    }
+
+    /// [`Config::load`] with the working directory and environment given.
+    pub fn load_from(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let Some(path) = Config::find(explicit, cwd, &env)? else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Config::parse_with_env(&text, &path, env)
+    }
+
+    /// Which file to read: `explicit` (from `-c/--config`), else `MVAULT_CONFIG`, either of
+    /// which must exist (relative paths are taken from `cwd`); else the first of
+    /// [`LOCAL_FILES`] in `cwd`; else `$XDG_CONFIG_HOME/mvault/config.yaml` (`XDG_CONFIG_HOME`
+    /// defaulting to `$HOME/.config`). `Ok(None)` when there is none.
+    pub fn find(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<PathBuf>, Error> {
+        let set = |name: &str| env(name).filter(|v| !v.is_empty());
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| set("MVAULT_CONFIG").map(PathBuf::from));
+        if let Some(p) = named {
+            let p = cwd.join(p);
+            return if p.exists() {
+                Ok(Some(p))
+            } else {
+                Err(Error::Missing { path: p })
+            };
+        }
+        if let Some(p) = LOCAL_FILES
+            .iter()
+            .map(|f| cwd.join(f))
+            .find(|p| p.is_file())
+        {
+            return Ok(Some(p));
+        }
+        let dir = set("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")));
+        Ok(dir
+            .map(|d| d.join("mvault").join("config.yaml"))
+            .filter(|p| p.is_file()))
+    }
+
+    /// Parses `text`, read from `path` (used in messages and for relative paths), taking
+    /// `${VAR}` values from the process environment.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        Config::parse_with_env(text, path, std_env)
+    }
+
+    /// [`Config::parse`] with `${VAR}` values from `env`.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        file::parse(text, path, &env)
+    }
+
+    /// The enabled provider called `name`.
+    pub fn provider(&self, name: &str) -> Result<&Provider, Error> {
+        let p = self
+            .providers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::UnknownProvider {
+                name: name.to_string(),
+                path: self.path.clone(),
+                known: self.providers.iter().map(|p| p.name.clone()).collect(),
+            })?;
+        if !p.enabled {
+            return Err(Error::Disabled {
+                name: p.name.clone(),
+                path: self.path.clone().unwrap_or_default(),
+                line: p.line,
+            });
+        }
+        Ok(p)
+    }
+
+    /// The remote of the enabled provider called `name`, with its problem if it has one.
+    pub fn spec(&self, name: &str) -> Result<RemoteSpec, Error> {
+        self.provider(name)?.spec().cloned()
+    }
+
+    /// The remote of `default_provider`, if the file sets one.
+    pub fn default_spec(&self) -> Option<Result<RemoteSpec, Error>> {
+        self.default_provider.as_deref().map(|n| self.spec(n))
+    }
+
+    /// Providers with `enabled: true`, in file order (for `--all-providers`).
+    pub fn enabled_providers(&self) -> Vec<&Provider> {
+        self.providers.iter().filter(|p| p.enabled).collect()
+    }
+}
+
+impl Provider {
+    /// The remote, or the first problem in the provider's values (unset variable, missing
+    /// bucket, bad option value).
+    pub fn spec(&self) -> Result<&RemoteSpec, Error> {
+        match &self.problem {
+            Some(e) => Err(e.clone()),
+            None => Ok(&self.spec),
+        }
+    }
+
+    /// The problem [`Provider::spec`] would report, if any (for listings).
+    pub fn problem(&self) -> Option<&Error> {
+        self.problem.as_ref()
+    }
+
+    /// The resolved options for display: secrets and the access key id become `****` plus
+    /// their last two characters, or `***` when shorter than 12 characters; other values are
+    /// shown as [`crate::remote::redact_url`] shows URLs.
+    pub fn masked_options(&self) -> BTreeMap<String, String> {
+        self.spec
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let secret = SECRET_KEYS.contains(&k.as_str()) || MASKED_KEYS.contains(&k.as_str());
+                let shown = if secret {
+                    mask(v)
+                } else {
+                    crate::remote::redact_url(v)
+                };
+                (k.clone(), shown)
+            })
+            .collect()
+    }
+}
+
+fn mask(v: &str) -> String {
+    let chars: Vec<char> = v.chars().collect();
+    if chars.len() < 12 {
+        "***".to_string()
+    } else {
+        format!(
+            "****{}",
+            chars[chars.len() - 2..].iter().collect::<String>()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

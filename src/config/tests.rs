@@ -1,0 +1,406 @@
+use super::*;
+
+fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, Error> {
+    Config::parse_with_env(text, Path::new("/etc/mv/mvault.yaml"), env_of(vars))
+}
+
+/// The load error, else the first provider's deferred problem.
+fn fail(text: &str, vars: &[(&str, &str)]) -> String {
+    match parse(text, vars) {
+        Err(e) => e.to_string(),
+        Ok(c) => c
+            .providers
+            .iter()
+            .find_map(Provider::problem)
+            .expect(text)
+            .to_string(),
+    }
+}
+
+const SEED: &str = "\
+cloud_storage:
+  default_provider: aws_s3
+  providers:
+    - name: aws_s3
+      type: s3
+      enabled: true
+      config: { bucket: eitp-models, region: us-east-1, prefix: /models/, access_key: \"${AWS_ACCESS_KEY_ID}\", secret_key: \"${AWS_SECRET_ACCESS_KEY}\" }
+    - name: google_cloud
+      enabled: false
+      config:
+        bucket: eitp-gcs
+        credentials_path: \"${GOOGLE_APPLICATION_CREDENTIALS}\"
+    - name: azure_blob
+      config:
+        container: models
+        connection_string: \"${AZURE_STORAGE_CONNECTION_STRING}\"
+        timeout: 2m
+    - name: local
+      config:
+        path: vault
+        prefix: team
+  cache:
+    max_size: 20G
+    ttl: 30d
+  transfer:
+    jobs: 16
+    rate_limit: 50M
+  audit:
+    path: /var/log/mvault/audit.jsonl
+    max_size: 10M
+";
+
+#[test]
+fn parses_the_seed_shape() {
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY01"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab"),
+    ];
+    let c = parse(SEED, &aws).unwrap();
+    assert_eq!(c.default_provider.as_deref(), Some("aws_s3"));
+    let s3 = c.default_spec().unwrap().unwrap();
+    assert_eq!(
+        (s3.backend, s3.bucket.as_str(), s3.prefix.as_str()),
+        (Backend::S3, "eitp-models", "models")
+    );
+    assert_eq!(s3.label.as_deref(), Some("aws_s3"));
+    assert_eq!(
+        (
+            s3.options["region"].as_str(),
+            s3.options["secret_key"].as_str()
+        ),
+        ("us-east-1", "wJalrXUtnFEMIsecretKEYab")
+    );
+    let names: Vec<_> = c
+        .enabled_providers()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
+    assert_eq!(
+        (
+            c.providers[1].backend,
+            c.providers[0].line,
+            c.providers[3].line
+        ),
+        (Backend::Gcs, 4, 18)
+    );
+    // azure_blob's variable is unset: reported only when it is used.
+    assert_eq!(
+        c.spec("azure_blob").unwrap_err().to_string(),
+        "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: \
+         environment variable AZURE_STORAGE_CONNECTION_STRING is not set \
+         (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"
+    );
+    let p = &c.providers[2].spec;
+    assert_eq!(
+        (p.bucket.as_str(), p.options["timeout"].as_str()),
+        ("models", "120")
+    );
+    let local = c.spec("local").unwrap();
+    assert_eq!(
+        (local.backend, local.bucket.as_str(), local.prefix.as_str()),
+        (Backend::Fs, "/etc/mv/vault/team", "")
+    );
+    assert_eq!(
+        c.cache,
+        CacheConfig {
+            max_size_bytes: Some(20 << 30),
+            ttl_secs: Some(30 * 86_400)
+        }
+    );
+    assert_eq!(
+        c.transfer,
+        TransferConfig {
+            jobs: Some(16),
+            rate_limit_bytes_per_sec: Some(50 << 20)
+        }
+    );
+    assert_eq!(
+        c.audit.path.as_deref(),
+        Some(Path::new("/var/log/mvault/audit.jsonl"))
+    );
+    assert_eq!(c.audit.max_size_bytes, Some(10 << 20));
+}
+
+#[test]
+fn empty_and_missing_sections_give_defaults() {
+    for text in [
+        "",
+        "# nothing\n",
+        "cloud_storage:\n",
+        "cloud_storage:\n  providers:\n",
+    ] {
+        let c = parse(text, &[]).unwrap();
+        assert!(
+            c.providers.is_empty() && c.default_provider.is_none(),
+            "{text:?}"
+        );
+        assert_eq!(c.cache, CacheConfig::default());
+        assert!(c.default_spec().is_none());
+    }
+}
+
+#[test]
+fn interpolation() {
+    use env::{resolve, template};
+    let env = env_of(&[("SET", "v"), ("EMPTY", "")]);
+    for (raw, want) in [
+        ("a-${SET}-b", Ok("a-v-b")),
+        ("${UNSET:-d}", Ok("d")),
+        ("${SET:-d}", Ok("v")),
+        ("${EMPTY:-d}", Ok("d")),
+        ("${EMPTY}", Ok("")),
+        ("${UNSET:-}", Ok("")),
+        ("$${SET} costs $5 $", Ok("${SET} costs $5 $")),
+        ("plain", Ok("plain")),
+        ("", Ok("")),
+        ("${SET}${UNSET}", Err("UNSET")),
+    ] {
+        let got = resolve(&template(raw).unwrap(), &env);
+        assert_eq!(got.as_deref().map_err(String::as_str), want, "{raw}");
+    }
+    assert!(template("${SET").unwrap_err().contains("unterminated"));
+    for bad in ["${}", "${1X}", "${A B}"] {
+        assert!(template(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn variables_name_file_line_and_key_never_values() {
+    let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n";
+    let c = parse(text, &[("CACHE_SIZE", "1G")]).unwrap();
+    assert_eq!(
+        (c.audit.path.as_deref(), c.cache.max_size_bytes),
+        (Some(Path::new("/tmp/audit.jsonl")), Some(1 << 30))
+    );
+    assert_eq!(
+        fail(text, &[]),
+        "/etc/mv/mvault.yaml:5: cloud_storage.cache.max_size: environment variable CACHE_SIZE \
+         is not set (set it, or write ${CACHE_SIZE:-default})"
+    );
+    let e = fail(text, &[("CACHE_SIZE", "lots-of-hunter2")]);
+    assert!(
+        e.contains(":5:") && e.contains("${CACHE_SIZE}") && !e.contains("hunter2"),
+        "{e}"
+    );
+
+    let text = "cloud_storage:\n  providers:\n    - name: prod\n      type: s3\n      config:\n        bucket: b\n        secret_access_key: ${PROD_SECRET}\n";
+    let c = parse(text, &[]).unwrap();
+    let e = c.spec("prod").unwrap_err();
+    assert!(matches!(&e, Error::MissingVar { line: 7, var, .. } if var == "PROD_SECRET"));
+    let want = "/etc/mv/mvault.yaml:7: cloud_storage.providers[prod].config.secret_access_key:";
+    assert!(e.to_string().starts_with(want), "{e}");
+    assert_eq!(c.providers[0].problem(), Some(&e));
+    // Set, the alias lands on the canonical key.
+    let c = parse(text, &[("PROD_SECRET", "s3cr3t")]).unwrap();
+    assert_eq!(c.spec("prod").unwrap().options["secret_key"], "s3cr3t");
+}
+
+/// Every error names the file, the line and the key: at load for the file's shape, when the
+/// provider is used for its values (`fail` reads both).
+#[test]
+fn errors_name_line_and_key() {
+    let p = |rest: &str| format!("cloud_storage:\n  providers:\n    - name: a\n{rest}");
+    let s3 = |config: &str| p(&format!("      type: s3\n      config: {{{config}}}\n"));
+    for (text, want) in [
+        // Unknown keys, with the known ones.
+        (p("      type: s3\n      config:\n        bucket: b\n        regoin: x\n"), "/etc/mv/mvault.yaml:7: unknown key \"regoin\" in cloud_storage.providers[a].config (known: bucket, container,"),
+        (s3("bucket: b, regoin: x"), "access_key_id, secret_access_key, access_key_secret, credentials_path)"),
+        ("cloud_storage: {}\nstorage: {}\n".into(), "/etc/mv/mvault.yaml:2: unknown key \"storage\" in the top level (known: cloud_storage)"),
+        ("cloud_storage:\n  cache:\n    max_size: 1G\n    ttl_days: 3\n".into(), ":4: unknown key \"ttl_days\" in cloud_storage.cache (known: max_size, ttl)"),
+        ("cloud_storage:\n  providers:\n  - {name: z, type: fs}\n  - name: a\n    type: s3\n    bucket: b\n".into(), ":6: unknown key \"bucket\" in cloud_storage.providers[1] (known: name, type, enabled, config)"),
+        ("defaults: &d\n  type: s3\ncloud_storage: {}\n".into(), ":1: unknown key \"defaults\" in the top level"),
+        // Values of the wrong kind or out of range.
+        ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: cloud_storage: expected a mapping, found a list"),
+        ("cloud_storage:\n  providers: 3\n".into(), ":2: cloud_storage.providers: expected a list of providers"),
+        ("cloud_storage:\n  transfer:\n    jobs: 0\n".into(), ":3: cloud_storage.transfer.jobs: \"0\" is not a number from 1 to 1024"),
+        ("cloud_storage:\n  transfer:\n    rate_limit: fast\n".into(), ":3: cloud_storage.transfer.rate_limit: \"fast\" is not a rate"),
+        ("cloud_storage:\n  cache:\n    ttl: 3 days\n".into(), ":3: cloud_storage.cache.ttl: \"3 days\" is not a duration"),
+        ("cloud_storage:\n  cache: {max_size: lots}\n".into(), ":2: cloud_storage.cache.max_size: \"lots\" is not a size"),
+        (p("      type: fs\n      enabled: maybe\n"), ":5: cloud_storage.providers[a].enabled: expected true or false"),
+        ("cloud_storage:\n  providers:\n    - type: s3\n".into(), ":3: cloud_storage.providers[0]: every provider needs a name"),
+        ("cloud_storage:\n  providers:\n    - name: s3://x\n".into(), ":3: cloud_storage.providers[s3://x].name: provider names are"),
+        (p("      type: s3\n      config:\n        bucket: [x]\n"), ":6: cloud_storage.providers[a].config.bucket: expected a single value, found a list"),
+        (p("      type: s3\n      config:\n        bucket: ${X\n"), ":6: cloud_storage.providers[a].config.bucket: unterminated ${"),
+        ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: no provider is named \"nope\" (known: a)"),
+        (s3("bucket: b, access_key: x, access_key_id: y"), ":5: cloud_storage.providers[a].config.access_key_id: same setting as cloud_storage.providers[a].config.access_key"),
+        (p("      type: ftp\n"), ":4: cloud_storage.providers[a].type: unknown type \"ftp\" (known: s3, gcs, azblob, oss, fs)"),
+        (p(""), ":3: cloud_storage.providers[a]: type is required"),
+        ("cloud_storage:\n  providers:\n    - {name: a, type: fs}\n    - name: b\n      type: fs\n    - name: a\n      type: s3\n".into(), "/etc/mv/mvault.yaml:6: cloud_storage.providers[a].name: duplicate provider name \"a\" (first defined at line 3)"),
+        // Deferred: problems in a provider's values. A whole mapping is reported at its start.
+        (p("      type: s3\n      config:\n        region: x\n"), ":6: cloud_storage.providers[a].config: bucket is required for type s3"),
+        (p("      type: azblob\n      config: {container: a, bucket: b}\n"), ":5: cloud_storage.providers[a].config.bucket: give only one of container, bucket"),
+        (p("      type: gcs\n      config: {bucket: a, path: /x}\n"), ":5: cloud_storage.providers[a].config.path: not used by type gcs; use bucket"),
+        (s3("bucket: a, timeout: soon"), ":5: cloud_storage.providers[a].config.timeout: \"soon\" is not a duration"),
+        (s3("bucket: a, anonymous: yes"), ":5: cloud_storage.providers[a].config.anonymous: \"yes\" is not true or false"),
+        (s3("bucket: a/b"), ":5: cloud_storage.providers[a].config.bucket: must not contain '/'"),
+        (p("      type: fs\n"), ":3: cloud_storage.providers[a].config: path is required for type fs"),
+    ] {
+        let e = fail(&text, &[]);
+        assert!(e.contains(want), "{text:?}\n got: {e}\nwant: {want}");
+    }
+    // serde-saphyr's own errors (syntax, duplicate keys) carry their line.
+    for (text, line) in [
+        (
+            "cloud_storage:\n  providers:\n    - name: a\n   type: s3\n",
+            4,
+        ),
+        ("cloud_storage:\n  cache: {}\n  cache: {}\n", 3),
+    ] {
+        let e = parse(text, &[]).unwrap_err();
+        assert!(
+            matches!(e, Error::Syntax { line: l, .. } if l == line),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("/etc/mv/mvault.yaml:{line}: invalid YAML: "))
+        );
+    }
+}
+
+#[test]
+fn types_and_option_values() {
+    let text = "cloud_storage:\n  providers:\n    - {name: google_cloud, config: {bucket: g}}\n    - {name: aliyun_oss, config: {bucket: o, region: cn-hangzhou}}\n    - {name: x, type: azblob, config: {bucket: c, anonymous: TRUE, virtual_host_style: false}}\n";
+    let c = parse(text, &[]).unwrap();
+    let backends: Vec<_> = c.providers.iter().map(|p| p.backend).collect();
+    assert_eq!(backends, [Backend::Gcs, Backend::Oss, Backend::Azblob]);
+    let s = c.spec("x").unwrap();
+    assert_eq!(s.bucket, "c");
+    let opts = (
+        s.options["anonymous"].as_str(),
+        s.options["virtual_host_style"].as_str(),
+    );
+    assert_eq!(opts, ("true", "false"));
+}
+
+#[test]
+fn disabled_and_unknown_providers_are_refused_by_name() {
+    let text = "cloud_storage:\n  default_provider: old\n  providers:\n    - name: live\n      type: fs\n      config: {path: /v}\n    - name: old\n      type: s3\n      enabled: false\n      config: {bucket: \"${NEVER_SET}\"}\n";
+    let c = parse(text, &[]).unwrap();
+    let e = c.provider("old").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "provider old is disabled in /etc/mv/mvault.yaml:7; set enabled: true"
+    );
+    assert!(matches!(
+        c.default_spec(),
+        Some(Err(Error::Disabled { .. }))
+    ));
+    assert!(c.provider("live").is_ok());
+    let e = c.provider("other").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "provider \"other\" is not defined in /etc/mv/mvault.yaml (known: live, old)"
+    );
+    let e = Config::default().provider("x").unwrap_err().to_string();
+    assert!(e.contains("no config file found"), "{e}");
+}
+
+#[test]
+fn masks_secrets() {
+    let text = "cloud_storage:\n  providers:\n    - name: a\n      type: s3\n      config:\n        bucket: b\n        region: eu\n        access_key: ${AK}\n        secret_key: ${SK}\n        session_token: short\n";
+    let c = parse(
+        text,
+        &[
+            ("AK", "AKIAEXAMPLEKEY01"),
+            ("SK", "wJalrXUtnFEMIsecretKEYab"),
+        ],
+    )
+    .unwrap();
+    let m = c.providers[0].masked_options();
+    let shown = [
+        &m["region"],
+        &m["access_key"],
+        &m["secret_key"],
+        &m["session_token"],
+    ];
+    assert_eq!(shown, ["eu", "****01", "****ab", "***"]);
+    assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
+}
+
+#[test]
+fn search_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cwd, xdg, home) = (
+        dir.path().join("work"),
+        dir.path().join("xdg"),
+        dir.path().join("home"),
+    );
+    for d in [&cwd, &xdg.join("mvault"), &home.join(".config/mvault")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (xdg_s, home_s) = (xdg.to_str().unwrap(), home.to_str().unwrap());
+    let env_all = [("XDG_CONFIG_HOME", xdg_s), ("HOME", home_s)];
+    let find = |explicit: Option<&str>, env: &[(&str, &str)]| {
+        Config::find(explicit.map(Path::new), &cwd, env_of(env))
+    };
+    assert_eq!(find(None, &env_all).unwrap(), None);
+    assert!(
+        Config::load_from(None, &cwd, env_of(&env_all))
+            .unwrap()
+            .path
+            .is_none()
+    );
+    let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map(|()| Some(p)).unwrap();
+    let home_file = write(home.join(".config/mvault/config.yaml"), "");
+    assert_eq!(find(None, &[("HOME", home_s)]).unwrap(), home_file);
+    assert_eq!(find(None, &env_all).unwrap(), None);
+    for (file, text) in [
+        (xdg.join("mvault/config.yaml"), ""),
+        (cwd.join("cloud_storage_config.yaml"), ""),
+        (
+            cwd.join("mvault.yaml"),
+            "cloud_storage:\n  transfer: {jobs: 3}\n",
+        ),
+    ] {
+        let want = write(file, text);
+        assert_eq!(find(None, &env_all).unwrap(), want);
+    }
+    assert_eq!(
+        Config::load_from(None, &cwd, env_of(&env_all))
+            .unwrap()
+            .transfer
+            .jobs,
+        Some(3)
+    );
+
+    // An explicit file wins, and must exist; relative names are taken from the cwd.
+    let other = write(cwd.join("other.yaml"), "");
+    assert_eq!(find(Some("other.yaml"), &env_all).unwrap(), other);
+    let env_var = [("MVAULT_CONFIG", "other.yaml")];
+    assert_eq!(find(None, &env_var).unwrap(), other);
+    let e = find(Some("absent.yaml"), &env_var).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Missing {
+            path: cwd.join("absent.yaml")
+        }
+    );
+    assert!(e.to_string().ends_with("absent.yaml does not exist"));
+    write(cwd.join("bad.yaml"), "cloud_storage: {\n");
+    let e = Config::load_from(Some(Path::new("bad.yaml")), &cwd, env_of(&[])).unwrap_err();
+    assert!(
+        matches!(&e, Error::Syntax { path, .. } if path == &cwd.join("bad.yaml")),
+        "{e}"
+    );
+}
+
+#[test]
+fn merge_keys() {
+    let text = "cloud_storage:\n  providers:\n    - &p {name: a, type: s3, config: {bucket: b}}\n    - <<: *p\n      name: b\n";
+    let c = parse(text, &[]).unwrap();
+    assert_eq!(
+        (c.spec("b").unwrap().bucket.as_str(), c.providers[1].line),
+        ("b", 4)
+    );
+}
