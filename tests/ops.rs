@@ -65,7 +65,7 @@ fn json_lines_of(o: &Output, args: &[&str]) -> Value {
     stdout_of(o)
         .lines()
         .map(|l| {
-            serde_json::from_str(l)
+            serde_json::from_str::<Value>(l)
                 .unwrap_or_else(|e| panic!("mvault {args:?}: a stdout line is not JSON ({e}): {l}"))
         })
         .collect()

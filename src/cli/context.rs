@@ -90,7 +90,7 @@ impl Context {
             .or(self.config.transfer.jobs)
             .unwrap_or_else(transfer::default_jobs);
         if jobs == 0 || jobs > 1024 {
-            return Err(UsageError::new("--jobs must be between 1 and 1024"));
+            return Err(UsageError::err("--jobs must be between 1 and 1024"));
         }
         Ok(jobs)
     }
@@ -99,7 +99,7 @@ impl Context {
     pub fn transfer_options(&self, t: &TransferArgs) -> Result<TransferOptions> {
         let rate = match &t.limit_rate {
             Some(r) => Some(transfer::ratelimit::parse_rate(r).ok_or_else(|| {
-                UsageError::new(format!(
+                UsageError::err(format!(
                     "invalid --limit-rate {r:?}: expected e.g. 50M, 800K"
                 ))
             })?),

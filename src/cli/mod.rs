@@ -187,7 +187,8 @@ pub enum CacheAction {
 pub struct UsageError(pub String);
 
 impl UsageError {
-    pub fn new(msg: impl Into<String>) -> anyhow::Error {
+    /// The error (for `return Err(UsageError::err(...))`).
+    pub fn err(msg: impl Into<String>) -> anyhow::Error {
         UsageError(msg.into()).into()
     }
 }

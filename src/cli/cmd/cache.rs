@@ -40,18 +40,18 @@ pub fn cache(ctx: &Context, action: &CacheAction) -> Result<i32> {
         } => {
             let max = match max_size {
                 Some(s) => Some(parse_size(s).ok_or_else(|| {
-                    UsageError::new(format!("invalid --max-size {s:?}: expected e.g. 20G"))
+                    UsageError::err(format!("invalid --max-size {s:?}: expected e.g. 20G"))
                 })?),
                 None => defaults.max_size_bytes,
             };
             let age = match older_than {
                 Some(s) => Some(parse_duration_secs(s).ok_or_else(|| {
-                    UsageError::new(format!("invalid --older-than {s:?}: expected e.g. 7d, 12h"))
+                    UsageError::err(format!("invalid --older-than {s:?}: expected e.g. 7d, 12h"))
                 })?),
                 None => defaults.ttl_secs,
             };
             if max.is_none() && age.is_none() {
-                return Err(UsageError::new(
+                return Err(UsageError::err(
                     "cache prune: give --max-size or --older-than (or set cache.max_size / cache.ttl in the config)",
                 ));
             }

@@ -137,7 +137,7 @@ fn gc_options(grace: &str, dry_run: bool, force: bool) -> Result<lifecycle::GcOp
     let grace = parse_duration_secs(grace)
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| {
-            UsageError::new(format!("invalid --grace {grace:?}: expected e.g. 24h, 30m"))
+            UsageError::err(format!("invalid --grace {grace:?}: expected e.g. 24h, 30m"))
         })?;
     Ok(lifecycle::GcOptions {
         grace,

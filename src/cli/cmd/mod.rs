@@ -51,7 +51,7 @@ fn exact_ref(s: &str) -> Result<(ModelName, Version)> {
     let r: ModelRef = s.parse()?;
     match r.selector {
         Selector::Exact(v) if s.contains('@') => Ok((r.name, v)),
-        _ => Err(UsageError::new(format!(
+        _ => Err(UsageError::err(format!(
             "{s:?}: expected NAME@VERSION with an exact version"
         ))),
     }

@@ -141,7 +141,7 @@ pub async fn run(ctx: &Context, a: &RunArgs) -> Result<i32> {
         a.models.clone()
     };
     if models.is_empty() && a.command.is_empty() {
-        return Err(UsageError::new(
+        return Err(UsageError::err(
             "mvault run: no models given (arguments or MVAULT_MODELS) and no command",
         ));
     }

@@ -69,7 +69,7 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
             .collect(),
         (None, Some(n)) => vec![(n.parse::<ModelName>()?, a.paths.clone())],
         (None, None) => {
-            return Err(UsageError::new(
+            return Err(UsageError::err(
                 "--name is required unless --models-dir is given",
             ));
         }
@@ -163,7 +163,7 @@ fn vaults(ctx: &Context, all: bool) -> Result<Vec<Vault>> {
         (true, _) => {
             let enabled = ctx.config.enabled_providers();
             if enabled.is_empty() {
-                return Err(UsageError::new(
+                return Err(UsageError::err(
                     "--all-providers: the config file has no enabled provider",
                 ));
             }
@@ -185,7 +185,7 @@ fn parse_kv(flag: &str, s: &str, typed: bool) -> Result<(String, Value)> {
     let (k, v) = s
         .split_once('=')
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| UsageError::new(format!("{flag} {s:?}: expected KEY=VALUE")))?;
+        .ok_or_else(|| UsageError::err(format!("{flag} {s:?}: expected KEY=VALUE")))?;
     let value = match serde_json::from_str::<Value>(v) {
         Ok(n @ (Value::Number(_) | Value::Bool(_))) if typed => n,
         _ => Value::String(v.to_string()),

@@ -22,7 +22,7 @@ pub fn stats(ctx: &Context, a: &StatsArgs) -> Result<i32> {
     let log = ctx.audit_log();
     let since = match &a.since {
         Some(s) => Some(audit_table::parse_since(s).ok_or_else(|| {
-            UsageError::new(format!(
+            UsageError::err(format!(
                 "invalid --since {s:?}: expected e.g. 7d, 24h, 2026-01-31"
             ))
         })?),
