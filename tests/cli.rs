@@ -282,3 +282,66 @@ fn help_of_every_command() {
         assert!(seen.iter().any(|s| s == cmd), "{cmd} not reached: {seen:?}");
     }
 }
+
+/// `push --dry-run` says what a push would send, checking the remote for each chunk, and
+/// uploads nothing: no chunk object, no version. The real push then sends exactly that.
+#[test]
+fn push_dry_run_predicts_the_push_and_writes_nothing() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("m");
+    write_file(&src.join("a.bin"), &noise(1, 3_000_000));
+    write_file(&src.join("b.bin"), &noise(2, 1_000_000));
+    let push = |version: &str, extra: &[&str]| {
+        let mut args = vec![
+            "push",
+            src.to_str().unwrap(),
+            "--name",
+            "m",
+            "--version",
+            version,
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    push("1.0.0", &[]);
+    // A new version that rewrites one of the two files.
+    write_file(&src.join("b.bin"), &noise(3, 1_000_000));
+    let chunks_before = env.list_objects("chunks/");
+    let dry = push("1.1.0", &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["version"], "1.1.0", "{dry}");
+    let (new, sent) = (
+        &dry["summary"]["chunks_new"],
+        &dry["summary"]["bytes_remote"],
+    );
+    assert!(new.as_u64().unwrap() > 0, "{dry}");
+    assert!(
+        dry["summary"]["chunks_reused"].as_u64().unwrap() > 0,
+        "a.bin is stored: {dry}"
+    );
+    assert_eq!(
+        env.list_objects("chunks/"),
+        chunks_before,
+        "nothing uploaded"
+    );
+    env.fails(3, &["info", "m@1.1.0"]);
+
+    let real = push("1.1.0", &[]);
+    assert_eq!(real["dry_run"], false, "{real}");
+    assert_eq!(&real["summary"]["chunks_new"], new, "{real} vs {dry}");
+    assert_eq!(&real["summary"]["bytes_remote"], sent, "{real} vs {dry}");
+    assert_eq!(real["checksum"], dry["checksum"], "the same version");
+    // An existing version is a conflict, as the real push would be.
+    env.fails(
+        4,
+        &[
+            "push",
+            src.to_str().unwrap(),
+            "--name",
+            "m",
+            "--version",
+            "1.1.0",
+            "--dry-run",
+        ],
+    );
+}

@@ -113,6 +113,7 @@ impl Env {
             tags: Default::default(),
             extra: Default::default(),
             chunking: SMALL,
+            dry_run: false,
         };
         self.vault
             .push(&req, &TransferOptions::default())

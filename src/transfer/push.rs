@@ -41,6 +41,9 @@ pub struct PushRequest {
     pub tags: std::collections::BTreeMap<String, String>,
     pub extra: Map<String, Value>,
     pub chunking: ChunkParams,
+    /// Chunk, hash and check what the remote has, but upload nothing and write no manifest:
+    /// the summary says what a push would send (`chunks_new`, `bytes_remote`).
+    pub dry_run: bool,
 }
 
 /// A local file to push: where it is, and its manifest path.
@@ -59,7 +62,8 @@ struct Encoded {
     data: Bytes,
 }
 
-/// Pushes a version. Returns its manifest and run figures.
+/// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
+/// manifest that would be written and what would be sent).
 ///
 /// Fails with [`Error::VersionExists`] before uploading anything if the version exists, and
 /// also if another writer creates it while we upload (the create-only write loses).
@@ -84,11 +88,22 @@ pub async fn push(
 
     let locals: Vec<PathBuf> = sources.iter().map(|s| s.local.clone()).collect();
     let stats = Arc::new(Stats::default());
-    let (files, rewrites) =
-        upload_all(remote, sources, req.chunking, pending, opts, &stats).await?;
+    let (files, rewrites) = upload_all(
+        remote,
+        sources,
+        (req.chunking, req.dry_run),
+        pending,
+        opts,
+        &stats,
+    )
+    .await?;
     Stats::add(&stats.files_done, files.len() as u64);
 
     let m = build_manifest(req, files);
+    if req.dry_run {
+        opts.progress.finish();
+        return Ok((m, stats.summary(started, remote.retries())));
+    }
     match remote.create_only(&key, Bytes::from(m.to_json())).await {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
@@ -113,11 +128,12 @@ struct Rewrites {
 }
 
 /// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
-/// and which chunks of `pending` (listed in gc records) it uploaded again.
+/// and which chunks of `pending` (listed in gc records) it uploaded again. With `dry_run`,
+/// chunks the remote lacks are counted as sent but not uploaded.
 async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
-    params: ChunkParams,
+    (params, dry_run): (ChunkParams, bool),
     pending: HashSet<Digest>,
     opts: &TransferOptions,
     stats: &Arc<Stats>,
@@ -149,7 +165,8 @@ async fn upload_all(
         tokio_stream_of(rx)
             .map(|item| async {
                 let enc = item?;
-                upload_chunk(remote, enc, &seen, (&pending, &rewrites), opts, stats).await
+                let seen = (&seen, dry_run);
+                upload_chunk(remote, enc, seen, (&pending, &rewrites), opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
     );
@@ -187,11 +204,11 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
 
 /// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
-/// whatever the remote has and noted in `rewrites`.
+/// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
 async fn upload_chunk(
     remote: &Remote,
     enc: Encoded,
-    seen: &Mutex<HashSet<Digest>>,
+    (seen, dry_run): (&Mutex<HashSet<Digest>>, bool),
     (pending, rewrites): (&HashSet<Digest>, &Mutex<Rewrites>),
     opts: &TransferOptions,
     stats: &Stats,
@@ -205,6 +222,11 @@ async fn upload_chunk(
     let len = enc.data.len() as u64;
     if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
         Stats::add(&stats.chunks_reused, 1);
+        return Ok(());
+    }
+    if dry_run {
+        Stats::add(&stats.chunks_new, 1);
+        Stats::add(&stats.bytes_remote, len);
         return Ok(());
     }
     if let Some(rate) = &opts.rate {

@@ -38,6 +38,9 @@ pub enum PushResult {
         file_size: u64,
         files: usize,
         summary: Summary,
+        /// True for `push --dry-run`: nothing was uploaded and the version was not written;
+        /// `summary` says what a push would send.
+        dry_run: bool,
     },
     Failed {
         /// The error's one-line message.
@@ -156,6 +159,7 @@ pub async fn push_many(
                     file_size: m.file_size,
                     files: m.files.len(),
                     summary,
+                    dry_run: req.dry_run,
                 },
                 Err(e) => PushResult::Failed {
                     error: e.to_string(),

@@ -54,6 +54,10 @@ pub struct PushArgs {
     /// training_config, tags; other keys are kept as extra metadata).
     #[arg(long, value_name = "JSON_FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Show what would be sent (new chunks and bytes, chunks already stored) without
+    /// uploading anything or writing the version.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub transfer: TransferArgs,
 }
@@ -97,12 +101,18 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
                 file_size,
                 files,
                 summary,
+                dry_run,
                 ..
             } => {
                 ctx.note_bytes(summary.bytes_local);
+                let (pushed, sent, reused) = if *dry_run {
+                    ("would push", "would send", "already stored")
+                } else {
+                    ("pushed", "sent", "reused")
+                };
                 ctx.info(&format!(
-                    "pushed {}@{version} to {}: {files} files, {}; sent {} in {} new chunks \
-                     ({} reused), {:.1}s, {:.0} MB/s",
+                    "{pushed} {}@{version} to {}: {files} files, {}; {sent} {} in {} new chunks \
+                     ({} {reused}), {:.1}s, {:.0} MB/s",
                     o.model_name,
                     o.remote,
                     human_bytes(*file_size),
@@ -149,6 +159,7 @@ fn request(a: &PushArgs, name: ModelName, version: Version) -> Result<PushReques
         tags,
         extra: Map::new(),
         chunking: ChunkParams::DEFAULT,
+        dry_run: a.dry_run,
     };
     if let Some(path) = &a.metadata_file {
         vault::merge_metadata(&mut req, vault::push::read_metadata_file(path)?);
