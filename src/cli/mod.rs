@@ -322,10 +322,12 @@ fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
+/// True when the command failed only because stdout was closed (a broken pipe on a store
+/// connection is a failure like any other).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<output::StdoutError>()
+            .is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

@@ -203,16 +203,22 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
 /// strings; the non-ASCII [`is_hazard`] characters (C1 controls, bidirectional marks), which it
 /// emits raw, are written as `\uXXXX` escapes too (they only occur inside strings, so the
 /// document means exactly the same).
-pub fn json<T: Serialize>(value: &T) -> std::io::Result<()> {
+/// Writing the command's output to stdout failed (e.g. `mvault list | head` closed the pipe:
+/// then the command ends quietly with exit 0).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout: {0}")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+pub fn json<T: Serialize>(value: &T) -> Result<(), StdoutError> {
     print_json(&serde_json::to_string_pretty(value).expect("serializable"))
 }
 
 /// Prints a value as one line of JSON on stdout (a JSON-lines stream), as [`json`] does.
-pub fn json_line<T: Serialize>(value: &T) -> std::io::Result<()> {
+pub fn json_line<T: Serialize>(value: &T) -> Result<(), StdoutError> {
     print_json(&serde_json::to_string(value).expect("serializable"))
 }
 
-fn print_json(text: &str) -> std::io::Result<()> {
+fn print_json(text: &str) -> Result<(), StdoutError> {
     let text = scrub(text);
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
@@ -223,13 +229,13 @@ fn print_json(text: &str) -> std::io::Result<()> {
         }
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{escaped}")
+    writeln!(out, "{escaped}").map_err(StdoutError)
 }
 
 /// Prints human-readable text on stdout (scrubbed, [`terminal_safe`]).
-pub fn line(text: &str) -> std::io::Result<()> {
+pub fn line(text: &str) -> Result<(), StdoutError> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", terminal_safe(&scrub(text)))
+    writeln!(out, "{}", terminal_safe(&scrub(text))).map_err(StdoutError)
 }
 
 /// Prints an informational message on stderr unless quiet ([`scrub_message`],

@@ -1,7 +1,7 @@
 //! `verify`: re-read remote chunks and check them against their names.
 //!
 //! Every distinct chunk referenced by the selected versions is read once (at most
-//! [`JOBS`](super::JOBS) at a time), decoded and hashed on the blocking pool. A chunk that is
+//! [`Vault::jobs`] at a time), decoded and hashed on the blocking pool. A chunk that is
 //! absent is *missing*; one whose header, length, payload or BLAKE3 hash is wrong is
 //! *damaged*. For each, the report names the versions and files it breaks. Manifests that
 //! cannot be parsed are reported too. Only remote failures (unreachable, denied) are errors.

@@ -111,11 +111,6 @@ impl Error {
         self
     }
 
-    /// The OpenDAL error this one came from, if any (its kind, status and context).
-    pub fn dal(&self) -> Option<&opendal::Error> {
-        self.source.as_ref()?.downcast_ref()
-    }
-
     /// The category of this failure (exit code, exception class).
     pub fn category(&self) -> Category {
         match self.kind {
@@ -129,7 +124,8 @@ impl Error {
         }
     }
 
-    fn from_dal(remote: &str, op: &'static str, path: &str, e: opendal::Error) -> Error {
+    fn from_dal(remote: (&str, &str), op: &'static str, path: &str, e: opendal::Error) -> Error {
+        let (remote, service) = remote;
         use opendal::ErrorKind as K;
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
@@ -140,7 +136,7 @@ impl Error {
             K::RateLimited => ErrorKind::Unavailable,
             _ => ErrorKind::Other,
         };
-        if let Some(hint) = missing_credentials(remote, &e) {
+        if let Some(hint) = missing_credentials(service, &e) {
             return Error::new(ErrorKind::PermissionDenied, op, path, remote, hint).with_source(e);
         }
         let mut message = match kind {
@@ -170,27 +166,26 @@ impl Error {
 }
 
 /// When OpenDAL found no credential to sign with: one line naming the sources its signer
-/// tried for this remote's cloud and how to provide one. (`remote` is the display name,
-/// which starts with the scheme.)
-fn missing_credentials(remote: &str, e: &opendal::Error) -> Option<String> {
+/// tried for the remote's service (OpenDAL's scheme: `s3`, `gcs`, `azblob`, `oss`) and how to
+/// provide one.
+fn missing_credentials(service: &str, e: &opendal::Error) -> Option<String> {
     let text = e.to_string();
     if !text.contains("failed to load signing credential") && !text.contains("no valid credential")
     {
         return None;
     }
-    let scheme = remote.split("://").next().unwrap_or("");
-    Some(match scheme {
+    Some(match service {
         "s3" => "no S3 credentials found (tried AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the \
                  AWS_PROFILE profile in ~/.aws, web identity, and instance metadata unless \
                  AWS_EC2_METADATA_DISABLED=true): export those variables, set the profile option, \
                  or for a local server give the endpoint, access_key and secret_key options"
             .to_string(),
-        "gs" => "no GCS credentials found (tried the credential and credential_path options, \
+        "gcs" => "no GCS credentials found (tried the credential and credential_path options, \
                  GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and \
                  the metadata server): set GOOGLE_APPLICATION_CREDENTIALS to a service account \
                  key file, or set the anonymous option for a public bucket or a local server"
             .to_string(),
-        "az" => "no Azure credentials found (tried the account_key, sas_token and \
+        "azblob" => "no Azure credentials found (tried the account_key, sas_token and \
                  connection_string options and AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, \
                  AZURE_STORAGE_CONNECTION_STRING): set one of them"
             .to_string(),
@@ -430,7 +425,8 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let mut err = Error::from_dal(&self.name, op, path, e);
+                    let mut err =
+                        Error::from_dal((&self.name, self.op.info().scheme()), op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
                         if err.is_retryable() {
                             err.message = format!("{} (after {attempt} attempts)", err.message);

@@ -57,7 +57,7 @@ const RECORD_FORMAT: u32 = 1;
 /// A pending record `gc/pending/<UTC time>-<16 hex>.json`: chunks a gc found unreferenced
 /// and at least `grace_seconds` old, which a later gc deletes if they still are.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct RecordDoc {
+pub(crate) struct RecordDoc {
     format: u32,
     /// RFC 3339 UTC, the recording gc's clock (information only: ripeness is measured by the
     /// store's modification time of the record).

@@ -17,8 +17,10 @@ pub use alias::{
     alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
 };
 pub use error::{Error, Result};
-pub use open::{cache_identity, open, resolve_spec};
-pub use push::{PushOutcome, PushResult, merge_metadata, models_in_dir, push_many};
+pub use open::{cache_identity, resolve_spec};
+pub use push::{
+    PushOutcome, PushResult, merge_metadata, models_in_dir, push_many, read_metadata_file,
+};
 
 use crate::cache::{self, Cache, PruneReport};
 use crate::config::CacheConfig;
@@ -214,16 +216,30 @@ impl Vault {
         opts: &TransferOptions,
         offline: bool,
     ) -> Result<PullOutcome> {
-        let out = {
-            let m = &req.manifest;
-            let (name, v) = identity(m)?;
-            let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
-            // A prune between resolving and pinning may have evicted the cached manifest;
-            // while pinned it cannot be evicted again, and the blobs this pull uses are locked.
-            self.cache.ensure_manifest(&self.remote_id, m, &v)?;
-            let remote = (!offline).then_some(&self.remote);
-            transfer::pull(remote, &self.cache, req, opts).await?
-        };
+        let out = self.pull_pinned(req, opts, offline).await?;
+        self.apply_cache_limits();
+        Ok(out)
+    }
+
+    /// The pull itself, holding the version's pin for the duration; no cache limits.
+    async fn pull_pinned(
+        &self,
+        req: &PullRequest,
+        opts: &TransferOptions,
+        offline: bool,
+    ) -> Result<PullOutcome> {
+        let m = &req.manifest;
+        let (name, v) = identity(m)?;
+        let _pin = self.cache.pin(&self.remote_id, &name, &v)?;
+        // A prune between resolving and pinning may have evicted the cached manifest; while
+        // pinned it cannot be evicted again, and the blobs this pull uses are locked.
+        self.cache.ensure_manifest(&self.remote_id, m, &v)?;
+        let remote = (!offline).then_some(&self.remote);
+        Ok(transfer::pull(remote, &self.cache, req, opts).await?)
+    }
+
+    /// [`Vault::enforce_cache_limits`] after a successful pull: problems are warnings.
+    fn apply_cache_limits(&self) {
         match self.enforce_cache_limits() {
             Ok(Some(r)) if !r.versions_removed.is_empty() => tracing::info!(
                 "cache limits: evicted {} ({})",
@@ -233,7 +249,6 @@ impl Vault {
             Ok(_) => {}
             Err(e) => tracing::warn!("cache limits not applied: {e}"),
         }
-        Ok(out)
     }
 
     /// Applies the cache limits now (LRU eviction that skips versions running pulls hold);
@@ -251,8 +266,9 @@ impl Vault {
     }
 
     /// Makes every model of `refs` present under `dir/<name>/` (a container's start-up),
-    /// four at a time: resolves each (from the cache when pinned), then pulls it. Returns
-    /// each version's outcome in the order of `refs`; the first failure is the error.
+    /// four at a time: resolves each (from the cache when pinned), then pulls it; the cache
+    /// limits are applied once, after all of them. Returns each version's outcome in the
+    /// order of `refs`; a failure is the error.
     pub async fn pull_into(
         &self,
         refs: &[ModelRef],
@@ -267,8 +283,8 @@ impl Vault {
         } else {
             Lookup::CacheFirst
         };
-        let pulls = futures::stream::iter(refs)
-            .map(|r| async move {
+        let pulls = futures::stream::iter(refs.iter().enumerate())
+            .map(|(i, r)| async move {
                 if !matches!(r.selector, Selector::Exact(_)) {
                     tracing::info!("{r} is not pinned: resolving it needs the remote");
                 }
@@ -280,14 +296,17 @@ impl Vault {
                     link: Default::default(),
                     force,
                 };
-                let out = self.pull(&req, opts, offline).await?;
+                let out = self.pull_pinned(&req, opts, offline).await?;
                 tracing::info!("{}@{} ready", req.manifest.model_name, req.manifest.version);
-                Ok::<_, Error>((req.manifest, out))
+                Ok::<_, Error>((i, req.manifest, out))
             })
-            .buffered(4)
+            .buffer_unordered(4)
             .collect::<Vec<_>>()
             .await;
-        pulls.into_iter().collect()
+        let mut done = pulls.into_iter().collect::<Result<Vec<_>>>()?;
+        self.apply_cache_limits();
+        done.sort_by_key(|(i, ..)| *i);
+        Ok(done.into_iter().map(|(_, m, o)| (m, o)).collect())
     }
 
     /// Default pull target of a version: its snapshot directory in the cache.

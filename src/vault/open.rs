@@ -1,9 +1,7 @@
-//! Which remote a name means, and opening it: the policy every front end (CLI, Python) shares.
+//! Which remote a name means: the policy every front end (CLI, Python) shares. Open the result
+//! with [`super::Vault::open_spec`].
 
-use std::path::Path;
-
-use super::{Result, Vault};
-use crate::cache::Cache;
+use super::Result;
 use crate::config::Config;
 use crate::remote::RemoteSpec;
 
@@ -35,11 +33,4 @@ pub fn cache_identity(spec: &RemoteSpec) -> String {
         Some(ep) => format!("{}?endpoint={ep}", spec.url()),
         None => spec.url(),
     }
-}
-
-/// Opens the vault `remote` names (see [`resolve_spec`]) with the cache at `cache_dir`, the
-/// config's cache limits applied after pulls.
-pub fn open(remote: Option<&str>, config: &Config, cache_dir: &Path) -> Result<Vault> {
-    let spec = resolve_spec(remote, config)?;
-    Ok(Vault::open_spec(&spec, Cache::open(cache_dir)?)?.with_cache_limits(config.cache.clone()))
 }

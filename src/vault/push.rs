@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Error, Result, Vault};
 use crate::chunk::Digest;
+use crate::error::Category;
 use crate::transfer::{PushRequest, Summary, TransferOptions};
 use crate::version::ModelName;
 
@@ -45,6 +46,7 @@ pub enum PushResult {
     Failed {
         /// The error's one-line message.
         error: String,
+        category: Category,
         #[serde(skip)]
         cause: Box<Error>,
     },
@@ -135,18 +137,18 @@ pub fn models_in_dir(dir: &Path) -> Result<Vec<(ModelName, PathBuf)>> {
 
 /// Pushes every model of `models` (name, paths) to every vault of `vaults`, with `template`'s
 /// version and metadata, [`PARALLEL_PUSHES`] at a time. One push failing does not stop the
-/// others; each outcome is reported, in completion order.
-pub async fn push_many(
-    vaults: &[Vault],
-    models: &[(ModelName, Vec<PathBuf>)],
-    template: &PushRequest,
-    opts: &TransferOptions,
-) -> Vec<PushOutcome> {
+/// others; each outcome is yielded as its push ends (completion order).
+pub fn push_many<'a>(
+    vaults: &'a [Vault],
+    models: &'a [(ModelName, Vec<PathBuf>)],
+    template: &'a PushRequest,
+    opts: &'a TransferOptions,
+) -> impl Stream<Item = PushOutcome> + 'a {
     let jobs = vaults
         .iter()
         .flat_map(|v| models.iter().map(move |(n, p)| (v, n, p)));
     futures::stream::iter(jobs)
-        .map(|(vault, name, paths)| async move {
+        .map(move |(vault, name, paths)| async move {
             let req = PushRequest {
                 name: name.clone(),
                 paths: paths.clone(),
@@ -163,6 +165,7 @@ pub async fn push_many(
                 },
                 Err(e) => PushResult::Failed {
                     error: e.to_string(),
+                    category: e.category(),
                     cause: Box::new(e),
                 },
             };
@@ -173,6 +176,4 @@ pub async fn push_many(
             }
         })
         .buffer_unordered(PARALLEL_PUSHES)
-        .collect()
-        .await
 }

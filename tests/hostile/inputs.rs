@@ -782,6 +782,27 @@ fn missing_credentials_are_one_actionable_line() {
         "no debug dump: {err}"
     );
 
+    // The same for a provider of the config file (its display name is only "prod").
+    let config = env.path("mvault.yaml");
+    let port = dead_port();
+    std::fs::write(
+        &config,
+        format!(
+            "cloud_storage:\n  providers:\n    - name: prod\n      type: s3\n      config:\n        \
+             bucket: b\n        region: us-east-1\n        endpoint: http://127.0.0.1:{port}\n"
+        ),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["-c", s(&config), "-r", "prod", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no S3 credentials found"), "{err}");
+
     let verbose = run(&["-v", "list"]);
     let err = String::from_utf8_lossy(&verbose.stderr);
     assert!(err.contains("failed to load signing credential"), "{err}");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::chunk::ChunkParams;
@@ -84,11 +85,12 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
     if let [(name, _)] = &models[..] {
         ctx.note_model(name.as_str(), Some(&template.version.to_string()));
     }
-    let outcomes = vault::push_many(&vaults, &models, &template, &opts).await;
-    let bulk = outcomes.len() > 1;
+    let bulk = vaults.len() * models.len() > 1;
+    let outcomes = vault::push_many(&vaults, &models, &template, &opts);
+    let mut outcomes = std::pin::pin!(outcomes);
     let mut failure = None;
-    for o in outcomes {
-        let o = match o {
+    while let Some(o) = outcomes.next().await {
+        let mut o = match o {
             PushOutcome {
                 result: PushResult::Failed { cause, .. },
                 ..
@@ -104,7 +106,9 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
                 dry_run,
                 ..
             } => {
-                ctx.note_bytes(summary.bytes_local);
+                if !*dry_run {
+                    ctx.note_bytes(summary.bytes_local);
+                }
                 let (pushed, sent, reused) = if *dry_run {
                     ("would push", "would send", "already stored")
                 } else {
@@ -123,16 +127,20 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
                     summary.mb_per_s
                 ));
             }
-            PushResult::Failed { error, cause } => {
-                let msg = output::scrub_message(error);
-                eprintln!(
-                    "mvault: {} on {}: {}",
-                    o.model_name,
-                    o.remote,
-                    output::terminal_safe(&msg)
-                );
-                failure = failure.or(Some(code_of(Some(cause.category()))));
-            }
+            PushResult::Failed { .. } => {}
+        }
+        if let PushResult::Failed {
+            error, category, ..
+        } = &mut o.result
+        {
+            *error = output::scrub_message(error);
+            eprintln!(
+                "mvault: {} on {}: {}",
+                o.model_name,
+                o.remote,
+                output::terminal_safe(error)
+            );
+            failure = failure.or(Some(code_of(Some(*category))));
         }
         if ctx.json {
             output::json_line(&o)?;
@@ -162,7 +170,7 @@ fn request(a: &PushArgs, name: ModelName, version: Version) -> Result<PushReques
         dry_run: a.dry_run,
     };
     if let Some(path) = &a.metadata_file {
-        vault::merge_metadata(&mut req, vault::push::read_metadata_file(path)?);
+        vault::merge_metadata(&mut req, vault::read_metadata_file(path)?);
     }
     Ok(req)
 }
