@@ -46,4 +46,4 @@ args=(--mib "$MIB" --levels "${LEVELS:-1,3,6,9}" --runs "${RUNS:-3}" --chunk-kib
     --min-mbps "${MIN_MBPS:-300}" --seed "${SEED:-1}")
 [[ "${LONG:-1}" == 0 ]] && args+=(--no-long)
 log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-exec "$PY" "$BENCH_DIR/codecs.py" "${args[@]}"
+exec "$PY" "$BENCH_DIR/codec_bench.py" "${args[@]}"
