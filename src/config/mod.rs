@@ -73,7 +73,7 @@ pub enum Error {
     /// The file exists but could not be read.
     #[error("cannot read config file {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
-    /// The file is not valid YAML.
+    /// The file is not valid YAML, or a section is not a mapping (in serde-saphyr's words).
     #[error("{}:{line}: invalid YAML: {message}", path.display())]
     Syntax {
         path: PathBuf,

@@ -65,34 +65,41 @@ fn parses_the_seed_shape() {
         ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab"),
     ];
     let c = parse(SEED, &aws).unwrap();
-    assert_eq!(c.default_provider.as_deref(), Some("aws_s3"));
     let s3 = c.default_spec().unwrap().unwrap();
-    assert_eq!(
-        (s3.backend, s3.bucket.as_str(), s3.prefix.as_str()),
-        (Backend::S3, "eitp-models", "models")
+    let got = (
+        c.default_provider.as_deref(),
+        s3.backend,
+        s3.bucket.as_str(),
+        s3.prefix.as_str(),
+        s3.label.as_deref(),
     );
-    assert_eq!(s3.label.as_deref(), Some("aws_s3"));
     assert_eq!(
+        got,
         (
-            s3.options["region"].as_str(),
-            s3.options["secret_key"].as_str()
-        ),
-        ("us-east-1", "wJalrXUtnFEMIsecretKEYab")
+            Some("aws_s3"),
+            Backend::S3,
+            "eitp-models",
+            "models",
+            Some("aws_s3")
+        )
     );
+    let got = (
+        s3.options["region"].as_str(),
+        s3.options["secret_key"].as_str(),
+    );
+    assert_eq!(got, ("us-east-1", "wJalrXUtnFEMIsecretKEYab"));
     let names: Vec<_> = c
         .enabled_providers()
         .iter()
         .map(|p| p.name.as_str())
         .collect();
     assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
-    assert_eq!(
-        (
-            c.providers[1].backend,
-            c.providers[0].line,
-            c.providers[3].line
-        ),
-        (Backend::Gcs, 4, 18)
+    let got = (
+        c.providers[1].backend,
+        c.providers[0].line,
+        c.providers[3].line,
     );
+    assert_eq!(got, (Backend::Gcs, 4, 18));
     // azure_blob's variable is unset: reported only when it is used.
     assert_eq!(
         c.spec("azure_blob").unwrap_err().to_string(),
@@ -106,10 +113,8 @@ fn parses_the_seed_shape() {
         ("models", "120")
     );
     let local = c.spec("local").unwrap();
-    assert_eq!(
-        (local.backend, local.bucket.as_str(), local.prefix.as_str()),
-        (Backend::Fs, "/etc/mv/vault/team", "")
-    );
+    let got = (local.backend, local.bucket.as_str(), local.prefix.as_str());
+    assert_eq!(got, (Backend::Fs, "/etc/mv/vault/team", ""));
     assert_eq!(
         c.cache,
         CacheConfig {
@@ -117,18 +122,16 @@ fn parses_the_seed_shape() {
             ttl_secs: Some(30 * 86_400)
         }
     );
-    assert_eq!(
-        c.transfer,
-        TransferConfig {
-            jobs: Some(16),
-            rate_limit_bytes_per_sec: Some(50 << 20)
-        }
-    );
-    assert_eq!(
-        c.audit.path.as_deref(),
-        Some(Path::new("/var/log/mvault/audit.jsonl"))
-    );
-    assert_eq!(c.audit.max_size_bytes, Some(10 << 20));
+    let transfer = TransferConfig {
+        jobs: Some(16),
+        rate_limit_bytes_per_sec: Some(50 << 20),
+    };
+    assert_eq!(c.transfer, transfer);
+    let audit = AuditConfig {
+        path: Some("/var/log/mvault/audit.jsonl".into()),
+        max_size_bytes: Some(10 << 20),
+    };
+    assert_eq!(c.audit, audit);
 }
 
 #[test]
@@ -151,26 +154,33 @@ fn empty_and_missing_sections_give_defaults() {
 
 #[test]
 fn interpolation() {
-    use env::{resolve, template};
+    use env::{Bad, expand};
     let env = env_of(&[("SET", "v"), ("EMPTY", "")]);
+    let syntax = |m: &str| Err(Bad::Syntax(m.to_string()));
     for (raw, want) in [
-        ("a-${SET}-b", Ok("a-v-b")),
-        ("${UNSET:-d}", Ok("d")),
-        ("${SET:-d}", Ok("v")),
-        ("${EMPTY:-d}", Ok("d")),
-        ("${EMPTY}", Ok("")),
-        ("${UNSET:-}", Ok("")),
-        ("$${SET} costs $5 $", Ok("${SET} costs $5 $")),
-        ("plain", Ok("plain")),
-        ("", Ok("")),
-        ("${SET}${UNSET}", Err("UNSET")),
+        ("a-${SET}-b", Ok("a-v-b".to_string())),
+        ("${UNSET:-d}", Ok("d".into())),
+        ("${SET:-d}", Ok("v".into())),
+        ("${EMPTY:-d}", Ok("d".into())),
+        ("${EMPTY}", Ok("".into())),
+        ("${UNSET:-}", Ok("".into())),
+        ("$${SET} costs $5 $", Ok("${SET} costs $5 $".into())),
+        ("plain", Ok("plain".into())),
+        ("", Ok("".into())),
+        ("${SET}${UNSET}${UNSET2}", Err(Bad::Unset("UNSET".into()))),
+        (
+            "${UNSET}${SET",
+            syntax("unterminated ${ (write $$ for a literal $)"),
+        ),
+        (
+            "${}",
+            syntax("invalid variable name \"\" (use ${NAME} or ${NAME:-default})"),
+        ),
     ] {
-        let got = resolve(&template(raw).unwrap(), &env);
-        assert_eq!(got.as_deref().map_err(String::as_str), want, "{raw}");
+        assert_eq!(expand(raw, &env), want, "{raw}");
     }
-    assert!(template("${SET").unwrap_err().contains("unterminated"));
-    for bad in ["${}", "${1X}", "${A B}"] {
-        assert!(template(bad).is_err(), "{bad}");
+    for bad in ["${1X}", "${A B}", "${-x}"] {
+        assert!(matches!(expand(bad, &env), Err(Bad::Syntax(_))), "{bad}");
     }
 }
 
@@ -220,8 +230,9 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n  - {name: z, type: fs}\n  - name: a\n    type: s3\n    bucket: b\n".into(), ":6: unknown key \"bucket\" in cloud_storage.providers[1] (known: name, type, enabled, config)"),
         ("defaults: &d\n  type: s3\ncloud_storage: {}\n".into(), ":1: unknown key \"defaults\" in the top level"),
         // Values of the wrong kind or out of range.
-        ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: cloud_storage: expected a mapping, found a list"),
-        ("cloud_storage:\n  providers: 3\n".into(), ":2: cloud_storage.providers: expected a list of providers"),
+        ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: invalid YAML: expected mapping start"),
+        ("cloud_storage:\n  providers: 3\n".into(), ":2: invalid YAML: "),
+        ("cloud_storage:\n  audit: {path: \"${EMPTY}\"}\n".into(), ":2: cloud_storage.audit.path: \"${EMPTY}\" is not a path"),
         ("cloud_storage:\n  transfer:\n    jobs: 0\n".into(), ":3: cloud_storage.transfer.jobs: \"0\" is not a number from 1 to 1024"),
         ("cloud_storage:\n  transfer:\n    rate_limit: fast\n".into(), ":3: cloud_storage.transfer.rate_limit: \"fast\" is not a rate"),
         ("cloud_storage:\n  cache:\n    ttl: 3 days\n".into(), ":3: cloud_storage.cache.ttl: \"3 days\" is not a duration"),
@@ -231,7 +242,7 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n    - name: s3://x\n".into(), ":3: cloud_storage.providers[s3://x].name: provider names are"),
         (p("      type: s3\n      config:\n        bucket: [x]\n"), ":6: cloud_storage.providers[a].config.bucket: expected a single value, found a list"),
         (p("      type: s3\n      config:\n        bucket: ${X\n"), ":6: cloud_storage.providers[a].config.bucket: unterminated ${"),
-        ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: no provider is named \"nope\" (known: a)"),
+        ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: \"nope\" is not the name of a provider (known: a)"),
         (s3("bucket: b, access_key: x, access_key_id: y"), ":5: cloud_storage.providers[a].config.access_key_id: same setting as cloud_storage.providers[a].config.access_key"),
         (p("      type: ftp\n"), ":4: cloud_storage.providers[a].type: unknown type \"ftp\" (known: s3, gcs, azblob, oss, fs)"),
         (p(""), ":3: cloud_storage.providers[a]: type is required"),
@@ -245,7 +256,7 @@ fn errors_name_line_and_key() {
         (s3("bucket: a/b"), ":5: cloud_storage.providers[a].config.bucket: must not contain '/'"),
         (p("      type: fs\n"), ":3: cloud_storage.providers[a].config: path is required for type fs"),
     ] {
-        let e = fail(&text, &[]);
+        let e = fail(&text, &[("EMPTY", "")]);
         assert!(e.contains(want), "{text:?}\n got: {e}\nwant: {want}");
     }
     // serde-saphyr's own errors (syntax, duplicate keys) carry their line.
