@@ -61,60 +61,50 @@ cloud_storage:
 #[test]
 fn parses_the_seed_shape() {
     let aws = [
-        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY01"),
+        ("AWS_ACCESS_KEY_ID", "AK"),
         ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab"),
     ];
     let c = parse(SEED, &aws).unwrap();
     let s3 = c.default_spec().unwrap().unwrap();
-    let got = (
-        c.default_provider.as_deref(),
-        s3.backend,
-        s3.bucket.as_str(),
-        s3.prefix.as_str(),
-        s3.label.as_deref(),
-    );
-    assert_eq!(
-        got,
-        (
-            Some("aws_s3"),
-            Backend::S3,
-            "eitp-models",
-            "models",
-            Some("aws_s3")
-        )
-    );
-    let got = (
-        s3.options["region"].as_str(),
-        s3.options["secret_key"].as_str(),
-    );
-    assert_eq!(got, ("us-east-1", "wJalrXUtnFEMIsecretKEYab"));
+    let (az, local, p) = (&c.providers[2].spec, c.spec("local").unwrap(), &c.providers);
     let names: Vec<_> = c
         .enabled_providers()
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
-    let got = (
-        c.providers[1].backend,
-        c.providers[0].line,
-        c.providers[3].line,
-    );
-    assert_eq!(got, (Backend::Gcs, 4, 18));
-    // azure_blob's variable is unset: reported only when it is used.
-    assert_eq!(
-        c.spec("azure_blob").unwrap_err().to_string(),
-        "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: \
-         environment variable AZURE_STORAGE_CONNECTION_STRING is not set \
-         (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"
-    );
-    let p = &c.providers[2].spec;
-    assert_eq!(
-        (p.bucket.as_str(), p.options["timeout"].as_str()),
-        ("models", "120")
-    );
-    let local = c.spec("local").unwrap();
-    let got = (local.backend, local.bucket.as_str(), local.prefix.as_str());
-    assert_eq!(got, (Backend::Fs, "/etc/mv/vault/team", ""));
+    for (got, want) in [
+        (
+            format!("{:?} {} {}", s3.backend, s3.bucket, s3.prefix),
+            "S3 eitp-models models",
+        ),
+        (
+            format!("{:?} {:?}", c.default_provider, s3.label),
+            r#"Some("aws_s3") Some("aws_s3")"#,
+        ),
+        (
+            format!("{:?}", s3.options),
+            r#"{"access_key": "AK", "region": "us-east-1", "secret_key": "wJalrXUtnFEMIsecretKEYab"}"#,
+        ),
+        (
+            format!("{} {}", az.bucket, az.options["timeout"]),
+            "models 120",
+        ),
+        (
+            format!("{:?} {} [{}]", local.backend, local.bucket, local.prefix),
+            "Fs /etc/mv/vault/team []",
+        ),
+        (
+            format!("{:?} {} {} {names:?}", p[1].backend, p[0].line, p[3].line),
+            r#"Gcs 4 18 ["aws_s3", "azure_blob", "local"]"#,
+        ),
+        // azure_blob's variable is unset: reported only when it is used.
+        (
+            c.spec("azure_blob").unwrap_err().to_string(),
+            "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})",
+        ),
+    ] {
+        assert_eq!(got, want);
+    }
     assert_eq!(
         c.cache,
         CacheConfig {
@@ -126,12 +116,11 @@ fn parses_the_seed_shape() {
         jobs: Some(16),
         rate_limit_bytes_per_sec: Some(50 << 20),
     };
-    assert_eq!(c.transfer, transfer);
     let audit = AuditConfig {
         path: Some("/var/log/mvault/audit.jsonl".into()),
         max_size_bytes: Some(10 << 20),
     };
-    assert_eq!(c.audit, audit);
+    assert_eq!((c.transfer, c.audit), (transfer, audit));
 }
 
 #[test]
@@ -326,16 +315,14 @@ fn masks_secrets() {
             ("AK", "AKIAEXAMPLEKEY01"),
             ("SK", "wJalrXUtnFEMIsecretKEYab"),
         ],
-    )
-    .unwrap();
+    );
+    let c = c.unwrap();
     let m = c.providers[0].masked_options();
-    let shown = [
-        &m["region"],
-        &m["access_key"],
-        &m["secret_key"],
-        &m["session_token"],
-    ];
-    assert_eq!(shown, ["eu", "****01", "****ab", "***"]);
+    let keys = ["region", "access_key", "secret_key", "session_token"];
+    assert_eq!(
+        keys.map(|k| m[k].as_str()),
+        ["eu", "****01", "****ab", "***"]
+    );
     assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
 }
 
