@@ -314,11 +314,7 @@ fn masks_secrets() {
 #[test]
 fn search_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (cwd, xdg, home) = (
-        dir.path().join("work"),
-        dir.path().join("xdg"),
-        dir.path().join("home"),
-    );
+    let [cwd, xdg, home] = ["work", "xdg", "home"].map(|d| dir.path().join(d));
     for d in [&cwd, &xdg.join("mvault"), &home.join(".config/mvault")] {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -327,35 +323,25 @@ fn search_order() {
     let find = |explicit: Option<&str>, env: &[(&str, &str)]| {
         Config::find(explicit.map(Path::new), &cwd, env_of(env))
     };
+    let load =
+        |explicit: Option<&str>| Config::load_from(explicit.map(Path::new), &cwd, env_of(&env_all));
     assert_eq!(find(None, &env_all).unwrap(), None);
-    assert!(
-        Config::load_from(None, &cwd, env_of(&env_all))
-            .unwrap()
-            .path
-            .is_none()
-    );
+    assert!(load(None).unwrap().path.is_none());
     let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map(|()| Some(p)).unwrap();
     let home_file = write(home.join(".config/mvault/config.yaml"), "");
     assert_eq!(find(None, &[("HOME", home_s)]).unwrap(), home_file);
     assert_eq!(find(None, &env_all).unwrap(), None);
-    for (file, text) in [
-        (xdg.join("mvault/config.yaml"), ""),
-        (cwd.join("cloud_storage_config.yaml"), ""),
-        (
-            cwd.join("mvault.yaml"),
-            "cloud_storage:\n  transfer: {jobs: 3}\n",
-        ),
-    ] {
-        let want = write(file, text);
+    let jobs = "cloud_storage:\n  transfer: {jobs: 3}\n";
+    let files = [
+        ("xdg", "mvault/config.yaml", ""),
+        ("cwd", "cloud_storage_config.yaml", ""),
+        ("cwd", "mvault.yaml", jobs),
+    ];
+    for (base, file, text) in files {
+        let want = write(if base == "xdg" { &xdg } else { &cwd }.join(file), text);
         assert_eq!(find(None, &env_all).unwrap(), want);
     }
-    assert_eq!(
-        Config::load_from(None, &cwd, env_of(&env_all))
-            .unwrap()
-            .transfer
-            .jobs,
-        Some(3)
-    );
+    assert_eq!(load(None).unwrap().transfer.jobs, Some(3));
 
     // An explicit file wins, and must exist; relative names are taken from the cwd.
     let other = write(cwd.join("other.yaml"), "");
@@ -370,10 +356,10 @@ fn search_order() {
         }
     );
     assert!(e.to_string().ends_with("absent.yaml does not exist"));
-    write(cwd.join("bad.yaml"), "cloud_storage: {\n");
-    let e = Config::load_from(Some(Path::new("bad.yaml")), &cwd, env_of(&[])).unwrap_err();
+    let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n");
+    let e = load(Some("bad.yaml")).unwrap_err();
     assert!(
-        matches!(&e, Error::Syntax { path, .. } if path == &cwd.join("bad.yaml")),
+        matches!(&e, Error::Syntax { path, .. } if Some(path) == bad.as_ref()),
         "{e}"
     );
 }
