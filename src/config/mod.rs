@@ -60,9 +60,6 @@ pub const KEY_ALIASES: &[(&str, &str)] = &[
     ("credentials_path", "credential_path"),
 ];
 
-/// Option keys masked by [`Provider::masked_options`]: the secrets, plus the access key id.
-const MASKED_KEYS: &[&str] = &["access_key"];
-
 /// Why the config file could not be used. `Display` is one line naming the file, the line
 /// (1-based) and the key, and never contains secret or environment values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +70,7 @@ pub enum Error {
     /// The file exists but could not be read.
     #[error("cannot read config file {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
-    /// The file is not valid YAML.
+    /// The file is not valid YAML, or a section is not a mapping (in serde-saphyr's words).
     #[error("{}:{line}: invalid YAML: {message}", path.display())]
     Syntax {
         path: PathBuf,
@@ -218,11 +215,13 @@ impl Config {
         let Some(path) = Config::find(explicit, cwd, &env)? else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Config::parse_with_env(&text, &path, env)
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse_with_env(&text, &path, env),
+            Err(e) => Err(Error::Read {
+                message: e.to_string(),
+                path,
+            }),
+        }
     }
 
     /// Which file to read: `explicit` (from `-c/--config`), else `MVAULT_CONFIG`, either of
@@ -240,25 +239,16 @@ impl Config {
             .or_else(|| set("MVAULT_CONFIG").map(PathBuf::from));
         if let Some(p) = named {
             let p = cwd.join(p);
-            return if p.exists() {
-                Ok(Some(p))
-            } else {
-                Err(Error::Missing { path: p })
+            return match p.exists() {
+                true => Ok(Some(p)),
+                false => Err(Error::Missing { path: p }),
             };
         }
-        if let Some(p) = LOCAL_FILES
-            .iter()
-            .map(|f| cwd.join(f))
-            .find(|p| p.is_file())
-        {
-            return Ok(Some(p));
-        }
-        let dir = set("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")));
-        Ok(dir
-            .map(|d| d.join("mvault").join("config.yaml"))
-            .filter(|p| p.is_file()))
+        let xdg = set("XDG_CONFIG_HOME").map(PathBuf::from);
+        let xdg = xdg.or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")));
+        let xdg = xdg.map(|d| d.join("mvault").join("config.yaml"));
+        let local = LOCAL_FILES.iter().map(|f| cwd.join(f));
+        Ok(local.chain(xdg).find(|p| p.is_file()))
     }
 
     /// Parses `text`, read from `path` (used in messages and for relative paths), taking
@@ -323,7 +313,7 @@ impl Provider {
         }
     }
 
-    /// The problem [`Provider::spec`] would report, if any (for listings).
+    /// The problem [`Provider::spec`] would report (for listings).
     pub fn problem(&self) -> Option<&Error> {
         self.problem.as_ref()
     }
@@ -335,28 +325,23 @@ impl Provider {
         self.spec
             .options
             .iter()
-            .map(|(k, v)| {
-                let secret = SECRET_KEYS.contains(&k.as_str()) || MASKED_KEYS.contains(&k.as_str());
-                let shown = if secret {
-                    mask(v)
-                } else {
-                    crate::remote::redact_url(v)
-                };
-                (k.clone(), shown)
-            })
+            .map(
+                |(k, v)| match SECRET_KEYS.contains(&k.as_str()) || k == "access_key" {
+                    true => (k.clone(), mask(v)),
+                    false => (k.clone(), crate::remote::redact_url(v)),
+                },
+            )
             .collect()
     }
 }
 
 fn mask(v: &str) -> String {
-    let chars: Vec<char> = v.chars().collect();
-    if chars.len() < 12 {
+    let n = v.chars().count();
+    let tail: String = v.chars().skip(n.saturating_sub(2)).collect();
+    if n < 12 {
         "***".to_string()
     } else {
-        format!(
-            "****{}",
-            chars[chars.len() - 2..].iter().collect::<String>()
-        )
+        format!("****{tail}")
     }
 }
 

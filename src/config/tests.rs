@@ -61,55 +61,50 @@ cloud_storage:
 #[test]
 fn parses_the_seed_shape() {
     let aws = [
-        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY01"),
+        ("AWS_ACCESS_KEY_ID", "AK"),
         ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab"),
     ];
     let c = parse(SEED, &aws).unwrap();
-    assert_eq!(c.default_provider.as_deref(), Some("aws_s3"));
     let s3 = c.default_spec().unwrap().unwrap();
-    assert_eq!(
-        (s3.backend, s3.bucket.as_str(), s3.prefix.as_str()),
-        (Backend::S3, "eitp-models", "models")
-    );
-    assert_eq!(s3.label.as_deref(), Some("aws_s3"));
-    assert_eq!(
-        (
-            s3.options["region"].as_str(),
-            s3.options["secret_key"].as_str()
-        ),
-        ("us-east-1", "wJalrXUtnFEMIsecretKEYab")
-    );
+    let (az, local, p) = (&c.providers[2].spec, c.spec("local").unwrap(), &c.providers);
     let names: Vec<_> = c
         .enabled_providers()
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
-    assert_eq!(
+    for (got, want) in [
         (
-            c.providers[1].backend,
-            c.providers[0].line,
-            c.providers[3].line
+            format!("{:?} {} {}", s3.backend, s3.bucket, s3.prefix),
+            "S3 eitp-models models",
         ),
-        (Backend::Gcs, 4, 18)
-    );
-    // azure_blob's variable is unset: reported only when it is used.
-    assert_eq!(
-        c.spec("azure_blob").unwrap_err().to_string(),
-        "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: \
-         environment variable AZURE_STORAGE_CONNECTION_STRING is not set \
-         (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"
-    );
-    let p = &c.providers[2].spec;
-    assert_eq!(
-        (p.bucket.as_str(), p.options["timeout"].as_str()),
-        ("models", "120")
-    );
-    let local = c.spec("local").unwrap();
-    assert_eq!(
-        (local.backend, local.bucket.as_str(), local.prefix.as_str()),
-        (Backend::Fs, "/etc/mv/vault/team", "")
-    );
+        (
+            format!("{:?} {:?}", c.default_provider, s3.label),
+            r#"Some("aws_s3") Some("aws_s3")"#,
+        ),
+        (
+            format!("{:?}", s3.options),
+            r#"{"access_key": "AK", "region": "us-east-1", "secret_key": "wJalrXUtnFEMIsecretKEYab"}"#,
+        ),
+        (
+            format!("{} {}", az.bucket, az.options["timeout"]),
+            "models 120",
+        ),
+        (
+            format!("{:?} {} [{}]", local.backend, local.bucket, local.prefix),
+            "Fs /etc/mv/vault/team []",
+        ),
+        (
+            format!("{:?} {} {} {names:?}", p[1].backend, p[0].line, p[3].line),
+            r#"Gcs 4 18 ["aws_s3", "azure_blob", "local"]"#,
+        ),
+        // azure_blob's variable is unset: reported only when it is used.
+        (
+            c.spec("azure_blob").unwrap_err().to_string(),
+            "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})",
+        ),
+    ] {
+        assert_eq!(got, want);
+    }
     assert_eq!(
         c.cache,
         CacheConfig {
@@ -117,18 +112,15 @@ fn parses_the_seed_shape() {
             ttl_secs: Some(30 * 86_400)
         }
     );
-    assert_eq!(
-        c.transfer,
-        TransferConfig {
-            jobs: Some(16),
-            rate_limit_bytes_per_sec: Some(50 << 20)
-        }
-    );
-    assert_eq!(
-        c.audit.path.as_deref(),
-        Some(Path::new("/var/log/mvault/audit.jsonl"))
-    );
-    assert_eq!(c.audit.max_size_bytes, Some(10 << 20));
+    let transfer = TransferConfig {
+        jobs: Some(16),
+        rate_limit_bytes_per_sec: Some(50 << 20),
+    };
+    let audit = AuditConfig {
+        path: Some("/var/log/mvault/audit.jsonl".into()),
+        max_size_bytes: Some(10 << 20),
+    };
+    assert_eq!((c.transfer, c.audit), (transfer, audit));
 }
 
 #[test]
@@ -151,26 +143,33 @@ fn empty_and_missing_sections_give_defaults() {
 
 #[test]
 fn interpolation() {
-    use env::{resolve, template};
+    use env::{Bad, expand};
     let env = env_of(&[("SET", "v"), ("EMPTY", "")]);
+    let syntax = |m: &str| Err(Bad::Syntax(m.to_string()));
     for (raw, want) in [
-        ("a-${SET}-b", Ok("a-v-b")),
-        ("${UNSET:-d}", Ok("d")),
-        ("${SET:-d}", Ok("v")),
-        ("${EMPTY:-d}", Ok("d")),
-        ("${EMPTY}", Ok("")),
-        ("${UNSET:-}", Ok("")),
-        ("$${SET} costs $5 $", Ok("${SET} costs $5 $")),
-        ("plain", Ok("plain")),
-        ("", Ok("")),
-        ("${SET}${UNSET}", Err("UNSET")),
+        ("a-${SET}-b", Ok("a-v-b".to_string())),
+        ("${UNSET:-d}", Ok("d".into())),
+        ("${SET:-d}", Ok("v".into())),
+        ("${EMPTY:-d}", Ok("d".into())),
+        ("${EMPTY}", Ok("".into())),
+        ("${UNSET:-}", Ok("".into())),
+        ("$${SET} costs $5 $", Ok("${SET} costs $5 $".into())),
+        ("plain", Ok("plain".into())),
+        ("", Ok("".into())),
+        ("${SET}${UNSET}${UNSET2}", Err(Bad::Unset("UNSET".into()))),
+        (
+            "${UNSET}${SET",
+            syntax("unterminated ${ (write $$ for a literal $)"),
+        ),
+        (
+            "${}",
+            syntax("invalid variable name \"\" (use ${NAME} or ${NAME:-default})"),
+        ),
     ] {
-        let got = resolve(&template(raw).unwrap(), &env);
-        assert_eq!(got.as_deref().map_err(String::as_str), want, "{raw}");
+        assert_eq!(expand(raw, &env), want, "{raw}");
     }
-    assert!(template("${SET").unwrap_err().contains("unterminated"));
-    for bad in ["${}", "${1X}", "${A B}"] {
-        assert!(template(bad).is_err(), "{bad}");
+    for bad in ["${1X}", "${A B}", "${-x}"] {
+        assert!(matches!(expand(bad, &env), Err(Bad::Syntax(_))), "{bad}");
     }
 }
 
@@ -220,8 +219,9 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n  - {name: z, type: fs}\n  - name: a\n    type: s3\n    bucket: b\n".into(), ":6: unknown key \"bucket\" in cloud_storage.providers[1] (known: name, type, enabled, config)"),
         ("defaults: &d\n  type: s3\ncloud_storage: {}\n".into(), ":1: unknown key \"defaults\" in the top level"),
         // Values of the wrong kind or out of range.
-        ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: cloud_storage: expected a mapping, found a list"),
-        ("cloud_storage:\n  providers: 3\n".into(), ":2: cloud_storage.providers: expected a list of providers"),
+        ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: invalid YAML: expected mapping start"),
+        ("cloud_storage:\n  providers: 3\n".into(), ":2: invalid YAML: "),
+        ("cloud_storage:\n  audit: {path: \"${EMPTY}\"}\n".into(), ":2: cloud_storage.audit.path: \"${EMPTY}\" is not a path"),
         ("cloud_storage:\n  transfer:\n    jobs: 0\n".into(), ":3: cloud_storage.transfer.jobs: \"0\" is not a number from 1 to 1024"),
         ("cloud_storage:\n  transfer:\n    rate_limit: fast\n".into(), ":3: cloud_storage.transfer.rate_limit: \"fast\" is not a rate"),
         ("cloud_storage:\n  cache:\n    ttl: 3 days\n".into(), ":3: cloud_storage.cache.ttl: \"3 days\" is not a duration"),
@@ -231,7 +231,7 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n    - name: s3://x\n".into(), ":3: cloud_storage.providers[s3://x].name: provider names are"),
         (p("      type: s3\n      config:\n        bucket: [x]\n"), ":6: cloud_storage.providers[a].config.bucket: expected a single value, found a list"),
         (p("      type: s3\n      config:\n        bucket: ${X\n"), ":6: cloud_storage.providers[a].config.bucket: unterminated ${"),
-        ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: no provider is named \"nope\" (known: a)"),
+        ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: \"nope\" is not the name of a provider (known: a)"),
         (s3("bucket: b, access_key: x, access_key_id: y"), ":5: cloud_storage.providers[a].config.access_key_id: same setting as cloud_storage.providers[a].config.access_key"),
         (p("      type: ftp\n"), ":4: cloud_storage.providers[a].type: unknown type \"ftp\" (known: s3, gcs, azblob, oss, fs)"),
         (p(""), ":3: cloud_storage.providers[a]: type is required"),
@@ -244,27 +244,12 @@ fn errors_name_line_and_key() {
         (s3("bucket: a, anonymous: yes"), ":5: cloud_storage.providers[a].config.anonymous: \"yes\" is not true or false"),
         (s3("bucket: a/b"), ":5: cloud_storage.providers[a].config.bucket: must not contain '/'"),
         (p("      type: fs\n"), ":3: cloud_storage.providers[a].config: path is required for type fs"),
+        // serde-saphyr's own errors (syntax, duplicate keys) carry their line.
+        ("cloud_storage:\n  providers:\n    - name: a\n   type: s3\n".into(), "/etc/mv/mvault.yaml:4: invalid YAML: "),
+        ("cloud_storage:\n  cache: {}\n  cache: {}\n".into(), "/etc/mv/mvault.yaml:3: invalid YAML: "),
     ] {
-        let e = fail(&text, &[]);
+        let e = fail(&text, &[("EMPTY", "")]);
         assert!(e.contains(want), "{text:?}\n got: {e}\nwant: {want}");
-    }
-    // serde-saphyr's own errors (syntax, duplicate keys) carry their line.
-    for (text, line) in [
-        (
-            "cloud_storage:\n  providers:\n    - name: a\n   type: s3\n",
-            4,
-        ),
-        ("cloud_storage:\n  cache: {}\n  cache: {}\n", 3),
-    ] {
-        let e = parse(text, &[]).unwrap_err();
-        assert!(
-            matches!(e, Error::Syntax { line: l, .. } if l == line),
-            "{e}"
-        );
-        assert!(
-            e.to_string()
-                .starts_with(&format!("/etc/mv/mvault.yaml:{line}: invalid YAML: "))
-        );
     }
 }
 
@@ -275,12 +260,12 @@ fn types_and_option_values() {
     let backends: Vec<_> = c.providers.iter().map(|p| p.backend).collect();
     assert_eq!(backends, [Backend::Gcs, Backend::Oss, Backend::Azblob]);
     let s = c.spec("x").unwrap();
-    assert_eq!(s.bucket, "c");
     let opts = (
-        s.options["anonymous"].as_str(),
-        s.options["virtual_host_style"].as_str(),
+        s.bucket.as_str(),
+        &s.options["anonymous"],
+        &s.options["virtual_host_style"],
     );
-    assert_eq!(opts, ("true", "false"));
+    assert_eq!(opts, ("c", &"true".into(), &"false".into()));
 }
 
 #[test]
@@ -315,27 +300,21 @@ fn masks_secrets() {
             ("AK", "AKIAEXAMPLEKEY01"),
             ("SK", "wJalrXUtnFEMIsecretKEYab"),
         ],
-    )
-    .unwrap();
+    );
+    let c = c.unwrap();
     let m = c.providers[0].masked_options();
-    let shown = [
-        &m["region"],
-        &m["access_key"],
-        &m["secret_key"],
-        &m["session_token"],
-    ];
-    assert_eq!(shown, ["eu", "****01", "****ab", "***"]);
+    let keys = ["region", "access_key", "secret_key", "session_token"];
+    assert_eq!(
+        keys.map(|k| m[k].as_str()),
+        ["eu", "****01", "****ab", "***"]
+    );
     assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
 }
 
 #[test]
 fn search_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (cwd, xdg, home) = (
-        dir.path().join("work"),
-        dir.path().join("xdg"),
-        dir.path().join("home"),
-    );
+    let [cwd, xdg, home] = ["work", "xdg", "home"].map(|d| dir.path().join(d));
     for d in [&cwd, &xdg.join("mvault"), &home.join(".config/mvault")] {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -344,35 +323,25 @@ fn search_order() {
     let find = |explicit: Option<&str>, env: &[(&str, &str)]| {
         Config::find(explicit.map(Path::new), &cwd, env_of(env))
     };
+    let load =
+        |explicit: Option<&str>| Config::load_from(explicit.map(Path::new), &cwd, env_of(&env_all));
     assert_eq!(find(None, &env_all).unwrap(), None);
-    assert!(
-        Config::load_from(None, &cwd, env_of(&env_all))
-            .unwrap()
-            .path
-            .is_none()
-    );
+    assert!(load(None).unwrap().path.is_none());
     let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map(|()| Some(p)).unwrap();
     let home_file = write(home.join(".config/mvault/config.yaml"), "");
     assert_eq!(find(None, &[("HOME", home_s)]).unwrap(), home_file);
     assert_eq!(find(None, &env_all).unwrap(), None);
-    for (file, text) in [
-        (xdg.join("mvault/config.yaml"), ""),
-        (cwd.join("cloud_storage_config.yaml"), ""),
-        (
-            cwd.join("mvault.yaml"),
-            "cloud_storage:\n  transfer: {jobs: 3}\n",
-        ),
-    ] {
-        let want = write(file, text);
+    let jobs = "cloud_storage:\n  transfer: {jobs: 3}\n";
+    let files = [
+        ("xdg", "mvault/config.yaml", ""),
+        ("cwd", "cloud_storage_config.yaml", ""),
+        ("cwd", "mvault.yaml", jobs),
+    ];
+    for (base, file, text) in files {
+        let want = write(if base == "xdg" { &xdg } else { &cwd }.join(file), text);
         assert_eq!(find(None, &env_all).unwrap(), want);
     }
-    assert_eq!(
-        Config::load_from(None, &cwd, env_of(&env_all))
-            .unwrap()
-            .transfer
-            .jobs,
-        Some(3)
-    );
+    assert_eq!(load(None).unwrap().transfer.jobs, Some(3));
 
     // An explicit file wins, and must exist; relative names are taken from the cwd.
     let other = write(cwd.join("other.yaml"), "");
@@ -387,10 +356,10 @@ fn search_order() {
         }
     );
     assert!(e.to_string().ends_with("absent.yaml does not exist"));
-    write(cwd.join("bad.yaml"), "cloud_storage: {\n");
-    let e = Config::load_from(Some(Path::new("bad.yaml")), &cwd, env_of(&[])).unwrap_err();
+    let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n");
+    let e = load(Some("bad.yaml")).unwrap_err();
     assert!(
-        matches!(&e, Error::Syntax { path, .. } if path == &cwd.join("bad.yaml")),
+        matches!(&e, Error::Syntax { path, .. } if Some(path) == bad.as_ref()),
         "{e}"
     );
 }
