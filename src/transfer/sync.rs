@@ -4,7 +4,14 @@
 //! from the source, verified against its name, and written as is; then the manifest is
 //! created create-only. Versions already on the destination are skipped without reading
 //! their chunks, so re-running a finished sync copies nothing.
+//!
+//! gc safety on the destination, as for a push (`docs/FORMAT.md`, "Deletion and gc"): a chunk
+//! a pending gc record of the destination lists is copied again even if present, and once
+//! [`SWEEP_BOUND`] has passed after the last such copy, each is checked and copied once more
+//! if a racing sweep deleted it.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,9 +19,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
-use crate::chunk;
+use crate::chunk::{self, Digest};
 use crate::manifest::{ChunkRef, Manifest};
-use crate::remote::{ErrorKind, Remote, chunk_key, manifest_key};
+use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, chunk_key, manifest_key, pending_chunks};
 use crate::version::{ModelName, Selector, Version};
 
 /// What a sync did.
@@ -41,6 +48,14 @@ pub async fn sync(
         Some(n) => vec![n.clone()],
         None => src.list_models().await?,
     };
+    let pending = pending_chunks(dst, opts.jobs).await?;
+    let cx = SyncCx {
+        src,
+        dst,
+        pending: &pending,
+        opts,
+        stats: &stats,
+    };
     let (mut copied, mut present) = (Vec::new(), Vec::new());
     for model in &models {
         for v in select_versions(src, model, selector).await? {
@@ -49,7 +64,7 @@ pub async fn sync(
                 present.push(label);
                 continue;
             }
-            copy_version(src, dst, model, &v, opts, &stats).await?;
+            copy_version(&cx, model, &v).await?;
             copied.push(label);
         }
     }
@@ -78,48 +93,101 @@ async fn select_versions(
     }
 }
 
-async fn copy_version(
-    src: &Remote,
-    dst: &Remote,
-    model: &ModelName,
-    v: &Version,
-    opts: &TransferOptions,
-    stats: &Stats,
-) -> Result<()> {
+/// What every copy of one sync shares.
+struct SyncCx<'a> {
+    src: &'a Remote,
+    dst: &'a Remote,
+    /// Chunks the destination's pending gc records list.
+    pending: &'a HashSet<Digest>,
+    opts: &'a TransferOptions,
+    stats: &'a Stats,
+}
+
+/// Chunks of one version copied again because a pending gc record listed them, and when the
+/// last of those copies finished.
+#[derive(Default)]
+struct Rewrites {
+    chunks: Vec<ChunkRef>,
+    last: Option<Instant>,
+}
+
+async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result<()> {
+    let (src, dst) = (cx.src, cx.dst);
     let key = manifest_key(model, v);
     let raw = src.read(&key).await?;
     let m = Manifest::from_json(&raw)
         .map_err(|e| Error::Integrity(format!("{key} on {}: {e}", src.name())))?;
     m.expect_identity(model, v)?;
+    let rewrites = Mutex::new(Rewrites::default());
     futures::stream::iter(m.unique_chunks())
-        .map(|c| copy_chunk(src, dst, c, opts, stats))
-        .buffer_unordered(opts.jobs.max(1))
+        .map(|c| copy_chunk(cx, c, &rewrites))
+        .buffer_unordered(cx.opts.jobs.max(1))
         .try_collect::<()>()
         .await?;
     match dst.create_only(&key, raw).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind == ErrorKind::Conflict => Err(Error::VersionExists {
-            version: format!("{model}@{v}"),
-            remote: dst.name().to_string(),
-        }),
-        Err(e) => Err(e.into()),
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            return Err(Error::VersionExists {
+                version: format!("{model}@{v}"),
+                remote: dst.name().to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
     }
+    heal(cx, rewrites.into_inner().expect("rewrites")).await
 }
 
-async fn copy_chunk(
-    src: &Remote,
-    dst: &Remote,
-    c: ChunkRef,
-    opts: &TransferOptions,
-    stats: &Stats,
-) -> Result<()> {
+/// After the manifest is written: once [`SWEEP_BOUND`] (plus a second for clock rates) has
+/// passed since the last rewrite of a recorded chunk, copies again any of them a racing gc
+/// sweep deleted.
+async fn heal(cx: &SyncCx<'_>, rewrites: Rewrites) -> Result<()> {
+    let Some(last) = rewrites.last else {
+        return Ok(());
+    };
+    let wait = SWEEP_BOUND + std::time::Duration::from_secs(1);
+    tokio::time::sleep((last + wait).saturating_duration_since(Instant::now())).await;
+    futures::stream::iter(rewrites.chunks)
+        .map(|c| async move {
+            if cx.dst.size_of(&chunk_key(&c.id)).await?.is_none() {
+                tracing::warn!(
+                    "chunk {} was deleted by a gc during the sync; copying it again",
+                    c.id
+                );
+                transfer_chunk(cx, c).await?;
+            }
+            Ok::<_, Error>(())
+        })
+        .buffer_unordered(cx.opts.jobs.max(1))
+        .try_collect::<()>()
+        .await
+}
+
+/// Copies `c` unless the destination has it with the source's size and no pending gc record
+/// lists it; a listed chunk is copied whatever the destination has, and noted in `rewrites`.
+async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) -> Result<()> {
+    let (src, dst) = (cx.src, cx.dst);
     let key = chunk_key(&c.id);
-    if let Some(have) = dst.size_of(&key).await?
+    let recorded = cx.pending.contains(&c.id);
+    if !recorded
+        && let Some(have) = dst.size_of(&key).await?
         && src.size_of(&key).await? == Some(have)
     {
-        Stats::add(&stats.chunks_reused, 1);
+        Stats::add(&cx.stats.chunks_reused, 1);
         return Ok(());
     }
+    transfer_chunk(cx, c.clone()).await?;
+    if recorded {
+        let mut r = rewrites.lock().expect("rewrites");
+        r.chunks.push(c);
+        r.last = Some(Instant::now());
+    }
+    Ok(())
+}
+
+/// Reads chunk `c` from the source, verifies it against its name and writes it as is.
+async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
+    let (src, dst, opts, stats) = (cx.src, cx.dst, cx.opts, cx.stats);
+    let key = chunk_key(&c.id);
     let stored = src.read(&key).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => {
             Error::Integrity(format!("chunk {} is missing on {}", c.id, src.name()))

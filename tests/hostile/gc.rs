@@ -331,3 +331,53 @@ fn gc_works_on_a_format1_vault() {
     env.json(&["gc"]);
     env.ok(&["verify"]);
 }
+
+/// Sync honours the destination's gc records as a push does: v1's chunks are recorded on the
+/// destination and the record is ripe when a sync of v2 (v1's content plus new bytes) from
+/// another vault starts; a gc sweeping meanwhile must not leave the synced v2 broken. The
+/// sync copies recorded chunks again even though the destination has them.
+#[test]
+fn gc_sweeping_while_a_sync_reuses_recorded_chunks() {
+    let env = Env::new(Backend::Fs);
+    let v2 = seed_v1_and_v2(&env, 3 << 20, 2 << 20);
+    let other = env.path("other-vault");
+    env.ok(&[
+        "-r",
+        s(&other),
+        "push",
+        s(&v2),
+        "--name",
+        "m",
+        "--version",
+        "2.0.0",
+    ]);
+    env.ok(&["rm", "m@1.0.0"]);
+    let j = env.json(&["gc"]);
+    assert_eq!(records(&env).len(), 1, "{j}");
+    backdate(&records(&env), 2 * DAY);
+
+    let sync = env
+        .cmd()
+        .args(["sync", "--from", s(&other), "--to", s(&env.path("vault"))])
+        .args(["m@2.0.0", "--limit-rate", "1M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fresh = || {
+        let cutoff = SystemTime::now() - DAY;
+        chunk_files(&env).iter().any(|f| {
+            fs::metadata(f)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > cutoff)
+        })
+    };
+    wait_for("the sync copies a chunk", fresh);
+    let j = env.json(&["gc"]);
+    assert_eq!(count(&j, "records_swept"), 1, "{j}");
+    finish(sync);
+    env.ok(&["verify", "m@2.0.0"]);
+    let out = env.path("out");
+    env.ok(&["pull", "m@2.0.0", "--to", s(&out)]);
+    crate::common::assert_same_tree(&v2, &out);
+}
