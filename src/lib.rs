@@ -40,6 +40,29 @@ pub fn category_of(e: &(dyn std::error::Error + 'static)) -> Option<error::Categ
     None
 }
 
+/// The message of an error chain as the user sees it (the CLI's `mvault: ...` line, the
+/// Python exceptions' message): each cause's text, joined by `: `, skipping a cause whose
+/// text the previous one already ends with, and stopping at OpenDAL's error:
+/// [`remote::Error`] above it says what failed in one line; OpenDAL's error, with its request
+/// context, and its causes are logged (at info level, `-v`) only.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut chain = std::iter::successors(Some(e), |c| c.source()).peekable();
+    while let Some(cause) = chain.next_if(|c| !c.is::<opendal::Error>()) {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    for detail in chain {
+        tracing::info!("caused by: {detail}");
+    }
+    out
+}
+
 fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category> {
     if let Some(e) = e.downcast_ref::<crate::lifecycle::Error>() {
         return Some(e.category());

@@ -300,26 +300,9 @@ fn init_logging(g: &Global) {
         .try_init();
 }
 
-/// The message of an error chain as the user sees it: each cause's text, joined by `: `,
-/// skipping a cause whose text the previous one already ends with, and stopping at OpenDAL's
-/// error: [`crate::remote::Error`] above it says what failed in one line; OpenDAL's error,
-/// with its request context, and its causes are logged with `-v` only.
+/// The message of an error chain as the user sees it (see [`crate::one_line`]).
 fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut chain = e.chain().peekable();
-    while let Some(cause) = chain.next_if(|c| !c.is::<opendal::Error>()) {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    for detail in chain {
-        tracing::info!("caused by: {detail}");
-    }
-    out
+    crate::one_line(e.as_ref())
 }
 
 /// True when the command failed only because stdout was closed (a broken pipe on a store

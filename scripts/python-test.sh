@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the Python package (crates/mvault-py) as a wheel with maturin, installs it into a
+# fresh virtualenv under .tools/py-venv, and runs its pytest suite. Extra arguments go to
+# pytest, e.g.  scripts/python-test.sh -k integrity -x
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MATURIN_VERSION=1.9.6
+PYTEST_VERSION=9.2.0
+VENV=.tools/py-venv
+PYTHON=${PYTHON:-python3}
+
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
+
+rm -f target/wheels/mvault-*.whl
+"$VENV/bin/maturin" build --release --locked -m crates/mvault-py/Cargo.toml
+wheels=(target/wheels/mvault-*.whl)
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index "${wheels[@]}"
+
+# From outside the source tree, so `import mvault` is the installed wheel.
+cd crates/mvault-py/tests
+exec "../../../$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" .
