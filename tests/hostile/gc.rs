@@ -61,6 +61,17 @@ fn slow_push(env: &Env, src: &Path, version: &str) -> Child {
         .unwrap()
 }
 
+/// True once some chunk object was written within the last day (the seeded ones are two days
+/// old). Files may vanish under the listing (temporary names), so a failed stat is no match.
+fn has_fresh_chunk(env: &Env) -> bool {
+    let cutoff = SystemTime::now() - DAY;
+    chunk_files(env).iter().any(|f| {
+        fs::metadata(f)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > cutoff)
+    })
+}
+
 /// Waits (at most 30 s) until `cond` holds.
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
@@ -159,16 +170,7 @@ fn gc_sweeping_while_a_push_reuses_recorded_chunks() {
     backdate(&records(&env), 2 * DAY);
 
     let push = slow_push(&env, &v2, "2.0.0");
-    // Files may vanish under the listing (temporary names), so a failed stat is no match.
-    let fresh = || {
-        let cutoff = SystemTime::now() - DAY;
-        chunk_files(&env).iter().any(|f| {
-            fs::metadata(f)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > cutoff)
-        })
-    };
-    wait_for("the push uploads a chunk", fresh);
+    wait_for("the push uploads a chunk", || has_fresh_chunk(&env));
     let j = env.json(&["gc"]);
     assert_eq!(count(&j, "records_swept"), 1, "{j}");
     finish(push);
@@ -364,15 +366,7 @@ fn gc_sweeping_while_a_sync_reuses_recorded_chunks() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let fresh = || {
-        let cutoff = SystemTime::now() - DAY;
-        chunk_files(&env).iter().any(|f| {
-            fs::metadata(f)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > cutoff)
-        })
-    };
-    wait_for("the sync copies a chunk", fresh);
+    wait_for("the sync copies a chunk", || has_fresh_chunk(&env));
     let j = env.json(&["gc"]);
     assert_eq!(count(&j, "records_swept"), 1, "{j}");
     finish(sync);
