@@ -1,7 +1,9 @@
-//! Which remote a name means: the policy every front end (CLI, Python) shares. Open the result
-//! with [`super::Vault::open_spec`].
+//! Which remote a name means, and opening it: the policy every front end (CLI, Python) shares.
 
-use super::Result;
+use std::path::Path;
+
+use super::{Result, Vault};
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::remote::RemoteSpec;
 
@@ -33,4 +35,12 @@ pub fn cache_identity(spec: &RemoteSpec) -> String {
         Some(ep) => format!("{}?endpoint={ep}", spec.url()),
         None => spec.url(),
     }
+}
+
+/// Opens the vault `remote` names (see [`resolve_spec`]) with the cache at `cache_dir` and the
+/// config's cache limits applied after pulls (what the Python package's `Vault()` does; the CLI
+/// resolves the spec itself first, to register its secrets with the output scrubber).
+pub fn open(remote: Option<&str>, config: &Config, cache_dir: &Path) -> Result<Vault> {
+    let spec = resolve_spec(remote, config)?;
+    Ok(Vault::open_spec(&spec, Cache::open(cache_dir)?)?.with_cache_limits(config.cache.clone()))
 }

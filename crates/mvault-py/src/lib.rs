@@ -15,7 +15,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
-use mvault::cache::Cache;
 use mvault::chunk::ChunkParams;
 use mvault::config::Config;
 use mvault::error::Category;
@@ -368,12 +367,9 @@ impl Vault {
         blocking(py, move || {
             let _rt = runtime().enter();
             let config = Config::load(config.as_deref()).map_err(to_py_err)?;
-            let spec = vault::resolve_spec(remote.as_deref(), &config).map_err(to_py_err)?;
             let cache_dir = cache_dir.unwrap_or_else(mvault::util::cache_dir);
-            let cache = Cache::open(&cache_dir).map_err(to_py_err)?;
-            let inner = vault::Vault::open_spec(&spec, cache)
-                .map_err(to_py_err)?
-                .with_cache_limits(config.cache.clone());
+            let inner = vault::open(remote.as_deref(), &config, &cache_dir).map_err(to_py_err)?;
+            let name = inner.remote().name().to_string();
             Ok(Vault {
                 inner,
                 jobs: config.transfer.jobs,
@@ -381,7 +377,7 @@ impl Vault {
                     .transfer
                     .rate_limit_bytes_per_sec
                     .map(|r| Arc::new(RateLimiter::new(r))),
-                name: spec.display_name(),
+                name,
             })
         })
     }
