@@ -1,12 +1,13 @@
 //! The manifest: one JSON document per model version, listing its files and their chunks.
 //!
 //! Invariants checked by [`Manifest::validate`] before anything is written from a manifest:
-//! - `format` is one this release understands ([`FORMAT`]);
+//! - `format` is one this release understands ([`READ_FORMATS`]);
 //! - every path is relative and normalized: `/`-separated, no empty, `.` or `..` segment, no
 //!   backslash, NUL or control character, at most 4096 bytes, first segment not `.mvault`
 //!   (reserved for pull targets' records); no path is repeated, and no path is a directory
 //!   prefix of another (`a` and `a/b`);
 //! - each file's chunk sizes add up to its size, and no chunk exceeds the format's maximum;
+//! - a file's tensor index (format 2) lists byte ranges inside the file, sorted and disjoint;
 //! - `file_size` is the sum of file sizes and `checksum` matches [`version_checksum`].
 //!
 //! No I/O happens here.
@@ -17,19 +18,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::chunk::{Digest, MAX_CHUNK_BYTES};
+use crate::layout;
 use crate::version::{ModelName, Version};
 
-/// The manifest format this release writes. Readers refuse any other number.
-pub const FORMAT: u32 = 1;
+/// The manifest format this release writes: 2, model-aware chunking with a tensor index.
+pub const FORMAT: u32 = 2;
+/// The formats this release reads; readers refuse any other number. Format 1 (mvault 0.1.0)
+/// stays readable forever.
+pub const READ_FORMATS: [u32; 2] = [1, 2];
+/// Most tensors a file's index may list (a GGUF file has a few thousand).
+pub const MAX_TENSORS: usize = 1 << 20;
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("manifest is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error(
-        "manifest format {0} is not supported by this mvault (supports {FORMAT}); upgrade mvault"
-    )]
+    #[error("manifest format {0} is not supported by this mvault (reads 1 and 2); upgrade mvault")]
     UnsupportedFormat(u32),
     #[error("manifest has an unsafe file path {path:?}: {reason}")]
     UnsafePath { path: String, reason: &'static str },
@@ -61,6 +66,19 @@ pub struct FileEntry {
     pub digest: Digest,
     /// Chunks in file order; their sizes add up to `size`.
     pub chunks: Vec<ChunkRef>,
+    /// Format 2: the tensor index of a recognized model file (information for readers; pulls
+    /// do not need it). Absent for other files and in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<FileLayout>,
+}
+
+/// The tensor index of one model file, as read from its header at push time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLayout {
+    /// The file format recognized.
+    pub kind: layout::Kind,
+    /// Sorted by offset, disjoint, inside the file.
+    pub tensors: Vec<layout::Tensor>,
 }
 
 /// Who pushed a version, from where.
@@ -72,13 +90,27 @@ pub struct Origin {
     pub tool: String,
 }
 
-/// Chunking parameters recorded for information (readers never need them).
+/// Chunking parameters recorded for information (readers never need them). `algorithm` is
+/// `fastcdc-2020` (format 1) or `mvault-layout-1` (format 2: tensor boundaries, then FastCDC;
+/// the `min/avg/max` fields are then the parameters for files without a tensor table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunking {
     pub algorithm: String,
     pub min_bytes: u32,
     pub avg_bytes: u32,
     pub max_bytes: u32,
+    /// Format 2: FastCDC parameters inside large tensors, and the group size of small ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<TensorChunking>,
+}
+
+/// Format 2's tensor chunking parameters, in bytes (information only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorChunking {
+    pub min_bytes: u32,
+    pub avg_bytes: u32,
+    pub max_bytes: u32,
+    pub group_bytes: u64,
 }
 
 /// A model version. Field names follow the metadata users already have (`model_name`,
@@ -119,7 +151,7 @@ impl Manifest {
             format: u32,
         }
         let probe: Probe = serde_json::from_slice(bytes)?;
-        if probe.format != FORMAT {
+        if !READ_FORMATS.contains(&probe.format) {
             return Err(Error::UnsupportedFormat(probe.format));
         }
         let m: Manifest = serde_json::from_slice(bytes)?;
@@ -136,7 +168,7 @@ impl Manifest {
 
     /// Checks every invariant listed in the module docs.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.format != FORMAT {
+        if !READ_FORMATS.contains(&self.format) {
             return Err(Error::UnsupportedFormat(self.format));
         }
         let inconsistent = |path: &str, reason: String| Error::Inconsistent {
@@ -164,6 +196,9 @@ impl Manifest {
                     &f.path,
                     format!("chunks add up to {sum} bytes, file size is {}", f.size),
                 ));
+            }
+            if let Some(l) = &f.layout {
+                check_tensors(&l.tensors, f.size).map_err(|r| inconsistent(&f.path, r))?;
             }
             total = total.saturating_add(f.size);
         }
@@ -215,6 +250,26 @@ impl Manifest {
             .cloned()
             .collect()
     }
+}
+
+/// Tensor ranges must lie inside the file, sorted by offset and disjoint; names at most 4096
+/// bytes; at most [`MAX_TENSORS`].
+fn check_tensors(tensors: &[layout::Tensor], file_size: u64) -> Result<(), String> {
+    if tensors.len() > MAX_TENSORS {
+        return Err(format!(
+            "{} tensors, more than {MAX_TENSORS}",
+            tensors.len()
+        ));
+    }
+    let mut prev_end = 0u64;
+    for t in tensors {
+        let end = t.offset.checked_add(t.len).filter(|&e| e <= file_size);
+        match end {
+            Some(end) if t.offset >= prev_end && t.name.len() <= 4096 => prev_end = end,
+            _ => return Err(format!("tensor {:?} has a bad byte range or name", t.name)),
+        }
+    }
+    Ok(())
 }
 
 /// The digest of a whole version: BLAKE3 over, for each file in byte order of its path,
@@ -296,6 +351,7 @@ mod tests {
                     size: data.len() as u64,
                 }]
             },
+            layout: None,
         }
     }
 
@@ -318,6 +374,7 @@ mod tests {
                 min_bytes: 1,
                 avg_bytes: 2,
                 max_bytes: 3,
+                tensor: None,
             },
             files,
         }

@@ -118,6 +118,7 @@ fn file_entry(path: &str, data: &[u8]) -> FileEntry {
         size: data.len() as u64,
         digest: Digest::of(data),
         chunks,
+        layout: None,
     }
 }
 
@@ -146,7 +147,7 @@ fn manifest_example_matches_the_library() {
         .collect();
     let p = ChunkParams::DEFAULT;
     let built = Manifest {
-        format: manifest::FORMAT,
+        format: 1,
         model_name: doc.model_name.clone(),
         version: doc.version.clone(),
         created_at: doc.created_at.clone(),
@@ -163,6 +164,7 @@ fn manifest_example_matches_the_library() {
             min_bytes: p.min_bytes,
             avg_bytes: p.avg_bytes,
             max_bytes: p.max_bytes,
+            tensor: None,
         },
         files,
     };

@@ -45,7 +45,7 @@ impl Damage {
             DecodeError::BadMagic | DecodeError::UnknownCodec(_) | DecodeError::TooLarge(_) => {
                 Damage::BadHeader
             }
-            DecodeError::Decompress(_) => Damage::CorruptPayload,
+            DecodeError::Decompress(_) | DecodeError::BadPlanes(_) => Damage::CorruptPayload,
             DecodeError::HashMismatch { .. } => Damage::HashMismatch,
         }
     }

@@ -1,29 +1,33 @@
 //! Push: local files → chunks on the remote → manifest, written last and create-only.
 //!
-//! Pipeline: blocking workers (one per core, at most one per file) take files from a shared
-//! queue, cut them into chunks, hash and encode each chunk, and send it over a bounded
-//! channel; the async side
-//! uploads at most `jobs` chunks at once, skipping chunks the remote already has (a stat of
-//! each). The manifest is written only after every chunk upload has succeeded.
+//! Pipeline: each file's layout is read and planned into segments (`chunk::plan`); blocking
+//! workers (one per core) take units of work from a shared queue: a segment (cut, hash and
+//! encode its chunks) or the BLAKE3 of a whole file of several segments, so one large model
+//! file is chunked on every core. Encoded chunks go over a channel bounded by a byte budget
+//! ([`IN_FLIGHT_BYTES`]); the async side uploads at most `jobs` chunks at once, skipping chunks
+//! the remote already has (a stat of each). The manifest is written only after every chunk
+//! upload has succeeded.
 //!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
 //! is written they are checked once more and re-uploaded if a racing gc deleted them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::{Error, Result, Stats, Summary, TransferOptions};
+use crate::chunk::plan::{self, Cut, Segment, TensorRange};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
-use crate::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest, Origin};
+use crate::manifest::{self, ChunkRef, Chunking, FileEntry, FileLayout, Manifest, Origin};
 use crate::remote::{Created, ErrorKind, Remote, SWEEP_BOUND, manifest_key};
 use crate::version::{ModelName, Version};
 
@@ -60,7 +64,13 @@ struct Encoded {
     /// Plaintext length in bytes.
     plain_len: u64,
     data: Bytes,
+    /// Its share of [`IN_FLIGHT_BYTES`], returned when the chunk is dropped (uploaded).
+    _budget: OwnedSemaphorePermit,
 }
+
+/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (64 MiB): with the
+/// workers' read buffers this bounds a push's memory, however large the model.
+pub const IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
@@ -138,21 +148,19 @@ async fn upload_all(
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Rewrites)> {
-    let n_files = sources.len();
-    let queue = Arc::new(Mutex::new(
-        sources.into_iter().enumerate().collect::<Vec<_>>(),
-    ));
-    queue.lock().expect("queue").reverse();
+    let files = super::cpu(move || prepare_all(sources, params)).await?;
+    let work = Arc::new(Work::new(files));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
+    let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .min(n_files.max(1));
+        .min(work.units.lock().expect("units").len().max(1));
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (queue, tx) = (queue.clone(), tx.clone());
+        let (work, tx, budget) = (work.clone(), tx.clone(), budget.clone());
         handles.push(tokio::task::spawn_blocking(move || {
-            chunk_worker(queue, tx, params)
+            chunk_worker(&work, &tx, &budget)
         }));
     }
     drop(tx);
@@ -178,24 +186,22 @@ async fn upload_all(
         }
     }
     drop(uploads);
-    let mut entries: Vec<(usize, FileEntry)> = Vec::with_capacity(n_files);
+    // Workers waiting for budget must not wait for uploads that will never happen.
+    budget.close();
     // A worker's own error is the cause; what it sent down the channel only stopped the
     // uploads (and lost the error's type, so its exit code).
     let mut worker_failure = None;
     for h in handles {
-        match h.await.expect("chunk worker panicked") {
-            Ok(mut done) => entries.append(&mut done),
-            Err(e) => worker_failure = worker_failure.or(Some(e)),
+        if let Err(e) = h.await.expect("chunk worker panicked") {
+            worker_failure = worker_failure.or(Some(e));
         }
     }
     if let Some(e) = worker_failure.or(failure) {
         return Err(e);
     }
-    entries.sort_by_key(|(i, _)| *i);
-    Ok((
-        entries.into_iter().map(|(_, e)| e).collect(),
-        rewrites.into_inner().expect("rewrites"),
-    ))
+    let work = Arc::into_inner(work).expect("workers are done");
+    let entries = super::cpu(move || work.finish()).await?;
+    Ok((entries, rewrites.into_inner().expect("rewrites")))
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
@@ -325,21 +331,139 @@ fn read_chunk_at(path: &Path, offset: u64, len: u64, id: &Digest, version: &str)
     Ok(Bytes::from(chunk::encode(&buf)))
 }
 
-/// Blocking worker: chunks files from the queue until it is empty or the receiver is gone.
+/// A file to push, read and planned: its segments and tensor index.
+struct Prepared {
+    src: Source,
+    /// Modification time when it was planned; a file changed since fails the push.
+    mtime: Option<SystemTime>,
+    segments: Vec<Segment>,
+    layout: Option<FileLayout>,
+}
+
+/// Opens each file, reads its layout (`crate::layout`) and plans its segments.
+fn prepare_all(sources: Vec<Source>, fallback: ChunkParams) -> Result<Vec<Prepared>> {
+    let mut out = Vec::with_capacity(sources.len());
+    for src in sources {
+        let file = File::open(&src.local).map_err(|e| Error::io(src.local.display(), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(src.local.display(), e))?;
+        let layout = crate::layout::detect(&file, meta.len()).filter(|l| !l.tensors.is_empty());
+        let ranges: Vec<TensorRange> = layout
+            .iter()
+            .flat_map(|l| &l.tensors)
+            .map(|t| TensorRange {
+                offset: t.offset,
+                len: t.len,
+                float_width: t.float_width(),
+            })
+            .collect();
+        let segments = plan::plan(meta.len(), &ranges, fallback);
+        if let Some(l) = &layout {
+            tracing::debug!(
+                "{}: {:?}, {} tensors, {} segments",
+                src.local.display(),
+                l.kind,
+                l.tensors.len(),
+                segments.len()
+            );
+        }
+        out.push(Prepared {
+            mtime: meta.modified().ok(),
+            layout: layout.map(|l| FileLayout {
+                kind: l.kind,
+                tensors: l.tensors,
+            }),
+            segments,
+            src,
+        });
+    }
+    Ok(out)
+}
+
+/// A unit of chunking work.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// A file of at most one segment: cut, hash and encode it, and compute its digest.
+    Whole { file: usize },
+    /// One segment of a file of several.
+    Segment { file: usize, seg: usize },
+    /// The BLAKE3 digest of a file of several segments.
+    Digest { file: usize },
+}
+
+/// Shared state of the chunk workers.
+struct Work {
+    files: Vec<Prepared>,
+    units: Mutex<VecDeque<Unit>>,
+    /// Per file: its digest, and the chunks of each segment once cut.
+    results: Mutex<Vec<(Option<Digest>, Vec<Option<Vec<ChunkRef>>>)>>,
+}
+
+impl Work {
+    /// Units in file order; a file's digest first, so the longest unit starts early.
+    fn new(files: Vec<Prepared>) -> Work {
+        let mut units = VecDeque::new();
+        let mut results = Vec::new();
+        for (file, p) in files.iter().enumerate() {
+            results.push((None, vec![None; p.segments.len()]));
+            if p.segments.len() <= 1 {
+                units.push_back(Unit::Whole { file });
+                continue;
+            }
+            units.push_back(Unit::Digest { file });
+            units.extend((0..p.segments.len()).map(|seg| Unit::Segment { file, seg }));
+        }
+        Work {
+            files,
+            units: Mutex::new(units),
+            results: Mutex::new(results),
+        }
+    }
+
+    /// The manifest entries, in path order, after every unit is done. Fails if a file
+    /// changed (length or modification time) while it was being pushed.
+    fn finish(self) -> Result<Vec<FileEntry>> {
+        let results = self.results.into_inner().expect("results");
+        let mut out = Vec::with_capacity(self.files.len());
+        for (p, (digest, segs)) in self.files.into_iter().zip(results) {
+            let chunks: Vec<ChunkRef> = segs.into_iter().flatten().flatten().collect();
+            let size: u64 = chunks.iter().map(|c| c.size).sum();
+            let meta = std::fs::metadata(&p.src.local).ok();
+            let now = meta.as_ref().map(|m| (m.len(), m.modified().ok()));
+            if size != p.src.size || now != Some((p.src.size, p.mtime)) {
+                return Err(Error::Input(format!(
+                    "{} changed while being pushed ({} bytes, now {}); push again",
+                    p.src.local.display(),
+                    p.src.size,
+                    now.map_or(size, |n| n.0),
+                )));
+            }
+            out.push(FileEntry {
+                path: p.src.rel,
+                size,
+                digest: digest.expect("every file's digest unit ran"),
+                chunks,
+                layout: p.layout,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Blocking worker: runs units from the queue until it is empty or the push is failing.
 fn chunk_worker(
-    queue: Arc<Mutex<Vec<(usize, Source)>>>,
-    tx: mpsc::Sender<std::result::Result<Encoded, Error>>,
-    params: ChunkParams,
-) -> Result<Vec<(usize, FileEntry)>> {
-    let mut done = Vec::new();
+    work: &Work,
+    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
+    budget: &Arc<Semaphore>,
+) -> Result<()> {
     loop {
-        let next = queue.lock().expect("queue").pop();
-        let Some((idx, src)) = next else {
-            return Ok(done);
+        let Some(unit) = work.units.lock().expect("units").pop_front() else {
+            return Ok(());
         };
-        match chunk_file(&src, params, &tx) {
-            Ok(Some(entry)) => done.push((idx, entry)),
-            Ok(None) => return Ok(done), // receiver gone: the push is failing elsewhere
+        match run_unit(work, unit, tx, budget) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()), // receiver gone: the push is failing elsewhere
             Err(e) => {
                 let _ = tx.blocking_send(Err(Error::Input(e.to_string())));
                 return Err(e);
@@ -348,55 +472,138 @@ fn chunk_worker(
     }
 }
 
-/// Chunks, hashes and encodes one file, sending every chunk. `None` if the receiver closed.
-fn chunk_file(
-    src: &Source,
-    params: ChunkParams,
+/// Runs one unit; `false` if the push is failing elsewhere (channel or budget closed).
+fn run_unit(
+    work: &Work,
+    unit: Unit,
     tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
-) -> Result<Option<FileEntry>> {
-    let file = File::open(&src.local).map_err(|e| Error::io(src.local.display(), e))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut chunks = Vec::new();
-    let mut size = 0u64;
-    for c in Chunker::new(file, params) {
-        let c = c.map_err(|e| Error::io(src.local.display(), e))?;
-        hasher.update(&c.data);
-        let id = Digest::of(&c.data);
-        chunks.push(ChunkRef {
-            id,
-            size: c.data.len() as u64,
-        });
-        size += c.data.len() as u64;
-        let data = Bytes::from(chunk::encode(&c.data));
-        let plain_len = c.data.len() as u64;
-        if tx
-            .blocking_send(Ok(Encoded {
-                id,
-                plain_len,
-                data,
-            }))
-            .is_err()
-        {
-            return Ok(None);
+    budget: &Arc<Semaphore>,
+) -> Result<bool> {
+    let (Unit::Whole { file: i } | Unit::Segment { file: i, .. } | Unit::Digest { file: i }) = unit;
+    let p = &work.files[i];
+    let io = |e| Error::io(p.src.local.display(), e);
+    let file = File::open(&p.src.local).map_err(io)?;
+    match unit {
+        Unit::Digest { .. } => {
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1024 * 1024];
+            let mut at = 0u64;
+            while at < p.src.size {
+                let n = (p.src.size - at).min(buf.len() as u64) as usize;
+                file.read_exact_at(&mut buf[..n], at).map_err(io)?;
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+            work.results.lock().expect("results")[i].0 = Some(hasher.finalize().into());
+            Ok(true)
+        }
+        Unit::Whole { .. } => {
+            let mut hasher = blake3::Hasher::new();
+            let mut refs = Vec::new();
+            if let Some(seg) = p.segments.first() {
+                let go = cut_segment(&file, seg, tx, budget, &mut refs, Some(&mut hasher));
+                if !go.map_err(io)? {
+                    return Ok(false);
+                }
+            }
+            let mut r = work.results.lock().expect("results");
+            r[i].0 = Some(hasher.finalize().into());
+            if let Some(slot) = r[i].1.first_mut() {
+                *slot = Some(refs);
+            }
+            Ok(true)
+        }
+        Unit::Segment { seg, .. } => {
+            let mut refs = Vec::new();
+            let segment = &p.segments[seg];
+            if !cut_segment(&file, segment, tx, budget, &mut refs, None).map_err(io)? {
+                return Ok(false);
+            }
+            work.results.lock().expect("results")[i].1[seg] = Some(refs);
+            Ok(true)
         }
     }
-    if size != src.size {
-        return Err(Error::Input(format!(
-            "{} changed while being pushed ({} bytes, now {size}); push again",
-            src.local.display(),
-            src.size
-        )));
+}
+
+/// Cuts one segment of `file` into chunks (as its plan says), hashing and encoding each and
+/// sending it on; appends their references to `refs` and feeds `hasher` the bytes in order.
+/// `false` if the push is failing elsewhere. Memory: one read buffer, plus the chunks
+/// waiting in the budget.
+fn cut_segment(
+    file: &File,
+    seg: &Segment,
+    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
+    budget: &Arc<Semaphore>,
+    refs: &mut Vec<ChunkRef>,
+    mut hasher: Option<&mut blake3::Hasher>,
+) -> std::io::Result<bool> {
+    let mut send = |offset: u64, data: &[u8]| -> bool {
+        if let Some(h) = hasher.as_deref_mut() {
+            h.update(data);
+        }
+        let permits = data.len().clamp(1, IN_FLIGHT_BYTES) as u32;
+        let Ok(permit) = futures::executor::block_on(budget.clone().acquire_many_owned(permits))
+        else {
+            return false;
+        };
+        let id = Digest::of(data);
+        let encoded = match seg.floats {
+            Some(f) => chunk::encode_planes(data, f.planes_at(offset)),
+            None => chunk::encode(data),
+        };
+        refs.push(ChunkRef {
+            id,
+            size: data.len() as u64,
+        });
+        let enc = Encoded {
+            id,
+            plain_len: data.len() as u64,
+            data: Bytes::from(encoded),
+            _budget: permit,
+        };
+        tx.blocking_send(Ok(enc)).is_ok()
+    };
+    match seg.cut {
+        Cut::Whole => {
+            let mut buf = vec![0u8; seg.len as usize];
+            file.read_exact_at(&mut buf, seg.offset)?;
+            Ok(send(seg.offset, &buf))
+        }
+        Cut::Cdc(params) => {
+            let reader = RangeReader {
+                file,
+                at: seg.offset,
+                end: seg.offset + seg.len,
+            };
+            for c in Chunker::new(reader, params) {
+                let c = c?;
+                if !send(seg.offset + c.offset, &c.data) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
     }
-    Ok(Some(FileEntry {
-        path: src.rel.clone(),
-        size,
-        digest: hasher.finalize().into(),
-        chunks,
-    }))
+}
+
+/// Reads `at..end` of a file with positioned reads (no shared cursor), ending early at EOF.
+struct RangeReader<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl std::io::Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
-    let p = req.chunking;
+    let (p, t) = (req.chunking, plan::TENSOR);
     Manifest {
         format: manifest::FORMAT,
         model_name: req.name.to_string(),
@@ -411,10 +618,16 @@ fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
         file_size: files.iter().map(|f| f.size).sum(),
         checksum: manifest::version_checksum(&files),
         chunking: Chunking {
-            algorithm: "fastcdc-2020".into(),
+            algorithm: "mvault-layout-1".into(),
             min_bytes: p.min_bytes,
             avg_bytes: p.avg_bytes,
             max_bytes: p.max_bytes,
+            tensor: Some(manifest::TensorChunking {
+                min_bytes: t.min_bytes,
+                avg_bytes: t.avg_bytes,
+                max_bytes: t.max_bytes,
+                group_bytes: plan::GROUP_BYTES,
+            }),
         },
         files,
     }

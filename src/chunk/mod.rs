@@ -1,14 +1,24 @@
-//! Content-defined chunking, chunk naming and the stored chunk encoding.
+//! Chunking, chunk naming and the stored chunk encoding.
 //!
 //! This module owns the bytes-in, bytes-out rules of the format and does no I/O beyond reading
 //! the `Read` it is given:
 //! - files are cut with FastCDC (2020, normalization level 1, gear seed 0) using [`ChunkParams`];
+//!   format 2 first splits recognized model files at tensor boundaries ([`plan`]);
 //! - a chunk is named by the plain (unkeyed) BLAKE3 hash of its plaintext, so `b3sum` over the
 //!   decoded bytes reproduces the name;
-//! - a chunk is stored as a 16-byte header followed by either the plaintext or one zstd frame,
-//!   whichever is smaller by a worthwhile margin (see `docs/FORMAT.md`, "Chunk object").
+//! - a chunk is stored as a 16-byte header followed by the plaintext, one zstd frame, or byte
+//!   planes of float elements, whichever is smaller by a worthwhile margin ([`codec`];
+//!   `docs/FORMAT.md`, "Chunk object").
 //!
 //! Everything here is synchronous CPU work: callers in async code run it on a blocking thread.
+
+mod codec;
+pub mod plan;
+
+pub use codec::{
+    CHUNK_MAGIC, Codec, DecodeError, HEADER_BYTES, MAX_CHUNK_BYTES, MAX_OBJECT_BYTES, Planes,
+    decode, encode, encode_planes,
+};
 
 use std::fmt;
 use std::io::{self, Read};
@@ -214,123 +224,12 @@ impl<R: Read> Iterator for Chunker<R> {
     }
 }
 
-/// Magic bytes opening every stored chunk object.
-pub const CHUNK_MAGIC: [u8; 4] = *b"MVK1";
-/// Length of the stored chunk header in bytes.
-pub const HEADER_BYTES: usize = 16;
-/// Largest plaintext a chunk object may declare; protects decoders from hostile headers.
-pub const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
-/// Largest legal chunk object in bytes: the header plus zstd's worst-case frame for
-/// [`MAX_CHUNK_BYTES`] of input (`ZSTD_COMPRESSBOUND(n)` = `n + n / 256` for `n` >= 128 KiB),
-/// which also covers a raw payload. Readers never hold more than this of a chunk object.
-pub const MAX_OBJECT_BYTES: u64 = HEADER_BYTES as u64 + MAX_CHUNK_BYTES + MAX_CHUNK_BYTES / 256;
-
-/// How a stored chunk's payload is encoded (header byte 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Codec {
-    Raw = 0,
-    Zstd = 1,
-}
-
-/// zstd level used when compressing chunks: fast, and most of the gain on model files.
-const ZSTD_LEVEL: i32 = 3;
-/// Bytes sampled to decide whether a chunk is worth compressing.
-const PROBE_BYTES: usize = 64 * 1024;
-
-/// Why a stored chunk could not be decoded. Every variant means the object is corrupt.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("chunk object too short ({0} bytes)")]
-    Truncated(usize),
-    #[error("chunk object has a bad magic number")]
-    BadMagic,
-    #[error("chunk object has unknown codec {0}")]
-    UnknownCodec(u8),
-    #[error("chunk object declares {0} bytes, more than the {MAX_CHUNK_BYTES} allowed")]
-    TooLarge(u64),
-    #[error("chunk object decompression failed: {0}")]
-    Decompress(String),
-    #[error("chunk object holds {actual} bytes of plaintext, header says {declared}")]
-    LengthMismatch { declared: u64, actual: u64 },
-    #[error("chunk content hashes to {actual}, expected {expected}")]
-    HashMismatch { expected: Digest, actual: Digest },
-}
-
-/// Encodes a plaintext chunk for storage: zstd when it saves at least 1/32 of the bytes,
-/// raw otherwise. Incompressible data (most float weights) is detected from a 64 KiB probe
-/// so it costs almost no CPU.
-pub fn encode(plain: &[u8]) -> Vec<u8> {
-    let worth = |plain_len: usize, packed_len: usize| packed_len + plain_len / 32 < plain_len;
-    let compressed = if plain.len() > PROBE_BYTES {
-        let probe = &plain[..PROBE_BYTES];
-        let packed = zstd::bulk::compress(probe, 1).ok();
-        match packed {
-            Some(p) if worth(probe.len(), p.len()) => zstd::bulk::compress(plain, ZSTD_LEVEL).ok(),
-            _ => None,
-        }
-    } else {
-        zstd::bulk::compress(plain, ZSTD_LEVEL).ok()
-    };
-    match compressed {
-        Some(z) if worth(plain.len(), z.len()) => frame(Codec::Zstd, plain.len(), &z),
-        _ => frame(Codec::Raw, plain.len(), plain),
-    }
-}
-
-fn frame(codec: Codec, plain_len: usize, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-    out.extend_from_slice(&CHUNK_MAGIC);
-    out.push(codec as u8);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(plain_len as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
-/// Lengths are validated before any allocation.
-pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
-    if stored.len() < HEADER_BYTES {
-        return Err(DecodeError::Truncated(stored.len()));
-    }
-    if stored[..4] != CHUNK_MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let declared = u64::from_le_bytes(stored[8..16].try_into().expect("8 bytes"));
-    if declared > MAX_CHUNK_BYTES {
-        return Err(DecodeError::TooLarge(declared));
-    }
-    let payload = &stored[HEADER_BYTES..];
-    let plain: Bytes = match stored[4] {
-        0 => Bytes::copy_from_slice(payload),
-        1 => zstd::bulk::decompress(payload, declared as usize)
-            .map_err(|e| DecodeError::Decompress(e.to_string()))?
-            .into(),
-        other => return Err(DecodeError::UnknownCodec(other)),
-    };
-    if plain.len() as u64 != declared {
-        return Err(DecodeError::LengthMismatch {
-            declared,
-            actual: plain.len() as u64,
-        });
-    }
-    let actual = Digest::of(&plain);
-    if actual != *expected {
-        return Err(DecodeError::HashMismatch {
-            expected: *expected,
-            actual,
-        });
-    }
-    Ok(plain)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-random bytes (seeded), so failures reproduce.
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
+    pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut v = vec![0u8; len];
         rng.fill(&mut v);
@@ -416,7 +315,7 @@ mod tests {
         let data = noise(42, 256 * 1024);
         let got = cuts(&data, SMALL);
         let offsets: Vec<u64> = got.iter().map(|c| c.0).take(6).collect();
-        let golden = include_str!("../tests/golden/chunk_cuts.txt");
+        let golden = include_str!("../../tests/golden/chunk_cuts.txt");
         let mut lines = golden.lines();
         let want_offsets: Vec<u64> = lines
             .next()
@@ -431,55 +330,6 @@ mod tests {
             lines.next().unwrap().trim(),
             "plain BLAKE3 of b\"mvault\""
         );
-    }
-
-    #[test]
-    fn encode_decode_round_trip_raw_and_zstd() {
-        let random = noise(5, 300 * 1024);
-        let enc = encode(&random);
-        assert_eq!(enc[4], Codec::Raw as u8, "random data must be stored raw");
-        assert_eq!(
-            decode(&Digest::of(&random), &enc).unwrap(),
-            Bytes::from(random)
-        );
-
-        let text = b"layer.weight: 0.0\n".repeat(20_000);
-        let enc = encode(&text);
-        assert_eq!(enc[4], Codec::Zstd as u8);
-        assert!(enc.len() < text.len() / 10);
-        assert_eq!(decode(&Digest::of(&text), &enc).unwrap(), &text[..]);
-    }
-
-    #[test]
-    fn object_bound_covers_the_largest_zstd_frame() {
-        let bound = zstd::zstd_safe::compress_bound(MAX_CHUNK_BYTES as usize) as u64;
-        assert_eq!(MAX_OBJECT_BYTES, HEADER_BYTES as u64 + bound);
-    }
-
-    #[test]
-    fn decode_rejects_corruption() {
-        let data = noise(9, 10_000);
-        let id = Digest::of(&data);
-        let mut enc = encode(&data);
-        let last = enc.len() - 1;
-        enc[last] ^= 1;
-        assert!(matches!(
-            decode(&id, &enc),
-            Err(DecodeError::HashMismatch { .. })
-        ));
-        assert!(matches!(
-            decode(&id, &enc[..10]),
-            Err(DecodeError::Truncated(10))
-        ));
-        let mut huge = encode(&data);
-        huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(decode(&id, &huge), Err(DecodeError::TooLarge(_))));
-        let mut short = encode(&data);
-        short.truncate(short.len() - 5);
-        assert!(matches!(
-            decode(&id, &short),
-            Err(DecodeError::LengthMismatch { .. })
-        ));
     }
 
     #[test]

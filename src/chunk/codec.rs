@@ -1,0 +1,398 @@
+//! The stored chunk encoding: a 16-byte header, then the plaintext, one zstd frame, or (format
+//! 2) the bytes of each float element split into planes, each plane stored raw or as zstd.
+//! See `docs/FORMAT.md`, "Chunk object". Pure CPU work; lengths are validated before any
+//! allocation, and every decode ends with the BLAKE3 check against the chunk's name.
+
+use bytes::Bytes;
+
+use super::Digest;
+
+/// Magic bytes opening every stored chunk object.
+pub const CHUNK_MAGIC: [u8; 4] = *b"MVK1";
+/// Length of the stored chunk header in bytes.
+pub const HEADER_BYTES: usize = 16;
+/// Largest plaintext a chunk object may declare; protects decoders from hostile headers.
+pub const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest legal chunk object in bytes: the header plus zstd's worst-case frame for
+/// [`MAX_CHUNK_BYTES`] of input (`ZSTD_COMPRESSBOUND(n)` = `n + n / 256` for `n` >= 128 KiB),
+/// which also covers a raw payload and a byte-plane payload (writers store a plane raw unless
+/// zstd makes it smaller, so that payload is at most the plaintext plus 5 bytes per plane).
+/// Readers never hold more than this of a chunk object.
+pub const MAX_OBJECT_BYTES: u64 = HEADER_BYTES as u64 + MAX_CHUNK_BYTES + MAX_CHUNK_BYTES / 256;
+
+/// How a stored chunk's payload is encoded (header byte 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    Raw = 0,
+    Zstd = 1,
+    /// Format 2: float elements split into byte planes, each plane raw or zstd.
+    Planes = 2,
+}
+
+/// zstd level used when compressing whole chunks: fast, and most of the gain on model files.
+const ZSTD_LEVEL: i32 = 3;
+/// zstd level for byte planes: level 1 gave the best ratio *and* speed on Gaussian weights
+/// (`bench/codecs.sh`: bf16 0.684 at level 1 vs 0.712 at level 3).
+const PLANE_LEVEL: i32 = 1;
+/// Bytes sampled to decide whether a chunk (or a plane) is worth compressing.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// Where the float elements of a chunk are, for the byte-plane codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planes {
+    /// Element width in bytes: 2 (f16, bf16), 4 (f32) or 8 (f64).
+    pub width: u8,
+    /// Bytes before the first whole element (stored as they are), at most `u16::MAX`.
+    pub lead: usize,
+}
+
+/// Why a stored chunk could not be decoded. Every variant means the object is corrupt.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("chunk object too short ({0} bytes)")]
+    Truncated(usize),
+    #[error("chunk object has a bad magic number")]
+    BadMagic,
+    #[error("chunk object has unknown codec {0}")]
+    UnknownCodec(u8),
+    #[error("chunk object declares {0} bytes, more than the {MAX_CHUNK_BYTES} allowed")]
+    TooLarge(u64),
+    #[error("chunk object decompression failed: {0}")]
+    Decompress(String),
+    #[error("chunk object has a malformed byte-plane payload: {0}")]
+    BadPlanes(&'static str),
+    #[error("chunk object holds {actual} bytes of plaintext, header says {declared}")]
+    LengthMismatch { declared: u64, actual: u64 },
+    #[error("chunk content hashes to {actual}, expected {expected}")]
+    HashMismatch { expected: Digest, actual: Digest },
+}
+
+/// Saves at least 1/32 of the bytes.
+fn worth(plain_len: usize, packed_len: usize) -> bool {
+    packed_len + plain_len / 32 < plain_len
+}
+
+/// zstd of `data` at `level` if that is `worth` it; a probe of the first [`PROBE_BYTES`] at
+/// level 1 decides first for longer inputs, so incompressible data costs almost no CPU.
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    if data.len() > PROBE_BYTES {
+        let probe = zstd::bulk::compress(&data[..PROBE_BYTES], 1).ok()?;
+        if !worth(PROBE_BYTES, probe.len()) {
+            return None;
+        }
+    }
+    zstd::bulk::compress(data, level)
+        .ok()
+        .filter(|z| worth(data.len(), z.len()))
+}
+
+/// Encodes a plaintext chunk for storage (format 1's rule): zstd when it saves at least 1/32
+/// of the bytes, raw otherwise.
+pub fn encode(plain: &[u8]) -> Vec<u8> {
+    match compress(plain, ZSTD_LEVEL) {
+        Some(z) => frame(Codec::Zstd, [0; 3], plain.len(), &[&z]),
+        None => frame(Codec::Raw, [0; 3], plain.len(), &[plain]),
+    }
+}
+
+/// Encodes a chunk holding float elements laid out as `planes` says: byte planes when the
+/// planes payload saves at least 1/32 of the bytes, else as [`encode`] does. A `lead` beyond
+/// the chunk or `u16::MAX`, or a chunk without a whole element, is encoded as [`encode`] does.
+pub fn encode_planes(plain: &[u8], planes: Planes) -> Vec<u8> {
+    let w = planes.width as usize;
+    let lead = planes.lead;
+    if !matches!(w, 2 | 4 | 8) || lead > u16::MAX as usize || lead + w > plain.len() {
+        return encode(plain);
+    }
+    let n = (plain.len() - lead) / w;
+    let body = &plain[lead..lead + n * w];
+    let mut split = vec![0u8; n * w];
+    split_planes(body, w, &mut split);
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(w);
+    let mut payload = lead + (plain.len() - lead - n * w);
+    for plane in split.chunks_exact(n) {
+        let part = match compress(plane, PLANE_LEVEL) {
+            Some(z) => plane_part(1, &z),
+            None => plane_part(0, plane),
+        };
+        payload += part.len();
+        parts.push(part);
+    }
+    if !worth(plain.len(), payload) {
+        return encode(plain);
+    }
+    let mut pieces: Vec<&[u8]> = vec![&plain[..lead]];
+    pieces.extend(parts.iter().map(Vec::as_slice));
+    pieces.push(&plain[lead + n * w..]);
+    let lead16 = (lead as u16).to_le_bytes();
+    frame(
+        Codec::Planes,
+        [planes.width, lead16[0], lead16[1]],
+        plain.len(),
+        &pieces,
+    )
+}
+
+fn plane_part(mode: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut part = Vec::with_capacity(5 + bytes.len());
+    part.push(mode);
+    part.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    part.extend_from_slice(bytes);
+    part
+}
+
+/// `out[k * n + i] = body[i * w + k]` for `n = body.len() / w` elements.
+fn split_planes(body: &[u8], w: usize, out: &mut [u8]) {
+    let n = body.len() / w;
+    for (i, e) in body.chunks_exact(w).enumerate() {
+        for (k, b) in e.iter().enumerate() {
+            out[k * n + i] = *b;
+        }
+    }
+}
+
+/// The inverse of [`split_planes`].
+fn merge_planes(planes: &[Vec<u8>], w: usize, out: &mut [u8]) {
+    for (i, e) in out.chunks_exact_mut(w).enumerate() {
+        for (k, b) in e.iter_mut().enumerate() {
+            *b = planes[k][i];
+        }
+    }
+}
+
+fn frame(codec: Codec, params: [u8; 3], plain_len: usize, payload: &[&[u8]]) -> Vec<u8> {
+    let len: usize = payload.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_BYTES + len);
+    out.extend_from_slice(&CHUNK_MAGIC);
+    out.push(codec as u8);
+    out.extend_from_slice(&params);
+    out.extend_from_slice(&(plain_len as u64).to_le_bytes());
+    for p in payload {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
+/// Lengths are validated before any allocation.
+pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
+    if stored.len() < HEADER_BYTES {
+        return Err(DecodeError::Truncated(stored.len()));
+    }
+    if stored[..4] != CHUNK_MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let declared = u64::from_le_bytes(stored[8..16].try_into().expect("8 bytes"));
+    if declared > MAX_CHUNK_BYTES {
+        return Err(DecodeError::TooLarge(declared));
+    }
+    let payload = &stored[HEADER_BYTES..];
+    let plain: Bytes = match stored[4] {
+        0 => Bytes::copy_from_slice(payload),
+        1 => unzstd(payload, declared as usize)?.into(),
+        2 => {
+            let lead = u16::from_le_bytes([stored[6], stored[7]]) as usize;
+            decode_planes(payload, stored[5] as usize, lead, declared as usize)?.into()
+        }
+        other => return Err(DecodeError::UnknownCodec(other)),
+    };
+    if plain.len() as u64 != declared {
+        return Err(DecodeError::LengthMismatch {
+            declared,
+            actual: plain.len() as u64,
+        });
+    }
+    let actual = Digest::of(&plain);
+    if actual != *expected {
+        return Err(DecodeError::HashMismatch {
+            expected: *expected,
+            actual,
+        });
+    }
+    Ok(plain)
+}
+
+fn unzstd(payload: &[u8], capacity: usize) -> Result<Vec<u8>, DecodeError> {
+    zstd::bulk::decompress(payload, capacity).map_err(|e| DecodeError::Decompress(e.to_string()))
+}
+
+/// Codec 2's payload: `lead` bytes, `w` planes of `n = (plain_len - lead) / w` bytes each as
+/// `[mode u8][stored_len u32 LE][stored]` (mode 0 raw, 1 zstd), then the tail bytes.
+fn decode_planes(
+    payload: &[u8],
+    w: usize,
+    lead: usize,
+    plain_len: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    if !matches!(w, 2 | 4 | 8) {
+        return Err(DecodeError::BadPlanes("element width is not 2, 4 or 8"));
+    }
+    if lead + w > plain_len {
+        return Err(DecodeError::BadPlanes("lead leaves no whole element"));
+    }
+    let n = (plain_len - lead) / w;
+    let tail = plain_len - lead - n * w;
+    let short = DecodeError::BadPlanes("payload ends early");
+    let mut rest = payload.get(lead..).ok_or(short)?;
+    let mut planes = Vec::with_capacity(w);
+    for _ in 0..w {
+        let (head, after) = rest
+            .split_at_checked(5)
+            .ok_or(DecodeError::BadPlanes("payload ends early"))?;
+        let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
+        let (bytes, after) = after
+            .split_at_checked(len)
+            .ok_or(DecodeError::BadPlanes("plane runs past the object"))?;
+        let plane = match head[0] {
+            0 => bytes.to_vec(),
+            1 => unzstd(bytes, n)?,
+            _ => return Err(DecodeError::BadPlanes("unknown plane mode")),
+        };
+        if plane.len() != n {
+            return Err(DecodeError::BadPlanes("plane has the wrong length"));
+        }
+        planes.push(plane);
+        rest = after;
+    }
+    if rest.len() != tail {
+        return Err(DecodeError::BadPlanes(
+            "tail length differs from the header",
+        ));
+    }
+    let mut out = vec![0u8; plain_len];
+    out[..lead].copy_from_slice(&payload[..lead]);
+    merge_planes(&planes, w, &mut out[lead..lead + n * w]);
+    out[lead + n * w..].copy_from_slice(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::tests::noise;
+
+    #[test]
+    fn encode_decode_round_trip_raw_and_zstd() {
+        let random = noise(5, 300 * 1024);
+        let enc = encode(&random);
+        assert_eq!(enc[4], Codec::Raw as u8, "random data must be stored raw");
+        assert_eq!(
+            decode(&Digest::of(&random), &enc).unwrap(),
+            Bytes::from(random)
+        );
+
+        let text = b"layer.weight: 0.0\n".repeat(20_000);
+        let enc = encode(&text);
+        assert_eq!(enc[4], Codec::Zstd as u8);
+        assert!(enc.len() < text.len() / 10);
+        assert_eq!(decode(&Digest::of(&text), &enc).unwrap(), &text[..]);
+    }
+
+    #[test]
+    fn object_bound_covers_the_largest_zstd_frame() {
+        let bound = zstd::zstd_safe::compress_bound(MAX_CHUNK_BYTES as usize) as u64;
+        assert_eq!(MAX_OBJECT_BYTES, HEADER_BYTES as u64 + bound);
+    }
+
+    #[test]
+    fn decode_rejects_corruption() {
+        let data = noise(9, 10_000);
+        let id = Digest::of(&data);
+        let mut enc = encode(&data);
+        let last = enc.len() - 1;
+        enc[last] ^= 1;
+        assert!(matches!(
+            decode(&id, &enc),
+            Err(DecodeError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            decode(&id, &enc[..10]),
+            Err(DecodeError::Truncated(10))
+        ));
+        let mut huge = encode(&data);
+        huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode(&id, &huge), Err(DecodeError::TooLarge(_))));
+        let mut short = encode(&data);
+        short.truncate(short.len() - 5);
+        assert!(matches!(
+            decode(&id, &short),
+            Err(DecodeError::LengthMismatch { .. })
+        ));
+    }
+
+    /// Gaussian-like float data (sum of uniforms), std about 0.02, as f32 little-endian.
+    fn weights_f32(seed: u64, n: usize) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut out = Vec::with_capacity(n * 4);
+        for _ in 0..n {
+            let s: f32 = (0..4).map(|_| rng.f32() - 0.5).sum::<f32>() * 0.035;
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn planes_round_trip_and_pay_on_floats() {
+        let f32s = weights_f32(1, 200_000);
+        // bf16: the top two bytes of each f32.
+        let bf16: Vec<u8> = f32s.chunks_exact(4).flat_map(|e| [e[2], e[3]]).collect();
+        for (data, w) in [(&f32s, 4u8), (&bf16, 2u8)] {
+            for lead in [0usize, 1, 3, 7] {
+                let mut plain = noise(2, lead);
+                plain.extend_from_slice(data);
+                plain.extend_from_slice(b"xyz"); // a tail that is no whole element
+                let enc = encode_planes(&plain, Planes { width: w, lead });
+                assert_eq!(enc[4], Codec::Planes as u8, "width {w} lead {lead}");
+                let plain_zstd = encode(&plain).len();
+                assert!(
+                    enc.len() < plain_zstd,
+                    "planes {} vs zstd {plain_zstd}",
+                    enc.len()
+                );
+                let back = decode(&Digest::of(&plain), &enc).unwrap();
+                assert_eq!(&back[..], &plain[..], "width {w} lead {lead}");
+            }
+        }
+    }
+
+    #[test]
+    fn planes_fall_back_when_they_do_not_pay_or_do_not_fit() {
+        let random = noise(4, 100_000);
+        let enc = encode_planes(&random, Planes { width: 4, lead: 0 });
+        assert_eq!(enc[4], Codec::Raw as u8);
+        let tiny = weights_f32(2, 1);
+        let enc = encode_planes(&tiny, Planes { width: 4, lead: 2 });
+        assert_ne!(enc[4], Codec::Planes as u8);
+        assert_eq!(decode(&Digest::of(&tiny), &enc).unwrap(), &tiny[..]);
+    }
+
+    #[test]
+    fn planes_decoder_refuses_malformed_payloads() {
+        let plain = weights_f32(3, 50_000);
+        let id = Digest::of(&plain);
+        let good = encode_planes(&plain, Planes { width: 4, lead: 0 });
+        assert_eq!(good[4], Codec::Planes as u8);
+        let bad = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = good.clone();
+            edit(&mut v);
+            decode(&id, &v).unwrap_err()
+        };
+        assert!(matches!(bad(&|v| v[5] = 3), DecodeError::BadPlanes(_)));
+        assert!(matches!(
+            bad(&|v| v[6..8].copy_from_slice(&u16::MAX.to_le_bytes())),
+            DecodeError::BadPlanes(_)
+        ));
+        assert!(matches!(
+            bad(&|v| v.truncate(v.len() - 1)),
+            DecodeError::BadPlanes(_)
+        ));
+        assert!(matches!(bad(&|v| v.push(0)), DecodeError::BadPlanes(_)));
+        // The first plane's length field claims more than the object holds.
+        assert!(matches!(
+            bad(&|v| v[17..21].copy_from_slice(&u32::MAX.to_le_bytes())),
+            DecodeError::BadPlanes(_)
+        ));
+        assert!(matches!(bad(&|v| v[16] = 9), DecodeError::BadPlanes(_)));
+    }
+}
