@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use mvault::chunk::{ChunkParams, Chunker, Digest};
-use mvault::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest};
+use mvault::chunk::{ChunkParams, Chunker, Digest, plan};
+use mvault::manifest::{self, ChunkRef, Chunking, FileEntry, Manifest, TensorChunking};
 use serde_json::Value;
 
 use crate::common::{Backend, Env, s, write_file};
@@ -147,7 +147,7 @@ fn manifest_example_matches_the_library() {
         .collect();
     let p = ChunkParams::DEFAULT;
     let built = Manifest {
-        format: 1,
+        format: manifest::FORMAT,
         model_name: doc.model_name.clone(),
         version: doc.version.clone(),
         created_at: doc.created_at.clone(),
@@ -160,11 +160,16 @@ fn manifest_example_matches_the_library() {
         file_size: files.iter().map(|f| f.size).sum(),
         checksum: manifest::version_checksum(&files),
         chunking: Chunking {
-            algorithm: "fastcdc-2020".into(),
+            algorithm: "mvault-layout-1".into(),
             min_bytes: p.min_bytes,
             avg_bytes: p.avg_bytes,
             max_bytes: p.max_bytes,
-            tensor: None,
+            tensor: Some(TensorChunking {
+                min_bytes: plan::TENSOR.min_bytes,
+                avg_bytes: plan::TENSOR.avg_bytes,
+                max_bytes: plan::TENSOR.max_bytes,
+                group_bytes: plan::GROUP_BYTES,
+            }),
         },
         files,
     };

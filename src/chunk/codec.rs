@@ -395,4 +395,31 @@ mod tests {
         ));
         assert!(matches!(bad(&|v| v[16] = 9), DecodeError::BadPlanes(_)));
     }
+
+    /// FORMAT.md's codec 2 vector: the object's bytes decode to the plaintext, and the id in
+    /// the document is the plaintext's BLAKE3.
+    #[test]
+    fn golden_planes_vector() {
+        let doc = include_str!("../../docs/FORMAT.md");
+        let start = doc
+            .find("is stored by\nthe 36-byte object")
+            .expect("vector in FORMAT.md");
+        let block = &doc[start..];
+        let block = &block[block.find("```\n").unwrap() + 4..];
+        let block = &block[..block.find("```").unwrap()];
+        let hex: String = block
+            .lines()
+            .flat_map(|l| l.split("  ").next())
+            .collect::<String>()
+            .split_whitespace()
+            .collect();
+        let object = hex::decode(&hex).expect("hex");
+        assert_eq!(object.len(), 36);
+        let plain = hex::decode("aa0102030405060708bb").unwrap();
+        let id = Digest::of(&plain);
+        assert_eq!(&decode(&id, &object).unwrap()[..], &plain[..]);
+        let named = &doc[doc.find("its id is the BLAKE3 of the plaintext,").unwrap()..];
+        let named = &named[named.find('`').unwrap() + 1..];
+        assert_eq!(&named[..64], id.to_hex(), "id in FORMAT.md");
+    }
 }

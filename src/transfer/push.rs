@@ -149,7 +149,7 @@ async fn upload_all(
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Rewrites)> {
     let files = super::cpu(move || prepare_all(sources, params)).await?;
-    let work = Arc::new(Work::new(files));
+    let work = Arc::new(Work::new(files, params));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
     let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let workers = std::thread::available_parallelism()
@@ -395,6 +395,8 @@ enum Unit {
 /// Shared state of the chunk workers.
 struct Work {
     files: Vec<Prepared>,
+    /// Chunking of files without a tensor table.
+    fallback: ChunkParams,
     units: Mutex<VecDeque<Unit>>,
     /// Per file: its digest, and the chunks of each segment once cut.
     results: Mutex<Vec<(Option<Digest>, Vec<Option<Vec<ChunkRef>>>)>>,
@@ -402,7 +404,7 @@ struct Work {
 
 impl Work {
     /// Units in file order; a file's digest first, so the longest unit starts early.
-    fn new(files: Vec<Prepared>) -> Work {
+    fn new(files: Vec<Prepared>, fallback: ChunkParams) -> Work {
         let mut units = VecDeque::new();
         let mut results = Vec::new();
         for (file, p) in files.iter().enumerate() {
@@ -416,6 +418,7 @@ impl Work {
         }
         Work {
             files,
+            fallback,
             units: Mutex::new(units),
             results: Mutex::new(results),
         }
@@ -498,13 +501,20 @@ fn run_unit(
             Ok(true)
         }
         Unit::Whole { .. } => {
+            // A file of one segment has no tensor table (`plan`): it is cut by the fallback
+            // FastCDC, read to EOF rather than to the planned length, so that a file that
+            // grew (or one whose size the system does not report, as under /proc) is caught.
+            let seg = Segment {
+                offset: 0,
+                len: u64::MAX,
+                cut: Cut::Cdc(work.fallback),
+                floats: None,
+            };
             let mut hasher = blake3::Hasher::new();
             let mut refs = Vec::new();
-            if let Some(seg) = p.segments.first() {
-                let go = cut_segment(&file, seg, tx, budget, &mut refs, Some(&mut hasher));
-                if !go.map_err(io)? {
-                    return Ok(false);
-                }
+            let go = cut_segment(&file, &seg, tx, budget, &mut refs, Some(&mut hasher));
+            if !go.map_err(io)? {
+                return Ok(false);
             }
             let mut r = work.results.lock().expect("results");
             r[i].0 = Some(hasher.finalize().into());
@@ -573,7 +583,7 @@ fn cut_segment(
             let reader = RangeReader {
                 file,
                 at: seg.offset,
-                end: seg.offset + seg.len,
+                end: seg.offset.saturating_add(seg.len),
             };
             for c in Chunker::new(reader, params) {
                 let c = c?;
