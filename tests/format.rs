@@ -240,3 +240,65 @@ fn manifest_example_matches_push() {
         "pushed manifest differs from FORMAT.md's example"
     );
 }
+
+/// FORMAT.md's format-2 vector ("Chunking (format 2)"): a safetensors file whose header and
+/// data the document gives is pushed, and its chunks (offset, size, id) and tensor index come
+/// out as the document lists them.
+#[test]
+fn format2_safetensors_vector() {
+    let (section, _) = between(FORMAT_MD, "**Format-2 golden vector**", "\n\n**");
+    let (header, rest) = between(section, "the header `", "`");
+    let (len, rest) = between(rest, "then the ", " bytes of the BLAKE3 XOF of ASCII `");
+    let (ascii, rest) = between(rest, "", "`");
+    let (table, _) = between(rest, "```\n", "```");
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    let mut data = vec![0u8; number(len, "data length")];
+    blake3::Hasher::new()
+        .update(ascii.as_bytes())
+        .finalize_xof()
+        .fill(&mut data);
+    file.extend_from_slice(&data);
+
+    let env = Env::new(Backend::Fs);
+    let path = env.path("model.safetensors");
+    write_file(&path, &file);
+    env.ok(&["push", s(&path), "--name", "golden", "--version", "2.0.0"]);
+    let stored =
+        std::fs::read(env.path("vault").join("models/golden/versions/2.0.0.json")).unwrap();
+    let m = Manifest::from_json(&stored).unwrap();
+    let f = &m.files[0];
+    let mut offset = 0;
+    let got: Vec<String> = f
+        .chunks
+        .iter()
+        .map(|c| {
+            let line = format!("{offset} {} {}", c.size, c.id);
+            offset += c.size;
+            line
+        })
+        .collect();
+    let want: Vec<String> = table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("offset"))
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(got, want, "chunks of the format-2 vector");
+    let layout = f.layout.as_ref().expect("a tensor index");
+    let index: Vec<String> = layout
+        .tensors
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} {:?} {} {}",
+                t.name, t.dtype, t.shape, t.offset, t.len
+            )
+        })
+        .collect();
+    let (listed, _) = between(section, "Tensor index: ", ".\n");
+    let listed: Vec<String> = listed
+        .split("; ")
+        .map(|t| t.trim_matches('`').to_string())
+        .collect();
+    assert_eq!(index, listed, "tensor index of the format-2 vector");
+}
