@@ -302,3 +302,119 @@ fn format2_safetensors_vector() {
         .collect();
     assert_eq!(index, listed, "tensor index of the format-2 vector");
 }
+
+/// A safetensors file of bf16 tensors with weight-like values (std about 0.02): the names and
+/// element counts given, in order.
+pub fn bf16_safetensors(seed: u64, tensors: &[(&str, usize)]) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+    for (name, n) in tensors {
+        let start = data.len();
+        for _ in 0..*n {
+            let x: f32 = (0..4).map(|_| rng.f32() - 0.5).sum::<f32>() * 0.035;
+            data.extend_from_slice(&x.to_le_bytes()[2..]);
+        }
+        let entry = serde_json::json!({
+            "dtype": "BF16", "shape": [n], "data_offsets": [start, data.len()]
+        });
+        header.insert(name.to_string(), entry);
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    out
+}
+
+/// Format 2 versions join the 0.1.0 fixture vault (format 1): old and new versions pull
+/// byte-exact side by side, and verify, gc and sync see all of them.
+#[test]
+fn format2_versions_join_a_format1_vault() {
+    let env = Env::new(Backend::Fs);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let st = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(fixtures.join("format1-vault.tar.gz"))
+        .arg("-C")
+        .arg(env.tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let vault = env.path("vault");
+    let v = s(&vault);
+    let old = env.path("old");
+    env.ok(&["-r", v, "pull", "fixture@1.1.0", "--to", s(&old)]);
+
+    // The new version: the old files plus a checkpoint with float planes and a tensor index.
+    let new = env.path("new");
+    for f in crate::common::files(&old) {
+        write_file(&new.join(&f), &std::fs::read(old.join(&f)).unwrap());
+    }
+    let model = bf16_safetensors(7, &[("norm", 512), ("proj", 1024 * 1024), ("head", 3000)]);
+    write_file(&new.join("model.safetensors"), &model);
+    env.ok(&[
+        "-r",
+        v,
+        "push",
+        s(&new),
+        "--name",
+        "fixture",
+        "--version",
+        "2.0.0",
+    ]);
+    let stored = std::fs::read(vault.join("models/fixture/versions/2.0.0.json")).unwrap();
+    let m = Manifest::from_json(&stored).unwrap();
+    assert_eq!(m.format, 2);
+    let entry = m
+        .files
+        .iter()
+        .find(|f| f.path == "model.safetensors")
+        .unwrap();
+    let layout = entry.layout.as_ref().expect("tensor index");
+    let names: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["norm", "proj", "head"]);
+    // The unchanged weights.bin reuses the format-1 chunks: FastCDC cuts it as 0.1.0 did.
+    let old_m = Manifest::from_json(
+        &std::fs::read(vault.join("models/fixture/versions/1.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    let chunks_of = |m: &Manifest| m.files.iter().find(|f| f.path == "weights.bin").cloned();
+    assert_eq!(
+        chunks_of(&m).unwrap().chunks,
+        chunks_of(&old_m).unwrap().chunks
+    );
+    // The large tensor is stored as byte planes, smaller than raw.
+    let planes = entry.chunks.iter().any(|c| {
+        let id = c.id.to_hex();
+        let obj = std::fs::read(vault.join(format!("chunks/{}/{id}", &id[..2]))).unwrap();
+        obj[4] == 2 && (obj.len() as u64) < c.size * 9 / 10
+    });
+    assert!(
+        planes,
+        "no chunk of the checkpoint was stored as byte planes"
+    );
+
+    for (version, want) in [("2.0.0", &new), ("1.1.0", &old)] {
+        let out = env.path(&format!("out-{version}"));
+        let cache = env.path(&format!("cache-{version}"));
+        env.ok(&[
+            "-r",
+            v,
+            "--cache-dir",
+            s(&cache),
+            "pull",
+            &format!("fixture@{version}"),
+            "--to",
+            s(&out),
+        ]);
+        crate::common::assert_same_tree(want, &out);
+    }
+    env.ok(&["-r", v, "verify", "fixture"]);
+    env.ok(&["-r", v, "gc", "--dry-run"]);
+    let copy = env.path("copy");
+    env.ok(&["sync", "--from", v, "--to", s(&copy), "fixture"]);
+    env.ok(&["-r", s(&copy), "verify", "fixture"]);
+    let out = env.path("out-copy");
+    env.ok(&["-r", s(&copy), "pull", "fixture@2.0.0", "--to", s(&out)]);
+    crate::common::assert_same_tree(&new, &out);
+}
