@@ -19,6 +19,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
 pub mod remote;
