@@ -83,7 +83,7 @@ pub(super) fn parse_at(file: &File, start: u64, end: u64) -> Option<Parsed> {
     let (descr, _fortran, shape) = (descr?, fortran?, shape?);
     let descr = match descr {
         Lit::Str(s) => s,
-        Lit::List(_) => return Some(Parsed::Unsupported),
+        Lit::List => return Some(Parsed::Unsupported),
         _ => return None,
     };
     let Some(itemsize) = itemsize(&descr)? else {
@@ -157,7 +157,8 @@ enum Lit {
     Bool(bool),
     None,
     Tuple(Vec<Lit>),
-    List(Vec<Lit>),
+    /// A list (structured dtypes); its items are not kept.
+    List,
     Dict(Vec<(Lit, Lit)>),
 }
 
@@ -252,11 +253,7 @@ impl LitParser<'_> {
                 if tuple && items.len() == 1 && !one {
                     return items.pop();
                 }
-                Some(if tuple {
-                    Lit::Tuple(items)
-                } else {
-                    Lit::List(items)
-                })
+                Some(if tuple { Lit::Tuple(items) } else { Lit::List })
             }
             b'{' => {
                 self.i += 1;

@@ -132,7 +132,10 @@ fn fixture_tables_spelled_out() {
         ]
     );
     let dtypes: Vec<_> = l.tensors.iter().map(|t| t.dtype.as_str()).collect();
-    assert_eq!(dtypes, ["bfloat16", "float32", "float16", "float32", "int64"]);
+    assert_eq!(
+        dtypes,
+        ["bfloat16", "float32", "float16", "float32", "int64"]
+    );
     assert!(l.tensors.iter().all(|t| t.offset % 64 == 0));
     assert_eq!(l.tensors[0].len, 32 * 16 * 2);
     // the data really is there: data/0 holds bf16 embed values (not the 'Z' padding)
@@ -395,7 +398,15 @@ fn torch_without_a_readable_pickle_still_lists_the_storages() {
     let got: Vec<_> = l
         .tensors
         .iter()
-        .map(|t| (t.name.as_str(), t.dtype.as_str(), t.shape.len(), t.offset, t.len))
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.dtype.as_str(),
+                t.shape.len(),
+                t.offset,
+                t.len,
+            )
+        })
         .collect();
     let expect: Vec<_> = want
         .iter()
@@ -407,7 +418,10 @@ fn torch_without_a_readable_pickle_still_lists_the_storages() {
         .collect();
     assert_eq!(got.len(), expect.len());
     for (g, (n, off, len)) in got.iter().zip(&expect) {
-        assert_eq!((g.0, g.1, g.2, g.3, g.4), (n.as_str(), "unknown", 0, *off, *len));
+        assert_eq!(
+            (g.0, g.1, g.2, g.3, g.4),
+            (n.as_str(), "unknown", 0, *off, *len)
+        );
     }
     // a pickle whose rebuild calls are missing: dtypes known, names fall back
     let mut b = PT.to_vec();
@@ -490,20 +504,42 @@ fn npy(header: &str, data_len: usize) -> Vec<u8> {
 
 #[test]
 fn npy_headers() {
-    let f = npy("{'descr': '<f2', 'fortran_order': True, 'shape': (3, 2), }", 12);
+    let f = npy(
+        "{'descr': '<f2', 'fortran_order': True, 'shape': (3, 2), }",
+        12,
+    );
     let l = layout_of(&f).unwrap();
     assert_eq!(l.tensors, [t("", "<f2", &[3, 2], f.len() as u64 - 12, 12)]);
     assert_eq!(l.tensors[0].offset % 64, 0);
     // a scalar, a 1-d shape, unicode, datetime
     let cases = [
-        ("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", 8, vec![]),
-        ("{'descr': '|b1', 'fortran_order': False, 'shape': (5,), }", 5, vec![5]),
-        ("{'descr': '<U3', 'fortran_order': False, 'shape': (2,), }", 24, vec![2]),
-        ("{\"descr\": \"<M8[ns]\", \"fortran_order\": False, \"shape\": (1,)}", 8, vec![1]),
+        (
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (), }",
+            8,
+            vec![],
+        ),
+        (
+            "{'descr': '|b1', 'fortran_order': False, 'shape': (5,), }",
+            5,
+            vec![5],
+        ),
+        (
+            "{'descr': '<U3', 'fortran_order': False, 'shape': (2,), }",
+            24,
+            vec![2],
+        ),
+        (
+            "{\"descr\": \"<M8[ns]\", \"fortran_order\": False, \"shape\": (1,)}",
+            8,
+            vec![1],
+        ),
     ];
     for (h, n, shape) in cases {
         let l = layout_of(&npy(h, n)).unwrap_or_else(|| panic!("{h}"));
-        assert_eq!((l.tensors[0].len, l.tensors[0].shape.clone()), (n as u64, shape));
+        assert_eq!(
+            (l.tensors[0].len, l.tensors[0].shape.clone()),
+            (n as u64, shape)
+        );
     }
     for bad in [
         // structured and object dtypes
@@ -522,7 +558,10 @@ fn npy_headers() {
         assert_eq!(layout_of(&npy(bad, 8)), None, "{bad}");
     }
     // a v2 header length of u32::MAX
-    let mut v = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8);
+    let mut v = npy(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+        8,
+    );
     v[6] = 2;
     v.splice(8..10, u32::MAX.to_le_bytes());
     assert_eq!(layout_of(&v), None);

@@ -425,7 +425,14 @@ mod pickle {
             let Some(items) = self.items(&pid) else {
                 return V::Other;
             };
-            let [V::Str(tag), V::Global(g), V::Str(key), _location, V::Int(numel)] = items else {
+            let [
+                V::Str(tag),
+                V::Global(g),
+                V::Str(key),
+                _location,
+                V::Int(numel),
+            ] = items
+            else {
                 return V::Other;
             };
             if &**tag != "storage" || g.0 != "torch" || *numel < 0 {
@@ -733,7 +740,11 @@ mod pickle {
                     }
                     b'F' | b'S' | b'V' => {
                         let s = line(&mut b)?;
-                        let v = if op == b'V' { V::Str(s.into()) } else { V::Other };
+                        let v = if op == b'V' {
+                            V::Str(s.into())
+                        } else {
+                            V::Other
+                        };
                         self.push(v)?;
                     }
                     0x97 => self.push(V::Other)?,
