@@ -491,7 +491,7 @@ fn npz_skips_compressed_entries() {
 /// An npy v1 file with `header` (padded like numpy) and `data_len` zero bytes.
 fn npy(header: &str, data_len: usize) -> Vec<u8> {
     let mut h = header.to_owned();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

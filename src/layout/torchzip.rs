@@ -776,10 +776,8 @@ mod pickle {
                 return;
             }
             match v {
-                V::Tensor(t) => {
-                    if names[*t].is_none() && !path.is_empty() {
-                        names[*t] = Some(path.join("."));
-                    }
+                V::Tensor(t) if names[*t].is_none() && !path.is_empty() => {
+                    names[*t] = Some(path.join("."));
                 }
                 V::Obj(i) => {
                     let o = &self.arena[*i];
