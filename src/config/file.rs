@@ -266,8 +266,9 @@ impl Cx<'_> {
         // The whole `config` mapping, for a problem with no single key.
         let (raw, line, key) = (String::new(), config.as_ref().map_or(pline, line), at);
         let whole = Val { raw, line, key };
-        let mut defer =
-            |v: &Val, msg: String| drop(problem.get_or_insert(self.bad(v.line, &v.key, msg)));
+        let mut defer = |v: &Val, msg: String| {
+            problem.get_or_insert(self.bad(v.line, &v.key, msg));
+        };
         let bucket_keys: &[&str] = match backend {
             Backend::Fs => &["path", "root"],
             Backend::Azblob => &["container", "bucket"],
