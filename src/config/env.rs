@@ -1,11 +1,13 @@
 //! `${VAR}`, `${VAR:-default}` and `$$` in config string values.
 
 /// Why a value could not be expanded.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum Bad {
     /// Bad `${...}` syntax; the message quotes only the file's own text.
+    #[error("{0}")]
     Syntax(String),
     /// The first variable without a default that `env` does not set.
+    #[error("environment variable {0} is not set (set it, or write ${{{0}:-default}})")]
     Unset(String),
 }
 

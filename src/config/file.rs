@@ -4,10 +4,10 @@
 //! key; a section of the wrong kind is reported by serde-saphyr, with its line.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
@@ -18,12 +18,15 @@ use crate::util::{parse_duration_secs, parse_size};
 
 /// Provider `config` keys that are not remote options; the first four name the bucket.
 const LOCATION_KEYS: &[&str] = &["bucket", "container", "path", "root", "prefix"];
+/// The `type` names, as [`Backend::from_type`] reads them.
+const TYPES: &[&str] = &["s3", "gcs", "azblob", "oss", "fs"];
 /// Largest `transfer.jobs`, as for `--jobs`.
 const MAX_JOBS: usize = 1024;
 const SIZE: &str = "a size (e.g. 20G, 512M)";
 
 /// A scalar (or, wrongly, a list or mapping), with where it is.
 type Leaf = Option<Spanned<Value>>;
+type Map = Spanned<BTreeMap<String, Spanned<Value>>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping (cloud_storage: ...)")]
@@ -32,10 +35,8 @@ struct Root {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping (default_provider, providers, ...)"
-)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping (default_provider, providers, ...)")]
 struct Cloud {
     default_provider: Leaf,
     providers: Option<Vec<Spanned<Entry>>>,
@@ -45,16 +46,14 @@ struct Cloud {
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a provider mapping (name, type, enabled, config)"
-)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a provider mapping (name, type, enabled, config)")]
 struct Entry {
     name: Leaf,
     #[serde(rename = "type")]
     kind: Leaf,
     enabled: Leaf,
-    config: Option<Spanned<BTreeMap<String, Spanned<Value>>>>,
+    config: Option<Map>,
 }
 
 #[derive(Deserialize)]
@@ -86,66 +85,62 @@ fn line<T>(s: &Spanned<T>) -> usize {
 /// A scalar found in the file: its text as written, where it is, and its dotted key.
 struct Val {
     raw: String,
-    string: bool,
     line: usize,
     key: String,
 }
 
-/// Parses `text` read from `path` into a [`Config`], taking `${VAR}` values from `env`.
-pub(super) fn parse(
-    text: &str,
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, Error> {
-    let cx = Cx { path, env };
-    // Strict booleans: `yes`/`on` stay strings, so `anonymous: yes` is refused, not `true`.
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let root: Root =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| cx.yaml(text, &e))?;
-    let mut config = Config {
-        path: Some(path.to_path_buf()),
-        ..Config::default()
-    };
-    let Some(cloud) = root.cloud_storage else {
-        return Ok(config);
-    };
-    for (i, item) in cloud.providers.iter().flatten().enumerate() {
-        let p = cx.provider(item, i)?;
-        if let Some(first) = config.providers.iter().find(|q| q.name == p.name) {
-            let msg = format!(
-                "duplicate provider name {:?} (first defined at line {})",
-                p.name, first.line
-            );
-            let key = format!("cloud_storage.providers[{}].name", p.name);
-            return Err(cx.invalid(p.name_line, &key, msg));
+impl Config {
+    /// Parses `text`, read from `path` (used in messages and for relative paths), taking
+    /// `${VAR}` values from `env`.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let cx = Cx { path, env: &env };
+        // Strict booleans: `yes`/`on` stay strings, so `anonymous: yes` is refused, not `true`.
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let root: Root =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| cx.yaml(&e))?;
+        let mut config = Config {
+            path: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        let Some(cloud) = root.cloud_storage else {
+            return Ok(config);
+        };
+        for (i, item) in cloud.providers.iter().flatten().enumerate() {
+            let p = cx.provider(item, i, &config.providers)?;
+            config.providers.push(p);
         }
-        config.providers.push(p);
+        if let Some(c) = cloud.cache {
+            config.cache.max_size_bytes =
+                cx.get(&c.max_size, "cache.max_size", parse_size, SIZE)?;
+            let what = "a duration (e.g. 30d, 12h, 3600)";
+            config.cache.ttl_secs = cx.get(&c.ttl, "cache.ttl", parse_duration_secs, what)?;
+        }
+        if let Some(t) = cloud.transfer {
+            let jobs = |v: &str| v.trim().parse().ok().filter(|j| (1..=MAX_JOBS).contains(j));
+            let what = format!("a number from 1 to {MAX_JOBS}");
+            config.transfer.jobs = cx.get(&t.jobs, "transfer.jobs", jobs, &what)?;
+            let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
+            let what = "a rate (e.g. 50M = 50 MiB/s)";
+            config.transfer.rate_limit_bytes_per_sec =
+                cx.get(&t.rate_limit, "transfer.rate_limit", rate, what)?;
+        }
+        if let Some(a) = cloud.audit {
+            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+            config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
+            config.audit.max_size_bytes =
+                cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
+        }
+        let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        let known = |n: &str| names.contains(&n).then(|| n.to_string());
+        let what = format!("the name of a provider (known: {})", names.join(", "));
+        let default = cx.get(&cloud.default_provider, "default_provider", known, &what)?;
+        config.default_provider = default;
+        Ok(config)
     }
-    if let Some(c) = cloud.cache {
-        config.cache.max_size_bytes = cx.get(&c.max_size, "cache.max_size", parse_size, SIZE)?;
-        let what = "a duration (e.g. 30d, 12h, 3600)";
-        config.cache.ttl_secs = cx.get(&c.ttl, "cache.ttl", parse_duration_secs, what)?;
-    }
-    if let Some(t) = cloud.transfer {
-        let jobs = |v: &str| v.trim().parse().ok().filter(|j| (1..=MAX_JOBS).contains(j));
-        let what = format!("a number from 1 to {MAX_JOBS}");
-        config.transfer.jobs = cx.get(&t.jobs, "transfer.jobs", jobs, &what)?;
-        let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
-        let what = "a rate (e.g. 50M = 50 MiB/s)";
-        config.transfer.rate_limit_bytes_per_sec =
-            cx.get(&t.rate_limit, "transfer.rate_limit", rate, what)?;
-    }
-    if let Some(a) = cloud.audit {
-        let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-        config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
-        config.audit.max_size_bytes = cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
-    }
-    let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
-    let known = |n: &str| names.contains(&n).then(|| n.to_string());
-    let what = format!("the name of a provider (known: {})", names.join(", "));
-    let default = cx.get(&cloud.default_provider, "default_provider", known, &what)?;
-    config.default_provider = default;
-    Ok(config)
 }
 
 /// One parse of one file.
@@ -155,27 +150,41 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn provider(&self, item: &Spanned<Entry>, i: usize) -> Result<Provider, Error> {
+    /// The `i`th entry of `providers`, coming after `before`.
+    fn provider(
+        &self,
+        item: &Spanned<Entry>,
+        i: usize,
+        before: &[Provider],
+    ) -> Result<Provider, Error> {
         let (pline, e) = (line(item), &item.value);
         let unnamed = format!("cloud_storage.providers[{i}]");
         let name = self
             .leaf(e.name.as_ref(), &format!("{unnamed}.name"))?
-            .ok_or_else(|| self.invalid(pline, &unnamed, "every provider needs a name"))?;
+            .ok_or_else(|| self.bad(pline, &unnamed, "every provider needs a name"))?;
         let at = format!("cloud_storage.providers[{}]", name.raw);
+        let name_key = format!("{at}.name");
         let mut chars = name.raw.chars();
         if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
             || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             let msg = "provider names are letters, digits, '.', '_' and '-', starting with a letter or digit";
-            return Err(self.invalid(name.line, &format!("{at}.name"), msg));
+            return Err(self.bad(name.line, &name_key, msg));
+        }
+        if let Some(first) = before.iter().find(|p| p.name == name.raw) {
+            let msg = format!(
+                "duplicate provider name {:?} (first defined at line {})",
+                name.raw, first.line
+            );
+            return Err(self.bad(name.line, &name_key, msg));
         }
         let backend = match self.leaf(e.kind.as_ref(), &format!("{at}.type"))? {
             Some(t) => Backend::from_type(&t.raw).ok_or_else(|| {
-                let msg = format!("unknown type {:?} (known: s3, gcs, azblob, oss, fs)", t.raw);
-                self.invalid(t.line, &t.key, msg)
+                let msg = format!("unknown type {:?} (known: {})", t.raw, TYPES.join(", "));
+                self.bad(t.line, &t.key, msg)
             })?,
             None => Backend::from_type(&name.raw).ok_or_else(|| {
-                self.invalid(pline, &at, "type is required (s3, gcs, azblob, oss or fs)")
+                self.bad(pline, &at, "type is required (s3, gcs, azblob, oss or fs)")
             })?,
         };
         let enabled = match self.leaf(e.enabled.as_ref(), &format!("{at}.enabled"))? {
@@ -183,16 +192,15 @@ impl Cx<'_> {
             Some(v) => match v.raw.to_ascii_lowercase().as_str() {
                 "true" => true,
                 "false" => false,
-                _ => return Err(self.invalid(v.line, &v.key, "expected true or false")),
+                _ => return Err(self.bad(v.line, &v.key, "expected true or false")),
             },
         };
         let (spec, problem) = self.remote(&name.raw, backend, &e.config, &at, pline)?;
         Ok(Provider {
-            name: name.raw.clone(),
+            name: name.raw,
             backend,
             enabled,
             line: pline,
-            name_line: name.line,
             spec,
             problem,
         })
@@ -204,7 +212,7 @@ impl Cx<'_> {
         &self,
         name: &str,
         backend: Backend,
-        config: &Option<Spanned<BTreeMap<String, Spanned<Value>>>>,
+        config: &Option<Map>,
         at: &str,
         pline: usize,
     ) -> Result<(RemoteSpec, Option<Error>), Error> {
@@ -223,13 +231,8 @@ impl Cx<'_> {
         let mut values: BTreeMap<&str, (Val, Option<String>)> = BTreeMap::new();
         for (key, v) in pairs {
             if !known.contains(&key.as_str()) {
-                return Err(Error::UnknownKey {
-                    path: self.path.to_path_buf(),
-                    line: line(v),
-                    section: at.clone(),
-                    key: key.clone(),
-                    known: known.join(", "),
-                });
+                let msg = format!("unknown key {key:?} in {at} (known: {})", known.join(", "));
+                return Err(self.at(line(v), msg));
             }
             let Some(val) = self.leaf(Some(v), &format!("{at}.{key}"))? else {
                 continue;
@@ -238,15 +241,15 @@ impl Cx<'_> {
             let canonical = alias.map_or(key.as_str(), |(_, k)| k);
             if let Some((first, _)) = values.get(canonical) {
                 let msg = format!("same setting as {}", first.key);
-                return Err(self.invalid(val.line, &val.key, msg));
+                return Err(self.bad(val.line, &val.key, msg));
             }
             let value = match expand(&val.raw, self.env) {
                 Ok(value) => Some(value),
-                Err(Bad::Syntax(m)) => return Err(self.invalid(val.line, &val.key, m)),
-                Err(Bad::Unset(var)) => {
-                    problem.get_or_insert_with(|| self.missing(&val, var));
+                Err(b @ Bad::Unset(_)) => {
+                    problem.get_or_insert(self.bad(val.line, &val.key, b));
                     None
                 }
+                Err(b) => return Err(self.bad(val.line, &val.key, b)),
             };
             values.insert(canonical, (val, value));
         }
@@ -260,31 +263,37 @@ impl Cx<'_> {
             options: BTreeMap::new(),
             label: Some(name.to_string()),
         };
-        let mut defer = |e: Error| problem = problem.take().or(Some(e));
+        // The whole `config` mapping, for a problem with no single key.
+        let (raw, line, key) = (String::new(), config.as_ref().map_or(pline, line), at);
+        let whole = Val { raw, line, key };
+        let mut defer = |v: &Val, msg: String| {
+            problem.get_or_insert(self.bad(v.line, &v.key, msg));
+        };
         let bucket_keys: &[&str] = match backend {
             Backend::Fs => &["path", "root"],
             Backend::Azblob => &["container", "bucket"],
             _ => &["bucket"],
         };
-        let ty = type_name(backend);
+        let ty = TYPES
+            .iter()
+            .find(|t| Backend::from_type(t) == Some(backend));
+        let ty = ty.copied().unwrap_or_default();
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
-                let msg = format!("not used by type {ty}; use {}", bucket_keys[0]);
-                defer(self.invalid(v.line, &v.key, msg));
+                defer(v, format!("not used by type {ty}; use {}", bucket_keys[0]));
             }
         }
         let mut bucket = bucket_keys.iter().filter_map(|k| given(k));
         match (bucket.next(), bucket.next()) {
             (None, _) => {
                 let msg = format!("{} is required for type {ty}", bucket_keys[0]);
-                defer(self.invalid(config.as_ref().map_or(pline, line), &at, msg))
+                defer(&whole, msg);
             }
             (Some(_), Some((v, _))) => {
-                let msg = format!("give only one of {}", bucket_keys.join(", "));
-                defer(self.invalid(v.line, &v.key, msg))
+                defer(v, format!("give only one of {}", bucket_keys.join(", ")))
             }
             (Some((_, None)), None) => {}
-            (Some((v, Some(""))), None) => defer(self.invalid(v.line, &v.key, "must not be empty")),
+            (Some((v, Some(""))), None) => defer(v, "must not be empty".into()),
             (Some((_, Some(b))), None) if backend == Backend::Fs => {
                 let mut root = self.relative_to_file(Path::new(b));
                 if !spec.prefix.is_empty() {
@@ -293,8 +302,7 @@ impl Cx<'_> {
                 spec.bucket = root.to_string_lossy().into_owned();
             }
             (Some((v, Some(b))), None) if b.contains('/') => {
-                let msg = "must not contain '/' (put the rest in prefix)";
-                defer(self.invalid(v.line, &v.key, msg));
+                defer(v, "must not contain '/' (put the rest in prefix)".into());
             }
             (Some((_, Some(b))), None) => spec.bucket = b.to_string(),
         }
@@ -302,14 +310,7 @@ impl Cx<'_> {
             if let Some((v, Some(value))) = given(key) {
                 match check_option(key, value) {
                     Ok(value) => drop(spec.options.insert(key.to_string(), value)),
-                    Err(e) => {
-                        let shown = if v.string {
-                            format!("{:?}", v.raw)
-                        } else {
-                            v.raw.clone()
-                        };
-                        defer(self.invalid(v.line, &v.key, e.message(&shown)))
-                    }
+                    Err(e) => defer(v, e.message(&format!("{:?}", v.raw))),
                 }
             }
         }
@@ -319,24 +320,22 @@ impl Cx<'_> {
     /// The scalar at `key` (`None` when absent or null); a list or mapping is an error.
     fn leaf(&self, s: Option<&Spanned<Value>>, key: &str) -> Result<Option<Val>, Error> {
         let Some(s) = s else { return Ok(None) };
-        let (raw, string) = match &s.value {
+        let raw = match &s.value {
             Value::Null => return Ok(None),
-            Value::String(t) => (t.clone(), true),
-            Value::Bool(b) => (b.to_string(), false),
-            Value::Number(n) => (n.to_string(), false),
-            v => {
-                let kind = if v.is_array() { "a list" } else { "a mapping" };
-                let msg = format!("expected a single value, found {kind}");
-                return Err(self.invalid(line(s), key, msg));
+            Value::String(t) => t.clone(),
+            Value::Array(_) | Value::Object(_) => {
+                let found = if s.value.is_array() {
+                    "a list"
+                } else {
+                    "a mapping"
+                };
+                let msg = format!("expected a single value, found {found}");
+                return Err(self.bad(line(s), key, msg));
             }
+            v => v.to_string(),
         };
         let (line, key) = (line(s), key.to_string());
-        Ok(Some(Val {
-            raw,
-            string,
-            line,
-            key,
-        }))
+        Ok(Some(Val { raw, line, key }))
     }
 
     /// The leaf at `cloud_storage.{key}`, its variables substituted now (an unset one is an
@@ -351,23 +350,10 @@ impl Cx<'_> {
         let Some(v) = self.leaf(s.as_ref(), &format!("cloud_storage.{key}"))? else {
             return Ok(None);
         };
-        let value = expand(&v.raw, self.env).map_err(|e| match e {
-            Bad::Syntax(m) => self.invalid(v.line, &v.key, m),
-            Bad::Unset(var) => self.missing(&v, var),
-        })?;
-        let msg = || format!("{:?} is not {what}", v.raw);
-        read(&value)
-            .map(Some)
-            .ok_or_else(|| self.invalid(v.line, &v.key, msg()))
-    }
-
-    fn missing(&self, v: &Val, var: String) -> Error {
-        let (path, line, key) = (self.path.to_path_buf(), v.line, v.key.clone());
-        Error::MissingVar {
-            path,
-            line,
-            key,
-            var,
+        let value = expand(&v.raw, self.env).map_err(|b| self.bad(v.line, &v.key, b))?;
+        match read(&value) {
+            Some(value) => Ok(Some(value)),
+            None => Err(self.bad(v.line, &v.key, format!("{:?} is not {what}", v.raw))),
         }
     }
 
@@ -376,82 +362,47 @@ impl Cx<'_> {
         std::path::absolute(&joined).unwrap_or(joined)
     }
 
-    fn invalid(&self, line: usize, key: &str, message: impl Into<String>) -> Error {
-        let (path, key, message) = (self.path.to_path_buf(), key.to_string(), message.into());
-        Error::Invalid {
+    /// A problem at `line`.
+    fn at(&self, line: usize, message: String) -> Error {
+        let path = self.path.to_path_buf();
+        Error::At {
             path,
             line,
-            key,
             message,
         }
     }
 
+    /// A problem with the value at `key`.
+    fn bad(&self, line: usize, key: &str, message: impl Display) -> Error {
+        self.at(line, format!("{key}: {message}"))
+    }
+
     /// A serde-saphyr error: an unknown key of a fixed section, else a syntax error or a
     /// section of the wrong kind (e.g. "expected mapping start"), in serde-saphyr's words.
-    fn yaml(&self, text: &str, e: &serde_saphyr::Error) -> Error {
+    fn yaml(&self, e: &serde_saphyr::Error) -> Error {
         let e = e.without_snippet();
-        let (path, line) = (
-            self.path.to_path_buf(),
-            e.location().map_or(1, |l| l.line()),
-        );
-        let line = (line as usize).max(1);
+        let line = e.location().map_or(1, |l| l.line() as usize).max(1);
         let serde_saphyr::Error::SerdeUnknownField {
             field, expected, ..
         } = e
         else {
-            let message = UserMessageFormatter
-                .format_message(e)
-                .replace(char::is_control, " ");
-            return Error::Syntax {
-                path,
-                line,
-                message,
-            };
+            let message = UserMessageFormatter.format_message(e);
+            let message = message.replace(char::is_control, " ");
+            return self.at(line, format!("invalid YAML: {message}"));
         };
+        // serde names no section, so it is told by the first key known in it.
         let section = match expected.first().copied() {
-            Some("cloud_storage") => "the top level".to_string(),
-            Some("default_provider") => "cloud_storage".to_string(),
-            Some("name") => format!("cloud_storage.providers[{}]", item_at(text, line)),
-            Some("jobs") => "cloud_storage.transfer".to_string(),
-            Some("path") => "cloud_storage.audit".to_string(),
-            _ => "cloud_storage.cache".to_string(),
+            Some("cloud_storage") => "the top level",
+            Some("default_provider") => "cloud_storage",
+            Some("name") => "a cloud_storage.providers entry",
+            Some("jobs") => "cloud_storage.transfer",
+            Some("path") => "cloud_storage.audit",
+            _ => "cloud_storage.cache",
         };
-        let (key, known) = (field.clone(), expected.join(", "));
-        Error::UnknownKey {
-            path,
+        let known = expected.join(", ");
+        self.at(
             line,
-            section,
-            key,
-            known,
-        }
-    }
-}
-
-/// Index of the provider entry holding `line` (for an unknown key found by serde, which does
-/// not know the index): the last entry starting at or before it. Read only on that error.
-fn item_at(text: &str, line: usize) -> usize {
-    #[derive(Deserialize)]
-    struct Loose {
-        cloud_storage: Option<LooseCloud>,
-    }
-    #[derive(Deserialize)]
-    struct LooseCloud {
-        providers: Option<Vec<Spanned<IgnoredAny>>>,
-    }
-    let items = serde_saphyr::from_str::<Loose>(text)
-        .ok()
-        .and_then(|l| l.cloud_storage?.providers)
-        .unwrap_or_default();
-    let before = items.iter().filter(|s| self::line(s) <= line).count();
-    before.saturating_sub(1)
-}
-
-fn type_name(b: Backend) -> &'static str {
-    match b {
-        Backend::Fs => "fs",
-        Backend::S3 => "s3",
-        Backend::Gcs => "gcs",
-        Backend::Azblob => "azblob",
-        Backend::Oss => "oss",
+            format!("unknown key {field:?} in {section} (known: {known})"),
+        )
     }
 }

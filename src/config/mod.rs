@@ -60,8 +60,9 @@ pub const KEY_ALIASES: &[(&str, &str)] = &[
     ("credentials_path", "credential_path"),
 ];
 
-/// Why the config file could not be used. `Display` is one line naming the file, the line
-/// (1-based) and the key, and never contains secret or environment values.
+/// Why the config file could not be used. `Display` is one line naming the file (and for a
+/// problem in it the line, 1-based, and the key), and never contains secret or environment
+/// values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The file named by `-c/--config` or `MVAULT_CONFIG` does not exist.
@@ -70,39 +71,12 @@ pub enum Error {
     /// The file exists but could not be read.
     #[error("cannot read config file {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
-    /// The file is not valid YAML, or a section is not a mapping (in serde-saphyr's words).
-    #[error("{}:{line}: invalid YAML: {message}", path.display())]
-    Syntax {
+    /// A problem at `line` of the file: invalid YAML, an unknown key, a value of the wrong
+    /// kind or out of range, an unset `${VAR}`. `message` names the key.
+    #[error("{}:{line}: {message}", path.display())]
+    At {
         path: PathBuf,
         line: usize,
-        message: String,
-    },
-    /// A key the format does not define; `section` is the dotted path of its mapping.
-    #[error("{}:{line}: unknown key {key:?} in {section} (known: {known})", path.display())]
-    UnknownKey {
-        path: PathBuf,
-        line: usize,
-        section: String,
-        key: String,
-        known: String,
-    },
-    /// `${VAR}` without a default while `VAR` is not set.
-    #[error(
-        "{}:{line}: {key}: environment variable {var} is not set (set it, or write ${{{var}:-default}})",
-        path.display()
-    )]
-    MissingVar {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        var: String,
-    },
-    /// A value of the wrong kind, out of range, or missing; `key` is its dotted path.
-    #[error("{}:{line}: {key}: {message}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        key: String,
         message: String,
     },
     /// No provider has this name.
@@ -122,22 +96,21 @@ pub enum Error {
 }
 
 fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -> String {
-    match (path, known.is_empty()) {
-        (None, _) => format!(
-            "provider {name:?} is not defined: no config file found (looked for ./{}, \
-             $XDG_CONFIG_HOME/mvault/config.yaml; use -c FILE)",
-            LOCAL_FILES.join(", ./")
-        ),
-        (Some(p), true) => format!(
-            "provider {name:?} is not defined in {} (it defines no providers)",
-            p.display()
-        ),
-        (Some(p), false) => format!(
-            "provider {name:?} is not defined in {} (known: {})",
-            p.display(),
-            known.join(", ")
-        ),
-    }
+    let Some(path) = path else {
+        let local = LOCAL_FILES.join(", ./");
+        return format!(
+            "provider {name:?} is not defined: no config file found (looked for ./{local}, \
+             $XDG_CONFIG_HOME/mvault/config.yaml; use -c FILE)"
+        );
+    };
+    let known = match known.is_empty() {
+        true => "it defines no providers".to_string(),
+        false => format!("known: {}", known.join(", ")),
+    };
+    format!(
+        "provider {name:?} is not defined in {} ({known})",
+        path.display()
+    )
 }
 
 /// The parsed config file; [`Config::default`] when there is none.
@@ -162,8 +135,6 @@ pub struct Provider {
     pub enabled: bool,
     /// 1-based line of the entry in the file.
     pub line: usize,
-    /// Line of its `name`.
-    name_line: usize,
     /// Variables substituted, `label` = the name. Incomplete when `problem` is set.
     spec: RemoteSpec,
     /// The first problem in the provider's values, reported when it is used.
@@ -194,16 +165,12 @@ pub struct AuditConfig {
     pub max_size_bytes: Option<u64>,
 }
 
-fn std_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 impl Config {
     /// Finds the config file (see [`Config::find`]) in the process's working directory and
     /// environment, and parses it; no file gives the empty config.
     pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        Config::load_from(explicit, &cwd, std_env)
+        Config::load_from(explicit, &cwd, |name| std::env::var(name).ok())
     }
 
     /// [`Config::load`] with the working directory and environment given.
@@ -216,7 +183,7 @@ impl Config {
             return Ok(Config::default());
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse_with_env(&text, &path, env),
+            Ok(text) => Config::parse(&text, &path, env),
             Err(e) => Err(Error::Read {
                 message: e.to_string(),
                 path,
@@ -249,21 +216,6 @@ impl Config {
         let xdg = xdg.map(|d| d.join("mvault").join("config.yaml"));
         let local = LOCAL_FILES.iter().map(|f| cwd.join(f));
         Ok(local.chain(xdg).find(|p| p.is_file()))
-    }
-
-    /// Parses `text`, read from `path` (used in messages and for relative paths), taking
-    /// `${VAR}` values from the process environment.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-        Config::parse_with_env(text, path, std_env)
-    }
-
-    /// [`Config::parse`] with `${VAR}` values from `env`.
-    pub fn parse_with_env(
-        text: &str,
-        path: &Path,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, Error> {
-        file::parse(text, path, &env)
     }
 
     /// The enabled provider called `name`.
@@ -322,26 +274,16 @@ impl Provider {
     /// their last two characters, or `***` when shorter than 12 characters; other values are
     /// shown as [`crate::remote::redact_url`] shows URLs.
     pub fn masked_options(&self) -> BTreeMap<String, String> {
-        self.spec
-            .options
-            .iter()
-            .map(
-                |(k, v)| match SECRET_KEYS.contains(&k.as_str()) || k == "access_key" {
-                    true => (k.clone(), mask(v)),
-                    false => (k.clone(), crate::remote::redact_url(v)),
-                },
-            )
-            .collect()
-    }
-}
-
-fn mask(v: &str) -> String {
-    let n = v.chars().count();
-    let tail: String = v.chars().skip(n.saturating_sub(2)).collect();
-    if n < 12 {
-        "***".to_string()
-    } else {
-        format!("****{tail}")
+        let mut options = self.spec.options.clone();
+        for (k, v) in &mut options {
+            let tail = v.char_indices().nth_back(1).map_or(0, |(i, _)| i);
+            *v = match SECRET_KEYS.contains(&k.as_str()) || k == "access_key" {
+                true if v.chars().count() < 12 => "***".to_string(),
+                true => format!("****{}", &v[tail..]),
+                false => crate::remote::redact_url(v),
+            };
+        }
+        options
     }
 }
 

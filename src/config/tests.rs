@@ -8,8 +8,9 @@ fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String>
     }
 }
 
+/// Parses `text` as /etc/mv/mvault.yaml.
 fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, Error> {
-    Config::parse_with_env(text, Path::new("/etc/mv/mvault.yaml"), env_of(vars))
+    Config::parse(text, Path::new("/etc/mv/mvault.yaml"), env_of(vars))
 }
 
 /// The load error, else the first provider's deferred problem.
@@ -23,6 +24,21 @@ fn fail(text: &str, vars: &[(&str, &str)]) -> String {
             .expect(text)
             .to_string(),
     }
+}
+
+/// One line per provider: name, type, line, enabled, bucket, [prefix], masked options, and
+/// its deferred problem if any.
+fn rows(c: &Config) -> Vec<String> {
+    let row = |p: &Provider| {
+        let (s, options) = (&p.spec, p.masked_options());
+        let problem = p.problem().map_or(String::new(), |e| format!(" | {e}"));
+        let (name, kind, line, on) = (&p.name, p.backend, p.line, p.enabled);
+        format!(
+            "{name} {kind:?} {line} {on} {} [{}] {options:?}{problem}",
+            s.bucket, s.prefix
+        )
+    };
+    c.providers.iter().map(row).collect()
 }
 
 const SEED: &str = "\
@@ -47,84 +63,86 @@ cloud_storage:
       config:
         path: vault
         prefix: team
-  cache:
-    max_size: 20G
-    ttl: 30d
-  transfer:
-    jobs: 16
-    rate_limit: 50M
-  audit:
-    path: /var/log/mvault/audit.jsonl
-    max_size: 10M
+  cache: { max_size: 20G, ttl: 30d }
+  transfer: { jobs: 16, rate_limit: 50M }
+  audit: { path: /var/log/mvault/audit.jsonl, max_size: 10M }
 ";
 
 #[test]
 fn parses_the_seed_shape() {
-    let aws = [
-        ("AWS_ACCESS_KEY_ID", "AK"),
-        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab"),
-    ];
-    let c = parse(SEED, &aws).unwrap();
+    let secret = ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab");
+    let c = parse(SEED, &[("AWS_ACCESS_KEY_ID", "AK"), secret]).unwrap();
+    assert_eq!(
+        rows(&c),
+        [
+            r#"aws_s3 S3 4 true eitp-models [models] {"access_key": "***", "region": "us-east-1", "secret_key": "****ab"}"#,
+            r#"google_cloud Gcs 8 false eitp-gcs [] {} | /etc/mv/mvault.yaml:12: cloud_storage.providers[google_cloud].config.credentials_path: environment variable GOOGLE_APPLICATION_CREDENTIALS is not set (set it, or write ${GOOGLE_APPLICATION_CREDENTIALS:-default})"#,
+            r#"azure_blob Azblob 13 true models [] {"timeout": "120"} | /etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"#,
+            r#"local Fs 18 true /etc/mv/vault/team [] {}"#,
+        ]
+    );
+    // A provider's problem is reported when it is used.
+    assert_eq!(
+        c.spec("azure_blob").err().as_ref(),
+        c.providers[2].problem()
+    );
     let s3 = c.default_spec().unwrap().unwrap();
-    let (az, local, p) = (&c.providers[2].spec, c.spec("local").unwrap(), &c.providers);
+    assert_eq!(
+        (s3.label.as_deref(), &s3),
+        (Some("aws_s3"), &c.providers[0].spec)
+    );
+    assert_eq!(s3.options["secret_key"], secret.1);
     let names: Vec<_> = c
         .enabled_providers()
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    for (got, want) in [
-        (
-            format!("{:?} {} {}", s3.backend, s3.bucket, s3.prefix),
-            "S3 eitp-models models",
-        ),
-        (
-            format!("{:?} {:?}", c.default_provider, s3.label),
-            r#"Some("aws_s3") Some("aws_s3")"#,
-        ),
-        (
-            format!("{:?}", s3.options),
-            r#"{"access_key": "AK", "region": "us-east-1", "secret_key": "wJalrXUtnFEMIsecretKEYab"}"#,
-        ),
-        (
-            format!("{} {}", az.bucket, az.options["timeout"]),
-            "models 120",
-        ),
-        (
-            format!("{:?} {} [{}]", local.backend, local.bucket, local.prefix),
-            "Fs /etc/mv/vault/team []",
-        ),
-        (
-            format!("{:?} {} {} {names:?}", p[1].backend, p[0].line, p[3].line),
-            r#"Gcs 4 18 ["aws_s3", "azure_blob", "local"]"#,
-        ),
-        // azure_blob's variable is unset: reported only when it is used.
-        (
-            c.spec("azure_blob").unwrap_err().to_string(),
-            "/etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})",
-        ),
-    ] {
-        assert_eq!(got, want);
-    }
+    assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
+    // 20G, 30d; 16, 50M; 10M.
+    let sections = format!("{:?} {:?} {:?}", c.cache, c.transfer, c.audit);
     assert_eq!(
-        c.cache,
-        CacheConfig {
-            max_size_bytes: Some(20 << 30),
-            ttl_secs: Some(30 * 86_400)
-        }
+        sections,
+        "CacheConfig { max_size_bytes: Some(21474836480), ttl_secs: Some(2592000) } TransferConfig { jobs: Some(16), rate_limit_bytes_per_sec: Some(52428800) } AuditConfig { path: Some(\"/var/log/mvault/audit.jsonl\"), max_size_bytes: Some(10485760) }"
     );
-    let transfer = TransferConfig {
-        jobs: Some(16),
-        rate_limit_bytes_per_sec: Some(50 << 20),
-    };
-    let audit = AuditConfig {
-        path: Some("/var/log/mvault/audit.jsonl".into()),
-        max_size_bytes: Some(10 << 20),
-    };
-    assert_eq!((c.transfer, c.audit), (transfer, audit));
 }
 
+/// Files that load, and the providers they give.
 #[test]
-fn empty_and_missing_sections_give_defaults() {
+fn providers_as_loaded() {
+    let types = "cloud_storage:\n  providers:\n    - {name: google_cloud, config: {bucket: g}}\n    - {name: aliyun_oss, config: {bucket: o, region: cn-hangzhou}}\n    - {name: x, type: azblob, config: {bucket: c, anonymous: TRUE, virtual_host_style: false}}\n";
+    let merged = "cloud_storage:\n  providers:\n    - &p {name: a, type: s3, config: {bucket: b}}\n    - <<: *p\n      name: b\n";
+    let secrets = "cloud_storage:\n  providers:\n    - name: a\n      type: s3\n      config:\n        bucket: b\n        region: eu\n        access_key: ${AK}\n        secret_access_key: ${SK}\n        session_token: short\n";
+    let vars = [
+        ("AK", "AKIAEXAMPLEKEY01"),
+        ("SK", "wJalrXUtnFEMIsecretKEYab"),
+    ];
+    for (text, want) in [
+        // The type may follow from the name; option values are normalised.
+        (types, "google_cloud Gcs 3 true g [] {}"),
+        (
+            types,
+            r#"aliyun_oss Oss 4 true o [] {"region": "cn-hangzhou"}"#,
+        ),
+        (
+            types,
+            r#"x Azblob 5 true c [] {"anonymous": "true", "virtual_host_style": "false"}"#,
+        ),
+        // A merged entry is at the line of its `<<`.
+        (merged, "b S3 4 true b [] {}"),
+        // Aliases land on the canonical key; secrets and the access key id are masked.
+        (
+            secrets,
+            r#"a S3 3 true b [] {"access_key": "****01", "region": "eu", "secret_key": "****ab", "session_token": "***"}"#,
+        ),
+    ] {
+        let c = parse(text, &vars).unwrap();
+        assert!(
+            rows(&c).contains(&want.to_string()),
+            "{text}\n got: {:?}\nwant: {want}",
+            rows(&c)
+        );
+        assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
+    }
     for text in [
         "",
         "# nothing\n",
@@ -132,76 +150,44 @@ fn empty_and_missing_sections_give_defaults() {
         "cloud_storage:\n  providers:\n",
     ] {
         let c = parse(text, &[]).unwrap();
-        assert!(
-            c.providers.is_empty() && c.default_provider.is_none(),
-            "{text:?}"
-        );
-        assert_eq!(c.cache, CacheConfig::default());
-        assert!(c.default_spec().is_none());
+        let empty = c.providers.is_empty() && c.cache == CacheConfig::default();
+        assert!(empty && c.default_spec().is_none(), "{text:?}");
     }
+    let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n";
+    let c = parse(text, &[("CACHE_SIZE", "1G")]).unwrap();
+    assert_eq!(c.audit.path.as_deref(), Some(Path::new("/tmp/audit.jsonl")));
+    assert_eq!(c.cache.max_size_bytes, Some(1 << 30));
 }
 
 #[test]
 fn interpolation() {
-    use env::{Bad, expand};
     let env = env_of(&[("SET", "v"), ("EMPTY", "")]);
-    let syntax = |m: &str| Err(Bad::Syntax(m.to_string()));
     for (raw, want) in [
-        ("a-${SET}-b", Ok("a-v-b".to_string())),
-        ("${UNSET:-d}", Ok("d".into())),
-        ("${SET:-d}", Ok("v".into())),
-        ("${EMPTY:-d}", Ok("d".into())),
-        ("${EMPTY}", Ok("".into())),
-        ("${UNSET:-}", Ok("".into())),
-        ("$${SET} costs $5 $", Ok("${SET} costs $5 $".into())),
-        ("plain", Ok("plain".into())),
-        ("", Ok("".into())),
-        ("${SET}${UNSET}${UNSET2}", Err(Bad::Unset("UNSET".into()))),
+        ("a-${SET}-b", r#"Ok("a-v-b")"#),
+        ("${UNSET:-d}", r#"Ok("d")"#),
+        ("${SET:-d}", r#"Ok("v")"#),
+        ("${EMPTY:-d}", r#"Ok("d")"#),
+        ("${EMPTY}", r#"Ok("")"#),
+        ("${UNSET:-}", r#"Ok("")"#),
+        ("$${SET} costs $5 $", r#"Ok("${SET} costs $5 $")"#),
+        ("plain", r#"Ok("plain")"#),
+        ("", r#"Ok("")"#),
+        ("${SET}${UNSET}${UNSET2}", r#"Err(Unset("UNSET"))"#),
         (
             "${UNSET}${SET",
-            syntax("unterminated ${ (write $$ for a literal $)"),
+            r#"Err(Syntax("unterminated ${ (write $$ for a literal $)"))"#,
         ),
         (
             "${}",
-            syntax("invalid variable name \"\" (use ${NAME} or ${NAME:-default})"),
+            r#"Err(Syntax("invalid variable name \"\" (use ${NAME} or ${NAME:-default})"))"#,
         ),
+        ("${1X}", r#"Err(Syntax("invalid variable name \"1X\""#),
+        ("${A B}", r#"Err(Syntax("invalid variable name \"A B\""#),
+        ("${-x}", r#"Err(Syntax("invalid variable name \"-x\""#),
     ] {
-        assert_eq!(expand(raw, &env), want, "{raw}");
+        let got = format!("{:?}", env::expand(raw, &env));
+        assert!(got.starts_with(want), "{raw}: {got}");
     }
-    for bad in ["${1X}", "${A B}", "${-x}"] {
-        assert!(matches!(expand(bad, &env), Err(Bad::Syntax(_))), "{bad}");
-    }
-}
-
-#[test]
-fn variables_name_file_line_and_key_never_values() {
-    let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n";
-    let c = parse(text, &[("CACHE_SIZE", "1G")]).unwrap();
-    assert_eq!(
-        (c.audit.path.as_deref(), c.cache.max_size_bytes),
-        (Some(Path::new("/tmp/audit.jsonl")), Some(1 << 30))
-    );
-    assert_eq!(
-        fail(text, &[]),
-        "/etc/mv/mvault.yaml:5: cloud_storage.cache.max_size: environment variable CACHE_SIZE \
-         is not set (set it, or write ${CACHE_SIZE:-default})"
-    );
-    let e = fail(text, &[("CACHE_SIZE", "lots-of-hunter2")]);
-    assert!(
-        e.contains(":5:") && e.contains("${CACHE_SIZE}") && !e.contains("hunter2"),
-        "{e}"
-    );
-
-    let text = "cloud_storage:\n  providers:\n    - name: prod\n      type: s3\n      config:\n        bucket: b\n        secret_access_key: ${PROD_SECRET}\n";
-    let c = parse(text, &[]).unwrap();
-    let e = c.spec("prod").unwrap_err();
-    assert!(matches!(&e, Error::MissingVar { line: 7, var, .. } if var == "PROD_SECRET"));
-    let want = "/etc/mv/mvault.yaml:7: cloud_storage.providers[prod].config.secret_access_key:";
-    assert!(e.to_string().starts_with(want), "{e}");
-    assert_eq!(c.providers[0].problem(), Some(&e));
-    // Set, the alias lands on the canonical key.
-    let c = parse(text, &[("PROD_SECRET", "s3cr3t")]).unwrap();
-    assert_eq!(c.spec("prod").unwrap().options["secret_key"], "s3cr3t");
 }
 
 /// Every error names the file, the line and the key: at load for the file's shape, when the
@@ -216,7 +202,7 @@ fn errors_name_line_and_key() {
         (s3("bucket: b, regoin: x"), "access_key_id, secret_access_key, access_key_secret, credentials_path)"),
         ("cloud_storage: {}\nstorage: {}\n".into(), "/etc/mv/mvault.yaml:2: unknown key \"storage\" in the top level (known: cloud_storage)"),
         ("cloud_storage:\n  cache:\n    max_size: 1G\n    ttl_days: 3\n".into(), ":4: unknown key \"ttl_days\" in cloud_storage.cache (known: max_size, ttl)"),
-        ("cloud_storage:\n  providers:\n  - {name: z, type: fs}\n  - name: a\n    type: s3\n    bucket: b\n".into(), ":6: unknown key \"bucket\" in cloud_storage.providers[1] (known: name, type, enabled, config)"),
+        ("cloud_storage:\n  providers:\n  - {name: z, type: fs}\n  - name: a\n    type: s3\n    bucket: b\n".into(), ":6: unknown key \"bucket\" in a cloud_storage.providers entry (known: name, type, enabled, config)"),
         ("defaults: &d\n  type: s3\ncloud_storage: {}\n".into(), ":1: unknown key \"defaults\" in the top level"),
         // Values of the wrong kind or out of range.
         ("cloud_storage: [1]\n".into(), "/etc/mv/mvault.yaml:1: invalid YAML: expected mapping start"),
@@ -226,6 +212,10 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  transfer:\n    rate_limit: fast\n".into(), ":3: cloud_storage.transfer.rate_limit: \"fast\" is not a rate"),
         ("cloud_storage:\n  cache:\n    ttl: 3 days\n".into(), ":3: cloud_storage.cache.ttl: \"3 days\" is not a duration"),
         ("cloud_storage:\n  cache: {max_size: lots}\n".into(), ":2: cloud_storage.cache.max_size: \"lots\" is not a size"),
+        // Variables: named with the file, line and key, never their values.
+        ("cloud_storage:\n  cache:\n    max_size: ${CACHE_SIZE}\n".into(), "/etc/mv/mvault.yaml:3: cloud_storage.cache.max_size: environment variable CACHE_SIZE is not set (set it, or write ${CACHE_SIZE:-default})"),
+        ("cloud_storage:\n  cache: {max_size: \"${HUNTER}\"}\n".into(), ":2: cloud_storage.cache.max_size: \"${HUNTER}\" is not a size"),
+        (s3("bucket: b, secret_access_key: \"${PROD_SECRET}\""), "/etc/mv/mvault.yaml:5: cloud_storage.providers[a].config.secret_access_key: environment variable PROD_SECRET is not set"),
         (p("      type: fs\n      enabled: maybe\n"), ":5: cloud_storage.providers[a].enabled: expected true or false"),
         ("cloud_storage:\n  providers:\n    - type: s3\n".into(), ":3: cloud_storage.providers[0]: every provider needs a name"),
         ("cloud_storage:\n  providers:\n    - name: s3://x\n".into(), ":3: cloud_storage.providers[s3://x].name: provider names are"),
@@ -248,67 +238,25 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n    - name: a\n   type: s3\n".into(), "/etc/mv/mvault.yaml:4: invalid YAML: "),
         ("cloud_storage:\n  cache: {}\n  cache: {}\n".into(), "/etc/mv/mvault.yaml:3: invalid YAML: "),
     ] {
-        let e = fail(&text, &[("EMPTY", "")]);
-        assert!(e.contains(want), "{text:?}\n got: {e}\nwant: {want}");
+        let e = fail(&text, &[("EMPTY", ""), ("HUNTER", "lots-of-hunter2")]);
+        assert!(e.contains(want) && !e.contains("hunter2"), "{text:?}\n got: {e}\nwant: {want}");
     }
-}
-
-#[test]
-fn types_and_option_values() {
-    let text = "cloud_storage:\n  providers:\n    - {name: google_cloud, config: {bucket: g}}\n    - {name: aliyun_oss, config: {bucket: o, region: cn-hangzhou}}\n    - {name: x, type: azblob, config: {bucket: c, anonymous: TRUE, virtual_host_style: false}}\n";
-    let c = parse(text, &[]).unwrap();
-    let backends: Vec<_> = c.providers.iter().map(|p| p.backend).collect();
-    assert_eq!(backends, [Backend::Gcs, Backend::Oss, Backend::Azblob]);
-    let s = c.spec("x").unwrap();
-    let opts = (
-        s.bucket.as_str(),
-        &s.options["anonymous"],
-        &s.options["virtual_host_style"],
-    );
-    assert_eq!(opts, ("c", &"true".into(), &"false".into()));
 }
 
 #[test]
 fn disabled_and_unknown_providers_are_refused_by_name() {
     let text = "cloud_storage:\n  default_provider: old\n  providers:\n    - name: live\n      type: fs\n      config: {path: /v}\n    - name: old\n      type: s3\n      enabled: false\n      config: {bucket: \"${NEVER_SET}\"}\n";
     let c = parse(text, &[]).unwrap();
-    let e = c.provider("old").unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "provider old is disabled in /etc/mv/mvault.yaml:7; set enabled: true"
-    );
-    assert!(matches!(
-        c.default_spec(),
-        Some(Err(Error::Disabled { .. }))
-    ));
+    let e = c.default_spec().unwrap().unwrap_err();
+    assert!(matches!(e, Error::Disabled { .. }), "{e}");
+    let want = "provider old is disabled in /etc/mv/mvault.yaml:7; set enabled: true";
+    assert_eq!(e.to_string(), want);
     assert!(c.provider("live").is_ok());
     let e = c.provider("other").unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "provider \"other\" is not defined in /etc/mv/mvault.yaml (known: live, old)"
-    );
+    let want = "provider \"other\" is not defined in /etc/mv/mvault.yaml (known: live, old)";
+    assert_eq!(e, want);
     let e = Config::default().provider("x").unwrap_err().to_string();
     assert!(e.contains("no config file found"), "{e}");
-}
-
-#[test]
-fn masks_secrets() {
-    let text = "cloud_storage:\n  providers:\n    - name: a\n      type: s3\n      config:\n        bucket: b\n        region: eu\n        access_key: ${AK}\n        secret_key: ${SK}\n        session_token: short\n";
-    let c = parse(
-        text,
-        &[
-            ("AK", "AKIAEXAMPLEKEY01"),
-            ("SK", "wJalrXUtnFEMIsecretKEYab"),
-        ],
-    );
-    let c = c.unwrap();
-    let m = c.providers[0].masked_options();
-    let keys = ["region", "access_key", "secret_key", "session_token"];
-    assert_eq!(
-        keys.map(|k| m[k].as_str()),
-        ["eu", "****01", "****ab", "***"]
-    );
-    assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
 }
 
 #[test]
@@ -349,27 +297,15 @@ fn search_order() {
     let env_var = [("MVAULT_CONFIG", "other.yaml")];
     assert_eq!(find(None, &env_var).unwrap(), other);
     let e = find(Some("absent.yaml"), &env_var).unwrap_err();
+    let absent = cwd.join("absent.yaml").display().to_string();
     assert_eq!(
-        e,
-        Error::Missing {
-            path: cwd.join("absent.yaml")
-        }
+        e.to_string(),
+        format!("config file {absent} does not exist")
     );
-    assert!(e.to_string().ends_with("absent.yaml does not exist"));
     let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n");
     let e = load(Some("bad.yaml")).unwrap_err();
     assert!(
-        matches!(&e, Error::Syntax { path, .. } if Some(path) == bad.as_ref()),
+        matches!(&e, Error::At { path, .. } if Some(path) == bad.as_ref()),
         "{e}"
-    );
-}
-
-#[test]
-fn merge_keys() {
-    let text = "cloud_storage:\n  providers:\n    - &p {name: a, type: s3, config: {bucket: b}}\n    - <<: *p\n      name: b\n";
-    let c = parse(text, &[]).unwrap();
-    assert_eq!(
-        (c.spec("b").unwrap().bucket.as_str(), c.providers[1].line),
-        ("b", 4)
     );
 }
