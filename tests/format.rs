@@ -304,11 +304,15 @@ fn format2_safetensors_vector() {
 }
 
 /// A safetensors file of bf16 tensors with weight-like values (std about 0.02): the names and
-/// element counts given, in order.
+/// element counts given, in order. Each tensor's values depend only on `seed` and its name,
+/// so a tensor keeps its bytes when others are inserted or changed.
 pub fn bf16_safetensors(seed: u64, tensors: &[(&str, usize)]) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
     let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
     for (name, n) in tensors {
+        let h = blake3::hash(name.as_bytes());
+        let mut rng = fastrand::Rng::with_seed(
+            seed ^ u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()),
+        );
         let start = data.len();
         for _ in 0..*n {
             let x: f32 = (0..4).map(|_| rng.f32() - 0.5).sum::<f32>() * 0.035;
@@ -417,4 +421,130 @@ fn format2_versions_join_a_format1_vault() {
     let out = env.path("out-copy");
     env.ok(&["-r", s(&copy), "pull", "fixture@2.0.0", "--to", s(&out)]);
     crate::common::assert_same_tree(&new, &out);
+}
+
+/// Every recognized layout (the fixtures of `tests/golden/layouts/`) is pushed with its tensor
+/// index, as the parser reads it, and pulls back byte-exact; a file whose header is damaged
+/// is pushed too, cut as an unknown file, with no index.
+#[test]
+fn every_layout_pushes_with_its_tensor_index() {
+    let env = Env::new(Backend::Fs);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/layouts");
+    let src = env.path("src");
+    let cases = [
+        ("tiny.safetensors", "safetensors"),
+        ("tiny.pt", "torch-zip"),
+        ("tiny-zip64.pt", "torch-zip"),
+        ("tiny.gguf", "gguf"),
+        ("tiny.npy", "npy"),
+        ("tiny.npz", "npz"),
+    ];
+    for (name, _) in cases {
+        write_file(&src.join(name), &std::fs::read(golden.join(name)).unwrap());
+    }
+    // Not a checkpoint: a safetensors file whose header length points past its end.
+    let mut broken = std::fs::read(golden.join("tiny.safetensors")).unwrap();
+    broken[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    write_file(&src.join("broken.safetensors"), &broken);
+    env.ok(&["push", s(&src), "--name", "layouts", "--version", "1.0.0"]);
+
+    let stored =
+        std::fs::read(env.path("vault").join("models/layouts/versions/1.0.0.json")).unwrap();
+    let m = Manifest::from_json(&stored).unwrap();
+    for (name, kind) in cases {
+        let f = m.files.iter().find(|f| f.path == name).unwrap();
+        let layout = f
+            .layout
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no tensor index"));
+        assert_eq!(serde_json::to_value(layout.kind).unwrap(), kind, "{name}");
+        let table: Value =
+            serde_json::from_slice(&std::fs::read(golden.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        let ranges = |v: &Value| -> Vec<(u64, u64)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["offset"].as_u64().unwrap(), t["len"].as_u64().unwrap()))
+                .collect()
+        };
+        let index = serde_json::to_value(&layout.tensors).unwrap();
+        assert_eq!(ranges(&index), ranges(&table), "{name}: tensor byte ranges");
+    }
+    let broken = m
+        .files
+        .iter()
+        .find(|f| f.path == "broken.safetensors")
+        .unwrap();
+    assert!(broken.layout.is_none());
+    let out = env.path("out");
+    env.ok(&["pull", "layouts@1.0.0", "--to", s(&out)]);
+    crate::common::assert_same_tree(&src, &out);
+}
+
+fn named(t: &[(String, usize)]) -> Vec<(&str, usize)> {
+    t.iter().map(|(n, c)| (n.as_str(), *c)).collect()
+}
+
+/// Format 2's dedupe follows the tensors: a version that rewrites one large tensor stores about
+/// that tensor's bytes (as stored, compressed), and one that inserts a small tensor mid-file
+/// (shifting every later offset) stores little more than the inserted bytes and the header.
+#[test]
+fn format2_dedupe_follows_tensors() {
+    let env = Env::new(Backend::Fs);
+    let mib = 1024 * 1024 / 2; // bf16 elements per MiB
+    let mut tensors: Vec<(String, usize)> = Vec::new();
+    for i in 0..12 {
+        tensors.push((format!("l{i:02}.norm"), 1024));
+        tensors.push((
+            format!("l{i:02}.w"),
+            if i % 3 == 0 { 3 * mib } else { mib + 4096 },
+        ));
+    }
+    let dir = env.path("m");
+    let file = dir.join("model.safetensors");
+    let push = |data: &[u8], version: &str| -> u64 {
+        let before = env.stored_chunk_bytes();
+        write_file(&file, data);
+        env.ok(&["push", s(&dir), "--name", "m", "--version", version]);
+        env.stored_chunk_bytes() - before
+    };
+    push(&bf16_safetensors(1, &named(&tensors)), "1.0.0");
+
+    // Insert 56 KiB mid-file (safetensors orders data by name: "l03.a" sorts before "l03.norm").
+    let mut inserted = tensors.clone();
+    inserted.insert(6, ("l03.a".to_string(), 28 * 1024));
+    let added = push(&bf16_safetensors(1, &named(&inserted)), "1.1.0");
+    assert!(
+        added <= 56 * 1024 + 64 * 1024,
+        "an inserted 56 KiB tensor stored {added} bytes"
+    );
+
+    // Rewrite l06.w (3 MiB): same names and shapes, other values.
+    let v1 = bf16_safetensors(1, &named(&tensors));
+    let other = bf16_safetensors(2, &named(&tensors));
+    let start = 8 + u64::from_le_bytes(v1[..8].try_into().unwrap()) as usize;
+    let (lo, hi) = {
+        let h: Value = serde_json::from_slice(&v1[8..start]).unwrap();
+        let o = &h["l06.w"]["data_offsets"];
+        (
+            start + o[0].as_u64().unwrap() as usize,
+            start + o[1].as_u64().unwrap() as usize,
+        )
+    };
+    let mut rewritten = v1.clone();
+    rewritten[lo..hi].copy_from_slice(&other[lo..hi]);
+    let added = push(&rewritten, "1.2.0");
+    // Stored compressed (about 0.68 of raw for bf16), and nothing else.
+    let changed = (hi - lo) as u64;
+    assert!(
+        added <= changed * 105 / 100 && added >= changed / 2,
+        "rewriting {changed} bytes stored {added}"
+    );
+    let out = env.path("out");
+    env.ok(&["pull", "m@1.2.0", "--to", s(&out)]);
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        rewritten
+    );
 }

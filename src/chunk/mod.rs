@@ -155,20 +155,34 @@ pub struct Chunker<R> {
 
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, params: ChunkParams) -> Self {
+        Chunker::with_buffer(reader, params, Vec::new())
+    }
+
+    /// A chunker reading into `buf` (grown to the buffer size if shorter), so that a worker
+    /// chunking many segments reuses one buffer; [`Chunker::into_buffer`] gives it back.
+    pub fn with_buffer(reader: R, params: ChunkParams, mut buf: Vec<u8>) -> Self {
         let bits = logarithm2(params.avg_bytes);
         // Normalization level 1, as `fastcdc::v2020::FastCDC::new` uses.
         let masks = (MASKS[(bits + 1) as usize], MASKS[(bits - 1) as usize]);
         let cap = READ_BUFFER_BYTES.max(2 * params.max_bytes as usize);
+        if buf.len() < cap {
+            buf.resize(cap, 0);
+        }
         Chunker {
             reader,
             params,
             masks,
-            buf: vec![0; cap],
+            buf,
             pos: 0,
             len: 0,
             eof: false,
             offset: 0,
         }
+    }
+
+    /// The read buffer, for the next [`Chunker::with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Moves the unconsumed tail to the front and reads until the buffer is full or EOF.
@@ -187,18 +201,20 @@ impl<R: Read> Chunker<R> {
         Ok(())
     }
 
-    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+    /// The next chunk as its file offset and a slice of the read buffer (no copy); the
+    /// slice is valid until the next call.
+    pub fn next_slice(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         if self.len - self.pos < self.params.max_bytes as usize && !self.eof {
             self.refill()?;
         }
-        let avail = &self.buf[self.pos..self.len];
-        if avail.is_empty() {
+        let (start, end) = (self.pos, self.len);
+        if start == end {
             return Ok(None);
         }
         let p = self.params;
         let (ms, ml) = self.masks;
         let (_, n) = cut(
-            avail,
+            &self.buf[start..end],
             p.min_bytes as usize,
             p.avg_bytes as usize,
             p.max_bytes as usize,
@@ -207,20 +223,21 @@ impl<R: Read> Chunker<R> {
             ms << 1,
             ml << 1,
         );
-        let chunk = Chunk {
-            offset: self.offset,
-            data: Bytes::copy_from_slice(&avail[..n]),
-        };
+        let offset = self.offset;
         self.pos += n;
         self.offset += n as u64;
-        Ok(Some(chunk))
+        Ok(Some((offset, &self.buf[start..start + n])))
     }
 }
 
 impl<R: Read> Iterator for Chunker<R> {
     type Item = io::Result<Chunk>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().transpose()
+        let next = self.next_slice().transpose()?;
+        Some(next.map(|(offset, data)| Chunk {
+            offset,
+            data: Bytes::copy_from_slice(data),
+        }))
     }
 }
 

@@ -460,11 +460,13 @@ fn chunk_worker(
     tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
     budget: &Arc<Semaphore>,
 ) -> Result<()> {
+    // One read buffer per worker, reused by every unit it runs.
+    let mut buf = Vec::new();
     loop {
         let Some(unit) = work.units.lock().expect("units").pop_front() else {
             return Ok(());
         };
-        match run_unit(work, unit, tx, budget) {
+        match run_unit(work, unit, tx, budget, &mut buf) {
             Ok(true) => {}
             Ok(false) => return Ok(()), // receiver gone: the push is failing elsewhere
             Err(e) => {
@@ -481,6 +483,7 @@ fn run_unit(
     unit: Unit,
     tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
     budget: &Arc<Semaphore>,
+    buf: &mut Vec<u8>,
 ) -> Result<bool> {
     let (Unit::Whole { file: i } | Unit::Segment { file: i, .. } | Unit::Digest { file: i }) = unit;
     let p = &work.files[i];
@@ -489,7 +492,9 @@ fn run_unit(
     match unit {
         Unit::Digest { .. } => {
             let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1024 * 1024];
+            if buf.len() < 1024 * 1024 {
+                buf.resize(1024 * 1024, 0);
+            }
             let mut at = 0u64;
             while at < p.src.size {
                 let n = (p.src.size - at).min(buf.len() as u64) as usize;
@@ -512,7 +517,7 @@ fn run_unit(
             };
             let mut hasher = blake3::Hasher::new();
             let mut refs = Vec::new();
-            let go = cut_segment(&file, &seg, tx, budget, &mut refs, Some(&mut hasher));
+            let go = cut_segment(&file, &seg, (tx, budget, buf), &mut refs, Some(&mut hasher));
             if !go.map_err(io)? {
                 return Ok(false);
             }
@@ -526,7 +531,7 @@ fn run_unit(
         Unit::Segment { seg, .. } => {
             let mut refs = Vec::new();
             let segment = &p.segments[seg];
-            if !cut_segment(&file, segment, tx, budget, &mut refs, None).map_err(io)? {
+            if !cut_segment(&file, segment, (tx, budget, buf), &mut refs, None).map_err(io)? {
                 return Ok(false);
             }
             work.results.lock().expect("results")[i].1[seg] = Some(refs);
@@ -537,13 +542,16 @@ fn run_unit(
 
 /// Cuts one segment of `file` into chunks (as its plan says), hashing and encoding each and
 /// sending it on; appends their references to `refs` and feeds `hasher` the bytes in order.
-/// `false` if the push is failing elsewhere. Memory: one read buffer, plus the chunks
-/// waiting in the budget.
+/// `false` if the push is failing elsewhere. Memory: the worker's read buffer `buf`, plus the
+/// chunks waiting in the budget.
 fn cut_segment(
     file: &File,
     seg: &Segment,
-    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
-    budget: &Arc<Semaphore>,
+    (tx, budget, buf): (
+        &mpsc::Sender<std::result::Result<Encoded, Error>>,
+        &Arc<Semaphore>,
+        &mut Vec<u8>,
+    ),
     refs: &mut Vec<ChunkRef>,
     mut hasher: Option<&mut blake3::Hasher>,
 ) -> std::io::Result<bool> {
@@ -575,9 +583,12 @@ fn cut_segment(
     };
     match seg.cut {
         Cut::Whole => {
-            let mut buf = vec![0u8; seg.len as usize];
-            file.read_exact_at(&mut buf, seg.offset)?;
-            Ok(send(seg.offset, &buf))
+            let len = seg.len as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            file.read_exact_at(&mut buf[..len], seg.offset)?;
+            Ok(send(seg.offset, &buf[..len]))
         }
         Cut::Cdc(params) => {
             let reader = RangeReader {
@@ -585,13 +596,16 @@ fn cut_segment(
                 at: seg.offset,
                 end: seg.offset.saturating_add(seg.len),
             };
-            for c in Chunker::new(reader, params) {
-                let c = c?;
-                if !send(seg.offset + c.offset, &c.data) {
-                    return Ok(false);
+            let mut chunker = Chunker::with_buffer(reader, params, std::mem::take(buf));
+            let mut go = true;
+            while let Some((offset, data)) = chunker.next_slice()? {
+                if !send(seg.offset + offset, data) {
+                    go = false;
+                    break;
                 }
             }
-            Ok(true)
+            *buf = chunker.into_buffer();
+            Ok(go)
         }
     }
 }
