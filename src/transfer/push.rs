@@ -399,8 +399,11 @@ struct Work {
     fallback: ChunkParams,
     units: Mutex<VecDeque<Unit>>,
     /// Per file: its digest, and the chunks of each segment once cut.
-    results: Mutex<Vec<(Option<Digest>, Vec<Option<Vec<ChunkRef>>>)>>,
+    results: Mutex<Vec<FileResult>>,
 }
+
+/// What the units of one file found: its digest, and the chunks of each segment.
+type FileResult = (Option<Digest>, Vec<Option<Vec<ChunkRef>>>);
 
 impl Work {
     /// Units in file order; a file's digest first, so the longest unit starts early.
