@@ -113,3 +113,22 @@ def test_ctrl_c_during_a_push(tmp_path):
         v.versions("big")  # nothing half-published
     v.push([src], "big", "1.0.0")  # and the version can still be pushed
     assert v.verify().ok
+
+
+def test_progress_is_throttled(tmp_path):
+    # A 1.5 s push: the callback sees intermediate figures, about ten a second, not one per
+    # chunk (24 chunks here).
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "w.bin").write_bytes(os.urandom(12 * 1024 * 1024))
+    cfg = tmp_path / "rate.yaml"
+    cfg.write_text("cloud_storage:\n  transfer: { rate_limit: 8M }\n")
+    v = mvault.Vault(str(tmp_path / "vault"), config=cfg, cache_dir=tmp_path / "cache")
+    calls = []
+    started = time.monotonic()
+    v.push([src], "m", "1.0.0", progress=lambda d, t: calls.append((time.monotonic(), d, t)))
+    secs = time.monotonic() - started
+    assert secs > 1.0
+    assert 3 <= len(calls) <= secs / 0.1 + 3, (len(calls), secs)
+    assert calls[-1][1:] == (12 * 1024 * 1024, 12 * 1024 * 1024)
+    assert any(0 < d < t for _, d, t in calls)

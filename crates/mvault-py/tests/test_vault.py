@@ -419,10 +419,14 @@ def test_models_in_dir(tmp_path):
         mvault.models_in_dir(tmp_path / "missing")
 
 
-def test_calls_release_the_gil(vault, model_dir):
+def test_calls_release_the_gil(tmp_path, model_dir):
     import threading
     import time
 
+    # A push throttled to ~1 s; another Python thread keeps running meanwhile.
+    cfg = tmp_path / "rate.yaml"
+    cfg.write_text("cloud_storage:\n  transfer: { rate_limit: 3M }\n")
+    v = mvault.Vault(str(tmp_path / "vault"), config=cfg, cache_dir=tmp_path / "cache")
     ticks = []
     stop = threading.Event()
 
@@ -433,9 +437,13 @@ def test_calls_release_the_gil(vault, model_dir):
 
     t = threading.Thread(target=ticker)
     t.start()
+    started = time.monotonic()
     try:
-        vault.push([model_dir], "bert", "1.0.0")
+        v.push([model_dir], "bert", "1.0.0")
     finally:
+        ended = time.monotonic()
         stop.set()
         t.join()
-    assert len(ticks) > 3
+    assert ended - started > 0.5
+    during = [x for x in ticks if started < x < ended]
+    assert len(during) > 20, (len(during), ended - started)
