@@ -26,8 +26,8 @@ use crate::types::{AliasChange, AliasInfo, Info, PushResult, UsageReport, Verify
 /// A vault: one remote plus the local cache.
 ///
 /// `remote`: a URL (`s3://bucket/prefix`, `gs://`, `az://`, `oss://`, `file://`), a local
-/// path, or a provider of the config file; `None`: the config's default provider, else the
-/// local vault under `$XDG_DATA_HOME/mvault/vault`. `config`: the config file (default: the
+/// path, or a provider of the config file; `None`: `$MVAULT_REMOTE` (as the CLI's `-r`), else
+/// the config's default provider, else the local vault under `$XDG_DATA_HOME/mvault/vault`. `config`: the config file (default: the
 /// CLI's search order, `./cloud_storage_config.yaml` included). `cache_dir`: default
 /// `$MVAULT_CACHE_DIR`, else `$XDG_CACHE_HOME/mvault`.
 #[pyclass(module = "mvault", frozen)]
@@ -135,6 +135,11 @@ impl Vault {
         config: Option<PathBuf>,
         cache_dir: Option<PathBuf>,
     ) -> PyResult<Vault> {
+        let remote = remote.or_else(|| {
+            std::env::var("MVAULT_REMOTE")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+        });
         let (inner, settings) = py.detach(|| open(remote.as_deref(), config, cache_dir))?;
         let name = inner.remote().name().to_string();
         Ok(Vault {

@@ -98,6 +98,17 @@ def test_default_vault_is_the_local_data_dir(tmp_path, model_dir):
     assert mvault.Vault(str(tmp_path / "xdg-data" / "mvault" / "vault")).list() == ["m"]
 
 
+def test_default_vault_and_cache_from_the_cli_variables(tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("MVAULT_REMOTE", str(tmp_path / "env-vault"))
+    monkeypatch.setenv("MVAULT_CACHE_DIR", str(tmp_path / "env-cache"))
+    v = mvault.Vault()
+    v.push([model_dir], "m", "1.0.0")
+    assert v.remote == f"file://{tmp_path / 'env-vault'}"
+    assert v.pull("m").is_relative_to(tmp_path / "env-cache")
+    assert mvault.Vault(str(tmp_path / "env-vault")).list() == ["m"]
+    assert mvault.CloudStorageManager().list_models()[0]["model_name"] == "m"
+
+
 def test_not_found(vault, model_dir):
     with pytest.raises(mvault.NotFound) as e:
         vault.versions("nope")

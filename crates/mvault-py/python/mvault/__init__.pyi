@@ -130,8 +130,9 @@ class Vault:
         config: Optional[PathArg] = None,
         cache_dir: Optional[PathArg] = None,
     ) -> None:
-        """``remote``: URL, local path or config provider; None: the config's default, else
-        the local vault. ``config``: config file; ``cache_dir``: the local cache."""
+        """``remote``: URL, local path or config provider; None: ``$MVAULT_REMOTE``, else the
+        config's default, else the local vault. ``config``: config file; ``cache_dir``: the
+        local cache (default ``$MVAULT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mvault``)."""
     @property
     def remote(self) -> str:
         """The remote's display name (no secrets)."""

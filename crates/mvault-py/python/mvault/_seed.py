@@ -34,7 +34,7 @@ class CloudStorageManager:
     mvault's search order, ``./mvault.yaml``, ``./cloud_storage_config.yaml``, then
     ``$XDG_CONFIG_HOME/mvault/config.yaml``). A ``provider`` argument is a provider name of
     that file (``aws_s3``, ``google_cloud``, ``azure_blob``, ``aliyun_oss``, ...), a URL or a
-    path; None means the file's default provider, else the local vault.
+    path; None means ``$MVAULT_REMOTE``, else the file's default provider, else the local vault.
     """
 
     def __init__(
