@@ -2,18 +2,25 @@
 # Builds the Python package (crates/mvault-py) as a wheel with maturin, installs it into a
 # fresh virtualenv under .tools/py-venv, and runs its pytest suite. Extra arguments go to
 # pytest, e.g.  scripts/python-test.sh -k integrity -x
+#
+# The S3 / GCS / Azure tests use the servers of `scripts/emulators.sh` (the MVAULT_TEST_*
+# variables); `scripts/test.sh` runs this inside `emulators.sh run` with
+# MVAULT_REQUIRE_SERVERS=1, so a missing server fails. Run alone, those tests skip:
+#   MVAULT_REQUIRE_SERVERS=1 bash scripts/emulators.sh run -- bash scripts/python-test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MATURIN_VERSION=1.9.6
 PYTEST_VERSION=9.2.0
+TQDM_VERSION=4.67.1
 VENV=.tools/py-venv
 PYTHON=${PYTHON:-python3}
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
+    "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION" "tqdm==$TQDM_VERSION"
 
 rm -f target/wheels/mvault-*.whl
 "$VENV/bin/maturin" build --release --locked -m crates/mvault-py/Cargo.toml
@@ -22,4 +29,5 @@ wheels=(target/wheels/mvault-*.whl)
 
 # From outside the source tree, so `import mvault` is the installed wheel.
 cd crates/mvault-py/tests
+export AWS_EC2_METADATA_DISABLED=true
 exec "../../../$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" .

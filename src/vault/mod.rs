@@ -9,6 +9,7 @@ pub mod alias;
 mod error;
 pub mod open;
 pub mod push;
+pub mod startup;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ pub use open::{cache_identity, open, resolve_spec};
 pub use push::{
     PushOutcome, PushResult, merge_metadata, models_in_dir, push_many, read_metadata_file,
 };
+pub use startup::{models_dir, models_from_env, startup_remote};
 
 use crate::cache::{self, Cache, PruneReport};
 use crate::config::CacheConfig;
@@ -307,6 +309,25 @@ impl Vault {
         self.apply_cache_limits();
         done.sort_by_key(|(i, ..)| *i);
         Ok(done.into_iter().map(|(_, m, o)| (m, o)).collect())
+    }
+
+    /// What `verify [NAME[@SELECTOR]]` checks: every version (`None`), every version of a model
+    /// (`NAME`), or the one version `NAME@SELECTOR` resolves to on the remote (`NAME@latest`,
+    /// `NAME@^1.2`, `NAME@ALIAS`).
+    pub async fn verify_selection(
+        &self,
+        model: Option<&str>,
+    ) -> Result<(Option<ModelName>, Option<Version>)> {
+        let Some(model) = model else {
+            return Ok((None, None));
+        };
+        let r: ModelRef = model.parse()?;
+        let version = match &r.selector {
+            Selector::Exact(v) => Some(v.clone()),
+            _ if model.contains('@') => Some(identity(&self.resolve(&r, Lookup::Remote).await?)?.1),
+            _ => None,
+        };
+        Ok((Some(r.name), version))
     }
 
     /// Default pull target of a version: its snapshot directory in the cache.

@@ -7,45 +7,7 @@ import pathlib
 import pytest
 
 import mvault
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    # No config file, cache or data directory of the user, no cloud metadata lookups.
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.delenv("MVAULT_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "bert"
-    (d / "sub").mkdir(parents=True)
-    (d / "config.json").write_text('{"layers": 12}')
-    # Big enough for several chunks (512 KiB average), not compressible.
-    (d / "sub" / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024))
-    return d
-
-
-@pytest.fixture
-def vault(tmp_path):
-    return mvault.Vault(str(tmp_path / "vault"), cache_dir=tmp_path / "cache")
-
-
-def model_files(d: pathlib.Path):
-    """The files under `d`, without the `.mvault/` state a pull leaves in its target."""
-    return [
-        p
-        for p in sorted(d.rglob("*"))
-        if p.is_file() and p.relative_to(d).parts[0] != ".mvault"
-    ]
-
-
-def files_of(d: pathlib.Path):
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in model_files(d)}
+from conftest import files_of, model_files
 
 
 def test_exception_hierarchy():
@@ -136,6 +98,17 @@ def test_default_vault_is_the_local_data_dir(tmp_path, model_dir):
     assert mvault.Vault(str(tmp_path / "xdg-data" / "mvault" / "vault")).list() == ["m"]
 
 
+def test_default_vault_and_cache_from_the_cli_variables(tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("MVAULT_REMOTE", str(tmp_path / "env-vault"))
+    monkeypatch.setenv("MVAULT_CACHE_DIR", str(tmp_path / "env-cache"))
+    v = mvault.Vault()
+    v.push([model_dir], "m", "1.0.0")
+    assert v.remote == f"file://{tmp_path / 'env-vault'}"
+    assert v.pull("m").is_relative_to(tmp_path / "env-cache")
+    assert mvault.Vault(str(tmp_path / "env-vault")).list() == ["m"]
+    assert mvault.CloudStorageManager().list_models()[0]["model_name"] == "m"
+
+
 def test_not_found(vault, model_dir):
     with pytest.raises(mvault.NotFound) as e:
         vault.versions("nope")
@@ -203,3 +176,285 @@ def test_config_file_provider_and_default(tmp_path, model_dir):
     mvault.Vault("local").push([model_dir], "bert", "1.0.0")
     assert mvault.Vault().list() == ["bert"]
     assert mvault.Vault(str(root)).versions("bert") == ["1.0.0"]
+
+
+def test_exit_codes_match_the_cli():
+    assert mvault.Error.exit_code == 1
+    assert mvault.RemoteError.exit_code == 1
+    assert mvault.ConfigError.exit_code == 2
+    assert mvault.NotFound.exit_code == 3
+    assert mvault.Conflict.exit_code == 4
+    assert mvault.IntegrityError.exit_code == 5
+
+
+def test_remote_error_for_an_unreachable_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    v = mvault.Vault(
+        "s3://bucket/p?endpoint=http://127.0.0.1:9&region=us-east-1&retries=0&timeout=5s",
+        cache_dir=tmp_path / "c",
+    )
+    with pytest.raises(mvault.RemoteError) as e:
+        v.list()
+    assert e.value.exit_code == 1
+    assert "\n" not in str(e.value)
+
+
+def test_push_metadata_dict_and_file(vault, model_dir, tmp_path):
+    # As the seed's metadata: known keys merge, explicit arguments win, others are kept.
+    r = vault.push(
+        model_dir,  # one path, not a list
+        "bert",
+        "1.0.0",
+        metrics={"accuracy": 0.99},
+        metadata={
+            "description": "EIT-P GPT-2模型",
+            "performance_metrics": {"accuracy": 0.95, "loss": 0.05},
+            "training_config": {"epochs": 100, "batch_size": 32},
+            "tags": {"team": "nlp", "stage": 2},
+            "dataset": "wiki",
+            "checksum": "ignored: computed by mvault",
+        },
+        jobs=2,
+    )
+    info = vault.info("bert@1.0.0")
+    assert info.description == "EIT-P GPT-2模型"
+    assert info.performance_metrics == {"accuracy": 0.99, "loss": 0.05}
+    assert info.training_config == {"epochs": 100, "batch_size": 32}
+    assert info.tags == {"team": "nlp", "stage": "2"}
+    assert info.extra == {"dataset": "wiki"}
+    assert info.checksum == r.checksum
+    d = info.to_dict()
+    assert d["dataset"] == "wiki" and d["model_name"] == "bert"
+    assert d["performance_metrics"]["loss"] == 0.05
+    assert isinstance(d["created_at"], str) and d["created_at"].endswith("+00:00")
+    assert "@" in info.pushed_by
+
+    meta = tmp_path / "meta.json"
+    meta.write_text('{"description": "from a file", "training_config": {"lr": 0.001}}')
+    vault.push([model_dir], "bert", "1.1.0", metadata=meta)
+    info = vault.info("bert@1.1.0")
+    assert info.description == "from a file"
+    assert info.training_config == {"lr": 0.001}
+    vault.push([model_dir], "bert", "1.2.0", metadata=str(meta))
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(mvault.ConfigError):
+        vault.push([model_dir], "bert", "2.0.0", metadata=bad)
+    with pytest.raises(TypeError):
+        vault.push([model_dir], "bert", "2.0.0", metadata=42)
+    with pytest.raises(mvault.ConfigError):
+        vault.push([model_dir], "bert", "2.0.0", jobs=0)
+    with pytest.raises(mvault.NotFound):
+        vault.info("bert@2.0.0")
+
+
+def test_alias_set_rollback_and_info_aliases(vault, model_dir):
+    vault.push([model_dir], "bert", "1.0.0")
+    vault.push([model_dir], "bert", "v1.1.0")
+    c = vault.alias_set("bert@1.0.0", "production")
+    assert isinstance(c, mvault.AliasChange)
+    assert (c.model_name, c.alias, c.previous, c.version, c.changed) == (
+        "bert",
+        "production",
+        None,
+        "1.0.0",
+        True,
+    )
+    assert vault.alias_set("bert@1.0.0", "production").changed is False
+    c = vault.alias_set("bert@1.1.0", "production")
+    assert (c.previous, c.version) == ("1.0.0", "v1.1.0")  # as pushed
+    vault.alias_set("bert@1.1.0", "staging")
+    assert vault.info("bert@production").version == "v1.1.0"
+    assert vault.info("bert@1.1.0").aliases == ["production", "staging"]
+    assert vault.info("bert@1.0.0").aliases == []
+
+    al = vault.aliases("bert")
+    assert [a.alias for a in al] == ["production", "staging"]
+    prod = al[0]
+    assert isinstance(prod, mvault.AliasInfo)
+    assert [h["version"] for h in prod.history] == ["1.0.0", "v1.1.0"]
+    assert isinstance(prod.history[0]["set_at"], datetime.datetime)
+
+    c = vault.rollback("bert", "production")
+    assert (c.previous, c.version) == ("v1.1.0", "1.0.0")
+    assert vault.info("bert@production").version == "1.0.0"
+    assert vault.pull("bert@production", "out") == pathlib.Path("out")
+
+    with pytest.raises(mvault.NotFound):
+        vault.rollback("bert", "staging")  # no earlier target
+    with pytest.raises(mvault.NotFound):
+        vault.rollback("bert", "nope")
+    with pytest.raises(mvault.NotFound):
+        vault.alias_set("bert@9.9.9", "production")
+    with pytest.raises(mvault.ConfigError):
+        vault.alias_set("bert", "production")  # needs an exact version
+    with pytest.raises(mvault.ConfigError):
+        vault.alias_set("bert@1.0.0", "bad alias!")
+    with pytest.raises(mvault.NotFound):
+        vault.aliases("nope")
+
+
+def test_verify_and_usage(tmp_path, model_dir):
+    root = tmp_path / "vault"
+    v = mvault.Vault(str(root), cache_dir=tmp_path / "cache")
+    v.push([model_dir], "bert", "1.0.0")
+    v.push([model_dir], "bert", "1.1.0")  # same chunks
+    r = v.verify()
+    assert isinstance(r, mvault.VerifyReport)
+    assert r.ok and r.versions_checked == 2 and r.chunks_checked >= 2
+    assert r.missing == [] and r.damaged == [] and r.broken_versions == []
+    assert v.verify("bert").versions_checked == 2
+    assert v.verify("bert@latest").versions_checked == 1
+    assert v.verify("bert@1.0.0", sample=1.0, seed=7).ok
+    with pytest.raises(mvault.NotFound):
+        v.verify("nope@1.0.0")
+    with pytest.raises(mvault.ConfigError):
+        v.verify(sample=0.0)
+
+    u = v.usage()
+    assert isinstance(u, mvault.UsageReport)
+    assert u.versions == 2
+    assert u.logical_bytes == 2 * (3 * 1024 * 1024 + len('{"layers": 12}'))
+    assert 0 < u.stored_bytes < u.logical_bytes
+    assert u.dedupe_ratio > 1.9
+    assert [m["model"] for m in u.models] == ["bert"]
+    assert u.monthly_cost and "usd_per_month" in u.monthly_cost[0]
+
+    # Damage: verify raises IntegrityError with the report, or returns it with check=False.
+    # The largest chunk: random bytes stored raw, so a flipped byte in the middle is payload.
+    chunk = max((p for p in (root / "chunks").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(mvault.IntegrityError) as e:
+        v.verify()
+    assert not e.value.report.ok
+    assert e.value.report.broken_versions == ["bert@1.0.0", "bert@1.1.0"]
+    r = v.verify("bert@1.0.0", check=False)
+    assert not r.ok and len(r.damaged) == 1
+    assert r.damaged[0]["damage"] == "hash_mismatch"
+    chunk.unlink()
+    r = v.verify(check=False)
+    assert len(r.missing) == 1
+
+
+def test_next_version(vault, model_dir):
+    assert vault.next_version("bert") == "1.0.0"
+    vault.push([model_dir], "bert", "v1.0.0")
+    assert vault.next_version("bert") == "1.0.1"
+    vault.push([model_dir], "bert", "1.2.9")
+    vault.push([model_dir], "bert", "2.0.0-rc.1")  # pre-releases are not the latest
+    assert vault.next_version("bert") == "1.2.10"
+    with pytest.raises(mvault.ConfigError):
+        vault.next_version("bad name!")
+
+
+def test_progress_callback(vault, model_dir, tmp_path):
+    calls = []
+    vault.push([model_dir], "bert", "1.0.0", progress=lambda done, total: calls.append((done, total)))
+    total = 3 * 1024 * 1024 + len('{"layers": 12}')
+    assert calls, "progress was never reported"
+    assert calls[-1] == (total, total)
+    assert all(0 <= d <= t == total for d, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    calls.clear()
+    vault.pull("bert@1.0.0", tmp_path / "out", progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (total, total)
+
+    # An exception in the callback cancels the call and propagates.
+    def boom(done, total):
+        raise ValueError("stop")
+
+    with pytest.raises(ValueError, match="stop"):
+        vault.push([model_dir], "bert", "1.1.0", progress=boom)
+    with pytest.raises(mvault.NotFound):
+        vault.info("bert@1.1.0")
+    with pytest.raises(TypeError):
+        vault.push([model_dir], "bert", "1.1.0", progress="yes")
+    # False and None: no progress.
+    vault.push([model_dir], "bert", "1.2.0", progress=False)
+
+
+def test_progress_true_draws_a_tqdm_bar(vault, model_dir, capsys):
+    tqdm = pytest.importorskip("tqdm")
+    assert tqdm
+    vault.push([model_dir], "bert", "1.0.0", progress=True)
+    err = capsys.readouterr().err
+    assert "push bert@1.0.0" in err
+    assert "3.00M" in err or "3.0M" in err or "MB" in err or "M/" in err
+
+
+def test_progress_true_without_tqdm_is_silent(vault, model_dir, monkeypatch, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tqdm(name, *a, **kw):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    vault.push([model_dir], "bert", "1.0.0", progress=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_pull_force_and_link(vault, model_dir, tmp_path):
+    vault.push([model_dir], "bert", "1.0.0")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("mine")
+    with pytest.raises(mvault.Conflict):
+        vault.pull("bert@1.0.0", out)
+    assert (out / "config.json").read_text() == "mine"
+    vault.pull("bert@1.0.0", out, force=True, link="copy")
+    assert files_of(out) == files_of(model_dir)
+    with pytest.raises(mvault.ConfigError):
+        vault.pull("bert@1.0.0", out, link="symlink")
+
+
+def test_models_in_dir(tmp_path):
+    d = tmp_path / "models"
+    (d / "bert").mkdir(parents=True)
+    (d / "gpt.onnx").write_bytes(b"x")
+    (d / ".hidden").write_bytes(b"x")
+    assert mvault.models_in_dir(d) == [("bert", d / "bert"), ("gpt", d / "gpt.onnx")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(mvault.ConfigError):
+        mvault.models_in_dir(empty)
+    with pytest.raises(mvault.RemoteError):
+        mvault.models_in_dir(tmp_path / "missing")
+
+
+def test_calls_release_the_gil(tmp_path, model_dir):
+    import threading
+    import time
+
+    # A push throttled to ~1 s; another Python thread keeps running meanwhile.
+    cfg = tmp_path / "rate.yaml"
+    cfg.write_text("cloud_storage:\n  transfer: { rate_limit: 3M }\n")
+    v = mvault.Vault(str(tmp_path / "vault"), config=cfg, cache_dir=tmp_path / "cache")
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.005)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    started = time.monotonic()
+    try:
+        v.push([model_dir], "bert", "1.0.0")
+    finally:
+        ended = time.monotonic()
+        stop.set()
+        t.join()
+    assert ended - started > 0.5
+    during = [x for x in ticks if started < x < ended]
+    assert len(during) > 20, (len(during), ended - started)

@@ -8,7 +8,7 @@ use crate::cli::json::Pruned;
 use crate::cli::{UsageError, exit, output};
 use crate::lifecycle::{self, Sample};
 use crate::util::{human_bytes, parse_duration_secs};
-use crate::version::{ModelName, ModelRef, Selector};
+use crate::version::ModelName;
 
 /// Concurrency of commands that scan the whole vault.
 #[derive(Debug, Args, Clone)]
@@ -76,28 +76,8 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
         fraction,
         seed: a.seed.unwrap_or_else(|| fastrand::u64(..)),
     });
-    let r: Option<ModelRef> = model.map(str::parse).transpose()?;
-    let version = match &r {
-        Some(ModelRef {
-            selector: Selector::Exact(v),
-            ..
-        }) => Some(v.clone()),
-        Some(r) if model.is_some_and(|m| m.contains('@')) => Some(
-            vault
-                .resolve(r, crate::vault::Lookup::Remote)
-                .await?
-                .version
-                .parse()?,
-        ),
-        _ => None,
-    };
-    let report = lifecycle::verify(
-        &vault,
-        r.as_ref().map(|r| &r.name),
-        version.as_ref(),
-        sample,
-    )
-    .await?;
+    let (name, version) = vault.verify_selection(model).await?;
+    let report = lifecycle::verify(&vault, name.as_ref(), version.as_ref(), sample).await?;
     if ctx.json {
         output::json(&report)?;
     } else {

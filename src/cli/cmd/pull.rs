@@ -11,7 +11,7 @@ use crate::cli::{TransferArgs, UsageError, exit, output};
 use crate::transfer::PullRequest;
 use crate::transfer::pull::LinkMode;
 use crate::util::human_bytes;
-use crate::vault::Lookup;
+use crate::vault::{self, Lookup};
 use crate::version::ModelRef;
 
 #[derive(Debug, Args)]
@@ -122,21 +122,10 @@ pub async fn pull(ctx: &Context, a: &PullArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// `mvault run`: ensure every model under DIR/<name>, then exec the command.
 pub async fn run(ctx: &Context, a: &RunArgs) -> Result<i32> {
     let models: Vec<String> = if a.models.is_empty() {
-        env_nonempty("MVAULT_MODELS")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        vault::models_from_env()
     } else {
         a.models.clone()
     };
@@ -146,16 +135,9 @@ pub async fn run(ctx: &Context, a: &RunArgs) -> Result<i32> {
         ));
     }
     let refs: Vec<ModelRef> = models.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
-    let dir =
-        a.to.clone()
-            .or_else(|| env_nonempty("MVAULT_MODELS_DIR").map(PathBuf::from))
-            .or_else(|| env_nonempty("MODEL_PATH").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("models"));
+    let dir = vault::models_dir(a.to.clone());
     // Deployments written for the seed scripts name only a bucket.
-    let remote = ctx
-        .remote
-        .clone()
-        .or_else(|| env_nonempty("MODELS_S3_BUCKET").map(|b| format!("s3://{b}")));
+    let remote = vault::startup_remote(ctx.remote.as_deref());
     let vault = ctx.vault_at(remote.as_deref())?;
     let opts = ctx.transfer_options(&a.transfer)?;
     let started = std::time::Instant::now();

@@ -1,0 +1,210 @@
+"""Type stubs of the mvault package (the native module mvault._mvault and its Python layer)."""
+
+import datetime
+import os
+import pathlib
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._seed import CloudStorageManager as CloudStorageManager
+
+__version__: str
+
+PathArg = Union[str, "os.PathLike[str]"]
+ProgressArg = Union[None, bool, Callable[[int, int], Any]]
+
+class Error(Exception):
+    """Base class of every mvault error; ``exit_code`` is the CLI's exit code."""
+
+    exit_code: ClassVar[int]
+
+class NotFound(Error):
+    """A model, version, alias or object does not exist (exit code 3)."""
+
+class Conflict(Error):
+    """The version exists, an alias changed concurrently, a target file would be overwritten (4)."""
+
+class IntegrityError(Error):
+    """A damaged or hostile object, manifest or file (5). From ``verify``: has ``report``."""
+
+    report: "VerifyReport"
+
+class ConfigError(Error):
+    """Bad arguments, names, versions, remote URLs, push inputs or config files (2)."""
+
+class RemoteError(Error):
+    """The store is unreachable or refuses credentials, local I/O failed (1)."""
+
+class PushResult:
+    """What a push wrote."""
+
+    model_name: str
+    version: str
+    checksum: str
+    file_size: int
+    files: int
+    bytes_sent: int
+    chunks_new: int
+    chunks_reused: int
+    seconds: float
+
+class FileInfo:
+    """One file of a version."""
+
+    path: str
+    size: int
+    digest: str
+
+class Info:
+    """A version's metadata."""
+
+    model_name: str
+    version: str
+    created_at: datetime.datetime
+    file_size: int
+    checksum: str
+    description: str
+    performance_metrics: Dict[str, Any]
+    training_config: Dict[str, Any]
+    tags: Dict[str, str]
+    files: List[FileInfo]
+    aliases: List[str]
+    extra: Dict[str, Any]
+    pushed_by: str
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything as the seed's metadata dict (created_at as ISO 8601 text)."""
+
+class AliasChange:
+    """What alias_set or rollback did."""
+
+    model_name: str
+    alias: str
+    previous: Optional[str]
+    version: str
+    revision: int
+    changed: bool
+    skipped: List[str]
+
+class AliasInfo:
+    """One alias of a model, with its history (oldest first)."""
+
+    alias: str
+    version: str
+    revision: int
+    history: List[Dict[str, Any]]
+
+class VerifyReport:
+    """What verify checked and found."""
+
+    ok: bool
+    versions_checked: int
+    chunks_referenced: int
+    chunks_checked: int
+    bytes_read: int
+    missing: List[Dict[str, Any]]
+    damaged: List[Dict[str, Any]]
+    bad_manifests: List[Dict[str, Any]]
+    broken_versions: List[str]
+
+class UsageReport:
+    """Logical vs stored bytes of a vault."""
+
+    models: List[Dict[str, Any]]
+    versions: int
+    logical_bytes: int
+    stored_bytes: int
+    chunk_objects: int
+    metadata_objects: int
+    metadata_bytes: int
+    objects: int
+    billed_bytes: int
+    dedupe_ratio: Optional[float]
+    monthly_cost: List[Dict[str, Any]]
+
+class Vault:
+    """A vault: one remote plus the local cache, opened as the CLI opens it."""
+
+    def __init__(
+        self,
+        remote: Optional[str] = None,
+        *,
+        config: Optional[PathArg] = None,
+        cache_dir: Optional[PathArg] = None,
+    ) -> None:
+        """``remote``: URL, local path or config provider; None: ``$MVAULT_REMOTE``, else the
+        config's default, else the local vault. ``config``: config file; ``cache_dir``: the
+        local cache (default ``$MVAULT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mvault``)."""
+    @property
+    def remote(self) -> str:
+        """The remote's display name (no secrets)."""
+    def push(
+        self,
+        paths: Union[PathArg, Sequence[PathArg]],
+        name: str,
+        version: str,
+        *,
+        description: str = "",
+        metrics: Optional[Mapping[str, Any]] = None,
+        params: Optional[Mapping[str, Any]] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        metadata: Union[None, Mapping[str, Any], PathArg] = None,
+        jobs: Optional[int] = None,
+        progress: ProgressArg = None,
+    ) -> PushResult:
+        """Pushes files and directories as ``name@version``; Conflict if it exists."""
+    def pull(
+        self,
+        ref: str,
+        to: Optional[PathArg] = None,
+        *,
+        verify: bool = False,
+        offline: bool = False,
+        force: bool = False,
+        link: str = "auto",
+        jobs: Optional[int] = None,
+        progress: ProgressArg = None,
+    ) -> pathlib.Path:
+        """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory."""
+    def list(self) -> List[str]:
+        """Model names, sorted."""
+    def versions(self, name: str) -> List[str]:
+        """Versions of a model, ascending; NotFound if none."""
+    def next_version(self, name: str) -> str:
+        """The next patch version after the latest release, ``1.0.0`` for a new model."""
+    def info(self, ref: str) -> Info:
+        """The metadata of ``ref``, with the aliases pointing at it."""
+    def rm(self, ref: str) -> None:
+        """Deletes ``NAME@VERSION``; chunks stay until gc."""
+    def alias_set(self, ref: str, alias: str, *, force: bool = False) -> AliasChange:
+        """Points ``alias`` at ``NAME@VERSION``; history is kept."""
+    def aliases(self, name: str) -> List[AliasInfo]:
+        """The aliases of a model with their history."""
+    def rollback(self, name: str, alias: str, *, force: bool = False) -> AliasChange:
+        """Moves ``alias`` back to its previous target."""
+    def verify(
+        self,
+        ref: Optional[str] = None,
+        *,
+        sample: Optional[float] = None,
+        seed: Optional[int] = None,
+        jobs: Optional[int] = None,
+        check: bool = True,
+    ) -> VerifyReport:
+        """Re-reads and checks remote chunks; with ``check`` damage raises IntegrityError."""
+    def usage(self) -> UsageReport:
+        """Logical vs stored bytes, dedupe ratio, monthly cost estimates."""
+
+def ensure(
+    models: Union[None, str, Sequence[str]] = None,
+    dir: Optional[PathArg] = None,
+    *,
+    remote: Optional[str] = None,
+    config: Optional[PathArg] = None,
+    cache_dir: Optional[PathArg] = None,
+    offline: bool = False,
+    force: bool = False,
+    jobs: Optional[int] = None,
+) -> Dict[str, pathlib.Path]:
+    """Makes every model present under ``dir/<name>/`` (what ``mvault run`` does)."""
+
+def models_in_dir(dir: PathArg) -> List[Tuple[str, pathlib.Path]]:
+    """The models a directory stands for (``push --models-dir``)."""

@@ -1,0 +1,355 @@
+//! The typed results of `mvault.Vault`'s methods.
+
+use std::collections::BTreeMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use mvault::lifecycle;
+use mvault::manifest::Manifest;
+use mvault::transfer::Summary;
+use mvault::vault::{AliasChange as LibAliasChange, AliasInfo as LibAliasInfo};
+
+use crate::convert::{datetime, map_to_py, to_py};
+
+/// What a push wrote.
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct PushResult {
+    pub model_name: String,
+    /// As written (`v1.0.0` keeps its `v`).
+    pub version: String,
+    /// The version's checksum, hex.
+    pub checksum: String,
+    /// Bytes of all files.
+    pub file_size: u64,
+    /// Number of files.
+    pub files: usize,
+    /// Bytes uploaded (compressed, new chunks only).
+    pub bytes_sent: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub seconds: f64,
+}
+
+impl PushResult {
+    pub fn new(m: &Manifest, s: &Summary) -> PushResult {
+        PushResult {
+            model_name: m.model_name.clone(),
+            version: m.version.clone(),
+            checksum: m.checksum.to_hex(),
+            file_size: m.file_size,
+            files: m.files.len(),
+            bytes_sent: s.bytes_remote,
+            chunks_new: s.chunks_new,
+            chunks_reused: s.chunks_reused,
+            seconds: s.seconds,
+        }
+    }
+}
+
+#[pymethods]
+impl PushResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "PushResult(model_name={:?}, version={:?}, files={}, file_size={}, bytes_sent={})",
+            self.model_name, self.version, self.files, self.file_size, self.bytes_sent
+        )
+    }
+}
+
+/// One file of a version.
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct FileInfo {
+    /// Relative, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// BLAKE3 of the whole file, hex (what `b3sum` prints).
+    pub digest: String,
+}
+
+#[pymethods]
+impl FileInfo {
+    fn __repr__(&self) -> String {
+        format!("FileInfo(path={:?}, size={})", self.path, self.size)
+    }
+}
+
+/// A version's metadata (what `mvault info --json` shows).
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct Info {
+    pub model_name: String,
+    /// As written at push (`v1.0.0` keeps its `v`).
+    pub version: String,
+    /// `datetime.datetime`, UTC.
+    pub created_at: Py<PyAny>,
+    /// Bytes of all files.
+    pub file_size: u64,
+    /// The version's checksum, hex.
+    pub checksum: String,
+    pub description: String,
+    /// dict
+    pub performance_metrics: Py<PyAny>,
+    /// dict
+    pub training_config: Py<PyAny>,
+    /// dict[str, str]
+    pub tags: BTreeMap<String, String>,
+    /// list[FileInfo]
+    pub files: Py<PyAny>,
+    /// Aliases currently pointing at this version, sorted (list[str]).
+    pub aliases: Vec<String>,
+    /// Other metadata keys given at push (dict).
+    pub extra: Py<PyAny>,
+    /// `user@host` of the pusher.
+    pub pushed_by: String,
+}
+
+impl Info {
+    pub fn new(py: Python<'_>, m: &Manifest, aliases: Vec<String>) -> PyResult<Info> {
+        let files = PyList::empty(py);
+        for f in &m.files {
+            files.append(Py::new(
+                py,
+                FileInfo {
+                    path: f.path.clone(),
+                    size: f.size,
+                    digest: f.digest.to_hex(),
+                },
+            )?)?;
+        }
+        Ok(Info {
+            model_name: m.model_name.clone(),
+            version: m.version.clone(),
+            created_at: datetime(py, &m.created_at)?.unbind(),
+            file_size: m.file_size,
+            checksum: m.checksum.to_hex(),
+            description: m.description.clone(),
+            performance_metrics: map_to_py(py, &m.performance_metrics)?.into_any().unbind(),
+            training_config: map_to_py(py, &m.training_config)?.into_any().unbind(),
+            tags: m.tags.clone(),
+            files: files.into_any().unbind(),
+            aliases,
+            extra: map_to_py(py, &m.extra)?.into_any().unbind(),
+            pushed_by: format!("{}@{}", m.created_by.user, m.created_by.host),
+        })
+    }
+}
+
+#[pymethods]
+impl Info {
+    /// Everything as one dict with the seed's metadata keys (`created_at` as RFC 3339 text).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("model_name", &self.model_name)?;
+        d.set_item("version", &self.version)?;
+        d.set_item(
+            "created_at",
+            self.created_at.bind(py).call_method0("isoformat")?,
+        )?;
+        d.set_item("file_size", self.file_size)?;
+        d.set_item("checksum", &self.checksum)?;
+        d.set_item("description", &self.description)?;
+        d.set_item("performance_metrics", self.performance_metrics.bind(py))?;
+        d.set_item("training_config", self.training_config.bind(py))?;
+        d.set_item("tags", self.tags.clone())?;
+        let files = PyList::empty(py);
+        for f in self.files.bind(py).try_iter()? {
+            let f = f?;
+            let fd = PyDict::new(py);
+            for k in ["path", "size", "digest"] {
+                fd.set_item(k, f.getattr(k)?)?;
+            }
+            files.append(fd)?;
+        }
+        d.set_item("files", files)?;
+        d.set_item("aliases", self.aliases.clone())?;
+        for (k, v) in self.extra.bind(py).cast::<PyDict>()?.iter() {
+            if !d.contains(&k)? {
+                d.set_item(k, v)?;
+            }
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Info(model_name={:?}, version={:?}, file_size={}, checksum={:?})",
+            self.model_name, self.version, self.file_size, self.checksum
+        )
+    }
+}
+
+/// What `alias_set` or `rollback` did.
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct AliasChange {
+    pub model_name: String,
+    pub alias: String,
+    /// The previous target, None if the alias was new.
+    pub previous: Option<String>,
+    /// The target now.
+    pub version: String,
+    /// The alias document's revision now.
+    pub revision: u64,
+    /// False when the alias already pointed there (nothing written).
+    pub changed: bool,
+    /// Damaged revisions a `force=True` wrote past.
+    pub skipped: Vec<String>,
+}
+
+impl AliasChange {
+    pub fn new(name: &str, alias: &str, c: LibAliasChange) -> AliasChange {
+        AliasChange {
+            model_name: name.to_string(),
+            alias: alias.to_string(),
+            previous: c.from.map(|v| v.to_string()),
+            version: c.to.to_string(),
+            revision: c.revision,
+            changed: c.changed,
+            skipped: c.skipped,
+        }
+    }
+}
+
+#[pymethods]
+impl AliasChange {
+    fn __repr__(&self) -> String {
+        format!(
+            "AliasChange({}@{}: {:?} -> {:?})",
+            self.model_name, self.alias, self.previous, self.version
+        )
+    }
+}
+
+/// One alias of a model, with its history.
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct AliasInfo {
+    pub alias: String,
+    /// The current target.
+    pub version: String,
+    pub revision: u64,
+    /// Oldest first: list of dicts with version, set_at (datetime), set_by, action.
+    pub history: Py<PyAny>,
+}
+
+impl AliasInfo {
+    pub fn new(py: Python<'_>, a: &LibAliasInfo) -> PyResult<AliasInfo> {
+        let history = PyList::empty(py);
+        for h in &a.history {
+            let d = PyDict::new(py);
+            d.set_item("version", &h.version)?;
+            d.set_item("set_at", datetime(py, &h.set_at)?)?;
+            d.set_item("set_by", &h.set_by)?;
+            d.set_item("action", to_py(py, &h.action)?)?;
+            history.append(d)?;
+        }
+        Ok(AliasInfo {
+            alias: a.alias.clone(),
+            version: a.version.clone(),
+            revision: a.revision,
+            history: history.into_any().unbind(),
+        })
+    }
+}
+
+#[pymethods]
+impl AliasInfo {
+    fn __repr__(&self) -> String {
+        format!("AliasInfo({:?} -> {:?})", self.alias, self.version)
+    }
+}
+
+/// What `verify` checked and found (`mvault verify --json`).
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct VerifyReport {
+    /// True when nothing is missing or damaged.
+    pub ok: bool,
+    pub versions_checked: u64,
+    pub chunks_referenced: u64,
+    pub chunks_checked: u64,
+    pub bytes_read: u64,
+    /// list[dict]: chunk, key, damage, detail, used_by.
+    pub missing: Py<PyAny>,
+    /// list[dict], as `missing`.
+    pub damaged: Py<PyAny>,
+    /// list[dict]: version, detail.
+    pub bad_manifests: Py<PyAny>,
+    /// `name@version` of every broken version.
+    pub broken_versions: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn new(py: Python<'_>, r: &lifecycle::VerifyReport) -> PyResult<VerifyReport> {
+        Ok(VerifyReport {
+            ok: r.is_ok(),
+            versions_checked: r.versions_checked,
+            chunks_referenced: r.chunks_referenced,
+            chunks_checked: r.chunks_checked,
+            bytes_read: r.bytes_read,
+            missing: to_py(py, &r.missing)?.unbind(),
+            damaged: to_py(py, &r.damaged)?.unbind(),
+            bad_manifests: to_py(py, &r.bad_manifests)?.unbind(),
+            broken_versions: r.broken_versions.clone(),
+        })
+    }
+}
+
+#[pymethods]
+impl VerifyReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "VerifyReport(ok={}, versions_checked={}, chunks_checked={}, broken_versions={:?})",
+            if self.ok { "True" } else { "False" },
+            self.versions_checked,
+            self.chunks_checked,
+            self.broken_versions
+        )
+    }
+}
+
+/// Logical vs stored bytes of a vault (`mvault usage --json`).
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct UsageReport {
+    /// list[dict]: model, versions, logical_bytes, unique_chunks, stored_bytes, missing_chunks.
+    pub models: Py<PyAny>,
+    pub versions: u64,
+    /// Bytes of all files of all versions.
+    pub logical_bytes: u64,
+    /// Bytes of the chunk objects they need.
+    pub stored_bytes: u64,
+    pub chunk_objects: u64,
+    pub metadata_objects: u64,
+    pub metadata_bytes: u64,
+    pub objects: u64,
+    pub billed_bytes: u64,
+    /// logical / stored; None when nothing is stored.
+    pub dedupe_ratio: Option<f64>,
+    /// list[dict]: provider, tier, usd_per_gb_month, usd_per_month.
+    pub monthly_cost: Py<PyAny>,
+}
+
+impl UsageReport {
+    pub fn new(py: Python<'_>, r: &lifecycle::UsageReport) -> PyResult<UsageReport> {
+        Ok(UsageReport {
+            models: to_py(py, &r.models)?.unbind(),
+            versions: r.versions,
+            logical_bytes: r.logical_bytes,
+            stored_bytes: r.stored_bytes,
+            chunk_objects: r.chunk_objects,
+            metadata_objects: r.metadata_objects,
+            metadata_bytes: r.metadata_bytes,
+            objects: r.objects,
+            billed_bytes: r.billed_bytes,
+            dedupe_ratio: r.dedupe_ratio,
+            monthly_cost: to_py(py, &r.monthly_cost)?.unbind(),
+        })
+    }
+}
+
+#[pymethods]
+impl UsageReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "UsageReport(versions={}, logical_bytes={}, stored_bytes={}, dedupe_ratio={:?})",
+            self.versions, self.logical_bytes, self.stored_bytes, self.dedupe_ratio
+        )
+    }
+}
