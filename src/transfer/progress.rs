@@ -27,6 +27,12 @@ impl Progress {
         Progress { bar }
     }
 
+    /// Reports into `bar`, which the caller owns and may draw or read (the Python package
+    /// reads a hidden bar's position to call its `progress=` callback).
+    pub fn from_bar(bar: ProgressBar) -> Progress {
+        Progress { bar }
+    }
+
     pub fn hidden() -> Progress {
         Progress {
             bar: ProgressBar::hidden(),

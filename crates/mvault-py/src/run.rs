@@ -125,7 +125,7 @@ impl Sink {
 
     /// The transfer-side handle updating this sink.
     pub fn progress(&self) -> Progress {
-        progress_of(self.bar.clone())
+        Progress::from_bar(self.bar.clone())
     }
 
     /// Calls the callable if the figures changed; before the transfer knows its total (or
@@ -153,19 +153,4 @@ impl Sink {
             e.write_unraisable(py, None);
         }
     }
-}
-
-// `mvault::transfer::Progress` is a newtype over an `indicatif::ProgressBar` with no public
-// constructor from a bar (and `src/transfer/` belongs to another change right now), so the
-// sink's hidden bar is wrapped by layout. Size and alignment are checked at compile time; this
-// goes as soon as the library offers `Progress::from_bar` (or an observer hook).
-const _: () = {
-    assert!(std::mem::size_of::<Progress>() == std::mem::size_of::<ProgressBar>());
-    assert!(std::mem::align_of::<Progress>() == std::mem::align_of::<ProgressBar>());
-};
-
-fn progress_of(bar: ProgressBar) -> Progress {
-    // SAFETY: `Progress` is `struct Progress { bar: ProgressBar }` (one field, same size and
-    // alignment, asserted above); a single-field struct is laid out as its field.
-    unsafe { std::mem::transmute::<ProgressBar, Progress>(bar) }
 }
