@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::chunk::Digest;
 use crate::error::Category;
 use crate::lifecycle::GcReport;
-use crate::manifest::{Manifest, Origin};
+use crate::manifest::{FileLayout, Manifest, Origin};
 use crate::transfer::Summary;
 
 /// A failed command: `{"error": {"category": "not_found", "exit_code": 3, "message": "..."}}`.
@@ -96,6 +96,9 @@ pub struct InfoFile<'a> {
     pub digest: Digest,
     /// Number of chunks.
     pub chunks: usize,
+    /// Format 2: the tensor index of a recognized model file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<&'a FileLayout>,
 }
 
 impl<'a> From<&'a Manifest> for Info<'a> {
@@ -120,6 +123,7 @@ impl<'a> From<&'a Manifest> for Info<'a> {
                     size: f.size,
                     digest: f.digest,
                     chunks: f.chunks.len(),
+                    layout: f.layout.as_ref(),
                 })
                 .collect(),
         }

@@ -67,6 +67,17 @@ const INFLIGHT_KIB: u32 = 64 * 1024;
 /// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
 
+/// Deletes a temporary file when dropped, unless disarmed (its path taken).
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 /// Record of one materialized file, for the warm path.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct FileState {
@@ -412,12 +423,12 @@ impl Ctx<'_> {
             self.cache.discard_blob(&f.digest);
         }
         let tmp = self.cache.temp_path();
-        let r = self.assemble(f, &tmp).await;
-        if r.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        r?;
+        // Removes the partial file however the assembly ends: an error, or the pull being
+        // cancelled (a dropped future, Ctrl-C in the Python package).
+        let mut guard = TempGuard(Some(tmp.clone()));
+        self.assemble(f, &tmp).await?;
         self.cache.commit_blob(&tmp, &f.digest)?;
+        guard.0 = None; // renamed into blobs/
         drop(lock);
         Ok(Assembly::Assembled)
     }

@@ -148,8 +148,16 @@ pub async fn info(ctx: &Context, model: &str) -> Result<i32> {
     }
     lines.push("files:".into());
     for f in &m.files {
+        let layout = f.layout.as_ref().map_or(String::new(), |l| {
+            let kind = serde_json::to_value(l.kind).unwrap_or_default();
+            format!(
+                "  ({}, {} tensors)",
+                kind.as_str().unwrap_or("?"),
+                l.tensors.len()
+            )
+        });
         lines.push(format!(
-            "  {:>10}  {}  {}",
+            "  {:>10}  {}  {}{layout}",
             human_bytes(f.size),
             &f.digest.to_hex()[..16],
             clean(&f.path)
