@@ -68,9 +68,10 @@ struct Encoded {
     _budget: OwnedSemaphorePermit,
 }
 
-/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (64 MiB): with the
-/// workers' read buffers this bounds a push's memory, however large the model.
-pub const IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (48 MiB: three of
+/// the largest chunks): with the workers' read buffers (32 MiB each) this bounds a push's
+/// memory, however large the model.
+pub const IN_FLIGHT_BYTES: usize = 48 * 1024 * 1024;
 
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
