@@ -136,7 +136,8 @@ pub fn encode_planes(plain: &[u8], planes: Planes) -> Vec<u8> {
 }
 
 thread_local! {
-    /// The planes of the chunk being encoded or decoded, kept per thread between chunks.
+    /// The planes of the chunk being encoded, kept per thread between chunks (a push has one
+    /// long-lived worker per core).
     static PLANES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The plane compressor, kept per thread: zstd level 1 at the largest acceleration
     /// (`targetLength` 131072) with Huffman-coded literals, in effect an order-0 entropy coder.
@@ -312,34 +313,32 @@ fn decode_planes(
         .ok_or(DecodeError::BadPlanes("payload ends early"))?;
     let mut out = vec![0u8; plain_len];
     out[..lead].copy_from_slice(&payload[..lead]);
-    PLANES.with_borrow_mut(|planes| {
-        planes.resize(n * w, 0);
-        for plane in planes.chunks_exact_mut(n) {
-            let (head, after) = rest
-                .split_at_checked(5)
-                .ok_or(DecodeError::BadPlanes("payload ends early"))?;
-            let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
-            let (bytes, after) = after
-                .split_at_checked(len)
-                .ok_or(DecodeError::BadPlanes("plane runs past the object"))?;
-            let got = match head[0] {
-                0 if bytes.len() == n => {
-                    plane.copy_from_slice(bytes);
-                    n
-                }
-                0 => return Err(DecodeError::BadPlanes("plane has the wrong length")),
-                1 => zstd::bulk::decompress_to_buffer(bytes, plane)
-                    .map_err(|e| DecodeError::Decompress(e.to_string()))?,
-                _ => return Err(DecodeError::BadPlanes("unknown plane mode")),
-            };
-            if got != n {
-                return Err(DecodeError::BadPlanes("plane has the wrong length"));
+    // Not kept per thread (unlike the encoder's): decodes run on many short-lived threads.
+    let mut planes = vec![0u8; n * w];
+    for plane in planes.chunks_exact_mut(n) {
+        let (head, after) = rest
+            .split_at_checked(5)
+            .ok_or(DecodeError::BadPlanes("payload ends early"))?;
+        let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
+        let (bytes, after) = after
+            .split_at_checked(len)
+            .ok_or(DecodeError::BadPlanes("plane runs past the object"))?;
+        let got = match head[0] {
+            0 if bytes.len() == n => {
+                plane.copy_from_slice(bytes);
+                n
             }
-            rest = after;
+            0 => return Err(DecodeError::BadPlanes("plane has the wrong length")),
+            1 => zstd::bulk::decompress_to_buffer(bytes, plane)
+                .map_err(|e| DecodeError::Decompress(e.to_string()))?,
+            _ => return Err(DecodeError::BadPlanes("unknown plane mode")),
+        };
+        if got != n {
+            return Err(DecodeError::BadPlanes("plane has the wrong length"));
         }
-        join(planes, w, &mut out[lead..lead + n * w]);
-        Ok(())
-    })?;
+        rest = after;
+    }
+    join(&planes, w, &mut out[lead..lead + n * w]);
     if rest.len() != tail {
         return Err(DecodeError::BadPlanes(
             "tail length differs from the header",

@@ -7,12 +7,12 @@
 //! and segments are independent units of work (a large file is chunked on every core):
 //! - the bytes before the first tensor (the header) are one segment, and so are the bytes after
 //!   the last one (a zip's central directory);
-//! - every tensor is a *span* with the bytes between it and the previous tensor (a zip entry's
-//!   local header, alignment padding) in front of it, so those bytes change together;
-//! - a span of at least [`TENSOR`]`.min_bytes` is one segment, cut inside by FastCDC with
-//!   [`TENSOR`]: a tensor whose rows are appended or partly rewritten still dedupes;
-//! - smaller spans are grouped, in order, into one chunk until the group holds at least
-//!   [`GROUP_BYTES`] or a large span follows;
+//! - a tensor of at least [`GROUP_BYTES`] is a segment of its own: one chunk, or, from
+//!   [`TENSOR`]`.min_bytes` on, cut inside by FastCDC with [`TENSOR`], so a tensor whose rows
+//!   are appended or partly rewritten still dedupes;
+//! - smaller tensors, and the bytes between tensors (a zip entry's local header, alignment
+//!   padding), are grouped in file order into one chunk until the group holds at least
+//!   [`GROUP_BYTES`] or a large tensor follows;
 //! - a header or trailer longer than [`TENSOR`]`.max_bytes` is cut by FastCDC with the file's
 //!   fallback parameters, as is a file without a tensor table (format 1's chunking).
 //!
@@ -92,6 +92,20 @@ pub struct Segment {
     pub floats: Option<Floats>,
 }
 
+/// Appends `len` bytes at `offset` to the running group (starting one if there is none); the
+/// group's floats are those of the first tensor in it.
+fn add(group: &mut Option<Segment>, offset: u64, len: u64, floats: Option<Floats>) -> &Segment {
+    let g = group.get_or_insert(Segment {
+        offset,
+        len: 0,
+        cut: Cut::Whole,
+        floats: None,
+    });
+    g.len += len;
+    g.floats = g.floats.or(floats);
+    g
+}
+
 /// The segments of a file of `len` bytes. `tensors` must be sorted by offset,
 /// non-overlapping and within the file (as `crate::layout` guarantees); empty tensors are
 /// ignored. Without tensors the file is one segment cut with `fallback`; an empty file has
@@ -130,29 +144,34 @@ pub fn plan(len: u64, tensors: &[TensorRange], fallback: ChunkParams) -> Vec<Seg
     let mut group: Option<Segment> = None;
     for t in tensors {
         let end = t.offset + t.len;
-        let span = Segment {
-            offset: prev_end,
-            len: end - prev_end,
-            cut: Cut::Whole,
-            floats: t.float_width.map(|width| Floats {
-                width,
-                start: t.offset,
-            }),
-        };
-        prev_end = end;
-        if span.len >= TENSOR.min_bytes as u64 {
+        let floats = t.float_width.map(|width| Floats {
+            width,
+            start: t.offset,
+        });
+        if t.len >= GROUP_BYTES {
+            // The bytes before a large tensor (a zip entry's local header, which names the
+            // entry and changes when entries are renumbered) join the group before it, so
+            // the tensor's own chunks depend on its bytes alone.
+            if t.offset > prev_end {
+                add(&mut group, prev_end, t.offset - prev_end, None);
+            }
             out.extend(group.take());
+            let cut = match t.len >= TENSOR.min_bytes as u64 {
+                true => Cut::Cdc(TENSOR),
+                false => Cut::Whole,
+            };
             out.push(Segment {
-                cut: Cut::Cdc(TENSOR),
-                ..span
+                offset: t.offset,
+                len: t.len,
+                cut,
+                floats,
             });
-            continue;
+        } else {
+            if add(&mut group, prev_end, end - prev_end, floats).len >= GROUP_BYTES {
+                out.extend(group.take());
+            }
         }
-        let g = group.get_or_insert(Segment { len: 0, ..span });
-        g.len += span.len;
-        if g.len >= GROUP_BYTES {
-            out.extend(group.take());
-        }
+        prev_end = end;
     }
     out.extend(group);
     region(&mut out, prev_end, len);
@@ -195,13 +214,13 @@ mod tests {
             shape(&segs),
             vec![
                 (0, 100, true),
-                (100, 8 * KIB, true),
-                (100 + 8 * KIB, 64 + 3 * MIB, false),
+                (100, 8 * KIB + 64, true),
+                (100 + 8 * KIB + 64, 3 * MIB, false),
                 (100 + 8 * KIB + 64 + 3 * MIB, 300 * KIB, true),
                 (end, 22, true),
             ]
         );
-        // The gap of 64 bytes belongs to the matrix's span; its floats start after it.
+        // The 64 bytes before the matrix close the group of norms; the matrix starts its own.
         assert_eq!(
             segs[2].floats,
             Some(Floats {

@@ -62,8 +62,9 @@ pub struct PullOutcome {
     pub summary: Summary,
 }
 
-/// Chunk bytes allowed in flight (downloaded, not yet written), in KiB permits.
-const INFLIGHT_KIB: u32 = 64 * 1024;
+/// Chunk bytes allowed in flight (downloaded, not yet written), in KiB permits (48 MiB: with
+/// one decode per core of chunks up to 16 MiB, a pull stays within about 128 MiB).
+const INFLIGHT_KIB: u32 = 48 * 1024;
 /// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
 
@@ -159,6 +160,8 @@ struct Ctx<'a> {
     stats: Stats,
     requests: Semaphore,
     inflight: Semaphore,
+    /// Chunk decodes running (one per core).
+    decoders: Semaphore,
     local: HashMap<Digest, LocalChunk>,
     dir: Arc<TargetDir>,
     link: LinkMode,
@@ -244,6 +247,7 @@ pub async fn pull(
         stats,
         requests: Semaphore::new(opts.jobs.max(1)),
         inflight: Semaphore::new(INFLIGHT_KIB as usize),
+        decoders: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         local,
         dir: dir.clone(),
         link: req.link,
@@ -561,6 +565,9 @@ impl Ctx<'_> {
         Stats::add(&self.stats.bytes_remote, stored.len() as u64);
         Stats::add(&self.stats.chunks_new, 1);
         let id = c.id;
+        // Decodes at most one per core at once: each holds its object, its planes and its
+        // plaintext, which the in-flight budget does not count.
+        let _core = self.decoders.acquire().await.expect("open");
         let data = cpu(move || chunk::decode(&id, &stored))
             .await
             .map_err(|e| Error::Integrity(format!("{}: chunk {}: {e}", f.path, c.id)))?;

@@ -68,6 +68,9 @@ struct Encoded {
     _budget: OwnedSemaphorePermit,
 }
 
+/// Stored chunks of at most this many bytes (64 KiB) are uploaded without a stat first.
+pub const SMALL_CHUNK_BYTES: u64 = 64 * 1024;
+
 /// Plaintext bytes of chunks cut but not yet uploaded, across all workers (48 MiB: three of
 /// the largest chunks): with the workers' read buffers (32 MiB each) this bounds a push's
 /// memory, however large the model.
@@ -211,7 +214,8 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
 
 /// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
-/// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
+/// whatever the remote has and noted in `rewrites`, and a chunk of at most
+/// [`SMALL_CHUNK_BYTES`] without a stat. With `dry_run` it is only counted.
 async fn upload_chunk(
     remote: &Remote,
     enc: Encoded,
@@ -227,7 +231,11 @@ async fn upload_chunk(
     // Encoding is deterministic, so a stored chunk of another size is damaged (e.g. cut off
     // by a crash on a store without atomic writes): rewrite it.
     let len = enc.data.len() as u64;
-    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
+    // A small chunk is written without asking first: the stat would cost as many requests as
+    // it could save, and rewriting a content-addressed object is harmless (a dry run asks,
+    // to report what is new).
+    let ask = !recorded && (len > SMALL_CHUNK_BYTES || dry_run);
+    if !fresh || (ask && remote.chunk_size(&enc.id).await? == Some(len)) {
         Stats::add(&stats.chunks_reused, 1);
         return Ok(());
     }
