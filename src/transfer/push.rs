@@ -71,10 +71,10 @@ struct Encoded {
 /// Stored chunks of at most this many bytes (64 KiB) are uploaded without a stat first.
 pub const SMALL_CHUNK_BYTES: u64 = 64 * 1024;
 
-/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (48 MiB: three of
+/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (32 MiB: two of
 /// the largest chunks): with the workers' read buffers (32 MiB each) this bounds a push's
 /// memory, however large the model.
-pub const IN_FLIGHT_BYTES: usize = 48 * 1024 * 1024;
+pub const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
