@@ -308,6 +308,10 @@ fn decode_planes(
     }
     let n = (plain_len - lead) / w;
     let tail = plain_len - lead - n * w;
+    // The smallest payload that could hold the planes' headers, before allocating anything.
+    if payload.len() < lead + 5 * w + tail {
+        return Err(DecodeError::BadPlanes("payload ends early"));
+    }
     let mut rest = payload
         .get(lead..)
         .ok_or(DecodeError::BadPlanes("payload ends early"))?;

@@ -138,7 +138,7 @@ pub struct Chunk {
 const READ_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Streams a reader into content-defined chunks. Memory: one buffer of
-/// `max(8 MiB, 2 * max_bytes)` bytes, whatever the input length.
+/// `max_bytes + 8 MiB` bytes, whatever the input length.
 pub struct Chunker<R> {
     reader: R,
     params: ChunkParams,
@@ -164,7 +164,7 @@ impl<R: Read> Chunker<R> {
         let bits = logarithm2(params.avg_bytes);
         // Normalization level 1, as `fastcdc::v2020::FastCDC::new` uses.
         let masks = (MASKS[(bits + 1) as usize], MASKS[(bits - 1) as usize]);
-        let cap = READ_BUFFER_BYTES.max(2 * params.max_bytes as usize);
+        let cap = READ_BUFFER_BYTES.max(params.max_bytes as usize + READ_BUFFER_BYTES);
         if buf.len() < cap {
             buf.resize(cap, 0);
         }

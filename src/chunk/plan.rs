@@ -48,7 +48,8 @@ pub struct TensorRange {
 /// How a segment is cut into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
-    /// The whole segment is one chunk (at most [`TENSOR`]`.max_bytes`).
+    /// The whole segment is one chunk (at most [`TENSOR`]`.max_bytes`; a group at most
+    /// 3 × [`GROUP_BYTES`]).
     Whole,
     /// FastCDC with these parameters over the segment's bytes alone.
     Cdc(ChunkParams),
@@ -88,7 +89,7 @@ pub struct Segment {
     /// Length in bytes, at least 1.
     pub len: u64,
     pub cut: Cut,
-    /// Float elements of the (first) tensor in the segment, if it holds floats.
+    /// Float elements of the first float tensor in the segment, if any.
     pub floats: Option<Floats>,
 }
 
@@ -148,17 +149,25 @@ pub fn plan(len: u64, tensors: &[TensorRange], fallback: ChunkParams) -> Vec<Seg
             width,
             start: t.offset,
         });
-        if t.len >= GROUP_BYTES {
-            // The bytes before a large tensor (a zip entry's local header, which names the
-            // entry and changes when entries are renumbered) join the group before it, so
-            // the tensor's own chunks depend on its bytes alone.
-            if t.offset > prev_end {
-                add(&mut group, prev_end, t.offset - prev_end, None);
-            }
+        let gap = t.offset - prev_end;
+        let large = t.len >= GROUP_BYTES;
+        if gap >= GROUP_BYTES {
+            // Bytes that are no tensor (a skipped zip entry, a hole in the data): cut as the
+            // header is, never inside a group, so no chunk exceeds the largest allowed.
             out.extend(group.take());
-            let cut = match t.len >= TENSOR.min_bytes as u64 {
-                true => Cut::Cdc(TENSOR),
-                false => Cut::Whole,
+            region(&mut out, prev_end, t.offset);
+        } else if gap > 0 && large {
+            // The bytes before a large tensor (a zip entry's local header, which names the
+            // entry and changes when entries are renumbered) close the group before it, so
+            // the tensor's own chunks depend on its bytes alone.
+            add(&mut group, prev_end, gap, None);
+        }
+        if large {
+            out.extend(group.take());
+            let cut = if t.len >= TENSOR.min_bytes as u64 {
+                Cut::Cdc(TENSOR)
+            } else {
+                Cut::Whole
             };
             out.push(Segment {
                 offset: t.offset,
@@ -167,7 +176,12 @@ pub fn plan(len: u64, tensors: &[TensorRange], fallback: ChunkParams) -> Vec<Seg
                 floats,
             });
         } else {
-            if add(&mut group, prev_end, end - prev_end, floats).len >= GROUP_BYTES {
+            let start = if gap >= GROUP_BYTES {
+                t.offset
+            } else {
+                prev_end
+            };
+            if add(&mut group, start, end - start, floats).len >= GROUP_BYTES {
                 out.extend(group.take());
             }
         }
@@ -268,5 +282,36 @@ mod tests {
         assert_eq!(f.planes_at(1000).lead, 0);
         assert_eq!(f.planes_at(1001).lead, 3);
         assert_eq!(f.planes_at(1004).lead, 0);
+    }
+
+    #[test]
+    fn large_gaps_are_cut_like_the_header_and_groups_stay_small() {
+        // A 20 MiB hole between two small tensors, and 100 small tensors with 200 KiB gaps.
+        let mut ts = vec![t(0, 4 * KIB), t(20 * MIB, 4 * KIB)];
+        let mut at = 21 * MIB;
+        for _ in 0..100 {
+            ts.push(t(at, 100 * KIB));
+            at += 300 * KIB;
+        }
+        let segs = plan(at + MIB, &ts, ChunkParams::DEFAULT);
+        assert_eq!(segs[1].offset, 4 * KIB);
+        assert_eq!(segs[1].cut, Cut::Cdc(ChunkParams::DEFAULT));
+        let mut next = 0;
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(s.offset, next, "segments cover the file");
+            next += s.len;
+            if s.cut == Cut::Whole {
+                assert!(
+                    s.len <= TENSOR.max_bytes as u64,
+                    "segment {i}: {} bytes",
+                    s.len
+                );
+            }
+        }
+        assert_eq!(next, at + MIB);
+        // After the hole, the first tensor (100 KiB) and the next span (300 KiB) make a group
+        // of 400 KiB; every later small tensor with the 200 KiB before it one of 300 KiB.
+        let groups = segs.iter().filter(|s| s.len == 300 * KIB).count();
+        assert_eq!(groups, 98);
     }
 }

@@ -193,17 +193,17 @@ impl UsageError {
     }
 }
 
-/// Keeps memory bounded under glibc's allocator: every allocation of 1 MiB or more (chunk
-/// buffers) gets its own mapping, returned to the system when freed. By default glibc raises
-/// that threshold after the first free, after which freed chunk buffers stay in each thread's
-/// arena: a cold pull at `-j 16` then peaked at 334 MiB instead of 87 MiB (1 GiB checkpoint,
-/// `bench/format2.sh`), and ran slower. The process's own choice, so the library (and the
-/// Python package) leave it to their host.
+/// Keeps memory bounded under glibc's allocator: at most two malloc arenas, so a chunk buffer
+/// freed by one thread is reused by the next instead of staying in that thread's own arena.
+/// With one arena per thread (glibc's default, up to 8 per core) a cold pull of a 1 GiB
+/// checkpoint at `-j 16` peaked at 334 MiB; with two, 125 MiB, and faster than with every
+/// large buffer mapped afresh (`bench/format2.sh`). The process's own choice, so the library
+/// (and the Python package) leave it to their host.
 fn bound_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -35,6 +35,10 @@ pub enum Kind {
     Npy,
     /// A numpy `.npz` zip of `.npy` entries (only STORED entries are listed).
     Npz,
+    /// A kind named by a newer mvault's manifest (readers keep reading it; [`detect`] never
+    /// returns it).
+    #[serde(other)]
+    Unknown,
 }
 
 /// One tensor's bytes in the file.

@@ -62,9 +62,9 @@ pub struct PullOutcome {
     pub summary: Summary,
 }
 
-/// Chunk bytes allowed in flight (downloaded, not yet written), in KiB permits (48 MiB: with
+/// Chunk bytes allowed in flight (downloaded, not yet written), in KiB permits (32 MiB: with
 /// one decode per core of chunks up to 16 MiB, a pull stays within about 128 MiB).
-const INFLIGHT_KIB: u32 = 48 * 1024;
+const INFLIGHT_KIB: u32 = 32 * 1024;
 /// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
 

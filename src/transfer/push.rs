@@ -71,10 +71,10 @@ struct Encoded {
 /// Stored chunks of at most this many bytes (64 KiB) are uploaded without a stat first.
 pub const SMALL_CHUNK_BYTES: u64 = 64 * 1024;
 
-/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (32 MiB: two of
-/// the largest chunks): with the workers' read buffers (32 MiB each) this bounds a push's
-/// memory, however large the model.
-pub const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (24 MiB: three
+/// chunks of the 8 MiB tensor average): with the workers' read buffers (24 MiB each) this
+/// bounds a push's memory, however large the model.
+pub const IN_FLIGHT_BYTES: usize = 24 * 1024 * 1024;
 
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
@@ -114,6 +114,10 @@ pub async fn push(
     Stats::add(&stats.files_done, files.len() as u64);
 
     let m = build_manifest(req, files);
+    // What readers will check, checked before publishing: a manifest they refuse would make
+    // an immutable version nobody can pull.
+    m.validate()
+        .map_err(|e| Error::Integrity(format!("push built an invalid manifest: {e}")))?;
     if req.dry_run {
         opts.progress.finish();
         return Ok((m, stats.summary(started, remote.retries())));
@@ -228,8 +232,9 @@ async fn upload_chunk(
     opts.progress.inc(enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
     let recorded = pending.contains(&enc.id);
-    // Encoding is deterministic, so a stored chunk of another size is damaged (e.g. cut off
-    // by a crash on a store without atomic writes): rewrite it.
+    // A stored chunk of another size than this push's encoding is rewritten: it is damaged
+    // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
+    // an older mvault, or by `heal` below), which costs one upload and is harmless.
     let len = enc.data.len() as u64;
     // A small chunk is written without asking first: the stat would cost as many requests as
     // it could save, and rewriting a content-addressed object is harmless (a dry run asks,
@@ -343,10 +348,47 @@ fn read_chunk_at(path: &Path, offset: u64, len: u64, id: &Digest, version: &str)
 /// A file to push, read and planned: its segments and tensor index.
 struct Prepared {
     src: Source,
-    /// Modification time when it was planned; a file changed since fails the push.
-    mtime: Option<SystemTime>,
+    /// The file as planned. Every unit checks the file it opens against it, and the push
+    /// checks the path again at the end: the units read the file separately (the digest and
+    /// the chunks of a file of several segments come from different reads), so a file that
+    /// changed in between (another inode, size, modification or status-change time) fails
+    /// the push instead of publishing a digest its chunks do not add up to.
+    identity: Identity,
     segments: Vec<Segment>,
     layout: Option<FileLayout>,
+}
+
+/// What identifies a file's content between reads, short of reading it: device, inode, size,
+/// modification and status-change times (nanoseconds where the file system keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: Option<SystemTime>,
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: meta.modified().ok(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The error of a file that changed while it was being pushed.
+fn changed(src: &Source) -> Error {
+    Error::Input(format!(
+        "{} changed while being pushed ({} bytes when it was read first); push again",
+        src.local.display(),
+        src.size
+    ))
 }
 
 /// Opens each file, reads its layout (`crate::layout`) and plans its segments.
@@ -358,6 +400,11 @@ fn prepare_all(sources: Vec<Source>, fallback: ChunkParams) -> Result<Vec<Prepar
             .metadata()
             .map_err(|e| Error::io(src.local.display(), e))?;
         let layout = crate::layout::detect(&file, meta.len()).filter(|l| !l.tensors.is_empty());
+        // The index must fit the manifest's limits; the cuts stand without it.
+        let indexable = |l: &crate::layout::Layout| {
+            l.tensors.len() <= manifest::MAX_TENSORS
+                && l.tensors.iter().all(|t| t.name.len() <= 4096)
+        };
         let ranges: Vec<TensorRange> = layout
             .iter()
             .flat_map(|l| &l.tensors)
@@ -378,8 +425,8 @@ fn prepare_all(sources: Vec<Source>, fallback: ChunkParams) -> Result<Vec<Prepar
             );
         }
         out.push(Prepared {
-            mtime: meta.modified().ok(),
-            layout: layout.map(|l| FileLayout {
+            identity: Identity::of(&meta),
+            layout: layout.filter(indexable).map(|l| FileLayout {
                 kind: l.kind,
                 tensors: l.tensors,
             }),
@@ -420,7 +467,9 @@ impl Work {
         let mut units = VecDeque::new();
         let mut results = Vec::new();
         for (file, p) in files.iter().enumerate() {
-            results.push((None, vec![None; p.segments.len()]));
+            // A file of one segment or none (empty, or of a size the system does not report)
+            // is read whole by one unit, into one slot.
+            results.push((None, vec![None; p.segments.len().max(1)]));
             if p.segments.len() <= 1 {
                 units.push_back(Unit::Whole { file });
                 continue;
@@ -444,15 +493,11 @@ impl Work {
         for (p, (digest, segs)) in self.files.into_iter().zip(results) {
             let chunks: Vec<ChunkRef> = segs.into_iter().flatten().flatten().collect();
             let size: u64 = chunks.iter().map(|c| c.size).sum();
-            let meta = std::fs::metadata(&p.src.local).ok();
-            let now = meta.as_ref().map(|m| (m.len(), m.modified().ok()));
-            if size != p.src.size || now != Some((p.src.size, p.mtime)) {
-                return Err(Error::Input(format!(
-                    "{} changed while being pushed ({} bytes, now {}); push again",
-                    p.src.local.display(),
-                    p.src.size,
-                    now.map_or(size, |n| n.0),
-                )));
+            let now = std::fs::metadata(&p.src.local)
+                .ok()
+                .map(|m| Identity::of(&m));
+            if size != p.src.size || now != Some(p.identity) {
+                return Err(changed(&p.src));
             }
             out.push(FileEntry {
                 path: p.src.rel,
@@ -499,8 +544,15 @@ fn run_unit(
 ) -> Result<bool> {
     let (Unit::Whole { file: i } | Unit::Segment { file: i, .. } | Unit::Digest { file: i }) = unit;
     let p = &work.files[i];
-    let io = |e| Error::io(p.src.local.display(), e);
+    // A read that ends early means the file shrank since it was planned.
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => changed(&p.src),
+        _ => Error::io(p.src.local.display(), e),
+    };
     let file = File::open(&p.src.local).map_err(io)?;
+    if Identity::of(&file.metadata().map_err(io)?) != p.identity {
+        return Err(changed(&p.src));
+    }
     match unit {
         Unit::Digest { .. } => {
             let mut hasher = blake3::Hasher::new();
@@ -595,6 +647,11 @@ fn cut_segment(
     };
     match seg.cut {
         Cut::Whole => {
+            // The plan keeps whole segments far below this; a chunk above it could be stored
+            // but never read.
+            if seg.len > chunk::MAX_CHUNK_BYTES {
+                return Err(std::io::Error::other("cut plan made a chunk above 16 MiB"));
+            }
             let len = seg.len as usize;
             if buf.len() < len {
                 buf.resize(len, 0);

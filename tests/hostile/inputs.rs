@@ -848,3 +848,24 @@ fn created_by_without_user_variables() {
     assert_eq!(user, expected);
     assert_ne!(user, "unknown");
 }
+
+/// A file whose size the system reports as 0 but that has content (under /proc) is refused as
+/// changed while being pushed (exit 2), never published as an empty file with the digest of
+/// its content.
+#[test]
+fn file_of_unreported_size_is_refused_not_published() {
+    let env = Env::new(Backend::Fs);
+    let e = env.fails(
+        2,
+        &[
+            "push",
+            "/proc/self/status",
+            "--name",
+            "m",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(e.contains("changed while being pushed"), "{e}");
+    env.fails(3, &["info", "m@1.0.0"]);
+}
