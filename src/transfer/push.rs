@@ -68,9 +68,6 @@ struct Encoded {
     _budget: OwnedSemaphorePermit,
 }
 
-/// Stored chunks of at most this many bytes (64 KiB) are uploaded without a stat first.
-pub const SMALL_CHUNK_BYTES: u64 = 64 * 1024;
-
 /// Plaintext bytes of chunks cut but not yet uploaded, across all workers (24 MiB: three
 /// chunks of the 8 MiB tensor average): with the workers' read buffers (24 MiB each) this
 /// bounds a push's memory, however large the model.
@@ -218,8 +215,7 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
 
 /// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
-/// whatever the remote has and noted in `rewrites`, and a chunk of at most
-/// [`SMALL_CHUNK_BYTES`] without a stat. With `dry_run` it is only counted.
+/// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
 async fn upload_chunk(
     remote: &Remote,
     enc: Encoded,
@@ -236,11 +232,7 @@ async fn upload_chunk(
     // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
     // an older mvault, or by `heal` below), which costs one upload and is harmless.
     let len = enc.data.len() as u64;
-    // A small chunk is written without asking first: the stat would cost as many requests as
-    // it could save, and rewriting a content-addressed object is harmless (a dry run asks,
-    // to report what is new).
-    let ask = !recorded && (len > SMALL_CHUNK_BYTES || dry_run);
-    if !fresh || (ask && remote.chunk_size(&enc.id).await? == Some(len)) {
+    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
         Stats::add(&stats.chunks_reused, 1);
         return Ok(());
     }
