@@ -142,7 +142,7 @@ thread_local! {
     /// The plane compressor, kept per thread: zstd level 1 at the largest acceleration
     /// (`targetLength` 131072) with Huffman-coded literals, in effect an order-0 entropy coder.
     /// On bf16 exponent planes it stored 0.339 of the plane at 0.86 ns/byte, against 0.368 at
-    /// 3.4 ns/byte for plain level 1 (`bench/README.md`, "Plane codec").
+    /// 3.4 ns/byte for plain level 1 (`bench/README.md`, end of the codecs.sh section).
     static PLANE_ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
