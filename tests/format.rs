@@ -547,4 +547,8 @@ fn format2_dedupe_follows_tensors() {
         std::fs::read(out.join("model.safetensors")).unwrap(),
         rewritten
     );
+    // The same bytes again send nothing, small chunks (the header, the norms) included.
+    let j = env.json(&["push", s(&dir), "--name", "m", "--version", "1.3.0"]);
+    assert_eq!(j["summary"]["bytes_remote"], 0, "{j}");
+    assert_eq!(j["summary"]["chunks_new"], 0, "{j}");
 }
