@@ -225,7 +225,9 @@ async fn upload_chunk(
     stats: &Stats,
 ) -> Result<()> {
     Stats::add(&stats.bytes_local, enc.plain_len);
-    opts.progress.inc(enc.plain_len);
+    // Progress counts a chunk's plaintext once it is settled (found, counted or uploaded), so
+    // a throttled or slow upload shows as such rather than as 100% from the start.
+    let done = || opts.progress.inc(enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
     let recorded = pending.contains(&enc.id);
     // A stored chunk of another size than this push's encoding is rewritten: it is damaged
@@ -234,17 +236,19 @@ async fn upload_chunk(
     let len = enc.data.len() as u64;
     if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
         Stats::add(&stats.chunks_reused, 1);
+        done();
         return Ok(());
     }
     if dry_run {
         Stats::add(&stats.chunks_new, 1);
         Stats::add(&stats.bytes_remote, len);
+        done();
         return Ok(());
     }
     if let Some(rate) = &opts.rate {
         rate.acquire(len).await;
     }
-    remote.write_chunk(&enc.id, enc.data).await?;
+    remote.write_chunk(&enc.id, enc.data.clone()).await?;
     if recorded {
         let mut r = rewrites.lock().expect("rewrites");
         r.ids.push(enc.id);
@@ -252,6 +256,7 @@ async fn upload_chunk(
     }
     Stats::add(&stats.chunks_new, 1);
     Stats::add(&stats.bytes_remote, len);
+    done();
     Ok(())
 }
 
