@@ -335,15 +335,7 @@ pub fn bf16_safetensors(seed: u64, tensors: &[(&str, usize)]) -> Vec<u8> {
 #[test]
 fn format2_versions_join_a_format1_vault() {
     let env = Env::new(Backend::Fs);
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let st = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(fixtures.join("format1-vault.tar.gz"))
-        .arg("-C")
-        .arg(env.tmp.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::common::unpack_format1_vault(&env);
     let vault = env.path("vault");
     let v = s(&vault);
     let old = env.path("old");

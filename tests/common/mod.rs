@@ -481,3 +481,17 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Unpacks `tests/fixtures/format1-vault.tar.gz` (the vault mvault 0.1.0 wrote) into the
+/// test's directory, as `vault/` (`env.path("vault")`, the Fs backend's remote).
+pub fn unpack_format1_vault(env: &Env) {
+    let tar = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/format1-vault.tar.gz"
+    );
+    let st = std::process::Command::new("tar")
+        .args(["-xzf", tar, "-C", s(env.tmp.path())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar -xzf {tar}");
+}

@@ -318,15 +318,7 @@ fn gc_records_first_and_deletes_a_grace_period_later() {
 #[test]
 fn gc_works_on_a_format1_vault() {
     let env = Env::new(Backend::Fs);
-    let tar = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/format1-vault.tar.gz"
-    );
-    let st = std::process::Command::new("tar")
-        .args(["-xzf", tar, "-C", s(env.tmp.path())])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::common::unpack_format1_vault(&env);
     let j = env.json(&["gc", "--dry-run"]);
     assert_eq!(count(&j, "deleted"), 0, "{j}");
     assert!(count(&j, "referenced") > 0, "{j}");

@@ -469,14 +469,7 @@ fn users_own_file_is_not_overwritten() {
 fn format1_fixture_vault_reads() {
     let env = Env::new(Backend::Fs);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(fixtures.join("format1-vault.tar.gz"))
-        .arg("-C")
-        .arg(env.tmp.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::common::unpack_format1_vault(&env);
     let vault = env.path("vault");
     let out = env.path("out");
     fn with<'a>(vault: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
