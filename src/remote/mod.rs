@@ -143,6 +143,12 @@ impl Error {
             ErrorKind::PermissionDenied => {
                 "access denied: check the credentials and their permissions".to_string()
             }
+            // OpenDAL's timeout layer: the request made no progress within the stall timeout.
+            _ if e.message().contains("io operation timeout") => {
+                "stalled: no progress within the stall timeout (remote option stall_timeout, \
+                 default 30s)"
+                    .to_string()
+            }
             _ => first_line(e.message()),
         };
         if kind == ErrorKind::Unavailable || kind == ErrorKind::Other {
@@ -347,6 +353,8 @@ pub struct Remote {
     name: Arc<str>,
     retry: RetryPolicy,
     retries: Arc<AtomicU64>,
+    /// Throttling answers (HTTP 429, S3 `SlowDown`) seen, retried or not.
+    throttles: Arc<AtomicU64>,
     conditional_writes: bool,
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
@@ -382,6 +390,7 @@ impl Remote {
             name: name.into(),
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
+            throttles: Arc::new(AtomicU64::new(0)),
             conditional_writes,
             fs_root: None,
         }
@@ -414,6 +423,12 @@ impl Remote {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// The counter of throttling answers this remote (and its clones) received: the
+    /// transfer engine backs off when it moves.
+    pub fn throttles(&self) -> Arc<AtomicU64> {
+        self.throttles.clone()
+    }
+
     /// Runs `f` until it succeeds, fails permanently, or attempts run out.
     async fn retrying<T, F, Fut>(&self, op: &'static str, path: &str, mut f: F) -> Result<T>
     where
@@ -425,6 +440,9 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    if e.kind() == opendal::ErrorKind::RateLimited {
+                        self.throttles.fetch_add(1, Ordering::Relaxed);
+                    }
                     let mut err =
                         Error::from_dal((&self.name, self.op.info().scheme()), op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
