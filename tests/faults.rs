@@ -1275,3 +1275,49 @@ fn killed_pull_of_one_large_file_resumes_where_it_stopped() {
         "the partial file's journal is gone once the blob is complete"
     );
 }
+
+#[test]
+fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
+    let env = Env::new(Backend::S3);
+    let proxy = Proxy::start(Mode::Pass, seed());
+    let remote = proxy.remote_for(&env);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x1157, (8 * MIB) as usize),
+    );
+    let count = |log: &[Seen], method: &str| {
+        log.iter()
+            .filter(|r| r.method == method && r.target.contains("/chunks/"))
+            .count()
+    };
+    let first = json_via(
+        &env,
+        &remote,
+        &["push", s(&src), "--name", "l", "--version", "1.0.0"],
+    );
+    proxy.wait_idle();
+    let log = proxy.log();
+    let chunks = u64_at(&first, "/summary/chunks_new") as usize;
+    assert!(chunks > 4, "several chunks: {first}");
+    assert_eq!(count(&log, "HEAD"), 0, "no stat per chunk: {log:?}");
+    assert_eq!(count(&log, "PUT"), chunks, "each new chunk uploaded once");
+
+    let from = proxy.log_len();
+    let again = json_via(
+        &env,
+        &remote,
+        &["push", s(&src), "--name", "l", "--version", "1.0.1"],
+    );
+    proxy.wait_idle();
+    let log = proxy.log()[from..].to_vec();
+    assert_eq!(u64_at(&again, "/summary/chunks_new"), 0, "{again}");
+    assert_eq!(
+        (count(&log, "HEAD"), count(&log, "PUT")),
+        (0, 0),
+        "the listing found every chunk: {log:?}"
+    );
+    let out = env.path("out");
+    env.ok(&["pull", "l@1.0.1", "--to", s(&out)]);
+    assert_same_tree(&src, &out);
+}

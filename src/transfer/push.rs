@@ -4,9 +4,10 @@
 //! workers (one per core) take units of work from a shared queue: a segment (cut, hash and
 //! encode its chunks) or the BLAKE3 of a whole file of several segments, so one large model
 //! file is chunked on every core. Encoded chunks go over a channel bounded by a byte budget
-//! ([`IN_FLIGHT_BYTES`]); the async side uploads at most `jobs` chunks at once, skipping chunks
-//! the remote already has (a stat of each). The manifest is written only after every chunk
-//! upload has succeeded.
+//! ([`IN_FLIGHT_BYTES`]); the async side uploads them, as many at once as the
+//! [`super::engine::Limiter`] allows, skipping chunks the remote already has (one listing of
+//! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
+//! written only after every chunk upload has succeeded.
 //!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
@@ -97,6 +98,8 @@ pub async fn push(
     }
     let pending = crate::remote::pending_chunks(remote, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
+    // After reading the records, as a stat would be (FORMAT.md, push step 3).
+    let listed = remote.list_chunks_upto(listing_budget(total)).await?;
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
@@ -106,7 +109,7 @@ pub async fn push(
         remote,
         sources,
         (req.chunking, req.dry_run),
-        pending,
+        (pending, listed),
         opts,
         &stats,
     )
@@ -152,7 +155,7 @@ async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
     (params, dry_run): (ChunkParams, bool),
-    pending: HashSet<Digest>,
+    (pending, listed): (HashSet<Digest>, Option<HashMap<Digest, u64>>),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Rewrites)> {
@@ -184,7 +187,7 @@ async fn upload_all(
             .map(|item| async {
                 let enc = item?;
                 let seen = (&seen, dry_run);
-                let sets = (&pending, &rewrites);
+                let sets = (&pending, listed.as_ref(), &rewrites);
                 upload_chunk((remote, &limiter), (enc, &bars), seen, sets, opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
@@ -217,6 +220,14 @@ async fn upload_all(
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Chunk objects a push lists instead of stat'ing each chunk: one listing page (1,000 keys on
+/// S3) per 100 chunks the push may have at the fallback's 512 KiB average, at least one page.
+/// A vault that holds more is asked per chunk.
+fn listing_budget(push_bytes: u64) -> usize {
+    let chunks = push_bytes / (512 * 1024) + 1;
+    (chunks.saturating_mul(10)).clamp(1000, 10_000_000) as usize
 }
 
 /// Per-file progress of a push: a file's bar appears with its first settled chunk and goes
@@ -259,7 +270,11 @@ async fn upload_chunk(
     (remote, limiter): (&Remote, &Limiter),
     (enc, bars): (Encoded, &FileBars<'_>),
     (seen, dry_run): (&Mutex<HashSet<Digest>>, bool),
-    (pending, rewrites): (&HashSet<Digest>, &Mutex<Rewrites>),
+    (pending, listed, rewrites): (
+        &HashSet<Digest>,
+        Option<&HashMap<Digest, u64>>,
+        &Mutex<Rewrites>,
+    ),
     opts: &TransferOptions,
     stats: &Stats,
 ) -> Result<()> {
@@ -274,7 +289,13 @@ async fn upload_chunk(
     // an older mvault, or by `heal` below), which costs one upload and is harmless.
     let len = enc.data.len() as u64;
     let _request = limiter.acquire().await;
-    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
+    let stored = |len| async move {
+        Ok::<_, Error>(match listed {
+            Some(l) => l.get(&enc.id) == Some(&len),
+            None => remote.chunk_size(&enc.id).await? == Some(len),
+        })
+    };
+    if !fresh || (!recorded && stored(len).await?) {
         Stats::add(&stats.chunks_reused, 1);
         done();
         return Ok(());
