@@ -253,7 +253,7 @@ impl Progress {
                 active_files: active,
             }),
             _ => {
-                let pct = if total == 0 { 100 } else { bytes * 100 / total };
+                let pct = (bytes * 100).checked_div(total).unwrap_or(100);
                 let eta = eta.map_or_else(|| "ETA ?".to_string(), |s| format!("ETA {s}s"));
                 let files = match active {
                     1 => ", 1 file active".to_string(),
