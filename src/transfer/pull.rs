@@ -821,3 +821,84 @@ fn open_partial(
     let log = o.open(journal)?;
     Ok((Arc::new(file), Arc::new(log), written))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_resumes_from_its_journal_and_a_torn_entry_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        let (file, log, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [false; 3]);
+        assert_eq!(file.metadata().unwrap().len(), 10, "preallocated");
+        (&*log).write_all(&2u32.to_le_bytes()).unwrap();
+        (&*log).write_all(&7u32.to_le_bytes()).unwrap(); // out of range: ignored
+        (&*log).write_all(&[0, 0]).unwrap(); // torn by a kill
+        drop((file, log));
+        let (_, log, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [false, false, true]);
+        assert_eq!(fs::metadata(&journal).unwrap().len(), 8, "torn entry cut");
+        (&*log).write_all(&0u32.to_le_bytes()).unwrap();
+        drop(log);
+        let (_, _, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [true, false, true], "appends stay aligned");
+    }
+
+    #[test]
+    fn a_partial_of_another_size_or_a_fresh_start_forgets_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        fs::write(&path, b"12345").unwrap();
+        fs::write(&journal, 0u32.to_le_bytes()).unwrap();
+        let (_, _, written) = open_partial(&path, &journal, 10, 2, false).unwrap();
+        assert_eq!(written, [false, false], "size differs: start over");
+        assert_eq!(fs::metadata(&path).unwrap().len(), 10);
+        fs::write(&journal, 1u32.to_le_bytes()).unwrap();
+        let (_, _, written) = open_partial(&path, &journal, 10, 2, true).unwrap();
+        assert_eq!(written, [false, false], "fresh");
+        assert_eq!(fs::metadata(&journal).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_partial_behind_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep me").unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let (file, _, _) = open_partial(&path, &journal, 4, 1, false).unwrap();
+        file.write_all_at(b"abcd", 0).unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        assert!(!fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn the_hasher_follows_the_written_prefix_and_stops_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let file = Arc::new(fs::File::open(&path).unwrap());
+        let offsets = Arc::new(vec![0u64, 1000, 2000, 3000]);
+        let order = Arc::new(Order::new(vec![false, true, false]));
+        let h = {
+            let (file, offsets, order) = (file.clone(), offsets.clone(), order.clone());
+            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
+        };
+        order.mark(2);
+        order.mark(0);
+        assert_eq!(h.join().unwrap().unwrap(), Digest::of(&data));
+        let order = Arc::new(Order::new(vec![true, false, false]));
+        let h = {
+            let order = order.clone();
+            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
+        };
+        drop(CloseOnDrop(order));
+        assert!(
+            h.join().unwrap().is_err(),
+            "a closed assembly ends the hasher"
+        );
+    }
+}

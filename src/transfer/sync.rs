@@ -55,6 +55,7 @@ pub async fn sync(
         pending: &pending,
         opts,
         stats: &stats,
+        inflight: tokio::sync::Semaphore::new(INFLIGHT_KIB),
     };
     let (mut copied, mut present) = (Vec::new(), Vec::new());
     for model in &models {
@@ -101,7 +102,13 @@ struct SyncCx<'a> {
     pending: &'a HashSet<Digest>,
     opts: &'a TransferOptions,
     stats: &'a Stats,
+    /// Chunk bytes being copied (stored object and its decoded check), in KiB permits.
+    inflight: tokio::sync::Semaphore,
 }
+
+/// Bytes of chunks being copied at once (64 MiB: a chunk object and its decoded plaintext
+/// each count), whatever `jobs` allows: up to 16 MiB chunks, 64 at once, would be 2 GiB.
+const INFLIGHT_KIB: usize = 64 * 1024;
 
 /// Chunks of one version copied again because a pending gc record listed them, and when the
 /// last of those copies finished.
@@ -187,6 +194,8 @@ async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) ->
 /// Reads chunk `c` from the source, verifies it against its name and writes it as is.
 async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
     let (src, dst, opts, stats) = (cx.src, cx.dst, cx.opts, cx.stats);
+    let kib = (2 * c.size).div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
+    let _budget = cx.inflight.acquire_many(kib).await.expect("never closed");
     let key = chunk_key(&c.id);
     let stored = src.read(&key).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => {
