@@ -630,7 +630,7 @@ impl Ctx<'_> {
         // Decodes at most one per core at once: each holds its object, its planes and its
         // plaintext, which the in-flight budget does not count.
         let _core = self.decoders.acquire().await.expect("open");
-        let data = cpu(move || chunk::decode(&id, &stored))
+        let data = cpu(move || chunk::decode_owned(&id, stored))
             .await
             .map_err(|e| Error::Integrity(format!("{}: chunk {}: {e}", f.path, c.id)))?;
         Ok((data, permit))
