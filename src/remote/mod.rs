@@ -12,6 +12,7 @@
 mod backend;
 mod options;
 mod pending;
+mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +27,10 @@ pub use pending::{
 };
 
 pub use backend::{
-    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
-    redact_url,
+    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError, Sse,
+    check_endpoint, redact_query, redact_url,
 };
-pub use options::{OptionError, check_option};
+pub use options::{CUSTOMER_KEY_BYTES, OptionError, SSE_MODES, check_option, parse_customer_key};
 
 use crate::chunk::{self, Digest};
 use crate::error::Category;
