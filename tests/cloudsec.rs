@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::common::record::{Recorder, Seen, http};
+use crate::common::record::{Recorder, Seen};
 use crate::common::{Backend, Env, assert_same_tree, noise, required, s, write_file};
 
 /// 32 bytes, base64: the customer-provided key of these tests.
@@ -66,18 +66,10 @@ fn puts(log: &[Seen]) -> Vec<&Seen> {
     log.iter().filter(|r| r.method == "PUT").collect()
 }
 
-/// The S3 URL of object `key` of the env's vault on moto, for the test's own requests.
-fn moto_url(env: &Env, key: &str) -> String {
-    let rest = env.remote.strip_prefix("s3://").unwrap();
-    let path = rest.split('?').next().unwrap();
-    format!("{}/{path}/{key}", required("MVAULT_TEST_S3_ENDPOINT"))
-}
-
-/// One chunk key of the vault (relative to its root).
-fn some_chunk(env: &Env) -> String {
-    let chunks = env.list_objects("chunks/");
-    assert!(!chunks.is_empty(), "no chunk stored");
-    chunks[0].0.clone()
+/// A GET or HEAD of one object that the store answered 200 (not a listing).
+fn is_object_read(r: &Seen) -> bool {
+    let listing = r.target.contains("list-type=") || r.target.contains("comp=list");
+    matches!(r.method.as_str(), "GET" | "HEAD") && !listing && r.status == Some(200)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,25 +106,29 @@ fn s3_sse_s3_and_kms_headers_reach_moto_and_pull_works() {
                 _ => assert_eq!((sse, key), (None, None), "{option}: {}", r.line()),
             }
         }
-        // What moto recorded for the objects (a chunk and the manifest).
-        for key in [some_chunk(&env), "models/model/versions/1.0.0.json".to_string()] {
-            let head = http("HEAD", &moto_url(&env, &key), &[]);
-            assert_eq!(head.status, 200, "{option}: HEAD {key}");
+        // What moto recorded per object: its answers to the pull's reads carry the setting.
+        pull_fresh(&env, &remote, &src, "sse");
+        let log = rec.take();
+        let reads: Vec<&Seen> = log.iter().filter(|r| is_object_read(r)).collect();
+        assert!(reads.iter().any(|r| r.target.contains("/chunks/")), "{option}: no chunk read");
+        assert!(reads.iter().any(|r| r.target.contains("/versions/")), "{option}: no manifest read");
+        for r in reads {
             assert_eq!(
-                head.header("x-amz-server-side-encryption"),
+                r.response_header("x-amz-server-side-encryption"),
                 Some(want),
-                "{option}: {key}: {:?}",
-                head.headers
+                "{option}: {} answered {:?}",
+                r.line(),
+                r.response_headers
             );
             if let Some(k) = want_key {
                 assert_eq!(
-                    head.header("x-amz-server-side-encryption-aws-kms-key-id"),
+                    r.response_header("x-amz-server-side-encryption-aws-kms-key-id"),
                     Some(k),
-                    "{option}: {key}"
+                    "{option}: {}",
+                    r.line()
                 );
             }
         }
-        pull_fresh(&env, &remote, &src, "sse");
     }
 }
 
@@ -207,22 +203,39 @@ fn s3_customer_key_from_file_is_sent_on_every_object_request_and_never_printed()
 // Azure Blob (Azurite)
 
 #[test]
-fn azblob_customer_key_is_required_to_read_and_pull_works() {
+fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
     let env = Env::new(Backend::Azblob);
+    // Azurite's blob endpoint (`.../devstoreaccount1`), from the connection string.
+    let conn = required("MVAULT_TEST_AZBLOB_CONNECTION_STRING");
+    let blob_ep = conn
+        .split(';')
+        .find_map(|p| p.strip_prefix("BlobEndpoint="))
+        .expect("BlobEndpoint in the connection string")
+        .trim_end_matches('/')
+        .to_string();
+    let (origin, account_path) = blob_ep.split_at(blob_ep[7..].find('/').unwrap() + 7);
+    let rec = Recorder::start(origin);
     let keyfile = env.path("cpk.key");
     write_file(&keyfile, &(0u8..32).collect::<Vec<u8>>());
-    let remote = format!("{}?sse_customer_key_file={}", env.remote, s(&keyfile));
+    let remote = format!(
+        "{}?endpoint={}{account_path}&sse_customer_key_file={}",
+        env.remote,
+        rec.endpoint(),
+        s(&keyfile)
+    );
     let src = push(&env, &remote, 5);
     pull_fresh(&env, &remote, &src, "cpk");
-    // Without the key the blob's data cannot be read (Azurite, as Azure, answers 409
-    // BlobUsesCustomerSpecifiedEncryption); mvault says so and exits non-zero.
-    let out = env.path("nokey");
-    let err = env.fails_in(
-        "cache-nokey",
-        1,
-        &["-r", &env.remote, "pull", "model@1.0.0", "--to", s(&out)],
-    );
-    assert!(!err.is_empty());
+    let log = rec.take();
+    // SHA-256 of the key's 32 raw bytes, base64.
+    let sha = "Yw3NKWbEM2aRElRIu7JbT/QSpJxzLbLIq8G4WBvXEN0=";
+    let objects: Vec<&Seen> = log.iter().filter(|r| !r.target.contains("comp=list")).collect();
+    assert!(objects.iter().any(|r| r.method == "PUT"), "no upload recorded");
+    assert!(objects.iter().any(|r| r.method == "GET"), "no read recorded");
+    for r in objects {
+        assert_eq!(r.header("x-ms-encryption-key"), Some(CUSTOMER_KEY_B64), "{}", r.line());
+        assert_eq!(r.header("x-ms-encryption-key-sha256"), Some(sha), "{}", r.line());
+        assert_eq!(r.header("x-ms-encryption-algorithm"), Some("AES256"), "{}", r.line());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

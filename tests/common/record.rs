@@ -1,8 +1,8 @@
 //! A recording reverse proxy for HTTP stores (moto, the GCS emulator, Azurite): every request
 //! the `mvault` binary sends is forwarded untouched to the store and logged with its method,
 //! target, headers and answer status, so a test can assert what really went over the wire
-//! (least privilege: only GET/HEAD; server-side encryption: the headers and parameters sent).
-//! Also a one-shot HTTP client, [`http`], for the test's own requests to a store.
+//! (least privilege: only GET/HEAD; server-side encryption: the headers and parameters sent,
+//! and what the store answers about the objects).
 //!
 //! One request per connection: the proxy answers with `Connection: close`, which every HTTP/1.1
 //! client honours by opening a new connection for the next request. Plain HTTP only.
@@ -22,6 +22,8 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// The store's status code (`None` if it never answered).
     pub status: Option<u16>,
+    /// The store's response headers, names in lower case.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -29,6 +31,15 @@ impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of response header `name` (case-insensitive).
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.response_headers
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
@@ -106,14 +117,19 @@ fn serve(sock: TcpStream, upstream: &str, log: &Mutex<Vec<Seen>>) {
             target: target.clone(),
             headers: headers.clone(),
             status: None,
+            response_headers: Vec::new(),
         });
         l.len() - 1
     };
     let Ok(resp) = forward(upstream, &method, &target, &headers, &body) else {
         return;
     };
-    let (out, status) = close_response(&resp);
-    log.lock().unwrap()[idx].status = status;
+    let (out, status, response_headers) = close_response(&resp);
+    {
+        let mut l = log.lock().unwrap();
+        l[idx].status = status;
+        l[idx].response_headers = response_headers;
+    }
     let mut sock = client.into_inner();
     let _ = sock.write_all(&out);
     let _ = sock.flush();
@@ -196,11 +212,11 @@ fn forward(
     Ok(resp)
 }
 
-/// The store's response with hop-by-hop headers replaced by `Connection: close`, and its
-/// status code.
-fn close_response(resp: &[u8]) -> (Vec<u8>, Option<u16>) {
+/// The store's response with hop-by-hop headers replaced by `Connection: close`, its status
+/// code and its headers.
+fn close_response(resp: &[u8]) -> (Vec<u8>, Option<u16>, Vec<(String, String)>) {
     let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return (resp.to_vec(), None);
+        return (resp.to_vec(), None, Vec::new());
     };
     let head = String::from_utf8_lossy(&resp[..end]).to_string();
     let mut lines = head.split("\r\n");
@@ -210,65 +226,16 @@ fn close_response(resp: &[u8]) -> (Vec<u8>, Option<u16>) {
         .nth(1)
         .and_then(|c| c.parse().ok());
     let mut out = format!("{status_line}\r\n").into_bytes();
+    let mut headers = Vec::new();
     for l in lines {
-        let name = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let (name, value) = l.split_once(':').unwrap_or((l, ""));
+        let name = name.trim().to_ascii_lowercase();
         if !is_hop(&name) {
             out.extend_from_slice(format!("{l}\r\n").as_bytes());
         }
+        headers.push((name, value.trim().to_string()));
     }
     out.extend_from_slice(b"Connection: close\r\n\r\n");
     out.extend_from_slice(&resp[end + 4..]);
-    (out, status)
-}
-
-/// A response to [`http`].
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Header names in lower case.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one plain-HTTP request (`url` = `http://host:port/path?query`) with `headers` and no
-/// body, and returns the answer's status and headers. For a test's own look at a store (moto answers unsigned
-/// requests).
-pub fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> Response {
-    let rest = url.strip_prefix("http://").expect("plain http URL");
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&raw[..end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Response { status, headers }
+    (out, status, headers)
 }
