@@ -47,7 +47,15 @@ fn push(env: &Env, remote: &str, seed: u64) -> std::path::PathBuf {
     let src = env.path(&format!("src{seed}"));
     make_model(&src, seed);
     env.ok(&[
-        "-r", remote, "-q", "push", s(&src), "--name", "model", "--version", "1.0.0",
+        "-r",
+        remote,
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "model",
+        "--version",
+        "1.0.0",
     ]);
     src
 }
@@ -110,8 +118,14 @@ fn s3_sse_s3_and_kms_headers_reach_moto_and_pull_works() {
         pull_fresh(&env, &remote, &src, "sse");
         let log = rec.take();
         let reads: Vec<&Seen> = log.iter().filter(|r| is_object_read(r)).collect();
-        assert!(reads.iter().any(|r| r.target.contains("/chunks/")), "{option}: no chunk read");
-        assert!(reads.iter().any(|r| r.target.contains("/versions/")), "{option}: no manifest read");
+        assert!(
+            reads.iter().any(|r| r.target.contains("/chunks/")),
+            "{option}: no chunk read"
+        );
+        assert!(
+            reads.iter().any(|r| r.target.contains("/versions/")),
+            "{option}: no manifest read"
+        );
         for r in reads {
             assert_eq!(
                 r.response_header("x-amz-server-side-encryption"),
@@ -148,9 +162,21 @@ fn s3_customer_key_from_file_is_sent_on_every_object_request_and_never_printed()
     let src = env.path("src");
     make_model(&src, 3);
     let out = env.run(&[
-        "-r", &remote, "-vv", "push", s(&src), "--name", "model", "--version", "1.0.0",
+        "-r",
+        &remote,
+        "-vv",
+        "push",
+        s(&src),
+        "--name",
+        "model",
+        "--version",
+        "1.0.0",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -163,7 +189,10 @@ fn s3_customer_key_from_file_is_sent_on_every_object_request_and_never_printed()
         .iter()
         .filter(|r| r.method != "GET" || !r.target.contains("list-type"))
         .collect();
-    assert!(objects.iter().any(|r| r.method == "GET"), "no GetObject recorded");
+    assert!(
+        objects.iter().any(|r| r.method == "GET"),
+        "no GetObject recorded"
+    );
     for r in objects {
         assert_eq!(
             r.header("x-amz-server-side-encryption-customer-algorithm"),
@@ -194,7 +223,11 @@ fn s3_customer_key_from_file_is_sent_on_every_object_request_and_never_printed()
     write_file(&bad, b"too short");
     let err = env.fails(
         2,
-        &["-r", &format!("{}&sse_customer_key_file={}", env.remote, s(&bad)), "list"],
+        &[
+            "-r",
+            &format!("{}&sse_customer_key_file={}", env.remote, s(&bad)),
+            "list",
+        ],
     );
     assert!(err.contains("does not hold a 256-bit key"), "{err}");
 }
@@ -228,13 +261,37 @@ fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
     let log = rec.take();
     // SHA-256 of the key's 32 raw bytes, base64.
     let sha = "Yw3NKWbEM2aRElRIu7JbT/QSpJxzLbLIq8G4WBvXEN0=";
-    let objects: Vec<&Seen> = log.iter().filter(|r| !r.target.contains("comp=list")).collect();
-    assert!(objects.iter().any(|r| r.method == "PUT"), "no upload recorded");
-    assert!(objects.iter().any(|r| r.method == "GET"), "no read recorded");
+    let objects: Vec<&Seen> = log
+        .iter()
+        .filter(|r| !r.target.contains("comp=list"))
+        .collect();
+    assert!(
+        objects.iter().any(|r| r.method == "PUT"),
+        "no upload recorded"
+    );
+    assert!(
+        objects.iter().any(|r| r.method == "GET"),
+        "no read recorded"
+    );
     for r in objects {
-        assert_eq!(r.header("x-ms-encryption-key"), Some(CUSTOMER_KEY_B64), "{}", r.line());
-        assert_eq!(r.header("x-ms-encryption-key-sha256"), Some(sha), "{}", r.line());
-        assert_eq!(r.header("x-ms-encryption-algorithm"), Some("AES256"), "{}", r.line());
+        assert_eq!(
+            r.header("x-ms-encryption-key"),
+            Some(CUSTOMER_KEY_B64),
+            "{}",
+            r.line()
+        );
+        assert_eq!(
+            r.header("x-ms-encryption-key-sha256"),
+            Some(sha),
+            "{}",
+            r.line()
+        );
+        assert_eq!(
+            r.header("x-ms-encryption-algorithm"),
+            Some("AES256"),
+            "{}",
+            r.line()
+        );
     }
 }
 
@@ -288,7 +345,8 @@ fn gcs_kms_key_name_reaches_every_upload() {
     let src = push(&env, &remote, 7);
     pull_fresh(&env, &remote, &src, "gcs");
     let log = rec.take();
-    let encoded = "kmsKeyName=projects%2Fp%2Flocations%2Feurope-west1%2FkeyRings%2Fr%2FcryptoKeys%2Fmodels";
+    let encoded =
+        "kmsKeyName=projects%2Fp%2Flocations%2Feurope-west1%2FkeyRings%2Fr%2FcryptoKeys%2Fmodels";
     let uploads: Vec<&Seen> = log
         .iter()
         .filter(|r| r.target.starts_with("/upload/storage/v1/"))
@@ -296,7 +354,12 @@ fn gcs_kms_key_name_reaches_every_upload() {
     assert!(!uploads.is_empty(), "no upload recorded");
     for r in &uploads {
         assert!(r.target.contains(encoded), "{}", r.line());
-        assert!(r.status.is_some_and(|c| c < 300), "{} -> {:?}", r.line(), r.status);
+        assert!(
+            r.status.is_some_and(|c| c < 300),
+            "{} -> {:?}",
+            r.line(),
+            r.status
+        );
     }
     for r in log.iter().filter(|r| !r.target.starts_with("/upload/")) {
         assert!(!r.target.contains("kmsKeyName"), "{}", r.line());
@@ -315,13 +378,31 @@ fn sse_options_are_checked_and_key_material_is_never_shown() {
     assert!(err.contains("not accepted in a URL"), "{err}");
     assert!(!err.contains(CUSTOMER_KEY_B64), "{err}");
     let err = env.fails(2, &["-r", "s3://b/p?sse=des", "list"]);
-    assert!(err.contains("sse: \"des\" is not one of aes256, kms, sm4, customer"), "{err}");
+    assert!(
+        err.contains("sse: \"des\" is not one of aes256, kms, sm4, customer"),
+        "{err}"
+    );
     for (url, says) in [
-        ("s3://b/p?sse=sm4", "sse=sm4 is not available here: S3 takes"),
-        ("oss://b/p?region=cn-hangzhou&sse=customer&sse_customer_key_file=/nonexistent", "sse_customer_key_file /nonexistent"),
-        ("gs://b/p?sse=aes256", "GCS encrypts with Google-managed keys"),
-        ("az://c/p?sse=kms", "for a customer-managed key set the container's default encryption scope"),
-        ("s3://b/p?sse=aes256&sse_kms_key_id=k", "sse_kms_key_id needs sse=kms"),
+        (
+            "s3://b/p?sse=sm4",
+            "sse=sm4 is not available here: S3 takes",
+        ),
+        (
+            "oss://b/p?region=cn-hangzhou&sse=customer&sse_customer_key_file=/nonexistent",
+            "sse_customer_key_file /nonexistent",
+        ),
+        (
+            "gs://b/p?sse=aes256",
+            "GCS encrypts with Google-managed keys",
+        ),
+        (
+            "az://c/p?sse=kms",
+            "for a customer-managed key set the container's default encryption scope",
+        ),
+        (
+            "s3://b/p?sse=aes256&sse_kms_key_id=k",
+            "sse_kms_key_id needs sse=kms",
+        ),
         ("s3://b/p?sse=customer", "sse=customer needs a key"),
     ] {
         let err = env.fails(2, &["-r", url, "list"]);
@@ -342,7 +423,11 @@ fn sse_options_are_checked_and_key_material_is_never_shown() {
         .args(["-c", s(&cfg), "--json", "remotes"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains(CUSTOMER_KEY_B64), "{text}");
     assert!(text.contains("sse_customer_key"), "{text}");
@@ -353,7 +438,10 @@ fn sse_options_are_checked_and_key_material_is_never_shown() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(":13:") && err.contains("\"rot13\" is not one of"), "{err}");
+    assert!(
+        err.contains(":13:") && err.contains("\"rot13\" is not one of"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,17 +524,31 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
     write_file(&src.join("more.bin"), &noise(9, 6_000_000));
     let mut used = std::collections::BTreeMap::<&str, BTreeSet<String>>::new();
 
-    let log = traced(&env, &rec, &remote, "c0", &[
-        "push", s(&src), "--name", "model", "--version", "1.0.0",
-    ]);
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c0",
+        &["push", s(&src), "--name", "model", "--version", "1.0.0"],
+    );
     used.entry("pusher").or_default().extend(actions(&log));
     // 1.1.0 changes a file, so that removing 1.0.0 leaves chunks for gc to record.
     write_file(&src.join("more.bin"), &noise(10, 6_000_000));
-    let log = traced(&env, &rec, &remote, "c0", &[
-        "push", s(&src), "--name", "model", "--version", "1.1.0",
-    ]);
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c0",
+        &["push", s(&src), "--name", "model", "--version", "1.1.0"],
+    );
     used.entry("pusher").or_default().extend(actions(&log));
-    let log = traced(&env, &rec, &remote, "c0", &["alias", "set", "model@1.1.0", "prod"]);
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c0",
+        &["alias", "set", "model@1.1.0", "prod"],
+    );
     used.entry("pusher").or_default().extend(actions(&log));
 
     let mut reads: Vec<(String, Vec<Seen>)> = Vec::new();
@@ -464,23 +566,50 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
     // A cold pull fills an empty cache; a warm one, a pull into a new directory, and a pull
     // that resumes after part of the cache is gone.
     let out = env.path("out");
-    let log = traced(&env, &rec, &remote, "c2", &["pull", "model@1.1.0", "--to", s(&out)]);
-    assert!(log.iter().any(|r| r.method == "GET"), "cold pull fetched nothing");
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c2",
+        &["pull", "model@1.1.0", "--to", s(&out)],
+    );
+    assert!(
+        log.iter().any(|r| r.method == "GET"),
+        "cold pull fetched nothing"
+    );
     reads.push(("cold pull".into(), log));
     assert_same_tree(&src, &out);
-    let log = traced(&env, &rec, &remote, "c2", &["pull", "model@1.1.0", "--to", s(&out)]);
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c2",
+        &["pull", "model@1.1.0", "--to", s(&out)],
+    );
     reads.push(("warm pull".into(), log));
     let blobs = crate::common::walk(&env.path("c2"))
         .into_iter()
         .filter(|p| p.is_file() && std::fs::metadata(p).is_ok_and(|m| m.len() > 1_000_000))
         .collect::<Vec<_>>();
-    assert!(!blobs.is_empty(), "no large cached blob found under the cache");
+    assert!(
+        !blobs.is_empty(),
+        "no large cached blob found under the cache"
+    );
     for b in &blobs {
         std::fs::remove_file(b).unwrap();
     }
     let out2 = env.path("out2");
-    let log = traced(&env, &rec, &remote, "c2", &["pull", "model@prod", "--to", s(&out2)]);
-    assert!(log.iter().any(|r| r.method == "GET"), "resumed pull fetched nothing");
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c2",
+        &["pull", "model@prod", "--to", s(&out2)],
+    );
+    assert!(
+        log.iter().any(|r| r.method == "GET"),
+        "resumed pull fetched nothing"
+    );
     reads.push(("resumed pull".into(), log));
     assert_same_tree(&src, &out2);
     let log = traced(&env, &rec, &remote, "c3", &["pull", "model"]);
@@ -494,7 +623,11 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         .args(["-q", "run", "--", "true"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     reads.push(("run".into(), rec.take()));
     for (what, log) in &reads {
         assert!(

@@ -45,8 +45,8 @@ impl Backend {
     }
 }
 
-pub use super::options::{OPTION_KEYS, SECRET_KEYS};
 use super::options::{CUSTOMER_KEY_BYTES, OptionError, check_option, parse_customer_key};
+pub use super::options::{OPTION_KEYS, SECRET_KEYS};
 
 /// Environment variable holding a customer-provided key (base64 of 32 bytes) for remotes
 /// with `sse=customer` and neither `sse_customer_key` nor `sse_customer_key_file`.
@@ -274,7 +274,10 @@ impl RemoteSpec {
     pub fn sse(&self) -> Result<Sse, SpecError> {
         let mode = self.opt("sse");
         let key_id = self.opt("sse_kms_key_id");
-        let (inline, file) = (self.opt("sse_customer_key"), self.opt("sse_customer_key_file"));
+        let (inline, file) = (
+            self.opt("sse_customer_key"),
+            self.opt("sse_customer_key_file"),
+        );
         if key_id.is_some() && !matches!(mode, None | Some("kms")) {
             return Err(self.invalid("sse_kms_key_id needs sse=kms (or no sse option)"));
         }
@@ -326,13 +329,20 @@ impl RemoteSpec {
             // Bounded: a key file is 32 or 44 bytes (plus whitespace); never read a huge file.
             let mut stored = Vec::new();
             std::fs::File::open(path)
-                .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut stored))
+                .and_then(|f| {
+                    std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut stored)
+                })
                 .map_err(|e| self.invalid(format!("sse_customer_key_file {path}: {e}")))?;
             return parse_customer_key(&stored)
                 .ok_or_else(|| not_a_key(&format!("sse_customer_key_file {path}")));
         }
-        match std::env::var(SSE_CUSTOMER_KEY_ENV).ok().filter(|v| !v.is_empty()) {
-            Some(v) => parse_customer_key(v.as_bytes()).ok_or_else(|| not_a_key(SSE_CUSTOMER_KEY_ENV)),
+        match std::env::var(SSE_CUSTOMER_KEY_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => {
+                parse_customer_key(v.as_bytes()).ok_or_else(|| not_a_key(SSE_CUSTOMER_KEY_ENV))
+            }
             None => Err(self.invalid(format!(
                 "sse=customer needs a key: sse_customer_key_file=PATH, the config key \
                  sse_customer_key, or {SSE_CUSTOMER_KEY_ENV} (base64 of 32 bytes)"

@@ -192,7 +192,11 @@ mod tests {
             ("sse", "aws:kms", Ok("kms")),
             ("sse", "Customer", Ok("customer")),
             ("sse", "des", Err(OptionError::NotSse)),
-            ("sse_kms_key_id", "arn:aws:kms:eu-west-1:1:key/k", Ok("arn:aws:kms:eu-west-1:1:key/k")),
+            (
+                "sse_kms_key_id",
+                "arn:aws:kms:eu-west-1:1:key/k",
+                Ok("arn:aws:kms:eu-west-1:1:key/k"),
+            ),
             ("sse_kms_key_id", "a b", Err(OptionError::NotKeyId)),
             ("sse_kms_key_id", "", Err(OptionError::NotKeyId)),
             (
@@ -200,7 +204,11 @@ mod tests {
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= ",
                 Ok("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
             ),
-            ("sse_customer_key", "c2hvcnQ=", Err(OptionError::NotCustomerKey)),
+            (
+                "sse_customer_key",
+                "c2hvcnQ=",
+                Err(OptionError::NotCustomerKey),
+            ),
             ("sse_customer_key_file", "", Err(OptionError::EmptyPath)),
         ] {
             let got = check_option(key, value);

@@ -46,7 +46,10 @@ impl GcsKmsKey {
 }
 
 impl HttpTransport for GcsKmsKey {
-    async fn fetch(&self, mut req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
+    async fn fetch(
+        &self,
+        mut req: http::Request<Buffer>,
+    ) -> opendal::Result<http::Response<HttpBody>> {
         if let Some(uri) = self.with_key(req.method(), req.uri()) {
             *req.uri_mut() = uri;
         }
