@@ -47,6 +47,7 @@ impl Backend {
 
 use super::options::{CUSTOMER_KEY_BYTES, OptionError, check_option, parse_customer_key};
 pub use super::options::{OPTION_KEYS, SECRET_KEYS};
+use super::transport::{GcsKmsKey, S3BucketKey, S3Credentials};
 
 /// Environment variable holding a customer-provided key (base64 of 32 bytes) for remotes
 /// with `sse=customer` and neither `sse_customer_key` nor `sse_customer_key_file`.
@@ -362,7 +363,9 @@ impl RemoteSpec {
         };
         let can = match self.backend {
             Backend::Fs => "a local vault has no server-side encryption (remove the sse options)",
-            Backend::S3 => "S3 takes sse=aes256, sse=kms [sse_kms_key_id], sse=customer",
+            Backend::S3 => {
+                "S3 takes sse=aes256, sse=kms [sse_kms_key_id, sse_bucket_key], sse=customer"
+            }
             Backend::Gcs => {
                 "GCS encrypts with Google-managed keys by default and takes \
                  sse_kms_key_id=projects/P/locations/L/keyRings/R/cryptoKeys/K"
@@ -396,6 +399,9 @@ impl RemoteSpec {
     /// Builds the OpenDAL operator for this spec, with timeouts. Reads each cloud's standard
     /// environment variables for whatever the spec leaves unset.
     pub fn operator(&self) -> Result<Operator, SpecError> {
+        if self.backend != Backend::S3 && self.opt("sse_bucket_key").is_some() {
+            return Err(self.invalid("sse_bucket_key applies to s3:// remotes only"));
+        }
         let op = match self.backend {
             Backend::Fs => self.fs_operator(),
             Backend::S3 => self.s3_operator(),
@@ -475,7 +481,22 @@ impl RemoteSpec {
             Sse::Customer { key } => b.server_side_encryption_with_customer_key("AES256", &key),
             sse @ Sse::Sm4 => return Err(self.unsupported_sse(&sse)),
         };
-        self.finish(b)
+        let op = self.finish(b)?;
+        let Some(bucket_key) = self.opt("sse_bucket_key") else {
+            return Ok(op);
+        };
+        if !matches!(self.sse()?, Sse::Kms { .. }) {
+            return Err(self.invalid("sse_bucket_key needs sse=kms or sse_kms_key_id"));
+        }
+        let credentials = (self.opt("anonymous") != Some("true")).then(|| S3Credentials {
+            access_key: self.opt("access_key"),
+            secret_key: self.opt("secret_key"),
+            session_token: self.opt("session_token"),
+            profile: self.opt("profile"),
+        });
+        let wrapper = S3BucketKey::new(bucket_key == "true", &region, credentials);
+        let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(wrapper));
+        Ok(op.with_context(ctx))
     }
 
     fn gcs_operator(&self) -> Result<Operator, SpecError> {
@@ -511,7 +532,7 @@ impl RemoteSpec {
         match self.sse()? {
             Sse::None => Ok(op),
             Sse::Kms { key_id: Some(name) } => {
-                let transport = HttpTransporter::new(super::transport::GcsKmsKey::new(&name));
+                let transport = HttpTransporter::new(GcsKmsKey::new(&name));
                 Ok(op.with_context(OperationContext::new().with_http_transport(transport)))
             }
             sse => Err(self.unsupported_sse(&sse)),

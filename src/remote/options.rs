@@ -27,6 +27,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "sse_kms_key_id",
     "sse_customer_key",
     "sse_customer_key_file",
+    "sse_bucket_key",
 ];
 
 /// Option keys whose values are secrets.
@@ -41,7 +42,7 @@ pub const SECRET_KEYS: &[&str] = &[
 ];
 
 /// Option keys whose value is `true` or `false`.
-const BOOL_KEYS: &[&str] = &["virtual_host_style", "anonymous"];
+const BOOL_KEYS: &[&str] = &["virtual_host_style", "anonymous", "sse_bucket_key"];
 
 /// Why an option was refused. The variants hold no option value, so a message built from one
 /// shows only what the caller chooses to show ([`OptionError::message`]).
@@ -210,6 +211,8 @@ mod tests {
                 Err(OptionError::NotCustomerKey),
             ),
             ("sse_customer_key_file", "", Err(OptionError::EmptyPath)),
+            ("sse_bucket_key", "TRUE", Ok("true")),
+            ("sse_bucket_key", "1", Err(OptionError::NotBool)),
         ] {
             let got = check_option(key, value);
             assert_eq!(got.as_deref().map_err(Clone::clone), want, "{key}={value}");

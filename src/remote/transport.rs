@@ -1,13 +1,17 @@
 //! HTTP transports that add to OpenDAL's requests what its services have no option for. They
 //! wrap the process-wide default transport (reqwest) and see each request after OpenDAL built
-//! and signed it, so they may only add what no signature covers: GCS authenticates with a
-//! bearer token over the whole request, so a query parameter added here is honoured. (S3's
-//! SigV4, Azure's Shared Key and OSS's V1 signatures cover `x-amz-*`, `x-ms-*` and `x-oss-*`
-//! headers, so a header added after signing would be refused by the real services; such
-//! options are not offered: see docs/FORMAT.md, "Backend notes".)
+//! and signed it. GCS authenticates with a bearer token, which covers no query parameter, so
+//! [`GcsKmsKey`] only adds one. S3's SigV4 must cover every `x-amz-*` header, so
+//! [`S3BucketKey`] adds its header and then signs the request again, with the credentials
+//! OpenDAL's S3 service would use. (Azure's Shared Key and OSS's V1 signatures cover `x-ms-*`
+//! and `x-oss-*` headers too; no option needs that there: see docs/FORMAT.md, "Backend
+//! notes".)
 
 use http::Uri;
+use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use opendal::{Buffer, HttpBody, HttpTransport, HttpTransporter};
+use reqsign_aws_v4::{Credential, DefaultCredentialProvider, StaticCredentialProvider};
+use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
 
 /// Path prefix of GCS JSON API object uploads (simple, multipart and resumable-initiation
 /// requests alike: `POST /upload/storage/v1/b/<bucket>/o?uploadType=...`).
@@ -54,6 +58,96 @@ impl HttpTransport for GcsKmsKey {
             *req.uri_mut() = uri;
         }
         self.inner.fetch(req).await
+    }
+}
+
+/// The S3 header that makes an SSE-KMS object use (or not use) the bucket's S3 Bucket Key.
+const BUCKET_KEY_HEADER: HeaderName =
+    HeaderName::from_static("x-amz-server-side-encryption-bucket-key-enabled");
+
+/// Sets `x-amz-server-side-encryption-bucket-key-enabled` on every S3 request that asks for
+/// server-side encryption (PutObject, CreateMultipartUpload: the requests OpenDAL gives
+/// `x-amz-server-side-encryption`), then signs it again so that the signature covers the
+/// header. Other requests pass untouched. OpenDAL 0.59's `services::S3` has no such option.
+#[derive(Debug)]
+pub struct S3BucketKey {
+    inner: HttpTransporter,
+    value: HeaderValue,
+    /// `None` for unsigned (anonymous) remotes.
+    signer: Option<Signer<Credential>>,
+}
+
+/// AWS credentials as mvault's S3 options give them: the static keys (`access_key`,
+/// `secret_key`, `session_token`) if any, else `profile`, else the default chain.
+#[derive(Debug, Default)]
+pub struct S3Credentials<'a> {
+    pub access_key: Option<&'a str>,
+    pub secret_key: Option<&'a str>,
+    pub session_token: Option<&'a str>,
+    pub profile: Option<&'a str>,
+}
+
+impl S3BucketKey {
+    /// `enabled`: the header's value. `credentials`: `None` for an unsigned remote.
+    pub fn new(enabled: bool, region: &str, credentials: Option<S3Credentials<'_>>) -> S3BucketKey {
+        S3BucketKey {
+            inner: HttpTransporter::default(),
+            value: HeaderValue::from_static(if enabled { "true" } else { "false" }),
+            signer: credentials.map(|c| s3_signer(region, &c)),
+        }
+    }
+}
+
+/// A SigV4 signer for service `s3` in `region` with the credential chain OpenDAL 0.59's S3
+/// builder makes from the same options (static keys first, then the environment, the
+/// profile, SSO, web identity, ECS and instance metadata).
+fn s3_signer(region: &str, c: &S3Credentials<'_>) -> Signer<Credential> {
+    let ctx = Context::new()
+        .with_file_read(reqsign_file_read_tokio::TokioFileRead)
+        .with_env(OsEnv)
+        .with_http_send(HttpTransporter::default());
+    let mut default = DefaultCredentialProvider::builder();
+    if let Some(p) = c.profile.filter(|p| !p.is_empty()) {
+        default = default.with_profile(p);
+    }
+    let mut chain = ProvideCredentialChain::new().push(default.build());
+    if let (Some(ak), Some(sk)) = (c.access_key, c.secret_key) {
+        let fixed = StaticCredentialProvider::new(ak, sk);
+        chain = chain.push_front(match c.session_token {
+            Some(t) => fixed.with_session_token(t),
+            None => fixed,
+        });
+    }
+    Signer::new(ctx, chain, reqsign_aws_v4::RequestSigner::new("s3", region))
+}
+
+impl HttpTransport for S3BucketKey {
+    async fn fetch(
+        &self,
+        mut req: http::Request<Buffer>,
+    ) -> opendal::Result<http::Response<HttpBody>> {
+        if !req.headers().contains_key("x-amz-server-side-encryption") {
+            return self.inner.fetch(req).await;
+        }
+        req.headers_mut()
+            .insert(BUCKET_KEY_HEADER, self.value.clone());
+        let Some(signer) = &self.signer else {
+            return self.inner.fetch(req).await;
+        };
+        let (mut parts, body) = req.into_parts();
+        // Signed again from scratch: the old signature must not become a signed header.
+        parts.headers.remove(AUTHORIZATION);
+        signer.sign(&mut parts, None).await.map_err(|e| {
+            let temporary = e.is_retryable();
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "failed to sign S3 request")
+                .set_source(e)
+                .with_temporary(temporary)
+        })?;
+        // As OpenDAL does after signing: the HTTP client sets Host for its HTTP version.
+        parts.headers.remove(HOST);
+        self.inner
+            .fetch(http::Request::from_parts(parts, body))
+            .await
     }
 }
 
