@@ -306,10 +306,9 @@ fn s3_customer_key_from_file_is_sent_on_every_object_request_and_never_printed()
 // ---------------------------------------------------------------------------------------------
 // Azure Blob (Azurite)
 
-#[test]
-fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
-    let env = Env::new(Backend::Azblob);
-    // Azurite's blob endpoint (`.../devstoreaccount1`), from the connection string.
+/// A recorder in front of Azurite, and the blob endpoint (`http://127.0.0.1:PORT/account`)
+/// that reaches Azurite through it.
+fn azurite_recorder() -> (Recorder, String) {
     let conn = required("MVAULT_TEST_AZBLOB_CONNECTION_STRING");
     let blob_ep = conn
         .split(';')
@@ -319,12 +318,19 @@ fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
         .to_string();
     let (origin, account_path) = blob_ep.split_at(blob_ep[7..].find('/').unwrap() + 7);
     let rec = Recorder::start(origin);
+    let endpoint = format!("{}{account_path}", rec.endpoint());
+    (rec, endpoint)
+}
+
+#[test]
+fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
+    let env = Env::new(Backend::Azblob);
+    let (rec, endpoint) = azurite_recorder();
     let keyfile = env.path("cpk.key");
     write_file(&keyfile, &(0u8..32).collect::<Vec<u8>>());
     let remote = format!(
-        "{}?endpoint={}{account_path}&sse_customer_key_file={}",
+        "{}?endpoint={endpoint}&sse_customer_key_file={}",
         env.remote,
-        rec.endpoint(),
         s(&keyfile)
     );
     let src = push(&env, &remote, 5);
@@ -362,6 +368,35 @@ fn azblob_customer_key_is_sent_on_every_object_request_and_pull_works() {
             Some("AES256"),
             "{}",
             r.line()
+        );
+    }
+}
+
+#[test]
+fn azblob_encryption_scope_is_sent_signed_on_writes() {
+    let env = Env::new(Backend::Azblob);
+    let (rec, endpoint) = azurite_recorder();
+    let remote = format!(
+        "{}?endpoint={endpoint}&encryption_scope=models-cmk",
+        env.remote
+    );
+    let src = push(&env, &remote, 13);
+    pull_fresh(&env, &remote, &src, "scope");
+    let log = rec.take();
+    assert!(log.iter().any(|r| r.method == "PUT"), "no upload recorded");
+    for r in &log {
+        let want = (r.method == "PUT").then_some("models-cmk");
+        assert_eq!(r.header("x-ms-encryption-scope"), want, "{}", r.line());
+        // Azurite checks Shared Key signatures: the re-signed writes were accepted.
+        assert!(
+            r.header("authorization")
+                .is_some_and(|a| a.starts_with("SharedKey "))
+        );
+        assert!(
+            r.status.is_some_and(|c| c < 300 || c == 404),
+            "{} -> {:?}",
+            r.line(),
+            r.status
         );
     }
 }
@@ -468,7 +503,11 @@ fn sse_options_are_checked_and_key_material_is_never_shown() {
         ),
         (
             "az://c/p?sse=kms",
-            "for a customer-managed key set the container's default encryption scope",
+            "or encryption_scope=NAME for a scope's (customer-managed) key",
+        ),
+        (
+            "s3://b/p?encryption_scope=s",
+            "encryption_scope applies to az:// remotes only",
         ),
         (
             "s3://b/p?sse=aes256&sse_kms_key_id=k",

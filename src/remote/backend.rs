@@ -47,7 +47,7 @@ impl Backend {
 
 use super::options::{CUSTOMER_KEY_BYTES, OptionError, check_option, parse_customer_key};
 pub use super::options::{OPTION_KEYS, SECRET_KEYS};
-use super::transport::{GcsKmsKey, S3BucketKey, S3Credentials};
+use super::transport::{AzEncryptionScope, GcsKmsKey, S3BucketKey, S3Credentials};
 
 /// Environment variable holding a customer-provided key (base64 of 32 bytes) for remotes
 /// with `sse=customer` and neither `sse_customer_key` nor `sse_customer_key_file`.
@@ -372,8 +372,7 @@ impl RemoteSpec {
             }
             Backend::Azblob => {
                 "Azure Blob encrypts with Microsoft-managed keys by default and takes \
-                 sse=customer; for a customer-managed key set the container's default \
-                 encryption scope (see README)"
+                 sse=customer, or encryption_scope=NAME for a scope's (customer-managed) key"
             }
             Backend::Oss => "OSS takes sse=aes256, sse=kms [sse_kms_key_id], sse=sm4",
         };
@@ -401,6 +400,9 @@ impl RemoteSpec {
     pub fn operator(&self) -> Result<Operator, SpecError> {
         if self.backend != Backend::S3 && self.opt("sse_bucket_key").is_some() {
             return Err(self.invalid("sse_bucket_key applies to s3:// remotes only"));
+        }
+        if self.backend != Backend::Azblob && self.opt("encryption_scope").is_some() {
+            return Err(self.invalid("encryption_scope applies to az:// remotes only"));
         }
         let op = match self.backend {
             Backend::Fs => self.fs_operator(),
@@ -544,8 +546,8 @@ impl RemoteSpec {
             .opt("connection_string")
             .map(str::to_string)
             .or_else(|| env_any(&["AZURE_STORAGE_CONNECTION_STRING"]));
-        let mut b = match conn {
-            Some(c) => services::Azblob::from_connection_string(&c).map_err(|_| {
+        let mut b = match &conn {
+            Some(c) => services::Azblob::from_connection_string(c).map_err(|_| {
                 self.invalid("the Azure connection string is malformed (value not shown)")
             })?,
             None => services::Azblob::default(),
@@ -570,9 +572,10 @@ impl RemoteSpec {
             .opt("account_key")
             .map(str::to_string)
             .or_else(|| env_any(&["AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"]));
-        if let Some(k) = key {
-            b = b.account_key(&k);
+        if let Some(k) = &key {
+            b = b.account_key(k);
         }
+        let key_for_scope = key;
         let sas = self
             .opt("sas_token")
             .map(str::to_string)
@@ -580,12 +583,40 @@ impl RemoteSpec {
         if let Some(s) = sas {
             b = b.sas_token(&s);
         }
-        b = match self.sse()? {
+        let sse = self.sse()?;
+        b = match &sse {
             Sse::None => b,
-            Sse::Customer { key } => b.server_side_encryption_with_customer_key(&key),
-            sse => return Err(self.unsupported_sse(&sse)),
+            Sse::Customer { key } => b.server_side_encryption_with_customer_key(key),
+            sse => return Err(self.unsupported_sse(sse)),
         };
-        self.finish(b)
+        let op = self.finish(b)?;
+        let Some(scope) = self.opt("encryption_scope") else {
+            return Ok(op);
+        };
+        if sse != Sse::None {
+            return Err(self.invalid(
+                "give either encryption_scope or a customer-provided key (Azure takes one)",
+            ));
+        }
+        // The account key OpenDAL signs with: the option, else the connection string's,
+        // else the environment's (as above).
+        let conn_key = conn.as_deref().and_then(|c| {
+            c.split(';')
+                .find_map(|p| p.strip_prefix("AccountKey="))
+                .map(str::to_string)
+        });
+        let conn_name = conn.as_deref().and_then(|c| {
+            c.split(';')
+                .find_map(|p| p.strip_prefix("AccountName="))
+                .map(str::to_string)
+        });
+        let name = account.or(conn_name);
+        let key = key_for_scope.or(conn_key);
+        let shared_key = name.as_deref().zip(key.as_deref());
+        let wrapper = AzEncryptionScope::new(scope, shared_key)
+            .ok_or_else(|| self.invalid("encryption_scope is not a valid scope name"))?;
+        let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(wrapper));
+        Ok(op.with_context(ctx))
     }
 
     fn oss_operator(&self) -> Result<Operator, SpecError> {

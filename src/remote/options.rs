@@ -28,6 +28,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "sse_customer_key",
     "sse_customer_key_file",
     "sse_bucket_key",
+    "encryption_scope",
 ];
 
 /// Option keys whose values are secrets.
