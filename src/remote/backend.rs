@@ -473,21 +473,22 @@ impl RemoteSpec {
         if self.opt("anonymous") == Some("true") {
             b = b.skip_signature();
         }
-        b = match self.sse()? {
+        let sse = self.sse()?;
+        b = match &sse {
             Sse::None => b,
             Sse::Aes256 => b.server_side_encryption_with_s3_key(),
             Sse::Kms { key_id: None } => b.server_side_encryption_with_aws_managed_kms_key(),
             Sse::Kms { key_id: Some(id) } => {
-                b.server_side_encryption_with_customer_managed_kms_key(&id)
+                b.server_side_encryption_with_customer_managed_kms_key(id)
             }
-            Sse::Customer { key } => b.server_side_encryption_with_customer_key("AES256", &key),
-            sse @ Sse::Sm4 => return Err(self.unsupported_sse(&sse)),
+            Sse::Customer { key } => b.server_side_encryption_with_customer_key("AES256", key),
+            Sse::Sm4 => return Err(self.unsupported_sse(&sse)),
         };
         let op = self.finish(b)?;
         let Some(bucket_key) = self.opt("sse_bucket_key") else {
             return Ok(op);
         };
-        if !matches!(self.sse()?, Sse::Kms { .. }) {
+        if !matches!(sse, Sse::Kms { .. }) {
             return Err(self.invalid("sse_bucket_key needs sse=kms or sse_kms_key_id"));
         }
         let credentials = (self.opt("anonymous") != Some("true")).then(|| S3Credentials {
@@ -871,6 +872,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("timeout: \"soon\" is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn sse_options_resolve_and_never_show_the_key() {
+        let spec = |q: &str| RemoteSpec::parse_url(&format!("s3://b/p?{q}")).unwrap();
+        assert_eq!(spec("").sse().unwrap(), Sse::None);
+        assert_eq!(spec("sse=AES256").sse().unwrap(), Sse::Aes256);
+        assert_eq!(
+            spec("sse=aws:kms").sse().unwrap(),
+            Sse::Kms { key_id: None }
+        );
+        let by_id = spec("sse_kms_key_id=k1").sse().unwrap();
+        assert_eq!(
+            by_id,
+            Sse::Kms {
+                key_id: Some("k1".into())
+            }
+        );
+        for bad in [
+            "sse=aes256&sse_kms_key_id=k1",
+            "sse=kms&sse_customer_key_file=/x",
+            "sse_customer_key_file=/nonexistent/key",
+        ] {
+            assert!(spec(bad).sse().is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        std::fs::write(&file, (0u8..32).collect::<Vec<u8>>()).unwrap();
+        let s = spec(&format!("sse_customer_key_file={}", file.display()));
+        let sse = s.sse().unwrap();
+        assert!(matches!(sse, Sse::Customer { key } if key[31] == 31));
+        assert_eq!(format!("{sse:?}"), "Customer { key: *** }");
+        let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        assert!(s.secrets().contains(&b64.to_string()));
+        assert!(!format!("{s:?} {}", s.display_name()).contains(b64));
     }
 
     #[test]

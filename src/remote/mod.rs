@@ -30,7 +30,7 @@ pub use backend::{
     Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError, Sse,
     check_endpoint, redact_query, redact_url,
 };
-pub use options::{CUSTOMER_KEY_BYTES, OptionError, SSE_MODES, check_option, parse_customer_key};
+pub use options::{OptionError, check_option};
 
 use crate::chunk::{self, Digest};
 use crate::error::Category;
