@@ -613,6 +613,24 @@ fn actions(log: &[Seen]) -> BTreeSet<String> {
     log.iter().map(s3_action).collect()
 }
 
+/// Asserts every listing in `log` is confined to the vault's prefix (`prefix=<vault>/...`),
+/// so that the policies' `s3:prefix` condition `prod/*` admits them all.
+fn assert_listings_under(log: &[Seen], vault_prefix: &str) {
+    for r in log.iter().filter(|r| s3_action(r) == "s3:ListBucket") {
+        let query = r.target.split_once('?').map_or("", |(_, q)| q);
+        let prefix = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("prefix="))
+            .unwrap_or_else(|| panic!("{}: listing without a prefix", r.line()));
+        let prefix = prefix.replace("%2F", "/");
+        assert!(
+            prefix.starts_with(&format!("{vault_prefix}/")),
+            "{}",
+            r.line()
+        );
+    }
+}
+
 fn assert_read_only(what: &str, log: &[Seen]) {
     for r in log {
         assert!(
@@ -633,6 +651,9 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
     make_model(&src, 8);
     write_file(&src.join("more.bin"), &noise(9, 6_000_000));
     let mut used = std::collections::BTreeMap::<&str, BTreeSet<String>>::new();
+    let vault_prefix = env.remote["s3://".len()..].split('?').next().unwrap();
+    let vault_prefix = vault_prefix.split_once('/').unwrap().1.to_string();
+    let mut all: Vec<Seen> = Vec::new();
 
     let log = traced(
         &env,
@@ -642,6 +663,7 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         &["push", s(&src), "--name", "model", "--version", "1.0.0"],
     );
     used.entry("pusher").or_default().extend(actions(&log));
+    all.extend(log);
     // 1.1.0 changes a file, so that removing 1.0.0 leaves chunks for gc to record.
     write_file(&src.join("more.bin"), &noise(10, 6_000_000));
     let log = traced(
@@ -652,6 +674,7 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         &["push", s(&src), "--name", "model", "--version", "1.1.0"],
     );
     used.entry("pusher").or_default().extend(actions(&log));
+    all.extend(log);
     let log = traced(
         &env,
         &rec,
@@ -660,6 +683,20 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         &["alias", "set", "model@1.1.0", "prod"],
     );
     used.entry("pusher").or_default().extend(actions(&log));
+    all.extend(log);
+    // Moving an alias and rolling it back (prod ends on 1.1.0 again).
+    for args in [
+        vec!["alias", "set", "model@1.0.0", "prod"],
+        vec!["rollback", "model", "prod"],
+    ] {
+        let log = traced(&env, &rec, &remote, "c0", &args);
+        assert!(
+            log.iter().any(|r| r.method == "PUT"),
+            "{args:?} wrote nothing"
+        );
+        used.entry("pusher").or_default().extend(actions(&log));
+        all.extend(log);
+    }
 
     let mut reads: Vec<(String, Vec<Seen>)> = Vec::new();
     for args in [
@@ -746,6 +783,7 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         );
         assert_read_only(what, log);
         used.entry("puller").or_default().extend(actions(log));
+        all.extend(log.iter().cloned());
     }
     for args in [
         vec!["rm", "model@1.0.0"],
@@ -755,7 +793,9 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
     ] {
         let log = traced(&env, &rec, &remote, "c0", &args);
         used.entry("admin").or_default().extend(actions(&log));
+        all.extend(log);
     }
+    assert_listings_under(&all, &vault_prefix);
     // Each README policy allows exactly what the role used: enough, and nothing more.
     for (role, acts) in &used {
         eprintln!("{role}: {acts:?}");
