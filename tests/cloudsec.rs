@@ -757,8 +757,44 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         log.iter().any(|r| r.method == "GET"),
         "resumed pull fetched nothing"
     );
-    reads.push(("resumed pull".into(), log));
+    reads.push(("pull after part of the cache is gone".into(), log));
     assert_same_tree(&src, &out2);
+    // A pull killed (SIGKILL) half-way, then run again: it completes from where it stopped.
+    let out3 = env.path("out3");
+    let mut child = env
+        .cmd_in("c5")
+        .args(["-r", &remote, "-q", "pull", "model@1.1.0", "--to", s(&out3)])
+        .args(["--limit-rate", "2M", "-j", "1"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let chunk_gets = rec.peek(|r| r.method == "GET" && r.target.contains("/chunks/"));
+        if chunk_gets >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before the kill"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull fetched no chunk in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reads.push(("killed pull".into(), rec.take()));
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c5",
+        &["pull", "model@1.1.0", "--to", s(&out3)],
+    );
+    reads.push(("resumed pull".into(), log));
+    assert_same_tree(&src, &out3);
     let log = traced(&env, &rec, &remote, "c3", &["pull", "model"]);
     reads.push(("pull latest to the cache".into(), log));
     let run_dir = env.path("run");

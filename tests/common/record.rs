@@ -51,10 +51,18 @@ impl Seen {
     }
 }
 
+/// The requests recorded and not yet taken, each with its sequence number (so that a request
+/// answered after [`Recorder::take`] completes nothing it should not).
+#[derive(Default)]
+struct Log {
+    next: u64,
+    entries: Vec<(u64, Seen)>,
+}
+
 /// The proxy; it stops accepting when dropped.
 pub struct Recorder {
     port: u16,
-    log: Arc<Mutex<Vec<Seen>>>,
+    log: Arc<Mutex<Log>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -70,7 +78,7 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (l, s) = (log.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -92,9 +100,16 @@ impl Recorder {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// How many requests recorded so far match `pred` (the log is kept).
+    pub fn peek(&self, pred: impl Fn(&Seen) -> bool) -> usize {
+        let log = self.log.lock().unwrap();
+        log.entries.iter().filter(|(_, r)| pred(r)).count()
+    }
+
     /// Returns the requests recorded so far and forgets them.
     pub fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.log.lock().unwrap())
+        let entries = std::mem::take(&mut self.log.lock().unwrap().entries);
+        entries.into_iter().map(|(_, r)| r).collect()
     }
 }
 
@@ -104,31 +119,39 @@ impl Drop for Recorder {
     }
 }
 
-fn serve(sock: TcpStream, upstream: &str, log: &Mutex<Vec<Seen>>) {
+fn serve(sock: TcpStream, upstream: &str, log: &Mutex<Log>) {
     let _ = sock.set_read_timeout(Some(Duration::from_secs(120)));
     let mut client = BufReader::new(sock);
     let Ok(Some((method, target, headers, body))) = read_request(&mut client) else {
         return;
     };
-    let idx = {
+    let id = {
         let mut l = log.lock().unwrap();
-        l.push(Seen {
+        let id = l.next;
+        l.next += 1;
+        let seen = Seen {
             method: method.clone(),
             target: target.clone(),
             headers: headers.clone(),
             status: None,
             response_headers: Vec::new(),
-        });
-        l.len() - 1
+        };
+        l.entries.push((id, seen));
+        id
     };
     let Ok(resp) = forward(upstream, &method, &target, &headers, &body) else {
         return;
     };
     let (out, status, response_headers) = close_response(&resp);
+    if let Some((_, seen)) = log
+        .lock()
+        .unwrap()
+        .entries
+        .iter_mut()
+        .find(|(i, _)| *i == id)
     {
-        let mut l = log.lock().unwrap();
-        l[idx].status = status;
-        l[idx].response_headers = response_headers;
+        seen.status = status;
+        seen.response_headers = response_headers;
     }
     let mut sock = client.into_inner();
     let _ = sock.write_all(&out);
