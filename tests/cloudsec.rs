@@ -455,9 +455,17 @@ fn gcs_kms_key_name_reaches_every_upload() {
         "kmsKeyName=projects%2Fp%2Flocations%2Feurope-west1%2FkeyRings%2Fr%2FcryptoKeys%2Fmodels";
     let uploads: Vec<&Seen> = log
         .iter()
-        .filter(|r| r.target.starts_with("/upload/storage/v1/"))
+        .filter(|r| r.method == "POST" && r.target.starts_with("/upload/storage/v1/"))
         .collect();
+    // Simple and multipart uploads, and the start of resumable ones (manifests), which is
+    // where GCS takes the key; the session's PUTs go to the URI GCS answered.
     assert!(!uploads.is_empty(), "no upload recorded");
+    assert!(
+        uploads
+            .iter()
+            .any(|r| r.target.contains("uploadType=resumable")),
+        "no resumable upload (manifest) recorded"
+    );
     for r in &uploads {
         assert!(r.target.contains(encoded), "{}", r.line());
         assert!(
