@@ -4,6 +4,7 @@
 //!
 //! - [`behaviour`]: one suite instantiated per backend, cases registered by capability;
 //! - [`cli`]: backend-independent command-line behaviour, `--help` of every command;
+//! - [`cloudsec`]: server-side encryption options on the wire, least privilege (request logs);
 //! - [`format`]: golden vectors of `docs/FORMAT.md` read from the document itself;
 //! - [`cache`]: the local cache, warm pulls, `cache` commands, `mvault run`;
 //! - [`faults`]: injected network faults, `kill -9`, `--limit-rate`, permanent errors (S3);
@@ -14,6 +15,7 @@
 mod behaviour;
 mod cache;
 mod cli;
+mod cloudsec;
 mod common;
 mod faults;
 mod format;

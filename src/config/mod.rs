@@ -26,8 +26,10 @@
 //! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
 //! remote option keys (`endpoint`, `region`, `access_key`, `secret_key`, `session_token`,
 //! `profile`, `credential`, `credential_path`, `account_name`, `account_key`, `sas_token`,
-//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`). For files written for the
-//! seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
+//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`, and server-side encryption:
+//! `sse`, `sse_kms_key_id`, `sse_bucket_key`, `sse_customer_key`, `sse_customer_key_file`,
+//! `encryption_scope`). For
+//! files written for the seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
 //! and `credentials_path` onto them.
 //!
 //! Rules:

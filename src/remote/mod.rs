@@ -12,6 +12,7 @@
 mod backend;
 mod options;
 mod pending;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +28,8 @@ pub use pending::{
 };
 
 pub use backend::{
-    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
-    redact_url,
+    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError, Sse,
+    check_endpoint, redact_query, redact_url,
 };
 pub use options::{OptionError, check_option};
 

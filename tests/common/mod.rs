@@ -16,6 +16,8 @@ use tempfile::TempDir;
 
 use crate::oss_fake::{self, FakeOss};
 
+pub mod record;
+
 /// The stores the behaviour suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
