@@ -511,13 +511,18 @@ impl Drop for Served {
 }
 
 impl Env {
-    /// Starts `mvault serve --listen 127.0.0.1:0 ARGS` (a later `--listen` in `args` wins)
-    /// and waits for its `listening on http://ADDR/` line.
+    /// Starts `mvault serve ARGS` (with `--listen 127.0.0.1:0` unless `args` has a
+    /// `--listen`) and waits for its `listening on http://ADDR/` line.
     pub fn serve(&self, args: &[&str]) -> Served {
         use std::io::BufRead;
+        let listen: &[&str] = match args.contains(&"--listen") {
+            true => &[],
+            false => &["--listen", "127.0.0.1:0"],
+        };
         let mut child = self
             .cmd()
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(listen)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
