@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::html::esc;
 
-const W: f64 = 640.0;
+const W: f64 = 500.0;
 const H: f64 = 200.0;
 /// Left, right, top, bottom margins, px.
 const ML: f64 = 64.0;
@@ -136,10 +136,10 @@ pub fn bar_chart(
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let (label_w, bar_h, gap) = (160.0, 12.0, 10.0);
+    let (label_w, bar_h, gap) = (140.0, 12.0, 10.0);
     let row_h = bar_h * series.len() as f64 + gap;
     let height = 28.0 + row_h * rows.len() as f64;
-    let plot_w = W - label_w - 110.0;
+    let plot_w = W - label_w - 90.0;
     let mut s = String::new();
     let _ = write!(
         s,
