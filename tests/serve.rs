@@ -27,7 +27,10 @@ fn ok(addr: &str, path: &str) -> HttpResponse {
 fn populate(env: &Env) {
     for (i, v) in ["1.0.0", "1.1.0", "2.0.0-rc.1"].iter().enumerate() {
         let dir = env.path(&format!("bert-{v}"));
-        write_file(&dir.join("weights.bin"), &crate::common::noise(i as u64, 300_000));
+        write_file(
+            &dir.join("weights.bin"),
+            &crate::common::noise(i as u64, 300_000),
+        );
         write_file(&dir.join("config.json"), b"{\"layers\": 12}");
         let acc = format!("accuracy={}", ["0.8", "0.85", "0.9"][i]);
         let loss = format!("loss={}", ["0.5", "0.4", "0.3"][i]);
@@ -70,7 +73,12 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     let mut bodies = Vec::new();
 
     let models = ok(a, "/");
-    assert!(models.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        models
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let csp = models.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(!models.body.contains("<script"), "pages carry no script");
@@ -86,7 +94,10 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     }
     let search = ok(a, "/?q=GPT");
     assert!(search.body.contains("/models/gpt2"));
-    assert!(!search.body.contains(r#"href="/models/bert""#), "search filters");
+    assert!(
+        !search.body.contains(r#"href="/models/bert""#),
+        "search filters"
+    );
     bodies.push(models.body);
 
     let model = ok(a, "/models/bert");
@@ -120,7 +131,10 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
         .unwrap()
         .to_string();
     let version = ok(a, "/models/bert/1.1.0");
-    let pull = format!("mvault -r {} pull bert@1.1.0 --to ./bert", remote_shown(env));
+    let pull = format!(
+        "mvault -r {} pull bert@1.1.0 --to ./bert",
+        remote_shown(env)
+    );
     for want in [
         r#"<table id="files">"#,
         "<code>weights.bin</code>",
@@ -174,7 +188,12 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     bodies.push(transfers.body);
 
     let metrics = ok(a, "/metrics");
-    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     for want in [
         "# TYPE mvault_operations_total counter",
         "mvault_operations_total{command=\"pull\"",
@@ -185,7 +204,11 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
         "mvault_vault_monthly_cost_usd{remote=",
         "provider=\"s3\"",
     ] {
-        assert!(metrics.body.contains(want), "/metrics lacks {want}:\n{}", metrics.body);
+        assert!(
+            metrics.body.contains(want),
+            "/metrics lacks {want}:\n{}",
+            metrics.body
+        );
     }
     bodies.push(metrics.body);
 
@@ -193,9 +216,17 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     assert_eq!(api["matching"], 2);
     assert_eq!(api["models"][0]["name"], "bert");
     assert_eq!(api["models"][0]["versions"], 3);
-    assert_eq!(api["models"][0]["latest"], "1.1.0", "latest is the highest release");
+    assert_eq!(
+        api["models"][0]["latest"], "1.1.0",
+        "latest is the highest release"
+    );
     assert_eq!(api["models"][0]["aliases"][0]["alias"], "production");
-    assert!(api["models"][0]["last_push"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        api["models"][0]["last_push"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     let detail = ok(a, "/api/models/bert").json();
     assert_eq!(detail["versions"].as_array().unwrap().len(), 3);
     assert_eq!(detail["metrics"], serde_json::json!(["accuracy", "loss"]));
@@ -218,9 +249,16 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     assert_eq!(tr["days"], 7);
     let ops = tr["operations"].as_array().unwrap();
     let pulls = ops.iter().find(|o| o["command"] == "pull").unwrap();
-    assert_eq!((pulls["count"].as_u64(), pulls["errors"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (pulls["count"].as_u64(), pulls["errors"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(tr["failed"][0]["command"], "pull");
-    assert_eq!(tr["buckets"].as_array().unwrap().len(), 8, "a day per bucket, 7 days");
+    assert_eq!(
+        tr["buckets"].as_array().unwrap().len(),
+        8,
+        "a day per bucket, 7 days"
+    );
     bodies.push(st.to_string());
     bodies.push(tr.to_string());
 
@@ -239,13 +277,21 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
     }
     let r = get(a, "/api/models/nope");
     assert_eq!(r.status, 404);
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("nope"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
     assert_eq!(http(a, "POST", "/", &[("Content-Length", "0")]).status, 405);
     assert_eq!(http(a, "DELETE", "/models/bert/1.0.0", &[]).status, 405);
 
     for secret in secrets {
         for b in &bodies {
-            assert!(!b.contains(secret), "a response shows the secret {secret:?}");
+            assert!(
+                !b.contains(secret),
+                "a response shows the secret {secret:?}"
+            );
         }
     }
     drop(server);
@@ -331,7 +377,10 @@ fn fs_token_rule() {
         &a,
         "GET",
         "/",
-        &[("Host", "models.example:80"), ("Authorization", bearer.as_str())],
+        &[
+            ("Host", "models.example:80"),
+            ("Authorization", bearer.as_str()),
+        ],
     );
     assert_eq!(r.status, 200);
 }
@@ -393,7 +442,10 @@ fn fs_models_are_paginated() {
     let env = Env::new(Backend::Fs);
     let dir = env.path("many");
     for i in 0..53 {
-        write_file(&dir.join(format!("m{i:02}/w.bin")), format!("{i}").as_bytes());
+        write_file(
+            &dir.join(format!("m{i:02}/w.bin")),
+            format!("{i}").as_bytes(),
+        );
     }
     env.ok(&["push", "--models-dir", s(&dir), "--version", "1.0.0"]);
     let server = env.serve(&[]);
@@ -405,7 +457,10 @@ fn fs_models_are_paginated() {
     assert_eq!(p2.body.matches("<tr><td><a href=\"/models/").count(), 3);
     assert!(p2.body.contains("/models/m52"));
     let api = ok(&server.addr, "/api/models?page=9").json();
-    assert_eq!((api["page"].as_u64(), api["pages"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (api["page"].as_u64(), api["pages"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(api["matching"], 53);
     let q = ok(&server.addr, "/api/models?q=m5").json();
     assert_eq!(q["matching"], 3);
@@ -418,7 +473,11 @@ fn fs_cost_alert_page_and_usage_exit_code() {
     write_file(&dir.join("w.bin"), &crate::common::noise(1, 50_000));
     env.ok(&["push", s(&dir), "--name", "m", "--version", "1.0.0"]);
     let config = env.path("mvault.yaml");
-    std::fs::write(&config, "cloud_storage:\n  usage: { alert_monthly_cost: 0 }\n").unwrap();
+    std::fs::write(
+        &config,
+        "cloud_storage:\n  usage: { alert_monthly_cost: 0 }\n",
+    )
+    .unwrap();
     let out = env.run(&["-c", s(&config), "usage"]);
     assert_eq!(out.status.code(), Some(6), "above the threshold: exit 6");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cost alert"));
@@ -426,22 +485,39 @@ fn fs_cost_alert_page_and_usage_exit_code() {
     assert_eq!(out.status.code(), Some(6));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["alert"]["exceeded"], true);
-    assert_eq!(v["alert"]["provider"], "s3", "a local vault compares the priciest");
+    assert_eq!(
+        v["alert"]["provider"], "s3",
+        "a local vault compares the priciest"
+    );
     let server = env.serve(&["-c", s(&config)]);
     let page = ok(&server.addr, "/storage");
-    assert!(page.body.contains(r#"<div class="alert bad" id="cost-alert">Cost alert"#));
+    assert!(
+        page.body
+            .contains(r#"<div class="alert bad" id="cost-alert">Cost alert"#)
+    );
     let metrics = ok(&server.addr, "/metrics").body;
     assert!(metrics.contains("mvault_vault_cost_alert{"), "{metrics}");
     drop(server);
 
-    std::fs::write(&config, "cloud_storage:\n  usage: { alert_monthly_cost: 1000 }\n").unwrap();
+    std::fs::write(
+        &config,
+        "cloud_storage:\n  usage: { alert_monthly_cost: 1000 }\n",
+    )
+    .unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(&["-c", s(&config), "--json", "usage"])).unwrap();
     assert_eq!(v["alert"]["exceeded"], false);
     assert_eq!(v["alert"]["threshold_usd_per_month"], 1000.0);
-    std::fs::write(&config, "cloud_storage:\n  usage:\n    alert_monthly_cost: cheap\n").unwrap();
+    std::fs::write(
+        &config,
+        "cloud_storage:\n  usage:\n    alert_monthly_cost: cheap\n",
+    )
+    .unwrap();
     let err = env.fails(2, &["-c", s(&config), "usage"]);
-    assert!(err.contains("usage.alert_monthly_cost") && err.contains(":3"), "{err}");
+    assert!(
+        err.contains("usage.alert_monthly_cost") && err.contains(":3"),
+        "{err}"
+    );
     std::fs::write(&config, "cloud_storage:\n  usage: { alert: 1 }\n").unwrap();
     let err = env.fails(2, &["-c", s(&config), "usage"]);
     assert!(err.contains("cloud_storage.usage"), "{err}");

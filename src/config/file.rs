@@ -142,7 +142,12 @@ impl Config {
                 cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
         }
         if let Some(u) = cloud.usage {
-            let usd = |v: &str| v.trim().parse().ok().filter(|c: &f64| c.is_finite() && *c >= 0.0);
+            let usd = |v: &str| {
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+            };
             let what = "an amount in USD per month (e.g. 50 or 12.5)";
             config.usage.alert_monthly_cost_usd =
                 cx.get(&u.alert_monthly_cost, "usage.alert_monthly_cost", usd, what)?;

@@ -46,7 +46,11 @@ pub fn presented<'a>(
     }
     if let Some(c) = cookie {
         for part in c.split(';') {
-            if let Some(t) = part.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')) {
+            if let Some(t) = part
+                .trim()
+                .strip_prefix(COOKIE)
+                .and_then(|r| r.strip_prefix('='))
+            {
                 return Some(t.to_string());
             }
         }
@@ -106,7 +110,11 @@ mod tests {
     #[test]
     fn token_sources() {
         assert_eq!(
-            presented(Some("Bearer abc"), Some("mvault_token=zzz"), Some("token=q")),
+            presented(
+                Some("Bearer abc"),
+                Some("mvault_token=zzz"),
+                Some("token=q")
+            ),
             Some("abc".into())
         );
         assert_eq!(
@@ -118,7 +126,10 @@ mod tests {
             Some("a+b".into())
         );
         assert_eq!(presented(Some("Basic eA=="), None, None), None);
-        assert_eq!(query_without_token("q=bert&token=x&page=2"), "q=bert&page=2");
+        assert_eq!(
+            query_without_token("q=bert&token=x&page=2"),
+            "q=bert&page=2"
+        );
     }
 
     #[test]

@@ -61,14 +61,17 @@ mod tests {
     async fn reuses_until_expired_and_never_stores_errors() {
         let m: TtlMap<u8, u32> = TtlMap::new(Duration::from_millis(200));
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let compute = || async {
-            Ok::<_, ()>(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
-        };
+        let compute =
+            || async { Ok::<_, ()>(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) };
         assert_eq!(*m.get_or_try(&1, compute()).await.unwrap(), 0);
         assert_eq!(*m.get_or_try(&1, compute()).await.unwrap(), 0, "cached");
         assert_eq!(*m.get_or_try(&2, compute()).await.unwrap(), 1, "per key");
         assert!(m.get_or_try(&3, async { Err::<u32, _>(()) }).await.is_err());
-        assert_eq!(*m.get_or_try(&3, compute()).await.unwrap(), 2, "error not kept");
+        assert_eq!(
+            *m.get_or_try(&3, compute()).await.unwrap(),
+            2,
+            "error not kept"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(*m.get_or_try(&1, compute()).await.unwrap(), 3, "expired");
     }

@@ -249,7 +249,13 @@ impl Gatherer {
         let listed = self.vault.remote().list_objects(&dir).await?;
         let mut versions: Vec<Version> = listed
             .iter()
-            .filter_map(|o| o.key.strip_prefix(&dir)?.strip_suffix(".json")?.parse().ok())
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(&dir)?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         versions.sort();
         let latest = Selector::Latest
@@ -337,7 +343,11 @@ impl Gatherer {
 
     /// One version: its manifest, chunk and dedupe figures, aliases and pull snippets.
     pub async fn version(&self, name: &ModelName, version: &Version) -> Result<VersionView> {
-        let manifest = Arc::new(self.vault.manifest(name, version, Lookup::CacheFirst).await?);
+        let manifest = Arc::new(
+            self.vault
+                .manifest(name, version, Lookup::CacheFirst)
+                .await?,
+        );
         let sizes = self.chunk_sizes().await?;
         let detail = self.model(name).await?;
         let summary = detail
@@ -349,7 +359,10 @@ impl Gatherer {
             .iter()
             .flat_map(|f| f.chunks.iter().map(|c| (c.id, c.size)))
             .collect();
-        let stored: Vec<u64> = distinct.keys().filter_map(|id| sizes.get(id).copied()).collect();
+        let stored: Vec<u64> = distinct
+            .keys()
+            .filter_map(|id| sizes.get(id).copied())
+            .collect();
         let stored_bytes: u64 = stored.iter().sum();
         let figures = ChunkFigures {
             chunk_refs: manifest.files.iter().map(|f| f.chunks.len() as u64).sum(),
@@ -479,7 +492,12 @@ fn longest(records: &[Record]) -> Vec<Record> {
 }
 
 /// Records grouped into `bucket_secs` buckets from `since` to `now`.
-fn buckets(records: &[Record], since: SystemTime, now: SystemTime, bucket_secs: u64) -> Vec<Bucket> {
+fn buckets(
+    records: &[Record],
+    since: SystemTime,
+    now: SystemTime,
+    bucket_secs: u64,
+) -> Vec<Bucket> {
     let start = DateTime::<Utc>::from(since).timestamp();
     let start = start - start.rem_euclid(bucket_secs as i64);
     let end = DateTime::<Utc>::from(now).timestamp();

@@ -116,7 +116,13 @@ pub fn error_page(remote: &str, status: u16, reason: &str, message: &str) -> Str
         esc(reason),
         esc(message)
     );
-    page(&format!("{status} {reason}"), remote, Nav::None, "/api/models", &body)
+    page(
+        &format!("{status} {reason}"),
+        remote,
+        Nav::None,
+        "/api/models",
+        &body,
+    )
 }
 
 /// A number for display: integers without a fraction, others with up to 4 decimals.
@@ -212,7 +218,11 @@ pub fn models(p: &ModelsPage) -> String {
                 esc(&m.name),
                 m.versions,
                 m.latest_file_size.map_or("-".into(), human_bytes),
-                chips(m.aliases.iter().map(|a| format!("{} → {}", a.alias, a.version))),
+                chips(
+                    m.aliases
+                        .iter()
+                        .map(|a| format!("{} → {}", a.alias, a.version))
+                ),
                 esc(m.last_push.as_deref().unwrap_or("-")),
             );
         }
@@ -402,7 +412,10 @@ pub fn version(remote: &str, v: &VersionView) -> String {
     let by = &m.created_by;
     for (k, val) in [
         ("created", m.created_at.clone()),
-        ("pushed by", format!("{}@{} ({})", by.user, by.host, by.tool)),
+        (
+            "pushed by",
+            format!("{}@{} ({})", by.user, by.host, by.tool),
+        ),
         (
             "size",
             format!(
@@ -515,7 +528,11 @@ pub fn storage(v: &StorageView) -> String {
     card(&mut s, "logical (pushed)", &human_bytes(u.logical_bytes));
     card(&mut s, "stored (chunks)", &human_bytes(u.stored_bytes));
     card(&mut s, "dedupe ratio", &ratio(u.dedupe_ratio));
-    card(&mut s, "billed (with metadata)", &human_bytes(u.billed_bytes));
+    card(
+        &mut s,
+        "billed (with metadata)",
+        &human_bytes(u.billed_bytes),
+    );
     card(&mut s, "objects", &u.objects.to_string());
     s.push_str("</div>");
     match &v.alert {
@@ -677,7 +694,11 @@ pub fn transfers(remote: &str, t: &TransfersView) -> String {
             b.start.get(..10).unwrap_or(&b.start).to_string()
         }
     };
-    let per = if t.bucket_secs < 86_400 { "hour" } else { "day" };
+    let per = if t.bucket_secs < 86_400 {
+        "hour"
+    } else {
+        "day"
+    };
     let speed: Vec<(String, Option<f64>)> = t
         .buckets
         .iter()
@@ -701,13 +722,15 @@ pub fn transfers(remote: &str, t: &TransfersView) -> String {
             &speed,
             &(|v: f64| format!("{v:.1}")) as &dyn Fn(f64) -> String,
         ),
+        ("chart-success", "Success rate, %", &success, &|v: f64| {
+            format!("{v:.0}%")
+        }),
         (
-            "chart-success",
-            "Success rate, %",
-            &success,
-            &|v: f64| format!("{v:.0}%"),
+            "chart-count",
+            "Operations",
+            &count,
+            &|v: f64| num(v.round()),
         ),
-        ("chart-count", "Operations", &count, &|v: f64| num(v.round())),
     ] {
         let chart = svg::line_chart(title, pts, fmt);
         let _ = write!(

@@ -39,8 +39,16 @@ impl Collector for VaultGauges {
             remote: v.remote.clone(),
         };
         let mut gauges: Vec<(&str, &str, f64)> = vec![
-            ("mvault_vault_models", "Models in the vault.", u.models.len() as f64),
-            ("mvault_vault_versions", "Versions in the vault.", u.versions as f64),
+            (
+                "mvault_vault_models",
+                "Models in the vault.",
+                u.models.len() as f64,
+            ),
+            (
+                "mvault_vault_versions",
+                "Versions in the vault.",
+                u.versions as f64,
+            ),
             (
                 "mvault_vault_logical_bytes",
                 "Bytes pushed (sum of the versions' sizes).",
@@ -56,7 +64,11 @@ impl Collector for VaultGauges {
                 "Stored bytes plus metadata objects.",
                 u.billed_bytes as f64,
             ),
-            ("mvault_vault_objects", "Objects in the vault.", u.objects as f64),
+            (
+                "mvault_vault_objects",
+                "Objects in the vault.",
+                u.objects as f64,
+            ),
         ];
         if let Some(r) = u.dedupe_ratio {
             gauges.push((
@@ -82,8 +94,12 @@ impl Collector for VaultGauges {
             ConstGauge::new(value).encode(m.encode_family(&l)?)?;
         }
         let help = "Estimated monthly storage cost at each provider's list price, USD.";
-        let mut m =
-            e.encode_descriptor("mvault_vault_monthly_cost_usd", help, None, MetricType::Gauge)?;
+        let mut m = e.encode_descriptor(
+            "mvault_vault_monthly_cost_usd",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
         for c in &u.monthly_cost {
             let l = CostLabels {
                 remote: v.remote.clone(),

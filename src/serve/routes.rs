@@ -68,7 +68,11 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:;
 /// a token (loopback only): `403` unless the `Host` header names loopback.
 async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     let query = req.uri().query();
     let mut resp = match &app.token {
         Some(token) => {
@@ -112,9 +116,18 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
         None => next.run(req).await,
     };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -167,7 +180,7 @@ fn failure(app: &App, json: bool, status: StatusCode, message: &str) -> Response
 struct Failed {
     app: Shared,
     json: bool,
-    error: Error,
+    error: Box<Error>,
 }
 
 impl IntoResponse for Failed {
@@ -179,7 +192,7 @@ impl IntoResponse for Failed {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let message = (self.app.data.opts().scrub)(&crate::one_line(&self.error));
+        let message = (self.app.data.opts().scrub)(&crate::one_line(&*self.error));
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!("serve: {message}");
         }
@@ -193,7 +206,7 @@ fn fail(app: &Shared, json: bool) -> impl Fn(Error) -> Failed + '_ {
     move |error| Failed {
         app: app.clone(),
         json,
-        error,
+        error: Box::new(error),
     }
 }
 
@@ -233,7 +246,10 @@ struct DaysQuery {
 /// The default window of the transfers page, days.
 const DEFAULT_DAYS: u32 = 30;
 
-async fn models_page(State(app): State<Shared>, Query(l): Query<ListQuery>) -> Answer<Html<String>> {
+async fn models_page(
+    State(app): State<Shared>,
+    Query(l): Query<ListQuery>,
+) -> Answer<Html<String>> {
     let p = app
         .data
         .models(&l.q, l.page.unwrap_or(1))
@@ -325,7 +341,10 @@ async fn storage_api(State(app): State<Shared>) -> Answer<Response> {
     Ok(axum::Json(s).into_response())
 }
 
-async fn transfers_page(State(app): State<Shared>, Query(d): Query<DaysQuery>) -> Answer<Html<String>> {
+async fn transfers_page(
+    State(app): State<Shared>,
+    Query(d): Query<DaysQuery>,
+) -> Answer<Html<String>> {
     let days = d.days.unwrap_or(DEFAULT_DAYS);
     let t = app.data.transfers(days).await.map_err(fail(&app, false))?;
     Ok(Html(html::transfers(app.remote(), &t)))
@@ -340,7 +359,11 @@ async fn transfers_api(State(app): State<Shared>, Query(d): Query<DaysQuery>) ->
 /// The audit counters cover the longest window ([`MAX_DAYS`]); the gauges, the vault now.
 async fn metrics_text(State(app): State<Shared>) -> Answer<Response> {
     let storage = app.data.storage().await.map_err(fail(&app, false))?;
-    let transfers = app.data.transfers(MAX_DAYS).await.map_err(fail(&app, false))?;
+    let transfers = app
+        .data
+        .transfers(MAX_DAYS)
+        .await
+        .map_err(fail(&app, false))?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

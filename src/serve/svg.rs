@@ -31,7 +31,11 @@ pub fn line_chart(
             (l.min(v), h.max(v))
         });
     if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 1e-12 { lo.abs() * 0.05 } else { 1.0 };
+        let pad = if lo.abs() > 1e-12 {
+            lo.abs() * 0.05
+        } else {
+            1.0
+        };
         (lo, hi) = (lo - pad, hi + pad);
     }
     let n = points.len();
@@ -52,7 +56,11 @@ pub fn line_chart(
     // Axes and gridlines at min, middle, max.
     for (i, v) in [hi, (lo + hi) / 2.0, lo].into_iter().enumerate() {
         let yy = y(v);
-        let dash = if i == 2 { "" } else { r#" stroke-dasharray="3 3""# };
+        let dash = if i == 2 {
+            ""
+        } else {
+            r#" stroke-dasharray="3 3""#
+        };
         let _ = write!(
             s,
             r##"<line x1="{ML}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#d0d7de"{dash}/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#57606a">{}</text>"##,

@@ -242,4 +242,3 @@ pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
     }
     Ok(code)
 }
-
