@@ -351,6 +351,10 @@ fn fs_token_rule() {
         let none = get(&a, path);
         assert_eq!(none.status, 401, "{path} without token");
         assert!(!none.body.contains(token));
+        assert!(
+            !none.body.contains(env.remote.as_str()),
+            "a refused request learns nothing of the vault"
+        );
         let wrong = http(&a, "GET", path, &[("Authorization", "Bearer tok-3f9a1d")]);
         assert_eq!(wrong.status, 401, "{path} with a wrong token");
         let short = http(&a, "GET", path, &[("Authorization", "Bearer tok")]);

@@ -98,12 +98,15 @@ pub enum Nav {
 pub fn page(title: &str, remote: &str, nav: Nav, api: &str, body: &str) -> String {
     let on = |n: Nav| if n == nav { r#" class="on""# } else { "" };
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{t} · mvault</title><link rel="icon" href="data:,"><style>{CSS}</style></head><body><header><a class="brand" href="/">mvault</a><nav><a href="/"{m}>Models</a><a href="/storage"{s}>Storage</a><a href="/transfers"{x}>Transfers</a></nav><span class="remote" title="remote">{r}</span></header><main>{body}</main><footer>mvault {v} · read-only view · <a href="{api}">this page as JSON</a> · <a href="/metrics">/metrics</a></footer></body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{t} · mvault</title><link rel="icon" href="data:,"><style>{CSS}</style></head><body><header><a class="brand" href="/">mvault</a><nav><a href="/"{m}>Models</a><a href="/storage"{s}>Storage</a><a href="/transfers"{x}>Transfers</a></nav>{r}</header><main>{body}</main><footer>mvault {v} · read-only view · <a href="{api}">this page as JSON</a> · <a href="/metrics">/metrics</a></footer></body></html>"#,
         t = esc(title),
         m = on(Nav::Models),
         s = on(Nav::Storage),
         x = on(Nav::Transfers),
-        r = esc(remote),
+        r = match remote {
+            "" => String::new(),
+            r => format!(r#"<span class="remote" title="remote">{}</span>"#, esc(r)),
+        },
         v = env!("CARGO_PKG_VERSION"),
         api = esc(api),
     )

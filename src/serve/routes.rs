@@ -92,7 +92,7 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
                 }
                 _ => {
                     let mut r = failure(
-                        &app,
+                        "",
                         wants_json(req.uri().path()),
                         StatusCode::UNAUTHORIZED,
                         "a token is required: send Authorization: Bearer TOKEN, or open the page \
@@ -107,7 +107,7 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
             }
         }
         None if !text(header::HOST).is_some_and(auth::is_loopback_host) => failure(
-            &app,
+            "",
             wants_json(req.uri().path()),
             StatusCode::FORBIDDEN,
             "this server answers only requests to localhost (start it with --token to serve \
@@ -151,8 +151,9 @@ fn wants_json(path: &str) -> bool {
     path.starts_with("/api/")
 }
 
-/// `{"error": {"category", "message"}}` under `/api`, else an HTML page.
-fn failure(app: &App, json: bool, status: StatusCode, message: &str) -> Response {
+/// `{"error": {"status", "message"}}` under `/api`, else an HTML page naming `remote` (empty
+/// for requests refused by [`guard`], which learn nothing about the vault).
+fn failure(remote: &str, json: bool, status: StatusCode, message: &str) -> Response {
     #[derive(Serialize)]
     struct Body<'a> {
         error: Inner<'a>,
@@ -172,7 +173,7 @@ fn failure(app: &App, json: bool, status: StatusCode, message: &str) -> Response
         return (status, axum::Json(body)).into_response();
     }
     let reason = status.canonical_reason().unwrap_or("Error");
-    let page = html::error_page(app.remote(), status.as_u16(), reason, message);
+    let page = html::error_page(remote, status.as_u16(), reason, message);
     (status, Html(page)).into_response()
 }
 
@@ -196,7 +197,7 @@ impl IntoResponse for Failed {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!("serve: {message}");
         }
-        failure(&self.app, self.json, status, &message)
+        failure(self.app.remote(), self.json, status, &message)
     }
 }
 
@@ -374,7 +375,7 @@ async fn metrics_text(State(app): State<Shared>) -> Answer<Response> {
 
 async fn not_found(State(app): State<Shared>, req: Request) -> Response {
     failure(
-        &app,
+        app.remote(),
         wants_json(req.uri().path()),
         StatusCode::NOT_FOUND,
         "no such page",
