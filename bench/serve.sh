@@ -9,6 +9,9 @@
 #
 # Usage: bench/serve.sh [VERSIONS] [MODELS]
 #   The binary is target/release/mvault (or $MVAULT). Push parallelism: JOBS (default 2).
+#   PLANT=N adds N more versions of model m0 (2.0.0, 2.0.1, ...) by writing copies of its
+#   last pushed manifest straight into the vault (valid manifests: same files, their own
+#   version), for vaults too large to push in a benchmark's time (PLANT=9000: 10,000).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -44,6 +47,21 @@ done | xargs -P "$JOBS" -L 1 sh -c \
     '"$0" -q push "$1" --name "$2" --version "$3" --metric accuracy="$4" --metric loss="$5" >/dev/null' "$MV"
 log "pushed in $(printf '%.1f' "$(echo "$(date +%s.%N) - $started" | bc)") s"
 "$MV" -q alias set "m0@1.0.$((per_model - 1))" production >/dev/null
+if ((${PLANT:-0} > 0)); then
+    log "planting $PLANT more versions of m0"
+    python3 - "$WORK/vault/models/m0/versions" "1.0.$((per_model - 1))" "$PLANT" <<'PY'
+import json, os, sys
+d, last, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+m = json.load(open(os.path.join(d, last + ".json")))
+for i in range(n):
+    m["version"] = "2.0.%d" % i
+    m["performance_metrics"] = {"accuracy": 0.5 + (i % 500) / 1000, "loss": i % 97}
+    with open(os.path.join(d, m["version"] + ".json"), "w") as f:
+        json.dump(m, f)
+PY
+    VERSIONS=$((VERSIONS + PLANT))
+fi
+log "vault: $VERSIONS versions"
 
 "$MV" serve --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVER=$!
