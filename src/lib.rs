@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
 //! - [`config`] (the config file), [`audit`] (the audit log and its statistics), [`error`]
 //!   (the categories every layer's error maps to);
+//! - [`serve`]: `mvault serve`, the read-only web view (pages, `/api`, `/metrics`);
 //! - [`cli`]: the command line (nothing else depends on it).
 
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
 pub mod remote;
+pub mod serve;
 pub mod transfer;
 pub mod util;
 pub mod vault;
@@ -65,6 +67,9 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category> {
+    if let Some(e) = e.downcast_ref::<crate::serve::Error>() {
+        return Some(e.category());
+    }
     if let Some(e) = e.downcast_ref::<crate::lifecycle::Error>() {
         return Some(e.category());
     }

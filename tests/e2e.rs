@@ -10,7 +10,8 @@
 //! - [`faults`]: injected network faults, `kill -9`, `--limit-rate`, permanent errors (S3);
 //! - [`ops`]: config file and providers, aliases, verify, gc, prune, usage, sync;
 //! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
-//! - [`hostile`]: a bucket, cache or target under an attacker's control.
+//! - [`hostile`]: a bucket, cache or target under an attacker's control;
+//! - [`serve`]: `mvault serve`, its pages, API, token rule and read-only promise.
 
 mod behaviour;
 mod cache;
@@ -23,3 +24,4 @@ mod hostile;
 mod ops;
 mod oss;
 mod oss_fake;
+mod serve;

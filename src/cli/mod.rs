@@ -30,6 +30,8 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 3;
     pub const CONFLICT: i32 = 4;
     pub const INTEGRITY: i32 = 5;
+    /// `usage`: the estimated monthly cost is above `usage.alert_monthly_cost`.
+    pub const COST_ALERT: i32 = 6;
 }
 
 /// mvault: versioned ML models in S3, GCS, Azure Blob, Aliyun OSS or a local directory,
@@ -161,9 +163,19 @@ pub enum Command {
     /// Remove all but the newest N versions of a model (never an aliased one), then gc.
     Prune(PruneArgs),
     /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
+    ///
+    /// With `usage.alert_monthly_cost` (USD per month) in the config, exits 6 when the
+    /// estimate for the vault's provider is above it (for cron and CI alerts).
     Usage(ScanArgs),
     /// Summarise the audit log: counts, success rate, throughput per operation and remote.
     Stats(cmd::StatsArgs),
+    /// Serve a read-only web view of the vault: models, versions, storage, transfers, with
+    /// `/api/...` JSON and `/metrics` (Prometheus).
+    ///
+    /// Listens on 127.0.0.1:8080 by default. Any other address needs --token; with a token
+    /// every request must send `Authorization: Bearer TOKEN` (a browser opens a page once
+    /// with ?token=TOKEN, which sets a cookie).
+    Serve(cmd::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +308,7 @@ impl Command {
             Command::Prune(_) => "prune",
             Command::Usage(_) => "usage",
             Command::Stats(_) => "stats",
+            Command::Serve(_) => "serve",
         }
     }
 }

@@ -43,6 +43,7 @@ struct Cloud {
     cache: Option<Cache>,
     transfer: Option<Transfer>,
     audit: Option<Audit>,
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +76,12 @@ struct Transfer {
 struct Audit {
     path: Leaf,
     max_size: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (alert_monthly_cost)")]
+struct Usage {
+    alert_monthly_cost: Leaf,
 }
 
 /// 1-based line of a node (a merged value: of its `<<` entry).
@@ -133,6 +140,17 @@ impl Config {
             config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
             config.audit.max_size_bytes =
                 cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
+        }
+        if let Some(u) = cloud.usage {
+            let usd = |v: &str| {
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+            };
+            let what = "an amount in USD per month (e.g. 50 or 12.5)";
+            config.usage.alert_monthly_cost_usd =
+                cx.get(&u.alert_monthly_cost, "usage.alert_monthly_cost", usd, what)?;
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
@@ -397,6 +415,7 @@ impl Cx<'_> {
             Some("name") => "a cloud_storage.providers entry",
             Some("jobs") => "cloud_storage.transfer",
             Some("path") => "cloud_storage.audit",
+            Some("alert_monthly_cost") => "cloud_storage.usage",
             _ => "cloud_storage.cache",
         };
         let known = expected.join(", ");

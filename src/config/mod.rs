@@ -21,6 +21,7 @@
 //!   cache:    { max_size: 20G, ttl: 30d }          # optional
 //!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
 //!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
+//!   usage:    { alert_monthly_cost: 50 }           # optional; USD per month
 //! ```
 //!
 //! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
@@ -127,6 +128,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub transfer: TransferConfig,
     pub audit: AuditConfig,
+    pub usage: UsageConfig,
 }
 
 /// One entry of `cloud_storage.providers`.
@@ -165,6 +167,14 @@ pub struct AuditConfig {
     /// Absolute (a relative path in the file is taken from the file's directory).
     pub path: Option<PathBuf>,
     pub max_size_bytes: Option<u64>,
+}
+
+/// `cloud_storage.usage`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageConfig {
+    /// `alert_monthly_cost`: `mvault usage` exits 6 (and `mvault serve` shows an alert) when
+    /// the estimated monthly cost is above it; USD per month, at least 0.
+    pub alert_monthly_cost_usd: Option<f64>,
 }
 
 impl Config {

@@ -7,6 +7,7 @@
 
 pub mod alias;
 mod error;
+mod info;
 pub mod open;
 pub mod push;
 pub mod startup;
@@ -18,6 +19,7 @@ pub use alias::{
     alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
 };
 pub use error::{Error, Result};
+pub use info::{Info, InfoFile};
 pub use open::{cache_identity, open, resolve_spec};
 pub use push::{
     PushOutcome, PushResult, merge_metadata, models_in_dir, push_many, read_metadata_file,

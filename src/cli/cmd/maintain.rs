@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::json::Pruned;
+use crate::cli::json::{Pruned, UsageOut};
 use crate::cli::{UsageError, exit, output};
 use crate::lifecycle::{self, Sample};
 use crate::util::{human_bytes, parse_duration_secs};
@@ -186,11 +186,30 @@ pub async fn prune(ctx: &Context, a: &PruneArgs) -> Result<i32> {
 
 /// `mvault usage`.
 pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
+    let scheme = ctx.spec(ctx.remote.as_deref())?.backend.scheme();
     let vault = ctx.vault()?.with_jobs(ctx.jobs(a.jobs)?);
     let report = lifecycle::usage(&vault, lifecycle::PRICES).await?;
+    let alert = ctx
+        .config
+        .usage
+        .alert_monthly_cost_usd
+        .and_then(|t| report.cost_alert(scheme, t));
+    let code = match &alert {
+        Some(a) if a.exceeded => exit::COST_ALERT,
+        _ => exit::OK,
+    };
+    if let Some(a) = alert.as_ref().filter(|a| a.exceeded) {
+        output::warn(&format!(
+            "cost alert: estimated ${:.2}/month on {} is above usage.alert_monthly_cost ${:.2}",
+            a.usd_per_month, a.provider, a.threshold_usd_per_month
+        ));
+    }
     if ctx.json {
-        output::json(&report)?;
-        return Ok(exit::OK);
+        output::json(&UsageOut {
+            report: &report,
+            alert: alert.as_ref(),
+        })?;
+        return Ok(code);
     }
     output::line(&format!(
         "{:<32} {:>8} {:>12} {:>12}",
@@ -221,5 +240,5 @@ pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
             c.provider, c.tier, c.usd_per_month
         ))?;
     }
-    Ok(exit::OK)
+    Ok(code)
 }

@@ -8,6 +8,7 @@ mod models;
 mod pull;
 mod push;
 mod remotes;
+mod serve;
 mod stats;
 mod sync;
 
@@ -16,6 +17,7 @@ use anyhow::Result;
 pub use alias::AliasAction;
 pub use pull::{PullArgs, RunArgs};
 pub use push::PushArgs;
+pub use serve::ServeArgs;
 pub use stats::StatsArgs;
 pub use sync::SyncArgs;
 
@@ -43,6 +45,7 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<i32> {
         Command::Prune(a) => maintain::prune(ctx, a).await,
         Command::Usage(t) => maintain::usage(ctx, t).await,
         Command::Stats(a) => stats::stats(ctx, a),
+        Command::Serve(a) => serve::serve(ctx, a).await,
     }
 }
 
