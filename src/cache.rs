@@ -176,6 +176,44 @@ impl Cache {
         Some(m)
     }
 
+    /// The cached signature object of `name@version` from remote `remote_id`, if any. As
+    /// untrusted as the remote's: it is verified on every use.
+    pub fn load_signature(
+        &self,
+        remote_id: &str,
+        name: &ModelName,
+        version: &Version,
+    ) -> Option<Vec<u8>> {
+        let path = self.manifest_path(remote_id, name, version).with_extension("sig");
+        let file = File::open(path).ok()?;
+        let mut buf = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(file, crate::remote::MAX_DOCUMENT_BYTES),
+            &mut buf,
+        )
+        .ok()?;
+        Some(buf)
+    }
+
+    /// Stores a version's signature object beside its cached manifest (atomically).
+    pub fn save_signature(
+        &self,
+        remote_id: &str,
+        name: &ModelName,
+        version: &Version,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let path = self.manifest_path(remote_id, name, version).with_extension("sig");
+        let parent = path.parent().expect("has parent");
+        fs::create_dir_all(parent).map_err(at(parent))?;
+        let tmp_dir = self.root.join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(at(&tmp_dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(at(&tmp_dir))?;
+        io::Write::write_all(&mut tmp, bytes).map_err(at(tmp.path()))?;
+        tmp.persist(&path).map_err(|e| at(&path)(e.error))?;
+        Ok(())
+    }
+
     /// Cached versions of a model from a remote (for `--offline` resolution).
     pub fn cached_versions(&self, remote_id: &str, name: &ModelName) -> Vec<Version> {
         let dir = self
@@ -467,6 +505,7 @@ impl Cache {
             .collect();
         for (v, _lock) in &evict {
             let _ = fs::remove_file(&v.manifest_path);
+            let _ = fs::remove_file(v.manifest_path.with_extension("sig"));
             if let (Ok(name), Ok(ver)) = (
                 v.model_name.parse::<ModelName>(),
                 v.version.parse::<Version>(),

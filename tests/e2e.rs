@@ -9,7 +9,8 @@
 //! - [`faults`]: injected network faults, `kill -9`, `--limit-rate`, permanent errors (S3);
 //! - [`ops`]: config file and providers, aliases, verify, gc, prune, usage, sync;
 //! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
-//! - [`hostile`]: a bucket, cache or target under an attacker's control.
+//! - [`hostile`]: a bucket, cache or target under an attacker's control;
+//! - [`signing`]: signed versions, trusted keys, signature export (issue 16).
 
 mod behaviour;
 mod cache;
@@ -21,3 +22,4 @@ mod hostile;
 mod ops;
 mod oss;
 mod oss_fake;
+mod signing;

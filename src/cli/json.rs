@@ -87,6 +87,8 @@ pub struct Info<'a> {
     pub tags: &'a BTreeMap<String, String>,
     pub extra: &'a Map<String, Value>,
     pub files: Vec<InfoFile<'a>>,
+    /// Who signed the version; `null` when it is unsigned.
+    pub signature: Option<crate::vault::SignatureInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +117,7 @@ impl<'a> From<&'a Manifest> for Info<'a> {
             training_config: &m.training_config,
             tags: &m.tags,
             extra: &m.extra,
+            signature: None,
             files: m
                 .files
                 .iter()
@@ -180,4 +183,25 @@ pub struct ProviderRow {
     /// Options with secrets masked.
     pub options: BTreeMap<String, String>,
     pub problem: Option<String>,
+}
+
+/// `keygen --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyPair {
+    /// The private key file (mode 0600).
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    /// Hex SHA-256 of the public key PEM: what `info` shows as the signer.
+    pub fingerprint: String,
+}
+
+/// `signature --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignatureExported {
+    pub model_name: String,
+    pub version: String,
+    pub path: PathBuf,
+    /// The signer the bundle names (verified when trusted keys are configured).
+    pub key_fingerprint: Option<String>,
+    pub verified: bool,
 }

@@ -43,6 +43,7 @@ struct Cloud {
     cache: Option<Cache>,
     transfer: Option<Transfer>,
     audit: Option<Audit>,
+    signing: Option<Signing>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +76,14 @@ struct Transfer {
 struct Audit {
     path: Leaf,
     max_size: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (key, trusted_keys)")]
+struct Signing {
+    key: Leaf,
+    /// A path, or a list of paths.
+    trusted_keys: Leaf,
 }
 
 /// 1-based line of a node (a merged value: of its `<<` entry).
@@ -133,6 +142,11 @@ impl Config {
             config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
             config.audit.max_size_bytes =
                 cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
+        }
+        if let Some(sg) = cloud.signing {
+            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+            config.signing.key = cx.get(&sg.key, "signing.key", path, "a path")?;
+            config.signing.trusted_keys = cx.paths(&sg.trusted_keys, "signing.trusted_keys")?;
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
@@ -357,6 +371,33 @@ impl Cx<'_> {
         }
     }
 
+    /// The leaf at `cloud_storage.{key}` as a list of paths: one path, or a list of them,
+    /// each substituted and taken relative to the file.
+    fn paths(&self, s: &Leaf, key: &str) -> Result<Vec<PathBuf>, Error> {
+        let Some(spanned) = s else {
+            return Ok(Vec::new());
+        };
+        let items: Vec<Leaf> = match &spanned.value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    Some(Spanned {
+                        value: v.clone(),
+                        referenced: spanned.referenced,
+                        defined: spanned.defined,
+                    })
+                })
+                .collect(),
+            _ => vec![s.clone()],
+        };
+        let path = |v: &str| (!v.is_empty()).then(|| self.relative_to_file(Path::new(v)));
+        let mut out = Vec::new();
+        for item in &items {
+            out.extend(self.get(item, key, path, "a path")?);
+        }
+        Ok(out)
+    }
+
     fn relative_to_file(&self, p: &Path) -> PathBuf {
         let joined = self.path.parent().unwrap_or(Path::new("")).join(p);
         std::path::absolute(&joined).unwrap_or(joined)
@@ -397,6 +438,7 @@ impl Cx<'_> {
             Some("name") => "a cloud_storage.providers entry",
             Some("jobs") => "cloud_storage.transfer",
             Some("path") => "cloud_storage.audit",
+            Some("key") => "cloud_storage.signing",
             _ => "cloud_storage.cache",
         };
         let known = expected.join(", ");

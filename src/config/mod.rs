@@ -21,6 +21,7 @@
 //!   cache:    { max_size: 20G, ttl: 30d }          # optional
 //!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
 //!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
+//!   signing:  { key: signing.key, trusted_keys: [release.pub] } # optional; paths as for fs
 //! ```
 //!
 //! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
@@ -125,6 +126,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub transfer: TransferConfig,
     pub audit: AuditConfig,
+    pub signing: SigningConfig,
 }
 
 /// One entry of `cloud_storage.providers`.
@@ -163,6 +165,16 @@ pub struct AuditConfig {
     /// Absolute (a relative path in the file is taken from the file's directory).
     pub path: Option<PathBuf>,
     pub max_size_bytes: Option<u64>,
+}
+
+/// `cloud_storage.signing`: paths absolute (a relative path in the file is taken from the
+/// file's directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningConfig {
+    /// `key`: the private key `push` signs with (as `--sign-key`).
+    pub key: Option<PathBuf>,
+    /// `trusted_keys`: a path or a list of paths of public keys (as `--trusted-key`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Config {

@@ -162,8 +162,10 @@ class Vault:
         link: str = "auto",
         jobs: Optional[int] = None,
         progress: ProgressArg = None,
+        trusted_keys: Optional[Sequence[PathArg]] = None,
     ) -> pathlib.Path:
-        """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory."""
+        """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory.
+        With ``trusted_keys`` (public key files) the version must be signed by one of them."""
     def list(self) -> List[str]:
         """Model names, sorted."""
     def versions(self, name: str) -> List[str]:
