@@ -184,7 +184,9 @@ impl Cache {
         name: &ModelName,
         version: &Version,
     ) -> Option<Vec<u8>> {
-        let path = self.manifest_path(remote_id, name, version).with_extension("sig");
+        let path = self
+            .manifest_path(remote_id, name, version)
+            .with_extension("sig");
         let file = File::open(path).ok()?;
         let mut buf = Vec::new();
         io::Read::read_to_end(
@@ -203,7 +205,9 @@ impl Cache {
         version: &Version,
         bytes: &[u8],
     ) -> Result<()> {
-        let path = self.manifest_path(remote_id, name, version).with_extension("sig");
+        let path = self
+            .manifest_path(remote_id, name, version)
+            .with_extension("sig");
         let parent = path.parent().expect("has parent");
         fs::create_dir_all(parent).map_err(at(parent))?;
         let tmp_dir = self.root.join("tmp");

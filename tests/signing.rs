@@ -52,8 +52,14 @@ fn keygen_writes_a_private_key_0600_and_refuses_to_overwrite() {
     let j = env.json(&["keygen", "--out", s(&out)]);
     let private = std::fs::read_to_string(&out).unwrap();
     let pub_text = std::fs::read_to_string(public(&out)).unwrap();
-    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{private}");
-    assert!(pub_text.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pub_text}");
+    assert!(
+        private.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+        "{private}"
+    );
+    assert!(
+        pub_text.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+        "{pub_text}"
+    );
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "private key mode {mode:o}");
     assert_eq!(j["fingerprint"], sha256_hex(&public(&out)));
@@ -78,9 +84,25 @@ fn signed_push_and_trusted_pull(backend: Backend) {
     let env = Env::new(backend);
     let key = keygen(&env, "release.key");
     let src = model(&env, 1);
-    env.ok(&["push", s(&src), "-n", "m", "-V", "1.0.0", "--sign-key", s(&key)]);
+    env.ok(&[
+        "push",
+        s(&src),
+        "-n",
+        "m",
+        "-V",
+        "1.0.0",
+        "--sign-key",
+        s(&key),
+    ]);
     let to = env.path("out");
-    env.ok(&["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &public(&key)]);
+    env.ok(&[
+        "pull",
+        "m@1.0.0",
+        "--to",
+        s(&to),
+        "--trusted-key",
+        &public(&key),
+    ]);
     crate::common::assert_same_tree(&src, &to);
     let placed_sig = std::fs::read(to.join(".mvault/m.sig")).unwrap();
 
@@ -114,7 +136,10 @@ fn signed_push_and_trusted_pull(backend: Backend) {
     let again = trusting.path("again");
     trusting.ok(&["pull", "m@1.0.0", "--to", s(&again), "--offline"]);
     crate::common::assert_same_tree(&src, &again);
-    assert_eq!(std::fs::read(again.join(".mvault/m.sig")).unwrap(), placed_sig);
+    assert_eq!(
+        std::fs::read(again.join(".mvault/m.sig")).unwrap(),
+        placed_sig
+    );
 }
 
 #[test]
@@ -135,14 +160,34 @@ fn unsigned_version_is_refused_before_anything_is_placed() {
     env.ok(&["push", s(&src), "-n", "m", "-V", "1.0.0"]);
     assert!(env.list_objects("models/m/signatures/").is_empty());
     let to = env.path("out");
-    let e = env.fails(5, &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &public(&key)]);
+    let e = env.fails(
+        5,
+        &[
+            "pull",
+            "m@1.0.0",
+            "--to",
+            s(&to),
+            "--trusted-key",
+            &public(&key),
+        ],
+    );
     assert!(e.contains("m@1.0.0 is not signed"), "{e}");
     assert!(!to.exists() || placed(&to).is_empty(), "nothing placed");
 
     // Warm cache: the version is cached (pulled without trusted keys), the check still runs.
     env.ok(&["pull", "m@1.0.0"]);
     let warm = env.path("warm");
-    env.fails(5, &["pull", "m@1.0.0", "--to", s(&warm), "--trusted-key", &public(&key)]);
+    env.fails(
+        5,
+        &[
+            "pull",
+            "m@1.0.0",
+            "--to",
+            s(&warm),
+            "--trusted-key",
+            &public(&key),
+        ],
+    );
     assert!(!warm.exists() || placed(&warm).is_empty(), "nothing placed");
 
     // `run` too, before exec'ing anything.
@@ -151,7 +196,14 @@ fn unsigned_version_is_refused_before_anything_is_placed() {
     let e = env.fails(
         5,
         &[
-            "run", "m@1.0.0", "--to", s(&dir), "--trusted-key", &public(&key), "--", "touch",
+            "run",
+            "m@1.0.0",
+            "--to",
+            s(&dir),
+            "--trusted-key",
+            &public(&key),
+            "--",
+            "touch",
             s(&marker),
         ],
     );
@@ -163,15 +215,43 @@ fn unsigned_version_is_refused_before_anything_is_placed() {
 fn a_signature_by_an_untrusted_key_is_refused() {
     let env = Env::new(Backend::Fs);
     let (signer, other) = (keygen(&env, "a"), keygen(&env, "b"));
-    env.ok(&["push", s(&model(&env, 3)), "-n", "m", "-V", "1.0.0", "--sign-key", s(&signer)]);
+    env.ok(&[
+        "push",
+        s(&model(&env, 3)),
+        "-n",
+        "m",
+        "-V",
+        "1.0.0",
+        "--sign-key",
+        s(&signer),
+    ]);
     let to = env.path("out");
-    let e = env.fails(5, &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &public(&other)]);
+    let e = env.fails(
+        5,
+        &[
+            "pull",
+            "m@1.0.0",
+            "--to",
+            s(&to),
+            "--trusted-key",
+            &public(&other),
+        ],
+    );
     assert!(e.contains("which is not a trusted key"), "{e}");
-    assert!(e.contains(&sha256_hex(&public(&signer))), "names the signer: {e}");
+    assert!(
+        e.contains(&sha256_hex(&public(&signer))),
+        "names the signer: {e}"
+    );
     assert!(!to.exists() || placed(&to).is_empty());
     // Either of several trusted keys suffices.
     env.ok(&[
-        "pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &public(&other), "--trusted-key",
+        "pull",
+        "m@1.0.0",
+        "--to",
+        s(&to),
+        "--trusted-key",
+        &public(&other),
+        "--trusted-key",
         &public(&signer),
     ]);
 }
@@ -180,7 +260,16 @@ fn a_signature_by_an_untrusted_key_is_refused() {
 fn signed(backend: Backend, seed: u64) -> (Env, String) {
     let env = Env::new(backend);
     let key = keygen(&env, "k");
-    env.ok(&["push", s(&model(&env, seed)), "-n", "m", "-V", "1.0.0", "--sign-key", s(&key)]);
+    env.ok(&[
+        "push",
+        s(&model(&env, seed)),
+        "-n",
+        "m",
+        "-V",
+        "1.0.0",
+        "--sign-key",
+        s(&key),
+    ]);
     (env, public(&key))
 }
 
@@ -189,12 +278,18 @@ fn tampered_signature_object_is_refused(backend: Backend) {
     let sig_key = "models/m/signatures/1.0.0.sig";
     let mut b: serde_json::Value = serde_json::from_slice(&env.read_object(sig_key)).unwrap();
     // Another valid-looking signature: the first base64 character changed.
-    let sig = b["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let sig = b["dsseEnvelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let flipped = if sig.starts_with('M') { "N" } else { "M" };
     b["dsseEnvelope"]["signatures"][0]["sig"] = format!("{flipped}{}", &sig[1..]).into();
     env.write_object(sig_key, serde_json::to_vec(&b).unwrap());
     let to = env.path("out");
-    let e = env.fails(5, &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &key]);
+    let e = env.fails(
+        5,
+        &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &key],
+    );
     assert!(e.contains("signature of m@1.0.0"), "{e}");
     assert!(!to.exists() || placed(&to).is_empty());
     // Garbage in the object: refused too.
@@ -223,7 +318,10 @@ fn a_manifest_changed_after_signing_is_refused() {
     assert_ne!(changed, text);
     env.write_object(mkey, changed.into_bytes());
     let to = env.path("out");
-    let e = env.fails(5, &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &key]);
+    let e = env.fails(
+        5,
+        &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &key],
+    );
     assert!(e.contains("manifest was altered after signing"), "{e}");
     assert!(!to.exists() || placed(&to).is_empty());
     // verify --trusted-key reports it as well.
@@ -235,7 +333,10 @@ fn latest_and_aliases_refuse_a_failing_version_instead_of_skipping_it() {
     let (env, key) = signed(Backend::Fs, 6);
     env.ok(&["push", s(&model(&env, 7)), "-n", "m", "-V", "1.1.0"]);
     let e = env.fails(5, &["pull", "m", "--trusted-key", &key]);
-    assert!(e.contains("m@1.1.0 is not signed"), "latest is 1.1.0, not 1.0.0: {e}");
+    assert!(
+        e.contains("m@1.1.0 is not signed"),
+        "latest is 1.1.0, not 1.0.0: {e}"
+    );
     env.ok(&["alias", "set", "m@1.1.0", "prod"]);
     let e = env.fails(5, &["pull", "m@prod", "--trusted-key", &key]);
     assert!(e.contains("m@1.1.0 is not signed"), "{e}");
@@ -252,10 +353,7 @@ fn config_and_environment_forms() {
     let config = env.path("mvault.yaml");
     write_file(
         &config,
-        format!(
-            "cloud_storage:\n  signing:\n    key: k\n    trusted_keys: [other.pub, k.pub]\n"
-        )
-        .as_bytes(),
+        b"cloud_storage:\n  signing:\n    key: k\n    trusted_keys: [other.pub, k.pub]\n",
     );
     // signing.key signs without a flag; signing.trusted_keys (relative to the file) checks.
     env.ok(&["push", s(&model(&env, 8)), "-n", "m", "-V", "1.0.0"]);
@@ -264,24 +362,58 @@ fn config_and_environment_forms() {
     // An unsigned version (pushed with another config: none) is refused by the config's keys.
     let plain = env.path("plain.yaml");
     write_file(&plain, b"cloud_storage: {}\n");
-    env.ok(&["-c", s(&plain), "push", s(&model(&env, 9)), "-n", "m", "-V", "2.0.0"]);
+    env.ok(&[
+        "-c",
+        s(&plain),
+        "push",
+        s(&model(&env, 9)),
+        "-n",
+        "m",
+        "-V",
+        "2.0.0",
+    ]);
     env.fails(5, &["pull", "m@2.0.0"]);
     // The environment wins over the config: only `other` trusted, so 1.0.0 is refused.
     env.set_var("MVAULT_TRUSTED_KEYS", &public(&other));
     let e = env.fails_in("cache2", 5, &["pull", "m@1.0.0"]);
     assert!(e.contains("not a trusted key"), "{e}");
     // A ':'-separated list; and the flag wins over both.
-    env.set_var("MVAULT_TRUSTED_KEYS", &format!("{}:{}", public(&other), public(&key)));
+    env.set_var(
+        "MVAULT_TRUSTED_KEYS",
+        &format!("{}:{}", public(&other), public(&key)),
+    );
     env.ok_in("cache3", &["pull", "m@1.0.0"]);
-    env.fails_in("cache4", 5, &["pull", "m@1.0.0", "--trusted-key", &public(&other)]);
+    env.fails_in(
+        "cache4",
+        5,
+        &["pull", "m@1.0.0", "--trusted-key", &public(&other)],
+    );
     // A bad key file is a usage error naming it.
     env.set_var("MVAULT_TRUSTED_KEYS", s(&key));
     let e = env.fails(2, &["pull", "m@1.0.0"]);
     assert!(e.contains("not a PEM ECDSA P-256 public key"), "{e}");
     env.unset_var("MVAULT_TRUSTED_KEYS");
-    let e = env.fails(2, &["push", s(&model(&env, 10)), "-n", "m", "-V", "3.0.0", "--sign-key", &public(&key)]);
-    assert!(e.contains("not an unencrypted PEM ECDSA P-256 private key"), "{e}");
-    assert!(env.list_objects("models/m/versions/").len() == 2, "nothing pushed");
+    let e = env.fails(
+        2,
+        &[
+            "push",
+            s(&model(&env, 10)),
+            "-n",
+            "m",
+            "-V",
+            "3.0.0",
+            "--sign-key",
+            &public(&key),
+        ],
+    );
+    assert!(
+        e.contains("not an unencrypted PEM ECDSA P-256 private key"),
+        "{e}"
+    );
+    assert!(
+        env.list_objects("models/m/versions/").len() == 2,
+        "nothing pushed"
+    );
 }
 
 #[test]
@@ -290,7 +422,15 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
     a.ok(&["verify", "m@1.0.0", "--trusted-key", &key]);
     a.ok(&["verify", "--trusted-key", &key]);
     let b = Env::new(Backend::Fs);
-    a.ok(&["sync", "--from", &a.remote, "--to", &b.remote, "--trusted-key", &key]);
+    a.ok(&[
+        "sync",
+        "--from",
+        &a.remote,
+        "--to",
+        &b.remote,
+        "--trusted-key",
+        &key,
+    ]);
     assert_eq!(
         b.read_object("models/m/signatures/1.0.0.sig"),
         a.read_object("models/m/signatures/1.0.0.sig")
@@ -299,7 +439,18 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
 
     // An unsigned version: sync with trusted keys refuses it and copies nothing of it.
     a.ok(&["push", s(&model(&a, 12)), "-n", "m", "-V", "1.1.0"]);
-    let e = a.fails(5, &["sync", "--from", &a.remote, "--to", &b.remote, "--trusted-key", &key]);
+    let e = a.fails(
+        5,
+        &[
+            "sync",
+            "--from",
+            &a.remote,
+            "--to",
+            &b.remote,
+            "--trusted-key",
+            &key,
+        ],
+    );
     assert!(e.contains("m@1.1.0 is not signed"), "{e}");
     assert_eq!(b.list_objects("models/m/versions/").len(), 1);
     a.fails(5, &["verify", "m", "--trusted-key", &key]);
@@ -308,6 +459,15 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
     a.ok(&["rm", "m@1.0.0"]);
     assert!(a.list_objects("models/m/signatures/").is_empty());
     let k = a.path("k");
-    a.ok(&["push", s(&model(&a, 13)), "-n", "m", "-V", "1.0.0", "--sign-key", s(&k)]);
+    a.ok(&[
+        "push",
+        s(&model(&a, 13)),
+        "-n",
+        "m",
+        "-V",
+        "1.0.0",
+        "--sign-key",
+        s(&k),
+    ]);
     a.ok_in("cache2", &["pull", "m@1.0.0", "--trusted-key", &key]);
 }

@@ -172,7 +172,7 @@ async fn upload_all(
     pending: HashSet<Digest>,
     opts: &TransferOptions,
     stats: &Arc<Stats>,
-) -> Result<(Vec<FileEntry>, Vec<Option<[u8; 32]>>, Rewrites)> {
+) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
     let files = super::cpu(move || prepare_all(sources, params)).await?;
     let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
@@ -476,8 +476,11 @@ struct Work {
     /// Per file its SHA-256, computed by the unit that computes its BLAKE3 when `sha256`
     /// (for signing; one more hash over bytes already read, no extra read).
     sha256: bool,
-    sha256s: Mutex<Vec<Option<[u8; 32]>>>,
+    sha256s: Mutex<Vec<Sha256>>,
 }
+
+/// A file's SHA-256, when the push computes it (signing).
+type Sha256 = Option<[u8; 32]>;
 
 /// What the units of one file found: its digest, and the chunks of each segment.
 type FileResult = (Option<Digest>, Vec<Option<Vec<ChunkRef>>>);
@@ -510,7 +513,7 @@ impl Work {
 
     /// The manifest entries, in path order, and their SHA-256s, after every unit is done.
     /// Fails if a file changed (length or modification time) while it was being pushed.
-    fn finish(self) -> Result<(Vec<FileEntry>, Vec<Option<[u8; 32]>>)> {
+    fn finish(self) -> Result<(Vec<FileEntry>, Vec<Sha256>)> {
         let results = self.results.into_inner().expect("results");
         let mut out = Vec::with_capacity(self.files.len());
         for (p, (digest, segs)) in self.files.into_iter().zip(results) {

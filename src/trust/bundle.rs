@@ -159,7 +159,10 @@ fn root_digest<'a>(digests: impl Iterator<Item = &'a [u8]>) -> String {
 fn statement(manifest_bytes: &[u8], manifest: &Manifest, files: &[FileSha256]) -> Vec<u8> {
     debug_assert!(
         files.len() == manifest.files.len()
-            && files.iter().zip(&manifest.files).all(|(a, b)| a.path == b.path)
+            && files
+                .iter()
+                .zip(&manifest.files)
+                .all(|(a, b)| a.path == b.path)
     );
     let s = Statement {
         type_: STATEMENT_TYPE.into(),
@@ -441,7 +444,9 @@ mod tests {
         let payload = B64
             .decode(b["dsseEnvelope"]["payload"].as_str().unwrap())
             .unwrap();
-        let text = String::from_utf8(payload).unwrap().replacen("sha256", "sha257", 1);
+        let text = String::from_utf8(payload)
+            .unwrap()
+            .replacen("sha256", "sha257", 1);
         b["dsseEnvelope"]["payload"] = B64.encode(text).into();
         let forged = serde_json::to_vec(&b).unwrap();
         let err = verify(&forged, &bytes, &m, &keys, "fixture").unwrap_err();

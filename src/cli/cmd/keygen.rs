@@ -57,9 +57,7 @@ pub fn keygen(ctx: &Context, a: &KeygenArgs) -> Result<i32> {
 /// first (exit 5 if it fails); an unsigned version is not found (exit 3).
 pub async fn signature(ctx: &Context, a: &SignatureArgs) -> Result<i32> {
     let (name, version) = exact_ref(&a.model)?;
-    let vault = ctx
-        .vault()?
-        .with_trusted_keys(ctx.trusted_keys(&a.trust)?);
+    let vault = ctx.vault()?.with_trusted_keys(ctx.trusted_keys(&a.trust)?);
     ctx.note_model(name.as_str(), Some(&version.to_string()));
     let verified = vault.check_signature(&name, &version).await?;
     let Some(bytes) = vault.signature(&name, &version, Lookup::Remote).await? else {
