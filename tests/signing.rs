@@ -471,3 +471,24 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
     ]);
     a.ok_in("cache2", &["pull", "m@1.0.0", "--trusted-key", &key]);
 }
+
+/// The "Signatures" golden vector of `docs/FORMAT.md` states the fixture's values: the
+/// manifest's SHA-256, each file's, and the subject digest R of the statement.
+#[test]
+fn format_md_states_the_signature_vector() {
+    let doc = include_str!("../docs/FORMAT.md");
+    let section = &doc[doc.find("## Signatures").expect("section")..];
+    let section = &section[..section.find("\n## ").expect("next section")];
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/signing");
+    let manifest_sha = sha256_hex(&format!("{dir}/manifest.json"));
+    assert!(section.contains(&format!("(SHA-256 `{manifest_sha}`)")), "manifest SHA-256");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/statement.json")).unwrap()).unwrap();
+    assert_eq!(st["predicate"]["mvault"]["manifest_sha256"], manifest_sha.as_str());
+    let r = st["subject"][0]["digest"]["sha256"].as_str().unwrap();
+    assert!(section.contains(&format!("so R = `{r}`")), "subject digest {r}");
+    for res in st["predicate"]["resources"].as_array().unwrap() {
+        let (name, digest) = (res["name"].as_str().unwrap(), res["digest"].as_str().unwrap());
+        assert!(section.contains(&format!("`{digest}` (`{name}`)")), "{name} {digest}");
+    }
+}
