@@ -166,8 +166,9 @@ impl Vault {
     /// arguments (which win); other keys are kept as extra metadata. `jobs`: requests in
     /// flight. `progress`: a callable `f(done_bytes, total_bytes)`, or True for a tqdm bar.
     /// Raises Conflict if the version exists (nothing is changed); Ctrl-C cancels the push
-    /// before its manifest is written, so the version does not appear.
-    #[pyo3(signature = (paths, name, version, *, description="", metrics=None, params=None, tags=None, metadata=None, jobs=None, progress=None))]
+    /// before its manifest is written, so the version does not appear. `sign_key`: path of a
+    /// private key (PEM, `mvault keygen`) to sign the version with.
+    #[pyo3(signature = (paths, name, version, *, description="", metrics=None, params=None, tags=None, metadata=None, jobs=None, progress=None, sign_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
@@ -182,7 +183,12 @@ impl Vault {
         metadata: Option<&Bound<'_, PyAny>>,
         jobs: Option<usize>,
         progress: Option<&Bound<'_, PyAny>>,
+        sign_key: Option<PathBuf>,
     ) -> PyResult<PushResult> {
+        let sign_key = sign_key
+            .map(|p| mvault::trust::SignKey::load(&p).map(Arc::new))
+            .transpose()
+            .map_err(to_py_err)?;
         let mut req = PushRequest {
             name: parse::<ModelName>(name)?,
             version: parse::<Version>(version)?,
@@ -194,7 +200,7 @@ impl Vault {
             extra: Map::new(),
             chunking: ChunkParams::DEFAULT,
             dry_run: false,
-            sign_key: None,
+            sign_key,
         };
         match metadata.filter(|m| !m.is_none()) {
             None => {}

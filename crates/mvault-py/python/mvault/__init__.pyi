@@ -149,6 +149,7 @@ class Vault:
         metadata: Union[None, Mapping[str, Any], PathArg] = None,
         jobs: Optional[int] = None,
         progress: ProgressArg = None,
+        sign_key: Optional[PathArg] = None,
     ) -> PushResult:
         """Pushes files and directories as ``name@version``; Conflict if it exists."""
     def pull(
