@@ -106,7 +106,11 @@ pub async fn push(
     let (files, sha256s, rewrites) = upload_all(
         remote,
         sources,
-        (req.chunking, req.dry_run, req.sign_key.is_some() && !req.dry_run),
+        (
+            req.chunking,
+            req.dry_run,
+            req.sign_key.is_some() && !req.dry_run,
+        ),
         pending,
         opts,
         &stats,

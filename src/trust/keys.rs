@@ -241,6 +241,21 @@ mod tests {
         assert!(matches!(write_key_pair(&out), Err(Error::KeyExists(_))));
     }
 
+    /// Other signers (Python `cryptography`, OpenSSL) do not normalize S: both halves verify.
+    #[test]
+    fn high_s_signatures_verify() {
+        let key = SignKey::generate();
+        let sig = Signature::from_der(&key.sign_der(b"msg")).unwrap();
+        let (r, s) = sig.split_scalars();
+        let high = Signature::from_scalars(r, -*s).unwrap();
+        assert!(
+            high.normalize_s().is_some(),
+            "the flipped signature is high-S"
+        );
+        let der = high.to_der();
+        assert!(key.public().verifies(b"msg", der.as_bytes()));
+    }
+
     #[test]
     fn a_public_key_is_not_a_private_key() {
         let dir = tempfile::tempdir().unwrap();

@@ -124,11 +124,16 @@ impl Vault {
         Ok(Some(trust::verify(&sig, &m.to_json(), &m, keys, &label)?))
     }
 
-    /// Who signed `m` (for `info`): `None` if unsigned. With trusted keys the signature is
-    /// verified and a failure is reported in [`SignatureInfo::problem`], not as an error.
-    pub async fn signature_info(&self, m: &Manifest) -> Result<Option<SignatureInfo>> {
+    /// Who signed `m` (for `info`), its signature read as `lookup` says: `None` if unsigned.
+    /// With trusted keys the signature is verified and a failure is reported in
+    /// [`SignatureInfo::problem`], not as an error.
+    pub async fn signature_info(
+        &self,
+        m: &Manifest,
+        lookup: Lookup,
+    ) -> Result<Option<SignatureInfo>> {
         let (name, version) = super::identity(m)?;
-        let Some(sig) = self.signature(&name, &version, Lookup::CacheFirst).await? else {
+        let Some(sig) = self.signature(&name, &version, lookup).await? else {
             return Ok(None);
         };
         let label = format!("{name}@{}", m.version);

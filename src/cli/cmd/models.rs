@@ -101,7 +101,8 @@ pub async fn info(ctx: &Context, model: &str) -> Result<i32> {
     let vault = ctx.vault()?;
     let vault = vault.with_trusted_keys(ctx.trusted_keys(&Default::default())?);
     let m = vault.resolve(&r, Lookup::Remote).await?;
-    let signature = vault.signature_info(&m).await?;
+    // Resolving on the remote just read (and cached) the signature with the manifest.
+    let signature = vault.signature_info(&m, Lookup::Offline).await?;
     if ctx.json {
         let mut info = Info::from(&m);
         info.signature = signature;
