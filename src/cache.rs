@@ -108,6 +108,20 @@ impl Cache {
             .join(format!("{}-{:016x}", std::process::id(), fastrand::u64(..)))
     }
 
+    /// The partial file a blob is assembled in, and its journal of chunks written, both under
+    /// `tmp/` and named by the blob's digest, so that a pull killed half-way resumes where it
+    /// stopped instead of starting over. Only the holder of the blob's exclusive lock writes
+    /// them; like everything under `tmp/` they are untrusted: the assembled file is hashed
+    /// whole before it becomes a blob.
+    pub fn partial_paths(&self, d: &Digest) -> (PathBuf, PathBuf) {
+        let tmp = self.root.join("tmp");
+        let hex = d.to_hex();
+        (
+            tmp.join(format!("partial-{hex}")),
+            tmp.join(format!("partial-{hex}.journal")),
+        )
+    }
+
     /// Moves a verified temporary file into place as blob `d`, read-only.
     pub fn commit_blob(&self, tmp: &Path, d: &Digest) -> Result<PathBuf> {
         let dest = self.blob_path(d);

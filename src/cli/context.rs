@@ -109,7 +109,7 @@ impl Context {
         Ok(TransferOptions {
             jobs: self.jobs(t.jobs)?,
             rate: rate.map(|r| Arc::new(RateLimiter::new(r))),
-            progress: Progress::stderr_if_terminal(self.quiet || self.json),
+            progress: Progress::for_stderr(self.quiet, self.json),
         })
     }
 

@@ -68,7 +68,7 @@ pub struct Global {
     #[arg(long, global = true, env = "MVAULT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Machine-readable output on stdout.
+    /// Machine-readable output on stdout; transfers report progress as JSON lines on stderr.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -84,7 +84,9 @@ pub struct Global {
 /// Transfer tuning shared by push, pull and sync.
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
-    /// Requests in flight at once, across all files [default: transfer.jobs, else 16].
+    /// Most requests in flight at once, across all files [default: transfer.jobs, else 64].
+    /// Transfers start at 16 and grow while throughput grows, backing off when the store
+    /// throttles; this is only the cap.
     #[arg(short, long)]
     pub jobs: Option<usize>,
 

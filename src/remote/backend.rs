@@ -48,6 +48,12 @@ impl Backend {
 pub use super::options::{OPTION_KEYS, SECRET_KEYS};
 use super::options::{OptionError, check_option};
 
+/// Default `timeout`: seconds a request without a body (stat, list, delete) may take.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+/// Default `stall_timeout`: seconds a transfer may go without any progress (no response
+/// headers, no piece of the body) before it is cancelled and retried.
+pub const DEFAULT_STALL_SECS: u64 = 30;
+
 /// Why a remote spec could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -243,17 +249,21 @@ impl RemoteSpec {
             Backend::Azblob => self.azblob_operator(),
             Backend::Oss => self.oss_operator(),
         }?;
-        let timeout_secs: u64 = match self.opt("timeout") {
+        let secs = |key: &str, default: u64| match self.opt(key) {
             Some(t) => t
                 .parse()
-                .map_err(|_| self.invalid(format!("timeout {t:?} is not a number of seconds")))?,
-            None => 120,
+                .map(std::time::Duration::from_secs)
+                .map_err(|_| self.invalid(format!("{key} {t:?} is not a number of seconds"))),
+            None => Ok(std::time::Duration::from_secs(default)),
         };
-        let timeout = std::time::Duration::from_secs(timeout_secs);
+        // `timeout` bounds a whole request without a body (stat, list, delete); a request
+        // moving a body is bounded by `stall_timeout` for each step (opening it, every piece of
+        // it), however long the whole transfer takes: a stalled transfer is cancelled and
+        // retried, a slow one is not.
         Ok(op.layer(
             TimeoutLayer::new()
-                .with_timeout(timeout)
-                .with_io_timeout(timeout),
+                .with_timeout(secs("timeout", DEFAULT_TIMEOUT_SECS)?)
+                .with_io_timeout(secs("stall_timeout", DEFAULT_STALL_SECS)?),
         ))
     }
 

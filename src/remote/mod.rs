@@ -14,6 +14,7 @@ mod backend;
 mod options;
 mod pending;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -143,6 +144,12 @@ impl Error {
         let mut message = match kind {
             ErrorKind::PermissionDenied => {
                 "access denied: check the credentials and their permissions".to_string()
+            }
+            // OpenDAL's timeout layer: the request made no progress within the stall timeout.
+            _ if e.message().contains("io operation timeout") => {
+                "stalled: no progress within the stall timeout (remote option stall_timeout, \
+                 default 30s)"
+                    .to_string()
             }
             _ => first_line(e.message()),
         };
@@ -348,6 +355,8 @@ pub struct Remote {
     name: Arc<str>,
     retry: RetryPolicy,
     retries: Arc<AtomicU64>,
+    /// Throttling answers (HTTP 429, S3 `SlowDown`) seen, retried or not.
+    throttles: Arc<AtomicU64>,
     conditional_writes: bool,
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
@@ -389,6 +398,7 @@ impl Remote {
             name: name.into(),
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
+            throttles: Arc::new(AtomicU64::new(0)),
             conditional_writes,
             fs_root: None,
         }
@@ -421,6 +431,12 @@ impl Remote {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// The counter of throttling answers this remote (and its clones) received: the
+    /// transfer engine backs off when it moves.
+    pub fn throttles(&self) -> Arc<AtomicU64> {
+        self.throttles.clone()
+    }
+
     /// Runs `f` until it succeeds, fails permanently, or attempts run out.
     async fn retrying<T, F, Fut>(&self, op: &'static str, path: &str, mut f: F) -> Result<T>
     where
@@ -432,6 +448,9 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    if e.kind() == opendal::ErrorKind::RateLimited {
+                        self.throttles.fetch_add(1, Ordering::Relaxed);
+                    }
                     let mut err =
                         Error::from_dal((&self.name, self.op.info().scheme()), op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
@@ -741,6 +760,41 @@ impl Remote {
     }
 
     // --- vault-level helpers -------------------------------------------------------------
+
+    /// The chunks stored, with their stored sizes, from one recursive listing of `chunks/`,
+    /// if there are at most `max` objects there; `None` (the listing abandoned) if more. A
+    /// push uses it instead of one stat per chunk when the vault is small beside the push.
+    /// Keys that are not chunk names are ignored.
+    pub async fn list_chunks_upto(&self, max: usize) -> Result<Option<HashMap<Digest, u64>>> {
+        use futures::TryStreamExt;
+        let r = self
+            .retrying("list", "chunks/", || async {
+                let mut lister = self.op.lister_with("chunks/").recursive(true).await?;
+                let mut found = HashMap::new();
+                let mut seen = 0usize;
+                while let Some(entry) = lister.try_next().await? {
+                    if entry.metadata().is_dir() {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen > max {
+                        return Ok(None);
+                    }
+                    let name = entry.path().rsplit('/').next().unwrap_or("");
+                    if let Ok(id) = name.parse::<Digest>()
+                        && chunk_key(&id) == entry.path()
+                    {
+                        found.insert(id, entry.metadata().content_length());
+                    }
+                }
+                Ok(Some(found))
+            })
+            .await;
+        match r {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
+            r => r,
+        }
+    }
 
     /// Stored size of a chunk object in bytes, `None` if absent.
     pub async fn chunk_size(&self, id: &Digest) -> Result<Option<u64>> {

@@ -22,6 +22,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "virtual_host_style",
     "anonymous",
     "timeout",
+    "stall_timeout",
     "retries",
 ];
 
@@ -46,7 +47,7 @@ pub enum OptionError {
     Unknown,
     /// A boolean key with a value other than `true`/`false` (any case).
     NotBool,
-    /// `timeout` that is not a number of seconds or `N[smhdw]`.
+    /// `timeout` or `stall_timeout` that is not a number of seconds or `N[smhdw]`.
     NotDuration,
     /// `retries` that is not a whole number.
     NotCount,
@@ -69,7 +70,8 @@ impl OptionError {
 }
 
 /// Checks remote option `key` = `value` and returns the value in its normal form: booleans
-/// (`true`/`false`, any case) in lower case, `timeout` (`120`, `90s`, `2m`, ...) in whole
+/// (`true`/`false`, any case) in lower case, `timeout` and `stall_timeout` (`120`, `90s`,
+/// `2m`, ...) in whole
 /// seconds, `retries` as a plain number; `endpoint` must carry no user-info; other values are
 /// kept as given.
 pub fn check_option(key: &str, value: &str) -> Result<String, OptionError> {
@@ -84,7 +86,7 @@ pub fn check_option(key: &str, value: &str) -> Result<String, OptionError> {
         };
     }
     match key {
-        "timeout" => parse_duration_secs(value)
+        "timeout" | "stall_timeout" => parse_duration_secs(value)
             .map(|s| s.to_string())
             .ok_or(OptionError::NotDuration),
         "retries" => value

@@ -5,6 +5,7 @@
 //! run on the async runtime, at most `jobs` at a time; every queue between stages is bounded,
 //! so memory stays proportional to `jobs` × the largest chunk, whatever the model size.
 
+pub mod engine;
 mod progress;
 pub mod pull;
 mod push;
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-pub use progress::Progress;
+pub use progress::{Display as ProgressDisplay, Event as ProgressEvent, FileProgress, Progress};
 pub use pull::{PullOutcome, PullRequest, pull};
 pub use push::{PushRequest, push};
 pub use ratelimit::RateLimiter;
@@ -99,11 +100,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Knobs shared by push, pull and sync.
 #[derive(Clone)]
 pub struct TransferOptions {
-    /// Requests in flight at once, across all files.
+    /// Most requests in flight at once, across all files: the cap below which the
+    /// [`engine::Limiter`] adapts.
     pub jobs: usize,
     /// Shared byte budget for all transfers (None: unlimited).
     pub rate: Option<Arc<RateLimiter>>,
-    /// Progress display (hidden when not a terminal).
+    /// Progress display ([`Progress`]; hidden by default).
     pub progress: Progress,
 }
 
@@ -117,9 +119,11 @@ impl Default for TransferOptions {
     }
 }
 
-/// Default concurrency: enough requests in flight to hide per-request latency.
+/// Default cap on requests in flight: enough to hide ~50 ms of first-byte latency per
+/// request at cloud bandwidths; transfers start lower and grow only while it pays
+/// ([`engine`]).
 pub fn default_jobs() -> usize {
-    16
+    64
 }
 
 /// Counters of one run. Cheap to share; read with [`Stats::summary`].

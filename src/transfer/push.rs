@@ -4,9 +4,10 @@
 //! workers (one per core) take units of work from a shared queue: a segment (cut, hash and
 //! encode its chunks) or the BLAKE3 of a whole file of several segments, so one large model
 //! file is chunked on every core. Encoded chunks go over a channel bounded by a byte budget
-//! ([`IN_FLIGHT_BYTES`]); the async side uploads at most `jobs` chunks at once, skipping chunks
-//! the remote already has (a stat of each). The manifest is written only after every chunk
-//! upload has succeeded.
+//! ([`IN_FLIGHT_BYTES`]); the async side uploads them, as many at once as the
+//! [`super::engine::Limiter`] allows, skipping chunks the remote already has (one listing of
+//! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
+//! written only after every chunk upload has succeeded.
 //!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
@@ -24,7 +25,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::{Error, Result, Stats, Summary, TransferOptions};
+use super::engine::Limiter;
+use super::{Error, FileProgress, Progress, Result, Stats, Summary, TransferOptions};
 use crate::chunk::plan::{self, Cut, Segment, TensorRange};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
 use crate::manifest::{self, ChunkRef, Chunking, FileEntry, FileLayout, Manifest, Origin};
@@ -65,6 +67,8 @@ struct Source {
 /// One encoded chunk on its way to the remote.
 struct Encoded {
     id: Digest,
+    /// Index of the file it belongs to.
+    file: usize,
     /// Plaintext length in bytes.
     plain_len: u64,
     data: Bytes,
@@ -98,6 +102,8 @@ pub async fn push(
     }
     let pending = crate::remote::pending_chunks(remote, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
+    // After reading the records, as a stat would be (FORMAT.md, push step 3).
+    let listed = remote.list_chunks_upto(listing_budget(total)).await?;
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
@@ -111,7 +117,7 @@ pub async fn push(
             req.dry_run,
             req.sign_key.is_some() && !req.dry_run,
         ),
-        pending,
+        (pending, listed),
         opts,
         &stats,
     )
@@ -173,10 +179,11 @@ async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
     (params, dry_run, sha256): (ChunkParams, bool, bool),
-    pending: HashSet<Digest>,
+    (pending, listed): (HashSet<Digest>, Option<HashMap<Digest, u64>>),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
+    let bars = FileBars::new(&opts.progress, &sources);
     let files = super::cpu(move || prepare_all(sources, params)).await?;
     let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
@@ -196,6 +203,7 @@ async fn upload_all(
 
     let seen = Mutex::new(HashSet::new());
     let rewrites = Mutex::new(Rewrites::default());
+    let limiter = Limiter::new(opts.jobs, Some(remote.throttles()));
     // Boxed, not pinned on the stack, so that dropping it really drops the receiver: that
     // closes the channel, which stops the chunk workers when an upload failed.
     let mut uploads = Box::pin(
@@ -203,7 +211,8 @@ async fn upload_all(
             .map(|item| async {
                 let enc = item?;
                 let seen = (&seen, dry_run);
-                upload_chunk(remote, enc, seen, (&pending, &rewrites), opts, stats).await
+                let sets = (&pending, listed.as_ref(), &rewrites);
+                upload_chunk((remote, &limiter), (enc, &bars), seen, sets, opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
     );
@@ -237,28 +246,80 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Chunk objects a push lists instead of stat'ing each chunk: one listing page (1,000 keys on
+/// S3) per 100 chunks the push may have at the fallback's 512 KiB average, at least one page.
+/// A vault that holds more is asked per chunk.
+fn listing_budget(push_bytes: u64) -> usize {
+    let chunks = push_bytes / (512 * 1024) + 1;
+    (chunks.saturating_mul(10)).clamp(1000, 10_000_000) as usize
+}
+
+/// Per-file progress of a push: a file's bar appears with its first settled chunk and goes
+/// once all its bytes are settled.
+struct FileBars<'a> {
+    progress: &'a Progress,
+    files: Vec<(String, u64)>,
+    open: Mutex<HashMap<usize, (FileProgress, u64)>>,
+}
+
+impl<'a> FileBars<'a> {
+    fn new(progress: &'a Progress, sources: &[Source]) -> FileBars<'a> {
+        FileBars {
+            progress,
+            files: sources.iter().map(|s| (s.rel.clone(), s.size)).collect(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn inc(&self, file: usize, bytes: u64) {
+        let mut open = self.open.lock().expect("file bars");
+        let (path, size) = &self.files[file];
+        let (bar, done) = open
+            .entry(file)
+            .or_insert_with(|| (self.progress.file(path, *size), 0));
+        bar.inc(bytes);
+        *done += bytes;
+        if *done >= *size
+            && let Some((bar, _)) = open.remove(&file)
+        {
+            bar.finish();
+        }
+    }
+}
+
 /// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
 /// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
 async fn upload_chunk(
-    remote: &Remote,
-    enc: Encoded,
+    (remote, limiter): (&Remote, &Limiter),
+    (enc, bars): (Encoded, &FileBars<'_>),
     (seen, dry_run): (&Mutex<HashSet<Digest>>, bool),
-    (pending, rewrites): (&HashSet<Digest>, &Mutex<Rewrites>),
+    (pending, listed, rewrites): (
+        &HashSet<Digest>,
+        Option<&HashMap<Digest, u64>>,
+        &Mutex<Rewrites>,
+    ),
     opts: &TransferOptions,
     stats: &Stats,
 ) -> Result<()> {
     Stats::add(&stats.bytes_local, enc.plain_len);
     // Progress counts a chunk's plaintext once it is settled (found, counted or uploaded), so
     // a throttled or slow upload shows as such rather than as 100% from the start.
-    let done = || opts.progress.inc(enc.plain_len);
+    let done = || bars.inc(enc.file, enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
     let recorded = pending.contains(&enc.id);
     // A stored chunk of another size than this push's encoding is rewritten: it is damaged
     // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
     // an older mvault, or by `heal` below), which costs one upload and is harmless.
     let len = enc.data.len() as u64;
-    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
+    let _request = limiter.acquire().await;
+    let stored = |len| async move {
+        Ok::<_, Error>(match listed {
+            Some(l) => l.get(&enc.id) == Some(&len),
+            None => remote.chunk_size(&enc.id).await? == Some(len),
+        })
+    };
+    if !fresh || (!recorded && stored(len).await?) {
         Stats::add(&stats.chunks_reused, 1);
         done();
         return Ok(());
@@ -273,6 +334,7 @@ async fn upload_chunk(
         rate.acquire(len).await;
     }
     remote.write_chunk(&enc.id, enc.data.clone()).await?;
+    limiter.record(len);
     if recorded {
         let mut r = rewrites.lock().expect("rewrites");
         r.ids.push(enc.id);
@@ -611,7 +673,13 @@ fn run_unit(
             };
             let mut hasher = FileHasher::new(work.sha256);
             let mut refs = Vec::new();
-            let go = cut_segment(&file, &seg, (tx, budget, buf), &mut refs, Some(&mut hasher));
+            let go = cut_segment(
+                (&file, i),
+                &seg,
+                (tx, budget, buf),
+                &mut refs,
+                Some(&mut hasher),
+            );
             if !go.map_err(io)? {
                 return Ok(false);
             }
@@ -625,7 +693,8 @@ fn run_unit(
         Unit::Segment { seg, .. } => {
             let mut refs = Vec::new();
             let segment = &p.segments[seg];
-            if !cut_segment(&file, segment, (tx, budget, buf), &mut refs, None).map_err(io)? {
+            let go = cut_segment((&file, i), segment, (tx, budget, buf), &mut refs, None);
+            if !go.map_err(io)? {
                 return Ok(false);
             }
             work.results.lock().expect("results")[i].1[seg] = Some(refs);
@@ -639,7 +708,7 @@ fn run_unit(
 /// `false` if the push is failing elsewhere. Memory: the worker's read buffer `buf`, plus the
 /// chunks waiting in the budget.
 fn cut_segment(
-    file: &File,
+    (file, index): (&File, usize),
     seg: &Segment,
     (tx, budget, buf): (
         &mpsc::Sender<std::result::Result<Encoded, Error>>,
@@ -669,6 +738,7 @@ fn cut_segment(
         });
         let enc = Encoded {
             id,
+            file: index,
             plain_len: data.len() as u64,
             data: Bytes::from(encoded),
             _budget: permit,
