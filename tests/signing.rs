@@ -71,6 +71,9 @@ fn keygen_writes_a_private_key_0600_and_refuses_to_overwrite() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), private);
     assert_eq!(std::fs::read_to_string(public(&out)).unwrap(), pub_text);
 
+    // A directory that does not exist: a local I/O failure (exit 1) naming the file.
+    let e = env.fails(1, &["keygen", "--out", s(&env.path("no/such/dir/k"))]);
+    assert!(e.contains("cannot write key file"), "{e}");
     // Only FILE.pub exists: refused as well, and FILE is not created.
     let other = env.path("k2");
     write_file(Path::new(&public(&other)), b"mine");
@@ -173,6 +176,8 @@ fn unsigned_version_is_refused_before_anything_is_placed() {
     );
     assert!(e.contains("m@1.0.0 is not signed"), "{e}");
     assert!(!to.exists() || placed(&to).is_empty(), "nothing placed");
+    let e = env.fails(3, &["signature", "m@1.0.0", "--out", s(&env.path("m.sig"))]);
+    assert!(e.contains("pushed without --sign-key"), "{e}");
 
     // Warm cache: the version is cached (pulled without trusted keys), the check still runs.
     env.ok(&["pull", "m@1.0.0"]);
@@ -481,14 +486,29 @@ fn format_md_states_the_signature_vector() {
     let section = &section[..section.find("\n## ").expect("next section")];
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/signing");
     let manifest_sha = sha256_hex(&format!("{dir}/manifest.json"));
-    assert!(section.contains(&format!("(SHA-256 `{manifest_sha}`)")), "manifest SHA-256");
+    assert!(
+        section.contains(&format!("(SHA-256 `{manifest_sha}`)")),
+        "manifest SHA-256"
+    );
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("{dir}/statement.json")).unwrap()).unwrap();
-    assert_eq!(st["predicate"]["mvault"]["manifest_sha256"], manifest_sha.as_str());
+    assert_eq!(
+        st["predicate"]["mvault"]["manifest_sha256"],
+        manifest_sha.as_str()
+    );
     let r = st["subject"][0]["digest"]["sha256"].as_str().unwrap();
-    assert!(section.contains(&format!("so R = `{r}`")), "subject digest {r}");
+    assert!(
+        section.contains(&format!("so R = `{r}`")),
+        "subject digest {r}"
+    );
     for res in st["predicate"]["resources"].as_array().unwrap() {
-        let (name, digest) = (res["name"].as_str().unwrap(), res["digest"].as_str().unwrap());
-        assert!(section.contains(&format!("`{digest}` (`{name}`)")), "{name} {digest}");
+        let (name, digest) = (
+            res["name"].as_str().unwrap(),
+            res["digest"].as_str().unwrap(),
+        );
+        assert!(
+            section.contains(&format!("`{digest}` (`{name}`)")),
+            "{name} {digest}"
+        );
     }
 }

@@ -209,14 +209,14 @@ fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::KeyExists(shown.clone()),
-            _ => Error::KeyIo {
+            _ => Error::KeyWrite {
                 path: shown.clone(),
                 source: e,
             },
         })?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|source| Error::KeyIo {
+        .map_err(|source| Error::KeyWrite {
             path: shown,
             source,
         })

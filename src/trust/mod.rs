@@ -31,6 +31,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `keygen` could not write a key file (local I/O: exit 1).
+    #[error("cannot write key file {path}: {source}")]
+    KeyWrite {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// `keygen` would replace an existing file.
     #[error("{0} exists; refusing to overwrite a key (choose another --out or remove it)")]
     KeyExists(String),
@@ -61,6 +68,7 @@ impl Error {
         match self {
             Error::KeyFile { .. } | Error::KeyIo { .. } => Category::Usage,
             Error::KeyExists(_) => Category::Conflict,
+            Error::KeyWrite { .. } => Category::Failure,
             Error::Unsigned(_) | Error::UnknownSigner { .. } | Error::BadSignature { .. } => {
                 Category::Integrity
             }
