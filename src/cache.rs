@@ -5,6 +5,8 @@
 //! - `blobs/<2 hex>/<64 hex>`: complete, verified files, read-only, named by their digest;
 //! - `manifests/<remote id>/<name>/<canonical version>.json`: manifests as read from a remote
 //!   (versions are immutable, so a cached manifest proves the version without a request);
+//! - `manifests/<remote id>/<name>/<canonical version>.sig`: the version's signature object,
+//!   if signed, as read with the manifest (untrusted: verified on every use, evicted with it);
 //! - `snapshots/<remote id>/<name>/<canonical version>/`: default pull target;
 //! - `locks/<2 hex>/<64 hex>.lock`: one advisory lock per blob being assembled;
 //! - `tmp/`: files being written; never trusted; `cache clear`/`prune` remove those older
