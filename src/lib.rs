@@ -6,6 +6,7 @@
 //! - [`chunk`], [`manifest`], [`version`]: formats and rules, no I/O;
 //! - [`remote`]: the vault layout on a store, over OpenDAL; [`cache`]: the local cache;
 //! - [`transfer`]: push and pull pipelines;
+//! - [`trust`]: signing keys, trusted keys and the signature bundle of a version;
 //! - [`vault`]: the operations users run and their policies (which remote a name means,
 //!   aliases, push fan-out, metadata files, cache limits);
 //! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
@@ -26,6 +27,7 @@ pub mod manifest;
 pub mod remote;
 pub mod serve;
 pub mod transfer;
+pub mod trust;
 pub mod util;
 pub mod vault;
 pub mod version;
@@ -83,6 +85,9 @@ fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category
         return Some(e.category());
     }
     if let Some(e) = e.downcast_ref::<crate::remote::PendingError>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::trust::Error>() {
         return Some(e.category());
     }
     if e.is::<crate::manifest::Error>() {

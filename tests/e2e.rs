@@ -12,6 +12,7 @@
 //! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
 //! - [`hostile`]: a bucket, cache or target under an attacker's control;
 //! - [`serve`]: `mvault serve`, its pages, API, token rule and read-only promise.
+//! - [`signing`]: signed versions, trusted keys, signature export (issue 16).
 
 mod behaviour;
 mod cache;
@@ -25,3 +26,4 @@ mod ops;
 mod oss;
 mod oss_fake;
 mod serve;
+mod signing;

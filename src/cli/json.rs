@@ -130,3 +130,24 @@ pub struct UsageOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<&'a CostAlert>,
 }
+
+/// `keygen --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyPair {
+    /// The private key file (mode 0600).
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    /// Hex SHA-256 of the public key PEM: what `info` shows as the signer.
+    pub fingerprint: String,
+}
+
+/// `signature --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignatureExported {
+    pub model_name: String,
+    pub version: String,
+    pub path: PathBuf,
+    /// The signer the bundle names (verified when trusted keys are configured).
+    pub key_fingerprint: Option<String>,
+    pub verified: bool,
+}

@@ -97,6 +97,17 @@ pub struct TransferArgs {
     pub limit_rate: Option<String>,
 }
 
+/// Signature checks shared by pull, run, verify and sync.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrustArgs {
+    /// Require a signature by this public key (PEM, FILE.pub of `mvault keygen`); repeatable,
+    /// any one suffices. Unsigned, tampered or unknown-signer versions fail with exit 5 before
+    /// anything is placed [default: MVAULT_TRUSTED_KEYS (':'-separated), else
+    /// signing.trusted_keys of the config].
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Upload files and directories as one immutable version NAME@VERSION.
@@ -176,6 +187,11 @@ pub enum Command {
     /// every request must send `Authorization: Bearer TOKEN` (a browser opens a page once
     /// with ?token=TOKEN, which sets a cookie).
     Serve(cmd::ServeArgs),
+    /// Make a key pair: `--out FILE` writes an ECDSA P-256 signing key (FILE, PKCS#8 PEM, mode
+    /// 0600) and its public key (FILE.pub) for `push --sign-key` and `--trusted-key`.
+    Keygen(cmd::KeygenArgs),
+    /// Export a version's signature (an OpenSSF model-signing bundle) to a file.
+    Signature(cmd::SignatureArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +325,8 @@ impl Command {
             Command::Usage(_) => "usage",
             Command::Stats(_) => "stats",
             Command::Serve(_) => "serve",
+            Command::Keygen(_) => "keygen",
+            Command::Signature(_) => "signature",
         }
     }
 }

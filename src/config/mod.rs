@@ -22,6 +22,7 @@
 //!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
 //!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
 //!   usage:    { alert_monthly_cost: 50 }           # optional; USD per month
+//!   signing:  { key: signing.key, trusted_keys: [release.pub] } # optional; paths as for fs
 //! ```
 //!
 //! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
@@ -129,6 +130,7 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub audit: AuditConfig,
     pub usage: UsageConfig,
+    pub signing: SigningConfig,
 }
 
 /// One entry of `cloud_storage.providers`.
@@ -175,6 +177,16 @@ pub struct UsageConfig {
     /// `alert_monthly_cost`: `mvault usage` exits 6 (and `mvault serve` shows an alert) when
     /// the estimated monthly cost is above it; USD per month, at least 0.
     pub alert_monthly_cost_usd: Option<f64>,
+}
+
+/// `cloud_storage.signing`: paths absolute (a relative path in the file is taken from the
+/// file's directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningConfig {
+    /// `key`: the private key `push` signs with (as `--sign-key`).
+    pub key: Option<PathBuf>,
+    /// `trusted_keys`: a path or a list of paths of public keys (as `--trusted-key`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Config {

@@ -4,7 +4,8 @@
 //! Layout (relative to the remote's root; see `docs/FORMAT.md`):
 //! - `chunks/<first 2 hex>/<64 hex>`: immutable chunk objects, named by BLAKE3 of plaintext;
 //! - `models/<name>/versions/<canonical semver>.json`: manifests, written create-only, last;
-//! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only.
+//! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only;
+//! - `models/<name>/signatures/<canonical semver>.sig`: signature bundles, create-only.
 //!
 //! Errors are mapped once, here, into [`Error`] with a [`ErrorKind`] callers can match and a
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
@@ -381,6 +382,12 @@ pub fn chunk_key(id: &Digest) -> String {
 /// Object key of a version's manifest.
 pub fn manifest_key(name: &ModelName, version: &Version) -> String {
     format!("models/{}/versions/{}.json", name, version.canonical())
+}
+
+/// Key of a version's signature object (`docs/FORMAT.md`, "Signatures"), create-only,
+/// written after the manifest.
+pub fn signature_key(name: &ModelName, version: &Version) -> String {
+    format!("models/{}/signatures/{}.sig", name, version.canonical())
 }
 
 impl Remote {

@@ -41,6 +41,9 @@ pub enum Error {
     Manifest(#[from] manifest::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::Error),
+    /// A version refused by the signature check (sync with trusted keys).
+    #[error(transparent)]
+    Trust(#[from] crate::trust::Error),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -75,6 +78,7 @@ impl Error {
         match self {
             Error::Remote(e) => e.category(),
             Error::Pending(e) => e.category(),
+            Error::Trust(e) => e.category(),
             Error::NotFound(_) => Category::NotFound,
             Error::VersionExists { .. } | Error::WouldOverwrite(_) => Category::Conflict,
             Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
@@ -179,6 +183,24 @@ pub struct Summary {
     pub seconds: f64,
     /// Local (logical) megabytes (10^6 bytes) per second.
     pub mb_per_s: f64,
+}
+
+/// Writes a version's signature object into a pull target as `.mvault/<model>.sig` (what
+/// `model_signing verify key DIR --signature DIR/.mvault/<model>.sig` reads), or removes a
+/// stale one of an earlier pull when the version has none. `.mvault` is reached as the state
+/// record is (never through a symlink).
+pub fn place_signature(
+    target: &std::path::Path,
+    model: &crate::version::ModelName,
+    signature: Option<&[u8]>,
+) -> Result<()> {
+    let dir = target::TargetDir::open(target)?;
+    let file = format!("{model}.sig");
+    match signature {
+        Some(bytes) => dir.write_record(&file, bytes)?,
+        None => dir.remove_record(&file)?,
+    }
+    Ok(())
 }
 
 /// Runs CPU-bound `f` on the blocking pool.

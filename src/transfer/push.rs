@@ -50,6 +50,10 @@ pub struct PushRequest {
     /// Chunk, hash and check what the remote has, but upload nothing and write no manifest:
     /// the summary says what a push would send (`chunks_new`, `bytes_remote`).
     pub dry_run: bool,
+    /// Sign the version with this key: each file's SHA-256 is computed in the read that
+    /// computes its BLAKE3, and the signature object (`crate::trust`) is written create-only
+    /// after the manifest.
+    pub sign_key: Option<Arc<crate::trust::SignKey>>,
 }
 
 /// A local file to push: where it is, and its manifest path.
@@ -105,10 +109,14 @@ pub async fn push(
 
     let locals: Vec<PathBuf> = sources.iter().map(|s| s.local.clone()).collect();
     let stats = Arc::new(Stats::default());
-    let (files, rewrites) = upload_all(
+    let (files, sha256s, rewrites) = upload_all(
         remote,
         sources,
-        (req.chunking, req.dry_run),
+        (
+            req.chunking,
+            req.dry_run,
+            req.sign_key.is_some() && !req.dry_run,
+        ),
         (pending, listed),
         opts,
         &stats,
@@ -125,7 +133,8 @@ pub async fn push(
         opts.progress.finish();
         return Ok((m, stats.summary(started, remote.retries())));
     }
-    match remote.create_only(&key, Bytes::from(m.to_json())).await {
+    let json = m.to_json();
+    match remote.create_only(&key, Bytes::from(json.clone())).await {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
             return Err(Error::VersionExists {
@@ -134,6 +143,20 @@ pub async fn push(
             });
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some(sign_key) = &req.sign_key {
+        let files: Vec<crate::trust::FileSha256> = m
+            .files
+            .iter()
+            .zip(sha256s)
+            .map(|(f, sha256)| crate::trust::FileSha256 {
+                path: f.path.clone(),
+                sha256: sha256.expect("hashed: signing was asked for"),
+            })
+            .collect();
+        let bundle = crate::trust::sign(sign_key, &json, &m, &files);
+        let sig_key = crate::remote::signature_key(&req.name, &req.version);
+        remote.create_only(&sig_key, Bytes::from(bundle)).await?;
     }
     heal(remote, &m, &locals, rewrites, opts, &stats).await?;
     opts.progress.finish();
@@ -149,19 +172,20 @@ struct Rewrites {
 }
 
 /// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
-/// and which chunks of `pending` (listed in gc records) it uploaded again. With `dry_run`,
-/// chunks the remote lacks are counted as sent but not uploaded.
+/// with `sha256` each file's SHA-256 (else `None`s), and which chunks of `pending` (listed in
+/// gc records) it uploaded again. With `dry_run`, chunks the remote lacks are counted as sent
+/// but not uploaded.
 async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
-    (params, dry_run): (ChunkParams, bool),
+    (params, dry_run, sha256): (ChunkParams, bool, bool),
     (pending, listed): (HashSet<Digest>, Option<HashMap<Digest, u64>>),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
-) -> Result<(Vec<FileEntry>, Rewrites)> {
+) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
     let bars = FileBars::new(&opts.progress, &sources);
     let files = super::cpu(move || prepare_all(sources, params)).await?;
-    let work = Arc::new(Work::new(files, params));
+    let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
     let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let workers = std::thread::available_parallelism()
@@ -214,8 +238,8 @@ async fn upload_all(
         return Err(e);
     }
     let work = Arc::into_inner(work).expect("workers are done");
-    let entries = super::cpu(move || work.finish()).await?;
-    Ok((entries, rewrites.into_inner().expect("rewrites")))
+    let (entries, sha256s) = super::cpu(move || work.finish()).await?;
+    Ok((entries, sha256s, rewrites.into_inner().expect("rewrites")))
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
@@ -515,14 +539,21 @@ struct Work {
     units: Mutex<VecDeque<Unit>>,
     /// Per file: its digest, and the chunks of each segment once cut.
     results: Mutex<Vec<FileResult>>,
+    /// Per file its SHA-256, computed by the unit that computes its BLAKE3 when `sha256`
+    /// (for signing; one more hash over bytes already read, no extra read).
+    sha256: bool,
+    sha256s: Mutex<Vec<Sha256>>,
 }
+
+/// A file's SHA-256, when the push computes it (signing).
+type Sha256 = Option<[u8; 32]>;
 
 /// What the units of one file found: its digest, and the chunks of each segment.
 type FileResult = (Option<Digest>, Vec<Option<Vec<ChunkRef>>>);
 
 impl Work {
     /// Units in file order; a file's digest first, so the longest unit starts early.
-    fn new(files: Vec<Prepared>, fallback: ChunkParams) -> Work {
+    fn new(files: Vec<Prepared>, fallback: ChunkParams, sha256: bool) -> Work {
         let mut units = VecDeque::new();
         let mut results = Vec::new();
         for (file, p) in files.iter().enumerate() {
@@ -537,16 +568,18 @@ impl Work {
             units.extend((0..p.segments.len()).map(|seg| Unit::Segment { file, seg }));
         }
         Work {
+            sha256s: Mutex::new(vec![None; files.len()]),
             files,
             fallback,
             units: Mutex::new(units),
             results: Mutex::new(results),
+            sha256,
         }
     }
 
-    /// The manifest entries, in path order, after every unit is done. Fails if a file
-    /// changed (length or modification time) while it was being pushed.
-    fn finish(self) -> Result<Vec<FileEntry>> {
+    /// The manifest entries, in path order, and their SHA-256s, after every unit is done.
+    /// Fails if a file changed (length or modification time) while it was being pushed.
+    fn finish(self) -> Result<(Vec<FileEntry>, Vec<Sha256>)> {
         let results = self.results.into_inner().expect("results");
         let mut out = Vec::with_capacity(self.files.len());
         for (p, (digest, segs)) in self.files.into_iter().zip(results) {
@@ -566,7 +599,7 @@ impl Work {
                 layout: p.layout,
             });
         }
-        Ok(out)
+        Ok((out, self.sha256s.into_inner().expect("sha256s")))
     }
 }
 
@@ -614,7 +647,7 @@ fn run_unit(
     }
     match unit {
         Unit::Digest { .. } => {
-            let mut hasher = blake3::Hasher::new();
+            let mut hasher = FileHasher::new(work.sha256);
             if buf.len() < 1024 * 1024 {
                 buf.resize(1024 * 1024, 0);
             }
@@ -625,7 +658,7 @@ fn run_unit(
                 hasher.update(&buf[..n]);
                 at += n as u64;
             }
-            work.results.lock().expect("results")[i].0 = Some(hasher.finalize().into());
+            hasher.finish(work, i);
             Ok(true)
         }
         Unit::Whole { .. } => {
@@ -638,7 +671,7 @@ fn run_unit(
                 cut: Cut::Cdc(work.fallback),
                 floats: None,
             };
-            let mut hasher = blake3::Hasher::new();
+            let mut hasher = FileHasher::new(work.sha256);
             let mut refs = Vec::new();
             let go = cut_segment(
                 (&file, i),
@@ -650,8 +683,8 @@ fn run_unit(
             if !go.map_err(io)? {
                 return Ok(false);
             }
+            hasher.finish(work, i);
             let mut r = work.results.lock().expect("results");
-            r[i].0 = Some(hasher.finalize().into());
             if let Some(slot) = r[i].1.first_mut() {
                 *slot = Some(refs);
             }
@@ -683,7 +716,7 @@ fn cut_segment(
         &mut Vec<u8>,
     ),
     refs: &mut Vec<ChunkRef>,
-    mut hasher: Option<&mut blake3::Hasher>,
+    mut hasher: Option<&mut FileHasher>,
 ) -> std::io::Result<bool> {
     let mut send = |offset: u64, data: &[u8]| -> bool {
         if let Some(h) = hasher.as_deref_mut() {
@@ -742,6 +775,37 @@ fn cut_segment(
             }
             *buf = chunker.into_buffer();
             Ok(go)
+        }
+    }
+}
+
+/// The whole-file hashes of one file, fed its bytes in order: BLAKE3 (the manifest digest)
+/// and, when signing, SHA-256 (the signature's resource digest).
+struct FileHasher {
+    blake3: blake3::Hasher,
+    sha256: Option<sha2::Sha256>,
+}
+
+impl FileHasher {
+    fn new(sha256: bool) -> FileHasher {
+        FileHasher {
+            blake3: blake3::Hasher::new(),
+            sha256: sha256.then(<sha2::Sha256 as sha2::Digest>::new),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.blake3.update(data);
+        if let Some(s) = &mut self.sha256 {
+            sha2::Digest::update(s, data);
+        }
+    }
+
+    /// Records the digests as file `i`'s.
+    fn finish(self, work: &Work, i: usize) {
+        work.results.lock().expect("results")[i].0 = Some(self.blake3.finalize().into());
+        if let Some(s) = self.sha256 {
+            work.sha256s.lock().expect("sha256s")[i] = Some(sha2::Digest::finalize(s).into());
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! For each selected version the destination lacks: every chunk the destination lacks is read
 //! from the source, verified against its name, and written as is; then the manifest is
-//! created create-only. Versions already on the destination are skipped without reading
-//! their chunks, so re-running a finished sync copies nothing.
+//! created create-only, then its signature object if it has one. Versions already on the
+//! destination are skipped without reading their chunks, so re-running a finished sync copies
+//! nothing. With trusted keys, a version whose signature on the source fails the check
+//! (`crate::trust`) stops the sync before any of its chunks is copied.
 //!
 //! gc safety on the destination, as for a push (`docs/FORMAT.md`, "Deletion and gc"): a chunk
 //! a pending gc record of the destination lists is copied again even if present, and once
@@ -21,7 +23,10 @@ use serde::Serialize;
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
 use crate::chunk::{self, Digest};
 use crate::manifest::{ChunkRef, Manifest};
-use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, chunk_key, manifest_key, pending_chunks};
+use crate::remote::{
+    ErrorKind, Remote, SWEEP_BOUND, chunk_key, manifest_key, pending_chunks, signature_key,
+};
+use crate::trust::TrustedKeys;
 use crate::version::{ModelName, Selector, Version};
 
 /// What a sync did.
@@ -41,6 +46,7 @@ pub async fn sync(
     name: Option<&ModelName>,
     selector: Option<&Selector>,
     opts: &TransferOptions,
+    trusted: Option<&TrustedKeys>,
 ) -> Result<SyncReport> {
     let started = Instant::now();
     let stats = Stats::default();
@@ -56,6 +62,7 @@ pub async fn sync(
         opts,
         stats: &stats,
         inflight: tokio::sync::Semaphore::new(INFLIGHT_KIB),
+        trusted,
     };
     let (mut copied, mut present) = (Vec::new(), Vec::new());
     for model in &models {
@@ -104,6 +111,8 @@ struct SyncCx<'a> {
     stats: &'a Stats,
     /// Chunk bytes being copied (stored object and its decoded check), in KiB permits.
     inflight: tokio::sync::Semaphore,
+    /// Signers required of every copied version (`None`: signatures are copied unchecked).
+    trusted: Option<&'a TrustedKeys>,
 }
 
 /// Bytes of chunks being copied at once (64 MiB: a chunk object and its decoded plaintext
@@ -125,6 +134,19 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
     let m = Manifest::from_json(&raw)
         .map_err(|e| Error::Integrity(format!("{key} on {}: {e}", src.name())))?;
     m.expect_identity(model, v)?;
+    let sig_key = signature_key(model, v);
+    let signature = match src.read(&sig_key).await {
+        Ok(b) => Some(b),
+        Err(e) if e.kind == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(keys) = cx.trusted {
+        let label = format!("{model}@{}", m.version);
+        let Some(sig) = &signature else {
+            return Err(Error::Trust(crate::trust::Error::Unsigned(label)));
+        };
+        crate::trust::verify(sig, &m.to_json(), &m, keys, &label)?;
+    }
     let rewrites = Mutex::new(Rewrites::default());
     futures::stream::iter(m.unique_chunks())
         .map(|c| copy_chunk(cx, c, &rewrites))
@@ -140,6 +162,9 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
             });
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some(sig) = signature {
+        dst.create_only(&sig_key, sig).await?;
     }
     heal(cx, rewrites.into_inner().expect("rewrites")).await
 }

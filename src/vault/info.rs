@@ -24,6 +24,8 @@ pub struct Info<'a> {
     pub tags: &'a BTreeMap<String, String>,
     pub extra: &'a Map<String, Value>,
     pub files: Vec<InfoFile<'a>>,
+    /// Who signed the version; `null` when it is unsigned.
+    pub signature: Option<super::SignatureInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +54,7 @@ impl<'a> From<&'a Manifest> for Info<'a> {
             training_config: &m.training_config,
             tags: &m.tags,
             extra: &m.extra,
+            signature: None,
             files: m
                 .files
                 .iter()

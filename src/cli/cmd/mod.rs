@@ -3,6 +3,7 @@
 
 mod alias;
 mod cache;
+mod keygen;
 pub(super) mod maintain;
 mod models;
 mod pull;
@@ -15,6 +16,7 @@ mod sync;
 use anyhow::Result;
 
 pub use alias::AliasAction;
+pub use keygen::{KeygenArgs, SignatureArgs};
 pub use pull::{PullArgs, RunArgs};
 pub use push::PushArgs;
 pub use serve::ServeArgs;
@@ -46,6 +48,8 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<i32> {
         Command::Usage(t) => maintain::usage(ctx, t).await,
         Command::Stats(a) => stats::stats(ctx, a),
         Command::Serve(a) => serve::serve(ctx, a).await,
+        Command::Keygen(a) => keygen::keygen(ctx, a),
+        Command::Signature(a) => keygen::signature(ctx, a).await,
     }
 }
 
