@@ -526,3 +526,46 @@ fn fs_cost_alert_page_and_usage_exit_code() {
     let err = env.fails(2, &["-c", s(&config), "usage"]);
     assert!(err.contains("cloud_storage.usage"), "{err}");
 }
+
+#[test]
+fn fs_version_page_shows_the_signature_status() {
+    let env = Env::new(Backend::Fs);
+    let key = env.path("release.key");
+    env.ok(&["keygen", "--out", s(&key)]);
+    let public = format!("{}.pub", key.display());
+    let other = env.path("other.key");
+    env.ok(&["keygen", "--out", s(&other)]);
+    let dir = env.path("m");
+    write_file(&dir.join("w.bin"), b"weights");
+    let push = |v: &str, sign: bool| {
+        let mut args = vec!["push", s(&dir), "--name", "m", "--version", v];
+        if sign {
+            args.extend(["--sign-key", s(&key)]);
+        }
+        env.ok(&args);
+    };
+    push("1.0.0", true);
+    push("1.1.0", false);
+    let page = |server: &crate::common::Served, v: &str| {
+        let body = ok(&server.addr, &format!("/models/m/{v}")).body;
+        let at = body.find(r#"id="signature""#).expect("signature section");
+        body[at..at + body[at..].find("</p>").unwrap()].to_string()
+    };
+    let trusted = env.serve(&["--trusted-key", &public]);
+    assert!(
+        page(&trusted, "1.0.0").contains("verified against a trusted key"),
+        "{}",
+        page(&trusted, "1.0.0")
+    );
+    assert!(page(&trusted, "1.1.0").contains("Unsigned."));
+    drop(trusted);
+    let untrusting = env.serve(&[]);
+    assert!(page(&untrusting, "1.0.0").contains("not verified"));
+    drop(untrusting);
+    let wrong = env.serve(&["--trusted-key", &format!("{}.pub", other.display())]);
+    assert!(
+        page(&wrong, "1.0.0").contains("FAILED"),
+        "{}",
+        page(&wrong, "1.0.0")
+    );
+}

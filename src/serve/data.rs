@@ -129,6 +129,8 @@ pub struct VersionView {
     pub pull_command: String,
     /// The same with the Python package.
     pub python_snippet: String,
+    /// Who signed it (verified only when the server runs with trusted keys); `None`: unsigned.
+    pub signature: Option<crate::vault::SignatureInfo>,
 }
 
 /// `/api/storage`.
@@ -374,6 +376,10 @@ impl Gatherer {
             new_chunks: summary.map_or(0, |s| s.new_chunks),
             new_bytes_stored: summary.map_or(0, |s| s.new_bytes_stored),
         };
+        let signature = self
+            .vault
+            .signature_info(&manifest, Lookup::CacheFirst)
+            .await?;
         let remote = shell_quote(&self.opts.remote_display);
         let target = format!("./{}", manifest.model_name);
         let spec = format!("{}@{}", manifest.model_name, manifest.version);
@@ -388,6 +394,7 @@ impl Gatherer {
             aliases: summary.map(|s| s.aliases.clone()).unwrap_or_default(),
             figures,
             manifest,
+            signature,
         })
     }
 

@@ -442,9 +442,28 @@ pub fn version(remote: &str, v: &VersionView) -> String {
             chips(v.aliases.iter().cloned())
         }
     );
-    // Signature status: signed versions come with issue 16's signing; until this view reads
-    // signatures it says so rather than showing any status.
-    s.push_str(r#"<h2>Signature</h2><p class="note" id="signature">Not shown: this view does not read signatures. Check one with <code>mvault pull --trusted-key FILE</code>.</p>"#);
+    // Signature status: verified only when the server has trusted keys (as `info` does).
+    s.push_str(r#"<h2>Signature</h2><p class="note" id="signature">"#);
+    match &v.signature {
+        None => s.push_str("Unsigned."),
+        Some(sig) => {
+            let fp = esc(sig.key_fingerprint.as_deref().unwrap_or("an unnamed key"));
+            let _ = match (&sig.problem, sig.verified) {
+                (Some(p), _) => write!(s, "Signature check FAILED: {}", esc(p)),
+                (None, true) => write!(
+                    s,
+                    "Signed by <code>{fp}</code>, verified against a trusted key."
+                ),
+                (None, false) => write!(
+                    s,
+                    "Signed; the signature names key <code>{fp}</code> (not verified: configure \
+                     trusted keys, <code>signing.trusted_keys</code> or MVAULT_TRUSTED_KEYS, to \
+                     check it)."
+                ),
+            };
+        }
+    }
+    s.push_str("</p>");
 
     map_table(&mut s, "metrics", "Metrics", &m.performance_metrics);
     map_table(&mut s, "training", "Training config", &m.training_config);

@@ -147,6 +147,13 @@ impl Limiter {
             ctl.limit
         };
         ctl.last_rate = rate;
+        if target != ctl.limit {
+            tracing::debug!(
+                "requests in flight: {} -> {target} (last {WINDOW:?}: {:.1} MB/s)",
+                ctl.limit,
+                rate / 1e6
+            );
+        }
         self.set_limit(&mut ctl, target);
     }
 

@@ -20,9 +20,11 @@ pub struct ServeArgs {
     /// environment variable, which other users cannot read in the process list.
     #[arg(long, env = "MVAULT_SERVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Requests in flight at once when reading many manifests [default: transfer.jobs, else 16].
+    /// Requests in flight at once when reading many manifests [default: transfer.jobs, else 64].
     #[arg(short, long)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub trust: super::super::TrustArgs,
 }
 
 /// Serves until Ctrl-C or SIGTERM. Prints `listening on http://ADDR/` on stdout once bound.
@@ -37,7 +39,11 @@ pub async fn serve(ctx: &Context, a: &ServeArgs) -> Result<i32> {
         output::register_secrets([t.clone()]);
     }
     let spec = ctx.spec(ctx.remote.as_deref())?;
-    let vault = ctx.vault()?.with_jobs(ctx.jobs(a.jobs)?);
+    // With trusted keys the version page shows whether each signature verifies.
+    let vault = ctx
+        .vault()?
+        .with_jobs(ctx.jobs(a.jobs)?)
+        .with_trusted_keys(ctx.trusted_keys(&a.trust)?);
     let opts = Options {
         listen,
         token: a.token.clone(),
