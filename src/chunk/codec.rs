@@ -252,7 +252,7 @@ fn frame(codec: Codec, params: [u8; 3], plain_len: usize, payload: &[&[u8]]) -> 
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.
 pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
-    decode_with(expected, stored, |payload| Bytes::copy_from_slice(payload))
+    decode_with(expected, stored, Bytes::copy_from_slice)
 }
 
 /// [`decode`] of an object the caller owns: a raw chunk's plaintext is a slice of `stored`
