@@ -14,6 +14,7 @@
 
 mod codec;
 pub mod plan;
+pub mod tree;
 
 pub use codec::{
     CHUNK_MAGIC, Codec, DecodeError, HEADER_BYTES, MAX_CHUNK_BYTES, MAX_OBJECT_BYTES, Planes,

@@ -32,7 +32,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,7 +45,7 @@ pub use super::target::LinkMode;
 use super::target::{self, Entry, TargetDir};
 use super::{Error, FileProgress, Result, Stats, Summary, TransferOptions, cpu};
 use crate::cache::{Cache, LocalChunk};
-use crate::chunk::{self, Digest};
+use crate::chunk::{self, Digest, tree};
 use crate::manifest::{self, ChunkRef, FileEntry, Manifest};
 use crate::remote::Remote;
 
@@ -157,6 +157,8 @@ struct Ctx<'a> {
     inflight: Semaphore,
     /// Chunk decodes running (one per core).
     decoders: Semaphore,
+    /// Cores of the machine: chunk decodes and block hashes running at once.
+    cores: usize,
     local: HashMap<Digest, LocalChunk>,
     dir: Arc<TargetDir>,
     link: LinkMode,
@@ -235,6 +237,7 @@ pub async fn pull(
     } else {
         cache.chunk_index(&missing)
     };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ctx = Ctx {
         remote,
         cache,
@@ -242,7 +245,8 @@ pub async fn pull(
         stats,
         requests: Limiter::new(opts.jobs, remote.map(Remote::throttles)),
         inflight: Semaphore::new(INFLIGHT_KIB as usize),
-        decoders: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        decoders: Semaphore::new(cores),
+        cores,
         local,
         dir: dir.clone(),
         link: req.link,
@@ -515,10 +519,12 @@ impl Ctx<'_> {
 
     /// One assembly pass: fetches the chunks not yet written, up to `jobs` at once, and
     /// writes each at its offset in `path` (preallocated to the file's size) as it arrives,
-    /// appending its index to `journal` once written; a hasher thread follows the written
-    /// prefix, so verification ends with the last write. Returns the file's BLAKE3 and how
-    /// many chunks were resumed from an earlier pass. On error or cancellation the partial
-    /// and its journal stay for the next pull.
+    /// appending its index to `journal` once written. Each 4 MiB block of the file is hashed
+    /// (read back from the page cache, one per core at once) as soon as its last byte is
+    /// written, and the file's BLAKE3 is merged from the blocks' ([`chunk::tree`]), so
+    /// verification ends with the last write, however large the file. Returns that digest
+    /// and how many chunks were resumed from an earlier pass. On error or cancellation the
+    /// partial and its journal stay for the next pull.
     async fn assemble_once(
         &self,
         f: &FileEntry,
@@ -536,51 +542,72 @@ impl Ctx<'_> {
         for c in &f.chunks {
             offsets.push(offsets.last().expect("one") + c.size);
         }
-        let offsets = Arc::new(offsets);
+        let blocks = Blocks::new(size);
         let resumed: Vec<usize> = (0..n).filter(|&i| written[i]).collect();
-        let resumed_bytes: u64 = resumed.iter().map(|&i| f.chunks[i].size).sum();
-        bar.inc(resumed_bytes);
-        let order = Arc::new(Order::new(written));
-        let _close = CloseOnDrop(order.clone());
-        let hasher = {
-            let (file, order, offsets) = (file.clone(), order.clone(), offsets.clone());
-            tokio::task::spawn_blocking(move || hash_in_order(&file, &offsets, &order))
-        };
-        let todo: Vec<usize> = (0..n).filter(|i| !order.is_written(*i)).collect();
+        let mut ready = Vec::new();
+        for &i in &resumed {
+            ready.extend(blocks.written(offsets[i]..offsets[i + 1]));
+        }
+        bar.inc(resumed.iter().map(|&i| f.chunks[i].size).sum());
+        if size == 0 {
+            ready.extend(blocks.written(0..0));
+        }
+        // Blocks complete from the start (resumed): hashed alongside the first downloads.
+        let head = futures::stream::iter(ready)
+            .map(|b| self.hash_block(&file, &blocks, b, path))
+            .buffer_unordered(self.cores);
+        let todo = (0..n).filter(|&i| !written[i]);
         let window = self.opts.jobs.max(1);
         let fetched = futures::stream::iter(todo)
             .map(|i| {
-                let (file, log, order, off) =
-                    (file.clone(), log.clone(), order.clone(), offsets[i]);
+                let (file, log, blocks, range) = (&file, &log, &blocks, offsets[i]..offsets[i + 1]);
                 async move {
                     let (data, permit) = self.fetch_chunk(f, &f.chunks[i]).await?;
                     let len = data.len() as u64;
+                    let (file2, log2, off) = (file.clone(), log.clone(), range.start);
                     cpu(move || {
-                        file.write_all_at(&data, off)?;
-                        (&*log).write_all(&(i as u32).to_le_bytes())
+                        file2.write_all_at(&data, off)?;
+                        (&*log2).write_all(&(i as u32).to_le_bytes())
                     })
                     .await
                     .map_err(|e| Error::io(path.display(), e))?;
                     drop(permit);
-                    order.mark(i);
                     Stats::add(&self.stats.bytes_local, len);
                     bar.inc(len);
+                    for b in blocks.written(range) {
+                        self.hash_block(file, blocks, b, path).await?;
+                    }
                     Ok::<_, Error>(())
                 }
             })
-            .buffer_unordered(window)
+            .buffer_unordered(window);
+        futures::stream::select(head, fetched)
             .try_collect::<()>()
-            .await;
-        if let Err(e) = fetched {
-            order.close();
-            let _ = hasher.await;
-            return Err(e);
-        }
-        let got = hasher
-            .await
-            .expect("hasher panicked")
-            .map_err(|e| Error::io(path.display(), e))?;
-        Ok((got, resumed.len()))
+            .await?;
+        Ok((blocks.root(), resumed.len()))
+    }
+
+    /// Hashes block `b` of the partial file, read back from it, on the blocking pool (at most
+    /// one per core at once, sharing the decoders' slots).
+    async fn hash_block(
+        &self,
+        file: &Arc<fs::File>,
+        blocks: &Blocks,
+        b: usize,
+        path: &Path,
+    ) -> Result<()> {
+        let _core = self.decoders.acquire().await.expect("open");
+        let range = tree::block_range(blocks.len, tree::BLOCK, b);
+        let (file, len) = (file.clone(), blocks.len);
+        let part = cpu(move || {
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, range.start)?;
+            Ok::<_, std::io::Error>(tree::hash_block(len, tree::BLOCK, b, &buf))
+        })
+        .await
+        .map_err(|e| Error::io(path.display(), e))?;
+        blocks.parts.lock().expect("parts")[b] = Some(part);
+        Ok(())
     }
 
     /// One chunk's plaintext, verified, with the in-flight byte permit that covers it.
@@ -666,96 +693,68 @@ async fn hash_path(path: PathBuf) -> Result<Digest> {
     .map_err(|e| Error::io(path.display(), e))
 }
 
-/// Which chunks of a file being assembled are written, shared by the writers and the hasher
-/// thread that follows them in order.
-struct Order {
-    state: Mutex<OrderState>,
-    changed: Condvar,
+/// The 4 MiB blocks of a file being assembled: bytes still to be written in each, and each
+/// finished block's hash.
+struct Blocks {
+    len: u64,
+    missing: Mutex<Vec<u64>>,
+    parts: Mutex<Vec<Option<tree::Part>>>,
 }
 
-struct OrderState {
-    written: Vec<bool>,
-    /// The assembly ended without writing everything (error or cancellation).
-    closed: bool,
-}
-
-impl Order {
-    fn new(written: Vec<bool>) -> Order {
-        Order {
-            state: Mutex::new(OrderState {
-                written,
-                closed: false,
-            }),
-            changed: Condvar::new(),
+impl Blocks {
+    fn new(len: u64) -> Blocks {
+        let n = tree::blocks(len, tree::BLOCK);
+        Blocks {
+            len,
+            missing: Mutex::new(
+                (0..n)
+                    .map(|b| {
+                        let r = tree::block_range(len, tree::BLOCK, b);
+                        r.end - r.start
+                    })
+                    .collect(),
+            ),
+            parts: Mutex::new(vec![None; n]),
         }
     }
 
-    fn is_written(&self, i: usize) -> bool {
-        self.state.lock().expect("order lock").written[i]
-    }
-
-    fn mark(&self, i: usize) {
-        self.state.lock().expect("order lock").written[i] = true;
-        self.changed.notify_all();
-    }
-
-    fn close(&self) {
-        self.state.lock().expect("order lock").closed = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits until chunk `i` is written and returns the end of the written run starting at
-    /// `i`, or `None` once the assembly is closed with `i` unwritten.
-    fn wait_run(&self, i: usize) -> Option<usize> {
-        let mut st = self.state.lock().expect("order lock");
-        while !st.written[i] && !st.closed {
-            st = self.changed.wait(st).expect("order lock");
+    /// Records `range` as written; returns the blocks it completed. An empty file's one block
+    /// is complete once `0..0` is recorded.
+    fn written(&self, range: std::ops::Range<u64>) -> Vec<usize> {
+        let mut missing = self.missing.lock().expect("blocks");
+        if self.len == 0 {
+            return vec![0];
         }
-        if !st.written[i] {
-            return None;
+        let first = (range.start / tree::BLOCK) as usize;
+        let mut done = Vec::new();
+        let mut at = range.start;
+        for (b, m) in missing.iter_mut().enumerate().skip(first) {
+            if at >= range.end {
+                break;
+            }
+            let end = tree::block_range(self.len, tree::BLOCK, b)
+                .end
+                .min(range.end);
+            *m -= end - at;
+            if *m == 0 {
+                done.push(b);
+            }
+            at = end;
         }
-        let mut end = i;
-        while end < st.written.len() && st.written[end] {
-            end += 1;
-        }
-        Some(end)
+        done
     }
-}
 
-/// Closes an [`Order`] when the assembly that owns it ends, however it ends (a dropped
-/// future included), so that its hasher thread never waits forever.
-struct CloseOnDrop(Arc<Order>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
+    /// The file's BLAKE3, once every block is hashed.
+    fn root(&self) -> Digest {
+        let parts: Vec<tree::Part> = self
+            .parts
+            .lock()
+            .expect("parts")
+            .iter()
+            .map(|p| p.expect("every block hashed once written"))
+            .collect();
+        tree::root(self.len, tree::BLOCK, &parts)
     }
-}
-
-/// BLAKE3 of the file, read back (from the page cache, normally) as the written prefix grows.
-/// `offsets` holds each chunk's start and, last, the file size.
-fn hash_in_order(file: &fs::File, offsets: &[u64], order: &Order) -> std::io::Result<Digest> {
-    const BLOCK: usize = 1 << 20;
-    let n = offsets.len() - 1;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; BLOCK];
-    let mut next = 0;
-    while next < n {
-        let Some(end) = order.wait_run(next) else {
-            return Err(std::io::Error::other(
-                "assembly ended before the file was complete",
-            ));
-        };
-        let (mut pos, stop) = (offsets[next], offsets[end]);
-        while pos < stop {
-            let len = (stop - pos).min(BLOCK as u64) as usize;
-            file.read_exact_at(&mut buf[..len], pos)?;
-            hasher.update(&buf[..len]);
-            pos += len as u64;
-        }
-        next = end;
-    }
-    Ok(hasher.finalize().into())
 }
 
 /// Opens (creating it if needed) the partial file of a blob of `size` bytes and `n` chunks,
@@ -875,30 +874,15 @@ mod tests {
     }
 
     #[test]
-    fn the_hasher_follows_the_written_prefix_and_stops_when_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        fs::write(&path, &data).unwrap();
-        let file = Arc::new(fs::File::open(&path).unwrap());
-        let offsets = Arc::new(vec![0u64, 1000, 2000, 3000]);
-        let order = Arc::new(Order::new(vec![false, true, false]));
-        let h = {
-            let (file, offsets, order) = (file.clone(), offsets.clone(), order.clone());
-            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
-        };
-        order.mark(2);
-        order.mark(0);
-        assert_eq!(h.join().unwrap().unwrap(), Digest::of(&data));
-        let order = Arc::new(Order::new(vec![true, false, false]));
-        let h = {
-            let order = order.clone();
-            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
-        };
-        drop(CloseOnDrop(order));
-        assert!(
-            h.join().unwrap().is_err(),
-            "a closed assembly ends the hasher"
-        );
+    fn blocks_complete_as_their_last_byte_is_written_in_any_order() {
+        let len = 2 * tree::BLOCK + 10;
+        let blocks = Blocks::new(len);
+        let b = tree::BLOCK;
+        assert_eq!(blocks.written(b - 5..b + 5), Vec::<usize>::new());
+        assert_eq!(blocks.written(2 * b..len), vec![2]);
+        assert_eq!(blocks.written(b + 5..2 * b), vec![1]);
+        assert_eq!(blocks.written(0..b - 5), vec![0]);
+        let empty = Blocks::new(0);
+        assert_eq!(empty.written(0..0), vec![0]);
     }
 }
