@@ -76,6 +76,11 @@ pub struct Global {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// The vault's encryption key file (made by `mvault keygen --encryption`): chunks and
+    /// manifests are sealed with it [default: encryption.key_file of the config].
+    #[arg(long, global = true, env = "MVAULT_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -162,6 +167,8 @@ pub enum Command {
     Usage(ScanArgs),
     /// Summarise the audit log: counts, success rate, throughput per operation and remote.
     Stats(cmd::StatsArgs),
+    /// Make a key: `keygen --encryption --out FILE` writes a vault encryption key (mode 0600).
+    Keygen(cmd::KeygenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +301,7 @@ impl Command {
             Command::Prune(_) => "prune",
             Command::Usage(_) => "usage",
             Command::Stats(_) => "stats",
+            Command::Keygen(_) => "keygen",
         }
     }
 }

@@ -43,6 +43,7 @@ struct Cloud {
     cache: Option<Cache>,
     transfer: Option<Transfer>,
     audit: Option<Audit>,
+    encryption: Option<Encryption>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +76,12 @@ struct Transfer {
 struct Audit {
     path: Leaf,
     max_size: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (key_file)")]
+struct Encryption {
+    key_file: Leaf,
 }
 
 /// 1-based line of a node (a merged value: of its `<<` entry).
@@ -133,6 +140,11 @@ impl Config {
             config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
             config.audit.max_size_bytes =
                 cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
+        }
+        if let Some(e) = cloud.encryption {
+            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+            config.encryption.key_file =
+                cx.get(&e.key_file, "encryption.key_file", path, "a path")?;
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
@@ -397,6 +409,7 @@ impl Cx<'_> {
             Some("name") => "a cloud_storage.providers entry",
             Some("jobs") => "cloud_storage.transfer",
             Some("path") => "cloud_storage.audit",
+            Some("key_file") => "cloud_storage.encryption",
             _ => "cloud_storage.cache",
         };
         let known = expected.join(", ");

@@ -12,6 +12,7 @@
 mod backend;
 mod options;
 mod pending;
+mod sealed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,7 @@ pub use backend::{
     redact_url,
 };
 pub use options::{OptionError, check_option};
+pub use sealed::Sealing;
 
 use crate::chunk::{self, Digest};
 use crate::error::Category;
@@ -67,6 +69,9 @@ pub enum ErrorKind {
     /// The object cannot be what mvault stored: longer than [`read_limit`] allows, or on a
     /// local vault not a regular file. The store is damaged or hostile (exit 5).
     Integrity,
+    /// The vault's encryption and the key given disagree: an encrypted vault without its
+    /// key or with another one, an encrypted write to a vault of plaintext versions (exit 2).
+    Encryption,
     /// Anything else.
     Other,
 }
@@ -117,6 +122,7 @@ impl Error {
             ErrorKind::NotFound => Category::NotFound,
             ErrorKind::Conflict => Category::Conflict,
             ErrorKind::Integrity => Category::Integrity,
+            ErrorKind::Encryption => Category::Usage,
             ErrorKind::PermissionDenied
             | ErrorKind::Config
             | ErrorKind::Unavailable
@@ -351,6 +357,10 @@ pub struct Remote {
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
     fs_root: Option<Arc<std::path::Path>>,
+    /// The vault's encryption key, if one was given ([`Remote::with_keys`]).
+    keys: Option<Arc<crate::crypt::Keys>>,
+    /// Whether the vault is encrypted, once known (shared by clones).
+    sealing: Arc<sealed::SealState>,
 }
 
 /// Content type stored with an object (some stores and emulators require one).
@@ -384,6 +394,8 @@ impl Remote {
             retries: Arc::new(AtomicU64::new(0)),
             conditional_writes,
             fs_root: None,
+            keys: None,
+            sealing: Arc::default(),
         }
     }
 
@@ -456,7 +468,11 @@ impl Remote {
     /// and abandoned once it passes the bound, which is an [`ErrorKind::Integrity`] error, as
     /// is (on a local vault) an object that is not a regular file (see [`read_regular_file`]).
     pub async fn read(&self, key: &str) -> Result<Bytes> {
-        let limit = read_limit(key);
+        self.read_limited(key, read_limit(key)).await
+    }
+
+    /// [`Remote::read`] with another bound (sealed objects are longer by their overhead).
+    async fn read_limited(&self, key: &str, limit: u64) -> Result<Bytes> {
         let read = match &self.fs_root {
             Some(root) => {
                 let path = root.join(key);
@@ -563,7 +579,20 @@ impl Remote {
     /// Refuses (kind [`ErrorKind::Other`]) data longer than [`read_limit`]`(key)`: no reader
     /// would accept it.
     pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
-        let limit = read_limit(key);
+        let same = data.clone();
+        self.create_only_as(key, data, read_limit(key), move |b| b == same)
+            .await
+    }
+
+    /// [`Remote::create_only`] with a bound and a test of whether an object found at `key`
+    /// is what this write would have created (sealed objects differ in their nonce).
+    async fn create_only_as(
+        &self,
+        key: &str,
+        data: Bytes,
+        limit: u64,
+        same: impl Fn(&[u8]) -> bool,
+    ) -> Result<Created> {
         if data.len() as u64 > limit {
             return Err(Error::new(
                 ErrorKind::Other,
@@ -577,7 +606,7 @@ impl Remote {
             ));
         }
         if let Some(root) = &self.fs_root {
-            return self.create_only_fs(root.clone(), key, data).await;
+            return self.create_only_fs(root.clone(), key, (data, limit), same).await;
         }
         if self.size_of(key).await?.is_none() {
             let r = self
@@ -595,8 +624,8 @@ impl Remote {
                 Err(e) => return Err(e),
             }
         }
-        let existing = self.read(key).await?;
-        if existing == data {
+        let existing = self.read_limited(key, limit).await?;
+        if same(&existing) {
             Ok(Created::AlreadyIdentical)
         } else {
             Err(self.conflict(key))
@@ -611,7 +640,8 @@ impl Remote {
         &self,
         root: Arc<std::path::Path>,
         key: &str,
-        data: Bytes,
+        (data, limit): (Bytes, u64),
+        same: impl Fn(&[u8]) -> bool,
     ) -> Result<Created> {
         let path = root.join(key);
         let bytes = data.clone();
@@ -633,7 +663,7 @@ impl Remote {
         match linked {
             Ok(()) => Ok(Created::New),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if self.read(key).await? == data {
+                if same(&self.read_limited(key, limit).await?) {
                     Ok(Created::AlreadyIdentical)
                 } else {
                     Err(self.conflict(key))
@@ -734,20 +764,6 @@ impl Remote {
     }
 
     // --- vault-level helpers -------------------------------------------------------------
-
-    /// Stored size of a chunk object in bytes, `None` if absent.
-    pub async fn chunk_size(&self, id: &Digest) -> Result<Option<u64>> {
-        self.size_of(&chunk_key(id)).await
-    }
-
-    /// The stored (encoded) bytes of a chunk.
-    pub async fn read_chunk(&self, id: &Digest) -> Result<Bytes> {
-        self.read(&chunk_key(id)).await
-    }
-
-    pub async fn write_chunk(&self, id: &Digest, encoded: Bytes) -> Result<()> {
-        self.write(&chunk_key(id), encoded).await
-    }
 
     /// Model names in the vault, sorted.
     pub async fn list_models(&self) -> Result<Vec<ModelName>> {

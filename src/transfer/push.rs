@@ -119,7 +119,7 @@ pub async fn push(
         opts.progress.finish();
         return Ok((m, stats.summary(started, remote.retries())));
     }
-    match remote.create_only(&key, Bytes::from(m.to_json())).await {
+    match remote.create_manifest(&key, Bytes::from(m.to_json())).await {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
             return Err(Error::VersionExists {
@@ -229,7 +229,7 @@ async fn upload_chunk(
     // a throttled or slow upload shows as such rather than as 100% from the start.
     let done = || opts.progress.inc(enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
-    let recorded = pending.contains(&enc.id);
+    let recorded = pending.contains(&remote.stored_id(&enc.id));
     // A stored chunk of another size than this push's encoding is rewritten: it is damaged
     // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
     // an older mvault, or by `heal` below), which costs one upload and is harmless.

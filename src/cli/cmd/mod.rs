@@ -3,6 +3,7 @@
 
 mod alias;
 mod cache;
+mod crypt;
 pub(super) mod maintain;
 mod models;
 mod pull;
@@ -14,6 +15,7 @@ mod sync;
 use anyhow::Result;
 
 pub use alias::AliasAction;
+pub use crypt::KeygenArgs;
 pub use pull::{PullArgs, RunArgs};
 pub use push::PushArgs;
 pub use stats::StatsArgs;
@@ -43,6 +45,7 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<i32> {
         Command::Prune(a) => maintain::prune(ctx, a).await,
         Command::Usage(t) => maintain::usage(ctx, t).await,
         Command::Stats(a) => stats::stats(ctx, a),
+        Command::Keygen(a) => crypt::keygen(ctx, a),
     }
 }
 
