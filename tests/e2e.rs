@@ -9,12 +9,14 @@
 //! - [`faults`]: injected network faults, `kill -9`, `--limit-rate`, permanent errors (S3);
 //! - [`ops`]: config file and providers, aliases, verify, gc, prune, usage, sync;
 //! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
-//! - [`hostile`]: a bucket, cache or target under an attacker's control.
+//! - [`hostile`]: a bucket, cache or target under an attacker's control;
+//! - [`crypt`]: client-side encryption (keys, sealed objects, refusals, sync re-encryption).
 
 mod behaviour;
 mod cache;
 mod cli;
 mod common;
+mod crypt;
 mod faults;
 mod format;
 mod hostile;

@@ -91,6 +91,11 @@ impl Context {
             n.remote.get_or_insert_with(|| spec.display_name());
         });
         let keys = key_file.map(Keys::load).transpose()?.map(Arc::new);
+        // Never printed anyway; the scrubber makes sure of it.
+        output::register_secrets(
+            keys.iter()
+                .flat_map(|k| k.to_key_file().lines().nth(1).map(str::to_string)),
+        );
         let cache = self.cache()?;
         let remote = Remote::open(&spec)?.with_keys(keys);
         Ok(Vault::new(remote, &vault::cache_identity(&spec), cache)

@@ -78,7 +78,12 @@ pub struct Global {
 
     /// The vault's encryption key file (made by `mvault keygen --encryption`): chunks and
     /// manifests are sealed with it [default: encryption.key_file of the config].
-    #[arg(long, global = true, env = "MVAULT_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "MVAULT_ENCRYPTION_KEY_FILE",
+        value_name = "FILE"
+    )]
     pub encryption_key_file: Option<PathBuf>,
 
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.

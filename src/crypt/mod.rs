@@ -239,7 +239,13 @@ impl Keys {
         let aad = associated_data(key);
         let sealed = self
             .cipher(kind)
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encrypts any length mvault stores");
         let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD as usize);
         out.extend_from_slice(&SEAL_MAGIC);
@@ -259,7 +265,9 @@ impl Keys {
             return Err(fail("is too short"));
         }
         if !is_sealed(object) {
-            return Err(fail("lacks the MVE1 magic (a plaintext object in an encrypted vault)"));
+            return Err(fail(
+                "lacks the MVE1 magic (a plaintext object in an encrypted vault)",
+            ));
         }
         let nonce = XNonce::from_slice(&object[4..4 + NONCE_BYTES]);
         let aad = associated_data(key);
@@ -349,14 +357,18 @@ fn parse_key_file(text: &str) -> Result<[u8; KEY_BYTES], &'static str> {
     let body = text.strip_suffix('\n').unwrap_or(text);
     let mut lines = body.split('\n');
     if lines.next() != Some(KEY_FILE_HEADER) {
-        return Err("first line is not \"mvault-encryption-key v1\": not an mvault encryption key file (make one with `mvault keygen --encryption --out FILE`)");
+        return Err(
+            "first line is not \"mvault-encryption-key v1\": not an mvault encryption key file (make one with `mvault keygen --encryption --out FILE`)",
+        );
     }
     let key = lines.next().ok_or("no key line after the header")?;
     if lines.next().is_some() {
         return Err("more than two lines: not an mvault encryption key file");
     }
     if key.len() != 2 * KEY_BYTES
-        || !key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return Err("the key line is not 64 lower-case hex characters");
     }
@@ -378,7 +390,10 @@ mod tests {
         let k = keys();
         let sealed = k.seal(Kind::Chunk, "chunks/ab/ab00", b"hello");
         assert_eq!(sealed.len() as u64, 5 + SEAL_OVERHEAD);
-        assert_eq!(k.open(Kind::Chunk, "chunks/ab/ab00", &sealed).unwrap(), b"hello");
+        assert_eq!(
+            k.open(Kind::Chunk, "chunks/ab/ab00", &sealed).unwrap(),
+            b"hello"
+        );
         // Another key, another subkey, another object key: all refused.
         assert!(k.open(Kind::Chunk, "chunks/ab/ab01", &sealed).is_err());
         assert!(k.open(Kind::Manifest, "chunks/ab/ab00", &sealed).is_err());
@@ -387,13 +402,19 @@ mod tests {
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(k.open(Kind::Chunk, "chunks/ab/ab00", &flipped).is_err());
-        assert!(k.open(Kind::Chunk, "chunks/ab/ab00", &sealed[..20]).is_err());
+        assert!(
+            k.open(Kind::Chunk, "chunks/ab/ab00", &sealed[..20])
+                .is_err()
+        );
     }
 
     #[test]
     fn nonces_are_fresh() {
         let k = keys();
-        assert_ne!(k.seal(Kind::Chunk, "k", b"x"), k.seal(Kind::Chunk, "k", b"x"));
+        assert_ne!(
+            k.seal(Kind::Chunk, "k", b"x"),
+            k.seal(Kind::Chunk, "k", b"x")
+        );
     }
 
     #[test]
@@ -412,8 +433,14 @@ mod tests {
     fn marker_matches_only_its_key_and_format() {
         let k = keys();
         assert!(k.matches_marker(&k.marker()).unwrap());
-        assert!(!Keys::from_master([9; 32]).matches_marker(&k.marker()).unwrap());
-        let newer = String::from_utf8(k.marker()).unwrap().replace("\"format\": 1", "\"format\": 2");
+        assert!(
+            !Keys::from_master([9; 32])
+                .matches_marker(&k.marker())
+                .unwrap()
+        );
+        let newer = String::from_utf8(k.marker())
+            .unwrap()
+            .replace("\"format\": 1", "\"format\": 2");
         assert!(k.matches_marker(newer.as_bytes()).is_err());
         assert!(k.matches_marker(b"not json").is_err());
     }

@@ -129,8 +129,11 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
             let acc = per_model.entry(n.to_string()).or_default();
             acc.versions += 1;
             acc.logical += m.file_size;
-            acc.chunks
-                .extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| remote.stored_id(&c.id))));
+            acc.chunks.extend(
+                m.files
+                    .iter()
+                    .flat_map(|f| f.chunks.iter().map(|c| remote.stored_id(&c.id))),
+            );
         }
         Ok(())
     })

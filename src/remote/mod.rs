@@ -606,7 +606,9 @@ impl Remote {
             ));
         }
         if let Some(root) = &self.fs_root {
-            return self.create_only_fs(root.clone(), key, (data, limit), same).await;
+            return self
+                .create_only_fs(root.clone(), key, (data, limit), same)
+                .await;
         }
         if self.size_of(key).await?.is_none() {
             let r = self

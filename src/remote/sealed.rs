@@ -122,12 +122,6 @@ impl Remote {
                 Sealing::Sealed
             }
         };
-        if s == Sealing::Unmarked {
-            tracing::warn!(
-                "{} is not encrypted: its objects are read as plaintext, and the key is used only if a push makes it an encrypted vault",
-                self.name
-            );
-        }
         self.sealing.set(s);
         Ok(s)
     }
@@ -256,8 +250,15 @@ impl Remote {
     /// encrypted vault. An encrypted manifest read without the key is an
     /// [`ErrorKind::Encryption`] error.
     pub async fn read_manifest(&self, key: &str) -> Result<Bytes> {
-        if self.sealing_for_read().await? != Sealing::Sealed {
+        let sealing = self.sealing_for_read().await?;
+        if sealing != Sealing::Sealed {
             let bytes = self.read(key).await?;
+            if sealing == Sealing::Unmarked && !crypt::is_sealed(&bytes) {
+                tracing::warn!(
+                    "{} is not encrypted: {key} is read as plaintext and the encryption key is not used",
+                    self.name
+                );
+            }
             if crypt::is_sealed(&bytes) {
                 return Err(match self.keys {
                     None => self.key_required("read"),
@@ -266,7 +267,9 @@ impl Remote {
                         "read",
                         key,
                         &self.name,
-                        format!("an encrypted manifest in a vault without its {MARKER_KEY} marker: the marker was deleted; restore it"),
+                        format!(
+                            "an encrypted manifest in a vault without its {MARKER_KEY} marker: the marker was deleted; restore it"
+                        ),
                     ),
                 });
             }
@@ -298,7 +301,10 @@ impl Remote {
             key,
             sealed,
             MAX_DOCUMENT_BYTES + SEAL_OVERHEAD,
-            move |existing| keys.open(Kind::Manifest, &k, existing).is_ok_and(|p| p == json),
+            move |existing| {
+                keys.open(Kind::Manifest, &k, existing)
+                    .is_ok_and(|p| p == json)
+            },
         )
         .await
     }

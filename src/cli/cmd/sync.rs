@@ -35,7 +35,10 @@ pub struct SyncArgs {
 /// `mvault sync --from A --to B [NAME[@VERSION]]`.
 pub async fn sync(ctx: &Context, a: &SyncArgs) -> Result<i32> {
     let global = ctx.encryption_key_file.as_deref();
-    let from = ctx.vault_keyed(Some(&a.from), a.from_encryption_key_file.as_deref().or(global))?;
+    let from = ctx.vault_keyed(
+        Some(&a.from),
+        a.from_encryption_key_file.as_deref().or(global),
+    )?;
     let to = ctx.vault_keyed(Some(&a.to), a.to_encryption_key_file.as_deref().or(global))?;
     let r: Option<ModelRef> = a.model.as_deref().map(str::parse).transpose()?;
     let selector = a
