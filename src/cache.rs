@@ -5,6 +5,8 @@
 //! - `blobs/<2 hex>/<64 hex>`: complete, verified files, read-only, named by their digest;
 //! - `manifests/<remote id>/<name>/<canonical version>.json`: manifests as read from a remote
 //!   (versions are immutable, so a cached manifest proves the version without a request);
+//! - `manifests/<remote id>/<name>/<canonical version>.sig`: the version's signature object,
+//!   if signed, as read with the manifest (untrusted: verified on every use, evicted with it);
 //! - `snapshots/<remote id>/<name>/<canonical version>/`: default pull target;
 //! - `locks/<2 hex>/<64 hex>.lock`: one advisory lock per blob being assembled;
 //! - `tmp/`: files being written; never trusted; `cache clear`/`prune` remove those older
@@ -108,6 +110,20 @@ impl Cache {
             .join(format!("{}-{:016x}", std::process::id(), fastrand::u64(..)))
     }
 
+    /// The partial file a blob is assembled in, and its journal of chunks written, both under
+    /// `tmp/` and named by the blob's digest, so that a pull killed half-way resumes where it
+    /// stopped instead of starting over. Only the holder of the blob's exclusive lock writes
+    /// them; like everything under `tmp/` they are untrusted: the assembled file is hashed
+    /// whole before it becomes a blob.
+    pub fn partial_paths(&self, d: &Digest) -> (PathBuf, PathBuf) {
+        let tmp = self.root.join("tmp");
+        let hex = d.to_hex();
+        (
+            tmp.join(format!("partial-{hex}")),
+            tmp.join(format!("partial-{hex}.journal")),
+        )
+    }
+
     /// Moves a verified temporary file into place as blob `d`, read-only.
     pub fn commit_blob(&self, tmp: &Path, d: &Digest) -> Result<PathBuf> {
         let dest = self.blob_path(d);
@@ -174,6 +190,48 @@ impl Cache {
         let m = Manifest::from_json(&bytes).ok()?;
         m.expect_identity(name, version).ok()?;
         Some(m)
+    }
+
+    /// The cached signature object of `name@version` from remote `remote_id`, if any. As
+    /// untrusted as the remote's: it is verified on every use.
+    pub fn load_signature(
+        &self,
+        remote_id: &str,
+        name: &ModelName,
+        version: &Version,
+    ) -> Option<Vec<u8>> {
+        let path = self
+            .manifest_path(remote_id, name, version)
+            .with_extension("sig");
+        let file = File::open(path).ok()?;
+        let mut buf = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(file, crate::remote::MAX_DOCUMENT_BYTES),
+            &mut buf,
+        )
+        .ok()?;
+        Some(buf)
+    }
+
+    /// Stores a version's signature object beside its cached manifest (atomically).
+    pub fn save_signature(
+        &self,
+        remote_id: &str,
+        name: &ModelName,
+        version: &Version,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let path = self
+            .manifest_path(remote_id, name, version)
+            .with_extension("sig");
+        let parent = path.parent().expect("has parent");
+        fs::create_dir_all(parent).map_err(at(parent))?;
+        let tmp_dir = self.root.join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(at(&tmp_dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(at(&tmp_dir))?;
+        io::Write::write_all(&mut tmp, bytes).map_err(at(tmp.path()))?;
+        tmp.persist(&path).map_err(|e| at(&path)(e.error))?;
+        Ok(())
     }
 
     /// Cached versions of a model from a remote (for `--offline` resolution).
@@ -467,6 +525,7 @@ impl Cache {
             .collect();
         for (v, _lock) in &evict {
             let _ = fs::remove_file(&v.manifest_path);
+            let _ = fs::remove_file(v.manifest_path.with_extension("sig"));
             if let (Ok(name), Ok(ver)) = (
                 v.model_name.parse::<ModelName>(),
                 v.version.parse::<Version>(),

@@ -6,12 +6,14 @@
 //! - [`chunk`], [`manifest`], [`version`]: formats and rules, no I/O;
 //! - [`remote`]: the vault layout on a store, over OpenDAL; [`cache`]: the local cache;
 //! - [`transfer`]: push and pull pipelines;
+//! - [`trust`]: signing keys, trusted keys and the signature bundle of a version;
 //! - [`vault`]: the operations users run and their policies (which remote a name means,
 //!   aliases, push fan-out, metadata files, cache limits);
 //! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
 //! - [`crypt`]: client-side encryption (keys, sealed objects; used by [`remote`]);
 //! - [`config`] (the config file), [`audit`] (the audit log and its statistics), [`error`]
 //!   (the categories every layer's error maps to);
+//! - [`serve`]: `mvault serve`, the read-only web view (pages, `/api`, `/metrics`);
 //! - [`cli`]: the command line (nothing else depends on it).
 
 pub mod audit;
@@ -25,7 +27,9 @@ pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
 pub mod remote;
+pub mod serve;
 pub mod transfer;
+pub mod trust;
 pub mod util;
 pub mod vault;
 pub mod version;
@@ -67,6 +71,9 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category> {
+    if let Some(e) = e.downcast_ref::<crate::serve::Error>() {
+        return Some(e.category());
+    }
     if let Some(e) = e.downcast_ref::<crate::lifecycle::Error>() {
         return Some(e.category());
     }
@@ -83,6 +90,9 @@ fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category
         return Some(e.category());
     }
     if let Some(e) = e.downcast_ref::<crate::crypt::Error>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::trust::Error>() {
         return Some(e.category());
     }
     if e.is::<crate::manifest::Error>() {

@@ -42,6 +42,8 @@ enum Mode {
     Faults { p: f64 },
     /// Answer `403 AccessDenied` to every request; forward nothing.
     Deny,
+    /// Stall the first `first` chunk GETs ([`Fault::Stall`]); forward everything else.
+    StallChunkGets { first: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +61,9 @@ enum Fault {
     Status503,
     /// Wait 200 ms, then forward normally.
     Delay,
+    /// Forward, deliver the head and half the body, then send nothing more, holding the
+    /// connection open until the client gives up (a hung transfer, as on a broken link).
+    Stall,
 }
 
 const FAULTS: [Fault; 6] = [
@@ -105,10 +110,17 @@ struct Shared {
     log: Mutex<Vec<Seen>>,
     /// Requests read but not yet finished.
     inflight: AtomicI64,
+    /// Chunk GETs stalled so far ([`Mode::StallChunkGets`]).
+    stalled: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
-    fn pick(&self) -> Option<Fault> {
+    fn pick(&self, head: &Head) -> Option<Fault> {
+        if let Mode::StallChunkGets { first } = self.mode {
+            let chunk_get = head.method == "GET" && head.target.contains("/chunks/");
+            return (chunk_get && self.stalled.fetch_add(1, Ordering::SeqCst) < first)
+                .then_some(Fault::Stall);
+        }
         let Mode::Faults { p } = self.mode else {
             return None;
         };
@@ -161,6 +173,7 @@ impl Proxy {
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             log: Mutex::new(Vec::new()),
             inflight: AtomicI64::new(0),
+            stalled: std::sync::atomic::AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).unwrap();
@@ -373,7 +386,7 @@ async fn serve(sock: TcpStream, sh: Arc<Shared>) {
         let Ok(body) = read_body(&mut client, &head).await else {
             return;
         };
-        let fault = sh.pick();
+        let fault = sh.pick(&head);
         let mut seen = Seen {
             method: head.method.clone(),
             target: head.target.clone(),
@@ -434,6 +447,22 @@ async fn handle(
     match seen.fault {
         Some(Fault::ResetAfter) => {
             reset(client);
+            false
+        }
+        Some(Fault::Stall) => {
+            let cut = resp.len() / 2;
+            let _ = client.write_all(&resp[..cut]).await;
+            let _ = client.flush().await;
+            // Nothing more until the client hangs up (or two minutes, a test's bound).
+            let mut sink = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(120), async {
+                while let Ok(n) = client.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
             false
         }
         Some(Fault::Truncate) => {
@@ -1095,4 +1124,200 @@ fn access_denied_fails_at_once_without_retries() {
             "{what}: a permanent error must not be retried; requests: {seen:#?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Stalled transfers and resumed pulls.
+
+#[test]
+fn stalled_downloads_are_cancelled_and_retried() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x57a1, (6 * MIB) as usize),
+    );
+    env.ok(&[
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "hang",
+        "--version",
+        "1.0.0",
+    ]);
+
+    let proxy = Proxy::start(Mode::StallChunkGets { first: 3 }, seed());
+    let remote = format!("{}&stall_timeout=1", proxy.remote_for(&env));
+    let out = env.path("out");
+    let pull = json_via(&env, &remote, &["pull", "hang@1.0.0", "--to", s(&out)]);
+    proxy.wait_idle();
+    let stalls = proxy
+        .log()
+        .iter()
+        .filter(|r| r.fault == Some(Fault::Stall))
+        .count();
+    assert_eq!(stalls, 3, "the proxy stalled three chunk downloads");
+    assert!(
+        u64_at(&pull, "/summary/retries") >= 3,
+        "every stalled download was retried: {pull}"
+    );
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn a_pull_that_keeps_stalling_ends_with_an_error_naming_the_stall() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x57a2, (2 * MIB) as usize),
+    );
+    env.ok(&[
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "hang",
+        "--version",
+        "1.0.0",
+    ]);
+
+    let proxy = Proxy::start(Mode::StallChunkGets { first: usize::MAX }, seed());
+    let remote = format!("{}&stall_timeout=1&retries=1", proxy.remote_for(&env));
+    let out = env.path("out");
+    let run = run_via(&env, &remote, &["pull", "hang@1.0.0", "--to", s(&out)]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "a stalled pull fails: {err}");
+    assert!(
+        err.contains("stalled") && err.contains("chunks/") && err.contains("stall_timeout"),
+        "the error names what stalled and the bound: {err}"
+    );
+    assert!(
+        !out.join("weights.bin").exists(),
+        "nothing is placed by a failed pull"
+    );
+}
+
+/// Journal of a partial download in the cache: chunk indexes written, 4 bytes each.
+fn journaled_chunks(cache: &Path) -> Vec<usize> {
+    walk(&cache.join("tmp"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".journal"))
+        .flat_map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            bytes
+                .chunks_exact(4)
+                .map(|r| u32::from_le_bytes(r.try_into().unwrap()) as usize)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn killed_pull_of_one_large_file_resumes_where_it_stopped() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x7e5e, (24 * MIB) as usize),
+    );
+    env.ok(&["-q", "push", s(&src), "--name", "one", "--version", "1.0.0"]);
+    let stored = stored_chunks(&env);
+    let total: u64 = stored.values().sum();
+    let manifest: Value =
+        serde_json::from_slice(&env.read_object("models/one/versions/1.0.0.json")).unwrap();
+    let chunks = manifest["files"][0]["chunks"].as_array().unwrap().clone();
+    assert!(chunks.len() >= 12, "enough chunks to kill in the middle");
+
+    // At 4 MiB/s, about 6 s in all: kill once a third of the chunks are written.
+    let out = env.path("out");
+    let cache = env.cache_dir();
+    let args = [
+        "-q",
+        "pull",
+        "one@1.0.0",
+        "--to",
+        s(&out),
+        "--limit-rate",
+        "4M",
+    ];
+    let mut child = spawn_via(&env, &env.remote, &args);
+    wait_for(&mut child, "a third of the chunks written", || {
+        journaled_chunks(&cache).len() >= chunks.len() / 3
+    });
+    kill9(&mut child, "a third of the chunks written");
+    let written: HashSet<usize> = journaled_chunks(&cache).into_iter().collect();
+    assert!(
+        written.len() < chunks.len(),
+        "the pull finished before the kill"
+    );
+    let kept: u64 = written
+        .iter()
+        .map(|&i| stored[chunks[i]["id"].as_str().unwrap()])
+        .sum();
+
+    let rerun = env.json(&["pull", "one@1.0.0", "--to", s(&out)]);
+    let fetched = u64_at(&rerun, "/summary/bytes_remote");
+    eprintln!(
+        "killed pull had written {} of {} chunks ({kept} stored bytes); rerun fetched {fetched} \
+         of {total}",
+        written.len(),
+        chunks.len()
+    );
+    assert!(
+        fetched <= total - kept,
+        "the rerun fetched {fetched} bytes again; {kept} of {total} were already written"
+    );
+    assert_same_tree(&src, &out);
+    assert!(
+        journaled_chunks(&cache).is_empty(),
+        "the partial file's journal is gone once the blob is complete"
+    );
+}
+
+#[test]
+fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
+    let env = Env::new(Backend::S3);
+    let proxy = Proxy::start(Mode::Pass, seed());
+    let remote = proxy.remote_for(&env);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x1157, (8 * MIB) as usize),
+    );
+    let count = |log: &[Seen], method: &str| {
+        log.iter()
+            .filter(|r| r.method == method && r.target.contains("/chunks/"))
+            .count()
+    };
+    let first = json_via(
+        &env,
+        &remote,
+        &["push", s(&src), "--name", "l", "--version", "1.0.0"],
+    );
+    proxy.wait_idle();
+    let log = proxy.log();
+    let chunks = u64_at(&first, "/summary/chunks_new") as usize;
+    assert!(chunks > 4, "several chunks: {first}");
+    assert_eq!(count(&log, "HEAD"), 0, "no stat per chunk: {log:?}");
+    assert_eq!(count(&log, "PUT"), chunks, "each new chunk uploaded once");
+
+    let from = proxy.log_len();
+    let again = json_via(
+        &env,
+        &remote,
+        &["push", s(&src), "--name", "l", "--version", "1.0.1"],
+    );
+    proxy.wait_idle();
+    let log = proxy.log()[from..].to_vec();
+    assert_eq!(u64_at(&again, "/summary/chunks_new"), 0, "{again}");
+    assert_eq!(
+        (count(&log, "HEAD"), count(&log, "PUT")),
+        (0, 0),
+        "the listing found every chunk: {log:?}"
+    );
+    let out = env.path("out");
+    env.ok(&["pull", "l@1.0.1", "--to", s(&out)]);
+    assert_same_tree(&src, &out);
 }

@@ -666,7 +666,14 @@ fn list_versions_info_rm_with_paginated_listing() {
         .iter()
         .map(|r| r.key.as_str())
         .collect();
-    assert_eq!(deletes, [env.key("models/gpt/versions/1.1.0.json")]);
+    // The manifest, then the version's signature object (absent here: a no-op delete).
+    assert_eq!(
+        deletes,
+        [
+            env.key("models/gpt/versions/1.1.0.json"),
+            env.key("models/gpt/signatures/1.1.0.sig")
+        ]
+    );
     assert!(
         env.fake()
             .object(&env.key("models/gpt/versions/1.1.0.json"))

@@ -38,7 +38,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use log::AuditLog;
-pub use stats::{OpStats, prometheus, summarize, write_metrics_file};
+pub use stats::{OpStats, prometheus, register, summarize, write_metrics_file};
 
 /// Default size at which the log is rotated: 10 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;

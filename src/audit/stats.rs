@@ -134,11 +134,17 @@ struct QuantileLabels {
 /// are written as `dtoa` does (`2.0`).
 pub fn prometheus(stats: &[OpStats]) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Metrics(stats.to_vec())));
+    register(&mut registry, stats);
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
     out
+}
+
+/// Adds the metrics of [`prometheus`] to `registry` (for an exposition with more metrics, as
+/// `mvault serve`'s `/metrics`).
+pub fn register(registry: &mut Registry, stats: &[OpStats]) {
+    registry.register_collector(Box::new(Metrics(stats.to_vec())));
 }
 
 /// The stats as a collector, so samples come out in their order (a metric `Family` is a hash

@@ -252,6 +252,21 @@ fn frame(codec: Codec, params: [u8; 3], plain_len: usize, payload: &[&[u8]]) -> 
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.
 pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
+    decode_with(expected, stored, Bytes::copy_from_slice)
+}
+
+/// [`decode`] of an object the caller owns: a raw chunk's plaintext is a slice of `stored`
+/// (no copy), which keeps `stored` alive for as long as the plaintext is.
+pub fn decode_owned(expected: &Digest, stored: Bytes) -> Result<Bytes, DecodeError> {
+    decode_with(expected, &stored, |_| stored.slice(HEADER_BYTES..))
+}
+
+/// Checks and decodes `stored`; `raw` makes a raw chunk's plaintext from its payload.
+fn decode_with(
+    expected: &Digest,
+    stored: &[u8],
+    raw: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<Bytes, DecodeError> {
     if stored.len() < HEADER_BYTES {
         return Err(DecodeError::Truncated(stored.len()));
     }
@@ -264,7 +279,7 @@ pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
     }
     let payload = &stored[HEADER_BYTES..];
     let plain: Bytes = match stored[4] {
-        0 => Bytes::copy_from_slice(payload),
+        0 => raw(payload),
         1 => unzstd(payload, declared as usize)?.into(),
         2 => {
             let lead = u16::from_le_bytes([stored[6], stored[7]]) as usize;
@@ -356,6 +371,32 @@ fn decode_planes(
 mod tests {
     use super::*;
     use crate::chunk::tests::noise;
+
+    #[test]
+    fn decode_owned_matches_decode_for_every_codec_and_slices_raw_chunks() {
+        let raw = noise(5, 4096);
+        let text = b"weights ".repeat(512);
+        let floats: Vec<u8> = (0..4096u32)
+            .flat_map(|i| ((i % 7) as u16).to_le_bytes())
+            .collect();
+        let planes = Planes { width: 2, lead: 0 };
+        for (plain, stored) in [
+            (&raw[..], encode(&raw)),
+            (&text[..], encode(&text)),
+            (&floats[..], encode_planes(&floats, planes)),
+        ] {
+            let id = Digest::of(plain);
+            let stored = Bytes::from(stored);
+            let owned = decode_owned(&id, stored.clone()).unwrap();
+            assert_eq!(owned, decode(&id, &stored).unwrap());
+            assert_eq!(&owned[..], plain);
+            if stored[4] == Codec::Raw as u8 {
+                assert_eq!(owned.as_ptr(), stored[HEADER_BYTES..].as_ptr(), "no copy");
+            }
+            let wrong = Digest::of(b"other");
+            assert!(decode_owned(&wrong, stored).is_err());
+        }
+    }
 
     #[test]
     fn encode_decode_round_trip_raw_and_zstd() {

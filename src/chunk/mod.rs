@@ -17,7 +17,7 @@ pub mod plan;
 
 pub use codec::{
     CHUNK_MAGIC, Codec, DecodeError, HEADER_BYTES, MAX_CHUNK_BYTES, MAX_OBJECT_BYTES, Planes,
-    decode, encode, encode_planes,
+    decode, decode_owned, encode, encode_planes,
 };
 
 use std::fmt;

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::output;
-use super::{Global, TransferArgs, UsageError};
+use super::{Global, TransferArgs, TrustArgs, UsageError};
 use crate::audit::AuditLog;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::crypt::Keys;
 use crate::remote::{Remote, RemoteSpec};
 use crate::transfer::{self, Progress, RateLimiter, TransferOptions};
+use crate::trust::{SignKey, TrustedKeys};
 use crate::vault::{self, Vault};
 
 /// The resolved global options of one invocation.
@@ -130,8 +131,34 @@ impl Context {
         Ok(TransferOptions {
             jobs: self.jobs(t.jobs)?,
             rate: rate.map(|r| Arc::new(RateLimiter::new(r))),
-            progress: Progress::stderr_if_terminal(self.quiet || self.json),
+            progress: Progress::for_stderr(self.quiet, self.json),
         })
+    }
+
+    /// The trusted keys: `--trusted-key` files, else `MVAULT_TRUSTED_KEYS` (paths separated
+    /// by ':'; empty = none), else `signing.trusted_keys` of the config. A key file that cannot
+    /// be read or is no P-256 public key is a usage error (exit 2).
+    pub fn trusted_keys(&self, t: &TrustArgs) -> Result<TrustedKeys> {
+        let from_env: Option<Vec<PathBuf>> = std::env::var_os("MVAULT_TRUSTED_KEYS").map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        let paths = if !t.trusted_keys.is_empty() {
+            t.trusted_keys.clone()
+        } else if let Some(env) = from_env {
+            env
+        } else {
+            self.config.signing.trusted_keys.clone()
+        };
+        Ok(TrustedKeys::load(&paths)?)
+    }
+
+    /// The key `push` signs with: `--sign-key`, else `signing.key` of the config; read before
+    /// anything is uploaded (a bad key is exit 2).
+    pub fn sign_key(&self, flag: Option<&std::path::Path>) -> Result<Option<Arc<SignKey>>> {
+        let path = flag.or(self.config.signing.key.as_deref());
+        Ok(path.map(SignKey::load).transpose()?.map(Arc::new))
     }
 
     /// Updates the audit notes.

@@ -12,13 +12,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::chunk::Digest;
 use crate::error::Category;
-use crate::lifecycle::GcReport;
-use crate::manifest::{FileLayout, Manifest, Origin};
+use crate::lifecycle::{CostAlert, GcReport, UsageReport};
 use crate::transfer::Summary;
+pub use crate::vault::{Info, InfoFile};
 
 /// A failed command: `{"error": {"category": "not_found", "exit_code": 3, "message": "..."}}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,64 +70,6 @@ pub struct VersionRow {
     pub aliases: Vec<String>,
 }
 
-/// `info --json`: a version's metadata (field names of the contract).
-#[derive(Debug, Serialize)]
-pub struct Info<'a> {
-    pub model_name: &'a str,
-    pub version: &'a str,
-    pub created_at: &'a str,
-    pub created_by: &'a Origin,
-    pub file_size: u64,
-    pub checksum: Digest,
-    pub description: &'a str,
-    pub performance_metrics: &'a Map<String, Value>,
-    pub training_config: &'a Map<String, Value>,
-    pub tags: &'a BTreeMap<String, String>,
-    pub extra: &'a Map<String, Value>,
-    pub files: Vec<InfoFile<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct InfoFile<'a> {
-    pub path: &'a str,
-    pub size: u64,
-    pub digest: Digest,
-    /// Number of chunks.
-    pub chunks: usize,
-    /// Format 2: the tensor index of a recognized model file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layout: Option<&'a FileLayout>,
-}
-
-impl<'a> From<&'a Manifest> for Info<'a> {
-    fn from(m: &'a Manifest) -> Self {
-        Info {
-            model_name: &m.model_name,
-            version: &m.version,
-            created_at: &m.created_at,
-            created_by: &m.created_by,
-            file_size: m.file_size,
-            checksum: m.checksum,
-            description: &m.description,
-            performance_metrics: &m.performance_metrics,
-            training_config: &m.training_config,
-            tags: &m.tags,
-            extra: &m.extra,
-            files: m
-                .files
-                .iter()
-                .map(|f| InfoFile {
-                    path: &f.path,
-                    size: f.size,
-                    digest: f.digest,
-                    chunks: f.chunks.len(),
-                    layout: f.layout.as_ref(),
-                })
-                .collect(),
-        }
-    }
-}
-
 /// `rm --json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Removed {
@@ -180,4 +120,34 @@ pub struct ProviderRow {
     /// Options with secrets masked.
     pub options: BTreeMap<String, String>,
     pub problem: Option<String>,
+}
+
+/// `usage --json`: the [`UsageReport`], and with `usage.alert_monthly_cost` set, `alert`.
+#[derive(Debug, Serialize)]
+pub struct UsageOut<'a> {
+    #[serde(flatten)]
+    pub report: &'a UsageReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<&'a CostAlert>,
+}
+
+/// `keygen --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyPair {
+    /// The private key file (mode 0600).
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    /// Hex SHA-256 of the public key PEM: what `info` shows as the signer.
+    pub fingerprint: String,
+}
+
+/// `signature --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignatureExported {
+    pub model_name: String,
+    pub version: String,
+    pub path: PathBuf,
+    /// The signer the bundle names (verified when trusted keys are configured).
+    pub key_fingerprint: Option<String>,
+    pub verified: bool,
 }

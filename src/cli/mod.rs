@@ -30,6 +30,8 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 3;
     pub const CONFLICT: i32 = 4;
     pub const INTEGRITY: i32 = 5;
+    /// `usage`: the estimated monthly cost is above `usage.alert_monthly_cost`.
+    pub const COST_ALERT: i32 = 6;
 }
 
 /// mvault: versioned ML models in S3, GCS, Azure Blob, Aliyun OSS or a local directory,
@@ -68,7 +70,7 @@ pub struct Global {
     #[arg(long, global = true, env = "MVAULT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Machine-readable output on stdout.
+    /// Machine-readable output on stdout; transfers report progress as JSON lines on stderr.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -94,13 +96,26 @@ pub struct Global {
 /// Transfer tuning shared by push, pull and sync.
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
-    /// Requests in flight at once, across all files [default: transfer.jobs, else 16].
+    /// Most requests in flight at once, across all files [default: transfer.jobs, else 64].
+    /// Transfers start at 16 and grow while throughput grows, backing off when the store
+    /// throttles; this is only the cap.
     #[arg(short, long)]
     pub jobs: Option<usize>,
 
     /// Cap on combined transfer speed, e.g. 50M (MiB/s), 800K.
     #[arg(long, value_name = "RATE")]
     pub limit_rate: Option<String>,
+}
+
+/// Signature checks shared by pull, run, verify and sync.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrustArgs {
+    /// Require a signature by this public key (PEM, FILE.pub of `mvault keygen`); repeatable,
+    /// any one suffices. Unsigned, tampered or unknown-signer versions fail with exit 5 before
+    /// anything is placed [default: MVAULT_TRUSTED_KEYS (':'-separated), else
+    /// signing.trusted_keys of the config].
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,11 +184,25 @@ pub enum Command {
     /// Remove all but the newest N versions of a model (never an aliased one), then gc.
     Prune(PruneArgs),
     /// Logical vs stored bytes, dedupe ratio and estimated monthly cost.
+    ///
+    /// With `usage.alert_monthly_cost` (USD per month) in the config, exits 6 when the
+    /// estimate for the vault's provider is above it (for cron and CI alerts).
     Usage(ScanArgs),
     /// Summarise the audit log: counts, success rate, throughput per operation and remote.
     Stats(cmd::StatsArgs),
-    /// Make a key: `keygen --encryption --out FILE` writes a vault encryption key (mode 0600).
+    /// Serve a read-only web view of the vault: models, versions, storage, transfers, with
+    /// `/api/...` JSON and `/metrics` (Prometheus).
+    ///
+    /// Listens on 127.0.0.1:8080 by default. Any other address needs --token; with a token
+    /// every request must send `Authorization: Bearer TOKEN` (a browser opens a page once
+    /// with ?token=TOKEN, which sets a cookie).
+    Serve(cmd::ServeArgs),
+    /// Make a key pair: `--out FILE` writes an ECDSA P-256 signing key (FILE, PKCS#8 PEM, mode
+    /// 0600) and its public key (FILE.pub) for `push --sign-key` and `--trusted-key`;
+    /// `--encryption --out FILE` writes a vault encryption key (mode 0600).
     Keygen(cmd::KeygenArgs),
+    /// Export a version's signature (an OpenSSF model-signing bundle) to a file.
+    Signature(cmd::SignatureArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,7 +335,9 @@ impl Command {
             Command::Prune(_) => "prune",
             Command::Usage(_) => "usage",
             Command::Stats(_) => "stats",
+            Command::Serve(_) => "serve",
             Command::Keygen(_) => "keygen",
+            Command::Signature(_) => "signature",
         }
     }
 }

@@ -20,6 +20,7 @@ const SECRET_ENV: &[&str] = &[
     "OSS_ACCESS_KEY_SECRET",
     "ALIYUN_SECURITY_TOKEN",
     "ALIBABA_CLOUD_SECURITY_TOKEN",
+    crate::remote::SSE_CUSTOMER_KEY_ENV,
 ];
 
 fn secrets() -> &'static Mutex<Vec<String>> {

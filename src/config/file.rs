@@ -44,6 +44,8 @@ struct Cloud {
     transfer: Option<Transfer>,
     audit: Option<Audit>,
     encryption: Option<Encryption>,
+    usage: Option<Usage>,
+    signing: Option<Signing>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +84,20 @@ struct Audit {
 #[serde(deny_unknown_fields, expecting = "a mapping (key_file)")]
 struct Encryption {
     key_file: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (alert_monthly_cost)")]
+struct Usage {
+    alert_monthly_cost: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (key, trusted_keys)")]
+struct Signing {
+    key: Leaf,
+    /// A path, or a list of paths.
+    trusted_keys: Leaf,
 }
 
 /// 1-based line of a node (a merged value: of its `<<` entry).
@@ -145,6 +161,22 @@ impl Config {
             let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
             config.encryption.key_file =
                 cx.get(&e.key_file, "encryption.key_file", path, "a path")?;
+        }
+        if let Some(u) = cloud.usage {
+            let usd = |v: &str| {
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+            };
+            let what = "an amount in USD per month (e.g. 50 or 12.5)";
+            config.usage.alert_monthly_cost_usd =
+                cx.get(&u.alert_monthly_cost, "usage.alert_monthly_cost", usd, what)?;
+        }
+        if let Some(sg) = cloud.signing {
+            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+            config.signing.key = cx.get(&sg.key, "signing.key", path, "a path")?;
+            config.signing.trusted_keys = cx.paths(&sg.trusted_keys, "signing.trusted_keys")?;
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
@@ -369,6 +401,33 @@ impl Cx<'_> {
         }
     }
 
+    /// The leaf at `cloud_storage.{key}` as a list of paths: one path, or a list of them,
+    /// each substituted and taken relative to the file.
+    fn paths(&self, s: &Leaf, key: &str) -> Result<Vec<PathBuf>, Error> {
+        let Some(spanned) = s else {
+            return Ok(Vec::new());
+        };
+        let items: Vec<Leaf> = match &spanned.value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    Some(Spanned {
+                        value: v.clone(),
+                        referenced: spanned.referenced,
+                        defined: spanned.defined,
+                    })
+                })
+                .collect(),
+            _ => vec![s.clone()],
+        };
+        let path = |v: &str| (!v.is_empty()).then(|| self.relative_to_file(Path::new(v)));
+        let mut out = Vec::new();
+        for item in &items {
+            out.extend(self.get(item, key, path, "a path")?);
+        }
+        Ok(out)
+    }
+
     fn relative_to_file(&self, p: &Path) -> PathBuf {
         let joined = self.path.parent().unwrap_or(Path::new("")).join(p);
         std::path::absolute(&joined).unwrap_or(joined)
@@ -410,6 +469,8 @@ impl Cx<'_> {
             Some("jobs") => "cloud_storage.transfer",
             Some("path") => "cloud_storage.audit",
             Some("key_file") => "cloud_storage.encryption",
+            Some("alert_monthly_cost") => "cloud_storage.usage",
+            Some("key") => "cloud_storage.signing",
             _ => "cloud_storage.cache",
         };
         let known = expected.join(", ");

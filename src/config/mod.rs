@@ -21,13 +21,17 @@
 //!   cache:    { max_size: 20G, ttl: 30d }          # optional
 //!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
 //!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
+//!   usage:    { alert_monthly_cost: 50 }           # optional; USD per month
+//!   signing:  { key: signing.key, trusted_keys: [release.pub] } # optional; paths as for fs
 //! ```
 //!
 //! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
 //! remote option keys (`endpoint`, `region`, `access_key`, `secret_key`, `session_token`,
 //! `profile`, `credential`, `credential_path`, `account_name`, `account_key`, `sas_token`,
-//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`). For files written for the
-//! seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
+//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`, and server-side encryption:
+//! `sse`, `sse_kms_key_id`, `sse_bucket_key`, `sse_customer_key`, `sse_customer_key_file`,
+//! `encryption_scope`). For
+//! files written for the seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
 //! and `credentials_path` onto them.
 //!
 //! Rules:
@@ -125,6 +129,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub transfer: TransferConfig,
     pub audit: AuditConfig,
+    pub usage: UsageConfig,
+    pub signing: SigningConfig,
     pub encryption: EncryptionConfig,
 }
 
@@ -172,6 +178,24 @@ pub struct AuditConfig {
     /// Absolute (a relative path in the file is taken from the file's directory).
     pub path: Option<PathBuf>,
     pub max_size_bytes: Option<u64>,
+}
+
+/// `cloud_storage.usage`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageConfig {
+    /// `alert_monthly_cost`: `mvault usage` exits 6 (and `mvault serve` shows an alert) when
+    /// the estimated monthly cost is above it; USD per month, at least 0.
+    pub alert_monthly_cost_usd: Option<f64>,
+}
+
+/// `cloud_storage.signing`: paths absolute (a relative path in the file is taken from the
+/// file's directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningConfig {
+    /// `key`: the private key `push` signs with (as `--sign-key`).
+    pub key: Option<PathBuf>,
+    /// `trusted_keys`: a path or a list of paths of public keys (as `--trusted-key`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Config {

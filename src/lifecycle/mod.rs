@@ -19,7 +19,7 @@ mod tests;
 use futures::StreamExt;
 
 pub use gc::{DEFAULT_GRACE, GcOptions, GcReport, MIN_SAFE_GRACE, gc, prune};
-pub use usage::{CostEstimate, ModelUsage, PRICES, Price, UsageReport, usage};
+pub use usage::{CostAlert, CostEstimate, ModelUsage, PRICES, Price, UsageReport, usage};
 pub use verify::{ChunkProblem, ChunkUse, Damage, ManifestProblem, Sample, VerifyReport, verify};
 
 use crate::chunk::Digest;

@@ -114,6 +114,7 @@ impl Env {
             extra: Default::default(),
             chunking: SMALL,
             dry_run: false,
+            sign_key: None,
         };
         self.vault
             .push(&req, &TransferOptions::default())

@@ -185,3 +185,72 @@ fn cost(p: &Price, billed_bytes: u64) -> CostEstimate {
         usd_per_month: billed_bytes as f64 / 1e9 * p.usd_per_gb_month,
     }
 }
+
+/// The cost alert of `usage.alert_monthly_cost`: the estimate compared and whether it is
+/// above the threshold (`mvault usage` then exits 6; `mvault serve` shows it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostAlert {
+    /// USD per month.
+    pub threshold_usd_per_month: f64,
+    /// The price table entry compared: the vault's own provider, else (a local vault) the
+    /// most expensive one.
+    pub provider: String,
+    pub usd_per_month: f64,
+    /// `usd_per_month > threshold_usd_per_month`.
+    pub exceeded: bool,
+}
+
+impl UsageReport {
+    /// Compares the estimate for `scheme` (`s3`, `gs`, `az`, `oss`; any other: the highest
+    /// estimate) with `threshold_usd` per month; `None` without any estimate.
+    pub fn cost_alert(&self, scheme: &str, threshold_usd: f64) -> Option<CostAlert> {
+        let own = self.monthly_cost.iter().find(|c| c.provider == scheme);
+        let highest = || {
+            self.monthly_cost
+                .iter()
+                .max_by(|a, b| a.usd_per_month.total_cmp(&b.usd_per_month))
+        };
+        let c = own.or_else(highest)?;
+        Some(CostAlert {
+            threshold_usd_per_month: threshold_usd,
+            provider: c.provider.clone(),
+            usd_per_month: c.usd_per_month,
+            exceeded: c.usd_per_month > threshold_usd,
+        })
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+
+    #[test]
+    fn alert_compares_own_provider_else_highest() {
+        let billed = 1_000_000_000_000; // 1000 GB
+        let report = UsageReport {
+            models: vec![],
+            versions: 0,
+            logical_bytes: 0,
+            stored_bytes: billed,
+            chunk_objects: 0,
+            metadata_objects: 0,
+            metadata_bytes: 0,
+            objects: 0,
+            billed_bytes: billed,
+            dedupe_ratio: None,
+            monthly_cost: PRICES.iter().map(|p| cost(p, billed)).collect(),
+        };
+        let az = report.cost_alert("az", 20.0).unwrap();
+        assert_eq!(az.provider, "az");
+        assert!((az.usd_per_month - 18.0).abs() < 1e-9);
+        assert!(!az.exceeded);
+        let local = report.cost_alert("file", 20.0).unwrap();
+        assert_eq!(local.provider, "s3", "the most expensive");
+        assert!(local.exceeded, "23 > 20");
+        let empty = UsageReport {
+            monthly_cost: vec![],
+            ..report
+        };
+        assert!(empty.cost_alert("s3", 1.0).is_none());
+    }
+}

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use opendal::Operator;
 use opendal::layers::TimeoutLayer;
 use opendal::services;
+use opendal::{HttpTransporter, OperationContext, Operator};
 
 /// The kinds of store mvault can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,50 @@ impl Backend {
     }
 }
 
+use super::options::{CUSTOMER_KEY_BYTES, OptionError, check_option, parse_customer_key};
 pub use super::options::{OPTION_KEYS, SECRET_KEYS};
-use super::options::{OptionError, check_option};
+use super::transport::{AzEncryptionScope, GcsKmsKey, S3BucketKey, S3Credentials};
+
+/// Environment variable holding a customer-provided key (base64 of 32 bytes) for remotes
+/// with `sse=customer` and neither `sse_customer_key` nor `sse_customer_key_file`.
+pub const SSE_CUSTOMER_KEY_ENV: &str = "MVAULT_SSE_CUSTOMER_KEY";
+
+/// The server-side encryption a remote asks for, resolved from its `sse*` options
+/// ([`RemoteSpec::sse`]). Which variant each backend can carry out is decided in
+/// [`RemoteSpec::operator`]; see `docs/FORMAT.md`, "Backend notes", for the headers sent.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// Nothing asked: the bucket's own default applies.
+    None,
+    /// Store-managed keys (`sse=aes256`).
+    Aes256,
+    /// A KMS key (`sse=kms`, or `sse_kms_key_id` alone): `key_id`, else the store's default
+    /// KMS key.
+    Kms { key_id: Option<String> },
+    /// OSS's SM4 (`sse=sm4`).
+    Sm4,
+    /// A 256-bit AES key sent with every request that touches object data (`sse=customer`,
+    /// or a customer key given alone). Never displayed.
+    Customer { key: [u8; CUSTOMER_KEY_BYTES] },
+}
+
+impl fmt::Debug for Sse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sse::None => f.write_str("None"),
+            Sse::Aes256 => f.write_str("Aes256"),
+            Sse::Kms { key_id } => f.debug_struct("Kms").field("key_id", key_id).finish(),
+            Sse::Sm4 => f.write_str("Sm4"),
+            Sse::Customer { .. } => f.write_str("Customer { key: *** }"),
+        }
+    }
+}
+
+/// Default `timeout`: seconds a request without a body (stat, list, delete) may take.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+/// Default `stall_timeout`: seconds a transfer may go without any progress (no response
+/// headers, no piece of the body) before it is cancelled and retried.
+pub const DEFAULT_STALL_SECS: u64 = 30;
 
 /// Why a remote spec could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +176,13 @@ impl RemoteSpec {
                 }
                 Err(e) => return Err(invalid(&format!("{k}: {}", e.message(&format!("{v:?}"))))),
             };
+            if k == "sse_customer_key" {
+                return Err(invalid(&format!(
+                    "sse_customer_key is not accepted in a URL (it would show in process lists \
+                     and shell history); use sse_customer_key_file=PATH, {SSE_CUSTOMER_KEY_ENV} \
+                     or the config file"
+                )));
+            }
             options.insert(k, v);
         }
         if backend == Backend::Fs {
@@ -210,11 +259,130 @@ impl RemoteSpec {
     }
 
     /// Values of secret options, for output scrubbing.
+    /// Includes the customer-provided key however it is given (option, key file, or
+    /// [`SSE_CUSTOMER_KEY_ENV`]), in the base64 form it takes in request headers.
     pub fn secrets(&self) -> Vec<String> {
-        SECRET_KEYS
+        let mut out: Vec<String> = SECRET_KEYS
             .iter()
             .filter_map(|k| self.opt(k).map(str::to_string))
-            .collect()
+            .collect();
+        if let Ok(Sse::Customer { key }) = self.sse() {
+            use base64::Engine;
+            out.push(base64::engine::general_purpose::STANDARD.encode(key));
+        }
+        out
+    }
+
+    /// The server-side encryption the spec's `sse`, `sse_kms_key_id`, `sse_customer_key` and
+    /// `sse_customer_key_file` options ask for (the key file is read here). Refused: a KMS key
+    /// id beside another mode, a customer key beside another mode, both a customer key and a
+    /// key file, `sse=customer` with no key anywhere, a key file that cannot be read or does
+    /// not hold a key. Messages never show key material.
+    pub fn sse(&self) -> Result<Sse, SpecError> {
+        let mode = self.opt("sse");
+        let key_id = self.opt("sse_kms_key_id");
+        let (inline, file) = (
+            self.opt("sse_customer_key"),
+            self.opt("sse_customer_key_file"),
+        );
+        if key_id.is_some() && !matches!(mode, None | Some("kms")) {
+            return Err(self.invalid("sse_kms_key_id needs sse=kms (or no sse option)"));
+        }
+        let customer = inline.is_some() || file.is_some();
+        if customer && !matches!(mode, None | Some("customer")) {
+            return Err(self.invalid(
+                "sse_customer_key/sse_customer_key_file need sse=customer (or no sse option)",
+            ));
+        }
+        if inline.is_some() && file.is_some() {
+            return Err(self.invalid("give only one of sse_customer_key and sse_customer_key_file"));
+        }
+        Ok(match mode {
+            Some("aes256") => Sse::Aes256,
+            Some("sm4") => Sse::Sm4,
+            Some("kms") => Sse::Kms {
+                key_id: key_id.map(str::to_string),
+            },
+            None if key_id.is_some() => Sse::Kms {
+                key_id: key_id.map(str::to_string),
+            },
+            Some("customer") => Sse::Customer {
+                key: self.customer_key(inline, file)?,
+            },
+            None if customer => Sse::Customer {
+                key: self.customer_key(inline, file)?,
+            },
+            _ => Sse::None,
+        })
+    }
+
+    /// The customer-provided key: the option's value, else the key file's, else
+    /// [`SSE_CUSTOMER_KEY_ENV`].
+    fn customer_key(
+        &self,
+        inline: Option<&str>,
+        file: Option<&str>,
+    ) -> Result<[u8; CUSTOMER_KEY_BYTES], SpecError> {
+        let not_a_key = |from: &str| {
+            self.invalid(format!(
+                "{from} does not hold a 256-bit key (32 raw bytes, or their base64 form: \
+                 `openssl rand -base64 32`)"
+            ))
+        };
+        if let Some(v) = inline {
+            return parse_customer_key(v.as_bytes()).ok_or_else(|| not_a_key("sse_customer_key"));
+        }
+        if let Some(path) = file {
+            // Bounded: a key file is 32 or 44 bytes (plus whitespace); never read a huge file.
+            let mut stored = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut stored)
+                })
+                .map_err(|e| self.invalid(format!("sse_customer_key_file {path}: {e}")))?;
+            return parse_customer_key(&stored)
+                .ok_or_else(|| not_a_key(&format!("sse_customer_key_file {path}")));
+        }
+        match std::env::var(SSE_CUSTOMER_KEY_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => {
+                parse_customer_key(v.as_bytes()).ok_or_else(|| not_a_key(SSE_CUSTOMER_KEY_ENV))
+            }
+            None => Err(self.invalid(format!(
+                "sse=customer needs a key: sse_customer_key_file=PATH, the config key \
+                 sse_customer_key, or {SSE_CUSTOMER_KEY_ENV} (base64 of 32 bytes)"
+            ))),
+        }
+    }
+
+    /// Refuses an [`Sse`] this spec's backend cannot carry out, saying what it can do.
+    fn unsupported_sse(&self, sse: &Sse) -> SpecError {
+        let what = match sse {
+            Sse::None => "none",
+            Sse::Aes256 => "sse=aes256",
+            Sse::Kms { key_id: None } => "sse=kms without sse_kms_key_id",
+            Sse::Kms { .. } => "sse_kms_key_id",
+            Sse::Sm4 => "sse=sm4",
+            Sse::Customer { .. } => "a customer-provided key",
+        };
+        let can = match self.backend {
+            Backend::Fs => "a local vault has no server-side encryption (remove the sse options)",
+            Backend::S3 => {
+                "S3 takes sse=aes256, sse=kms [sse_kms_key_id, sse_bucket_key], sse=customer"
+            }
+            Backend::Gcs => {
+                "GCS encrypts with Google-managed keys by default and takes \
+                 sse_kms_key_id=projects/P/locations/L/keyRings/R/cryptoKeys/K"
+            }
+            Backend::Azblob => {
+                "Azure Blob encrypts with Microsoft-managed keys by default and takes \
+                 sse=customer, or encryption_scope=NAME for a scope's (customer-managed) key"
+            }
+            Backend::Oss => "OSS takes sse=aes256, sse=kms [sse_kms_key_id], sse=sm4",
+        };
+        self.invalid(format!("{what} is not available here: {can}"))
     }
 
     fn invalid(&self, message: impl Into<String>) -> SpecError {
@@ -236,6 +404,12 @@ impl RemoteSpec {
     /// Builds the OpenDAL operator for this spec, with timeouts. Reads each cloud's standard
     /// environment variables for whatever the spec leaves unset.
     pub fn operator(&self) -> Result<Operator, SpecError> {
+        if self.backend != Backend::S3 && self.opt("sse_bucket_key").is_some() {
+            return Err(self.invalid("sse_bucket_key applies to s3:// remotes only"));
+        }
+        if self.backend != Backend::Azblob && self.opt("encryption_scope").is_some() {
+            return Err(self.invalid("encryption_scope applies to az:// remotes only"));
+        }
         let op = match self.backend {
             Backend::Fs => self.fs_operator(),
             Backend::S3 => self.s3_operator(),
@@ -243,17 +417,21 @@ impl RemoteSpec {
             Backend::Azblob => self.azblob_operator(),
             Backend::Oss => self.oss_operator(),
         }?;
-        let timeout_secs: u64 = match self.opt("timeout") {
+        let secs = |key: &str, default: u64| match self.opt(key) {
             Some(t) => t
                 .parse()
-                .map_err(|_| self.invalid(format!("timeout {t:?} is not a number of seconds")))?,
-            None => 120,
+                .map(std::time::Duration::from_secs)
+                .map_err(|_| self.invalid(format!("{key} {t:?} is not a number of seconds"))),
+            None => Ok(std::time::Duration::from_secs(default)),
         };
-        let timeout = std::time::Duration::from_secs(timeout_secs);
+        // `timeout` bounds a whole request without a body (stat, list, delete); a request
+        // moving a body is bounded by `stall_timeout` for each step (opening it, every piece of
+        // it), however long the whole transfer takes: a stalled transfer is cancelled and
+        // retried, a slow one is not.
         Ok(op.layer(
             TimeoutLayer::new()
-                .with_timeout(timeout)
-                .with_io_timeout(timeout),
+                .with_timeout(secs("timeout", DEFAULT_TIMEOUT_SECS)?)
+                .with_io_timeout(secs("stall_timeout", DEFAULT_STALL_SECS)?),
         ))
     }
 
@@ -265,6 +443,10 @@ impl RemoteSpec {
     }
 
     fn fs_operator(&self) -> Result<Operator, SpecError> {
+        match self.sse()? {
+            Sse::None => {}
+            sse => return Err(self.unsupported_sse(&sse)),
+        }
         std::fs::create_dir_all(&self.bucket)
             .map_err(|e| self.invalid(format!("cannot create vault directory: {e}")))?;
         self.finish(services::Fs::default().root(&self.bucket))
@@ -301,7 +483,33 @@ impl RemoteSpec {
         if self.opt("anonymous") == Some("true") {
             b = b.skip_signature();
         }
-        self.finish(b)
+        let sse = self.sse()?;
+        b = match &sse {
+            Sse::None => b,
+            Sse::Aes256 => b.server_side_encryption_with_s3_key(),
+            Sse::Kms { key_id: None } => b.server_side_encryption_with_aws_managed_kms_key(),
+            Sse::Kms { key_id: Some(id) } => {
+                b.server_side_encryption_with_customer_managed_kms_key(id)
+            }
+            Sse::Customer { key } => b.server_side_encryption_with_customer_key("AES256", key),
+            Sse::Sm4 => return Err(self.unsupported_sse(&sse)),
+        };
+        let op = self.finish(b)?;
+        let Some(bucket_key) = self.opt("sse_bucket_key") else {
+            return Ok(op);
+        };
+        if !matches!(sse, Sse::Kms { .. }) {
+            return Err(self.invalid("sse_bucket_key needs sse=kms or sse_kms_key_id"));
+        }
+        let credentials = (self.opt("anonymous") != Some("true")).then(|| S3Credentials {
+            access_key: self.opt("access_key"),
+            secret_key: self.opt("secret_key"),
+            session_token: self.opt("session_token"),
+            profile: self.opt("profile"),
+        });
+        let wrapper = S3BucketKey::new(bucket_key == "true", &region, credentials);
+        let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(wrapper));
+        Ok(op.with_context(ctx))
     }
 
     fn gcs_operator(&self) -> Result<Operator, SpecError> {
@@ -333,7 +541,15 @@ impl RemoteSpec {
         if let Some(v) = self.opt("credential_path") {
             b = b.credential_path(v);
         }
-        self.finish(b)
+        let op = self.finish(b)?;
+        match self.sse()? {
+            Sse::None => Ok(op),
+            Sse::Kms { key_id: Some(name) } => {
+                let transport = HttpTransporter::new(GcsKmsKey::new(&name));
+                Ok(op.with_context(OperationContext::new().with_http_transport(transport)))
+            }
+            sse => Err(self.unsupported_sse(&sse)),
+        }
     }
 
     fn azblob_operator(&self) -> Result<Operator, SpecError> {
@@ -341,8 +557,8 @@ impl RemoteSpec {
             .opt("connection_string")
             .map(str::to_string)
             .or_else(|| env_any(&["AZURE_STORAGE_CONNECTION_STRING"]));
-        let mut b = match conn {
-            Some(c) => services::Azblob::from_connection_string(&c).map_err(|_| {
+        let mut b = match &conn {
+            Some(c) => services::Azblob::from_connection_string(c).map_err(|_| {
                 self.invalid("the Azure connection string is malformed (value not shown)")
             })?,
             None => services::Azblob::default(),
@@ -367,9 +583,10 @@ impl RemoteSpec {
             .opt("account_key")
             .map(str::to_string)
             .or_else(|| env_any(&["AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"]));
-        if let Some(k) = key {
-            b = b.account_key(&k);
+        if let Some(k) = &key {
+            b = b.account_key(k);
         }
+        let key_for_scope = key;
         let sas = self
             .opt("sas_token")
             .map(str::to_string)
@@ -377,7 +594,40 @@ impl RemoteSpec {
         if let Some(s) = sas {
             b = b.sas_token(&s);
         }
-        self.finish(b)
+        let sse = self.sse()?;
+        b = match &sse {
+            Sse::None => b,
+            Sse::Customer { key } => b.server_side_encryption_with_customer_key(key),
+            sse => return Err(self.unsupported_sse(sse)),
+        };
+        let op = self.finish(b)?;
+        let Some(scope) = self.opt("encryption_scope") else {
+            return Ok(op);
+        };
+        if sse != Sse::None {
+            return Err(self.invalid(
+                "give either encryption_scope or a customer-provided key (Azure takes one)",
+            ));
+        }
+        // The account key OpenDAL signs with: the option, else the connection string's,
+        // else the environment's (as above).
+        let conn_key = conn.as_deref().and_then(|c| {
+            c.split(';')
+                .find_map(|p| p.strip_prefix("AccountKey="))
+                .map(str::to_string)
+        });
+        let conn_name = conn.as_deref().and_then(|c| {
+            c.split(';')
+                .find_map(|p| p.strip_prefix("AccountName="))
+                .map(str::to_string)
+        });
+        let name = account.or(conn_name);
+        let key = key_for_scope.or(conn_key);
+        let shared_key = name.as_deref().zip(key.as_deref());
+        let wrapper = AzEncryptionScope::new(scope, shared_key)
+            .ok_or_else(|| self.invalid("encryption_scope is not a valid scope name"))?;
+        let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(wrapper));
+        Ok(op.with_context(ctx))
     }
 
     fn oss_operator(&self) -> Result<Operator, SpecError> {
@@ -429,6 +679,19 @@ impl RemoteSpec {
         if let Some(v) = token {
             b = b.security_token(&v);
         }
+        b = match self.sse()? {
+            Sse::None => b,
+            Sse::Aes256 => b.server_side_encryption("AES256"),
+            Sse::Sm4 => b.server_side_encryption("SM4"),
+            Sse::Kms { key_id } => {
+                b = b.server_side_encryption("KMS");
+                match key_id {
+                    Some(id) => b.server_side_encryption_key_id(&id),
+                    None => b,
+                }
+            }
+            sse @ Sse::Customer { .. } => return Err(self.unsupported_sse(&sse)),
+        };
         self.finish(b)
     }
 }
@@ -619,6 +882,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("timeout: \"soon\" is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn sse_options_resolve_and_never_show_the_key() {
+        let spec = |q: &str| RemoteSpec::parse_url(&format!("s3://b/p?{q}")).unwrap();
+        assert_eq!(spec("").sse().unwrap(), Sse::None);
+        assert_eq!(spec("sse=AES256").sse().unwrap(), Sse::Aes256);
+        assert_eq!(
+            spec("sse=aws:kms").sse().unwrap(),
+            Sse::Kms { key_id: None }
+        );
+        let by_id = spec("sse_kms_key_id=k1").sse().unwrap();
+        assert_eq!(
+            by_id,
+            Sse::Kms {
+                key_id: Some("k1".into())
+            }
+        );
+        for bad in [
+            "sse=aes256&sse_kms_key_id=k1",
+            "sse=kms&sse_customer_key_file=/x",
+            "sse_customer_key_file=/nonexistent/key",
+        ] {
+            assert!(spec(bad).sse().is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        std::fs::write(&file, (0u8..32).collect::<Vec<u8>>()).unwrap();
+        let s = spec(&format!("sse_customer_key_file={}", file.display()));
+        let sse = s.sse().unwrap();
+        assert!(matches!(sse, Sse::Customer { key } if key[31] == 31));
+        assert_eq!(format!("{sse:?}"), "Customer { key: *** }");
+        let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        assert!(s.secrets().contains(&b64.to_string()));
+        assert!(!format!("{s:?} {}", s.display_name()).contains(b64));
     }
 
     #[test]

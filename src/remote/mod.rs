@@ -4,7 +4,8 @@
 //! Layout (relative to the remote's root; see `docs/FORMAT.md`):
 //! - `chunks/<first 2 hex>/<64 hex>`: immutable chunk objects, named by BLAKE3 of plaintext;
 //! - `models/<name>/versions/<canonical semver>.json`: manifests, written create-only, last;
-//! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only.
+//! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only;
+//! - `models/<name>/signatures/<canonical semver>.sig`: signature bundles, create-only.
 //!
 //! Errors are mapped once, here, into [`Error`] with a [`ErrorKind`] callers can match and a
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
@@ -13,7 +14,9 @@ mod backend;
 mod options;
 mod pending;
 mod sealed;
+mod transport;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,8 +30,8 @@ pub use pending::{
 };
 
 pub use backend::{
-    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SpecError, check_endpoint, redact_query,
-    redact_url,
+    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError, Sse,
+    check_endpoint, redact_query, redact_url,
 };
 pub use options::{OptionError, check_option};
 pub use sealed::Sealing;
@@ -148,6 +151,12 @@ impl Error {
         let mut message = match kind {
             ErrorKind::PermissionDenied => {
                 "access denied: check the credentials and their permissions".to_string()
+            }
+            // OpenDAL's timeout layer: the request made no progress within the stall timeout.
+            _ if e.message().contains("io operation timeout") => {
+                "stalled: no progress within the stall timeout (remote option stall_timeout, \
+                 default 30s)"
+                    .to_string()
             }
             _ => first_line(e.message()),
         };
@@ -353,6 +362,8 @@ pub struct Remote {
     name: Arc<str>,
     retry: RetryPolicy,
     retries: Arc<AtomicU64>,
+    /// Throttling answers (HTTP 429, S3 `SlowDown`) seen, retried or not.
+    throttles: Arc<AtomicU64>,
     conditional_writes: bool,
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
@@ -383,6 +394,12 @@ pub fn manifest_key(name: &ModelName, version: &Version) -> String {
     format!("models/{}/versions/{}.json", name, version.canonical())
 }
 
+/// Key of a version's signature object (`docs/FORMAT.md`, "Signatures"), create-only,
+/// written after the manifest.
+pub fn signature_key(name: &ModelName, version: &Version) -> String {
+    format!("models/{}/signatures/{}.sig", name, version.canonical())
+}
+
 impl Remote {
     /// Wraps an operator. `name` must not contain secrets.
     pub fn new(op: Operator, name: impl Into<Arc<str>>) -> Remote {
@@ -392,6 +409,7 @@ impl Remote {
             name: name.into(),
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
+            throttles: Arc::new(AtomicU64::new(0)),
             conditional_writes,
             fs_root: None,
             keys: None,
@@ -426,6 +444,12 @@ impl Remote {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// The counter of throttling answers this remote (and its clones) received: the
+    /// transfer engine backs off when it moves.
+    pub fn throttles(&self) -> Arc<AtomicU64> {
+        self.throttles.clone()
+    }
+
     /// Runs `f` until it succeeds, fails permanently, or attempts run out.
     async fn retrying<T, F, Fut>(&self, op: &'static str, path: &str, mut f: F) -> Result<T>
     where
@@ -437,6 +461,9 @@ impl Remote {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    if e.kind() == opendal::ErrorKind::RateLimited {
+                        self.throttles.fetch_add(1, Ordering::Relaxed);
+                    }
                     let mut err =
                         Error::from_dal((&self.name, self.op.info().scheme()), op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
@@ -766,6 +793,46 @@ impl Remote {
     }
 
     // --- vault-level helpers -------------------------------------------------------------
+
+    /// The chunks stored, with their stored sizes, from one recursive listing of `chunks/`,
+    /// if there are at most `max` objects there; `None` (the listing abandoned) if more. A
+    /// push uses it instead of one stat per chunk when the vault is small beside the push.
+    /// Keys that are not chunk names are ignored.
+    pub async fn list_chunks_upto(&self, max: usize) -> Result<Option<HashMap<Digest, u64>>> {
+        // Listed keys are stored names and sizes: comparable with a push's ids and encodings
+        // only in a plaintext vault (an encrypted one is asked chunk by chunk).
+        if self.sealing().await? != Sealing::Plain {
+            return Ok(None);
+        }
+        use futures::TryStreamExt;
+        let r = self
+            .retrying("list", "chunks/", || async {
+                let mut lister = self.op.lister_with("chunks/").recursive(true).await?;
+                let mut found = HashMap::new();
+                let mut seen = 0usize;
+                while let Some(entry) = lister.try_next().await? {
+                    if entry.metadata().is_dir() {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen > max {
+                        return Ok(None);
+                    }
+                    let name = entry.path().rsplit('/').next().unwrap_or("");
+                    if let Ok(id) = name.parse::<Digest>()
+                        && chunk_key(&id) == entry.path()
+                    {
+                        found.insert(id, entry.metadata().content_length());
+                    }
+                }
+                Ok(Some(found))
+            })
+            .await;
+        match r {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
+            r => r,
+        }
+    }
 
     /// Model names in the vault, sorted.
     pub async fn list_models(&self) -> Result<Vec<ModelName>> {

@@ -5,6 +5,7 @@
 //! run on the async runtime, at most `jobs` at a time; every queue between stages is bounded,
 //! so memory stays proportional to `jobs` × the largest chunk, whatever the model size.
 
+pub mod engine;
 mod progress;
 pub mod pull;
 mod push;
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-pub use progress::Progress;
+pub use progress::{Display as ProgressDisplay, Event as ProgressEvent, FileProgress, Progress};
 pub use pull::{PullOutcome, PullRequest, pull};
 pub use push::{PushRequest, push};
 pub use ratelimit::RateLimiter;
@@ -40,6 +41,9 @@ pub enum Error {
     Manifest(#[from] manifest::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::Error),
+    /// A version refused by the signature check (sync with trusted keys).
+    #[error(transparent)]
+    Trust(#[from] crate::trust::Error),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -74,6 +78,7 @@ impl Error {
         match self {
             Error::Remote(e) => e.category(),
             Error::Pending(e) => e.category(),
+            Error::Trust(e) => e.category(),
             Error::NotFound(_) => Category::NotFound,
             Error::VersionExists { .. } | Error::WouldOverwrite(_) => Category::Conflict,
             Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
@@ -95,11 +100,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Knobs shared by push, pull and sync.
 #[derive(Clone)]
 pub struct TransferOptions {
-    /// Requests in flight at once, across all files.
+    /// Most requests in flight at once, across all files: the cap below which the
+    /// [`engine::Limiter`] adapts.
     pub jobs: usize,
     /// Shared byte budget for all transfers (None: unlimited).
     pub rate: Option<Arc<RateLimiter>>,
-    /// Progress display (hidden when not a terminal).
+    /// Progress display ([`Progress`]; hidden by default).
     pub progress: Progress,
 }
 
@@ -113,9 +119,11 @@ impl Default for TransferOptions {
     }
 }
 
-/// Default concurrency: enough requests in flight to hide per-request latency.
+/// Default cap on requests in flight: enough to hide ~50 ms of first-byte latency per
+/// request at cloud bandwidths; transfers start lower and grow only while it pays
+/// ([`engine`]).
 pub fn default_jobs() -> usize {
-    16
+    64
 }
 
 /// Counters of one run. Cheap to share; read with [`Stats::summary`].
@@ -175,6 +183,24 @@ pub struct Summary {
     pub seconds: f64,
     /// Local (logical) megabytes (10^6 bytes) per second.
     pub mb_per_s: f64,
+}
+
+/// Writes a version's signature object into a pull target as `.mvault/<model>.sig` (what
+/// `model_signing verify key DIR --signature DIR/.mvault/<model>.sig` reads), or removes a
+/// stale one of an earlier pull when the version has none. `.mvault` is reached as the state
+/// record is (never through a symlink).
+pub fn place_signature(
+    target: &std::path::Path,
+    model: &crate::version::ModelName,
+    signature: Option<&[u8]>,
+) -> Result<()> {
+    let dir = target::TargetDir::open(target)?;
+    let file = format!("{model}.sig");
+    match signature {
+        Some(bytes) => dir.write_record(&file, bytes)?,
+        None => dir.remove_record(&file)?,
+    }
+    Ok(())
 }
 
 /// Runs CPU-bound `f` on the blocking pool.

@@ -4,9 +4,12 @@
 //! 1. **Blobs.** For each file the target does not provably hold (state record match, or
 //!    same size and digest when re-hashed), a whole-file blob is made present in the cache:
 //!    under the blob's exclusive lock, chunks come from other cached blobs when present
-//!    (each re-hashed) or from the remote (at most `jobs` requests and 64 MiB of chunk data
-//!    in flight), each checked against its BLAKE3 name, then the whole file against its
-//!    digest, and only then is it renamed into `blobs/`.
+//!    (each re-hashed) or from the remote (at most `jobs` requests and 32 MiB of chunk data
+//!    in flight), each checked against its BLAKE3 name and written at its offset in a
+//!    partial file as it arrives, in any order; a hasher thread follows the written prefix,
+//!    so the whole file is checked against its digest as the last chunk lands, and only then
+//!    renamed into `blobs/`. The partial file and a journal of its written chunks survive an
+//!    interrupted pull (error, Ctrl-C, `kill -9`): the next pull fetches only the rest.
 //! 2. **Placement.** Files of the previous pull that the new version lacks are deleted if
 //!    still exactly as mvault wrote them; then each blob is linked (or copied) to a
 //!    temporary name beside its target path and renamed over it, through directory handles
@@ -26,8 +29,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,9 +40,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use super::engine::Limiter;
 pub use super::target::LinkMode;
 use super::target::{self, Entry, TargetDir};
-use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
+use super::{Error, FileProgress, Result, Stats, Summary, TransferOptions, cpu};
 use crate::cache::{Cache, LocalChunk};
 use crate::chunk::{self, Digest};
 use crate::manifest::{self, ChunkRef, FileEntry, Manifest};
@@ -67,17 +73,6 @@ pub struct PullOutcome {
 const INFLIGHT_KIB: u32 = 32 * 1024;
 /// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
-
-/// Deletes a temporary file when dropped, unless disarmed (its path taken).
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
 
 /// Record of one materialized file, for the warm path.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,7 +153,7 @@ struct Ctx<'a> {
     cache: &'a Cache,
     opts: &'a TransferOptions,
     stats: Stats,
-    requests: Semaphore,
+    requests: Limiter,
     inflight: Semaphore,
     /// Chunk decodes running (one per core).
     decoders: Semaphore,
@@ -245,7 +240,7 @@ pub async fn pull(
         cache,
         opts,
         stats,
-        requests: Semaphore::new(opts.jobs.max(1)),
+        requests: Limiter::new(opts.jobs, remote.map(Remote::throttles)),
         inflight: Semaphore::new(INFLIGHT_KIB as usize),
         decoders: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         local,
@@ -426,13 +421,9 @@ impl Ctx<'_> {
         if present {
             self.cache.discard_blob(&f.digest);
         }
-        let tmp = self.cache.temp_path();
-        // Removes the partial file however the assembly ends: an error, or the pull being
-        // cancelled (a dropped future, Ctrl-C in the Python package).
-        let mut guard = TempGuard(Some(tmp.clone()));
-        self.assemble(f, &tmp).await?;
-        self.cache.commit_blob(&tmp, &f.digest)?;
-        guard.0 = None; // renamed into blobs/
+        let partial = self.assemble(f).await?;
+        self.cache.commit_blob(&partial, &f.digest)?;
+        let _ = fs::remove_file(self.cache.partial_paths(&f.digest).1);
         drop(lock);
         Ok(Assembly::Assembled)
     }
@@ -489,39 +480,107 @@ impl Ctx<'_> {
         }
     }
 
-    /// Writes `f`'s chunks in order into `tmp` and checks the file digest.
-    async fn assemble(&self, f: &FileEntry, tmp: &Path) -> Result<()> {
-        let file = fs::File::create(tmp).map_err(|e| Error::io(tmp.display(), e))?;
-        let mut state = Some((file, blake3::Hasher::new()));
-        let window = self.opts.jobs.max(1);
-        let mut chunks = futures::stream::iter(f.chunks.iter())
-            .map(|c| self.fetch_chunk(f, c))
-            .buffered(window);
-        while let Some(item) = chunks.next().await {
-            let (data, _permit) = item?;
-            let (mut file, mut hasher) = state.take().expect("state returned");
-            let len = data.len() as u64;
-            let tmp_s = tmp.display().to_string();
-            let back = cpu(move || {
-                hasher.update(&data);
-                file.write_all(&data).map(|_| (file, hasher))
-            })
+    /// Assembles `f` in its partial file (see [`Cache::partial_paths`]) and returns that
+    /// file's path once its BLAKE3 is `f.digest`. A partial left by an interrupted pull is
+    /// resumed: the chunks its journal lists are not fetched again. The whole-file hash covers
+    /// them too, and a resumed partial that fails it is discarded and assembled once more
+    /// from nothing (the cache is untrusted; a crash may also lose written pages).
+    async fn assemble(&self, f: &FileEntry) -> Result<PathBuf> {
+        let (path, journal) = self.cache.partial_paths(&f.digest);
+        let bar = self.opts.progress.file(&f.path, f.size);
+        let mut fresh = false;
+        loop {
+            let (got, resumed) = self
+                .assemble_once(f, (&path, &journal), fresh, &bar)
+                .await?;
+            if got == f.digest {
+                bar.finish();
+                return Ok(path);
+            }
+            let _ = fs::remove_file(&journal);
+            let _ = fs::remove_file(&path);
+            if resumed == 0 || fresh {
+                return Err(Error::Integrity(format!(
+                    "{}: assembled file hashes to {got}, manifest says {}",
+                    f.path, f.digest
+                )));
+            }
+            tracing::warn!(
+                "{}: the interrupted download kept in the cache was damaged; starting it again",
+                f.path
+            );
+            fresh = true;
+        }
+    }
+
+    /// One assembly pass: fetches the chunks not yet written, up to `jobs` at once, and
+    /// writes each at its offset in `path` (preallocated to the file's size) as it arrives,
+    /// appending its index to `journal` once written; a hasher thread follows the written
+    /// prefix, so verification ends with the last write. Returns the file's BLAKE3 and how
+    /// many chunks were resumed from an earlier pass. On error or cancellation the partial
+    /// and its journal stay for the next pull.
+    async fn assemble_once(
+        &self,
+        f: &FileEntry,
+        (path, journal): (&Path, &Path),
+        fresh: bool,
+        bar: &FileProgress,
+    ) -> Result<(Digest, usize)> {
+        let n = f.chunks.len();
+        let (p, j, size) = (path.to_path_buf(), journal.to_path_buf(), f.size);
+        let (file, log, written) = cpu(move || open_partial(&p, &j, size, n, fresh))
             .await
-            .map_err(|e| Error::io(tmp_s, e))?;
-            state = Some(back);
-            Stats::add(&self.stats.bytes_local, len);
-            self.opts.progress.inc(len);
+            .map_err(|e| Error::io(path.display(), e))?;
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u64);
+        for c in &f.chunks {
+            offsets.push(offsets.last().expect("one") + c.size);
         }
-        let (file, hasher) = state.expect("state");
-        drop(file);
-        let got: Digest = hasher.finalize().into();
-        if got != f.digest {
-            return Err(Error::Integrity(format!(
-                "{}: assembled file hashes to {got}, manifest says {}",
-                f.path, f.digest
-            )));
+        let offsets = Arc::new(offsets);
+        let resumed: Vec<usize> = (0..n).filter(|&i| written[i]).collect();
+        let resumed_bytes: u64 = resumed.iter().map(|&i| f.chunks[i].size).sum();
+        bar.inc(resumed_bytes);
+        let order = Arc::new(Order::new(written));
+        let _close = CloseOnDrop(order.clone());
+        let hasher = {
+            let (file, order, offsets) = (file.clone(), order.clone(), offsets.clone());
+            tokio::task::spawn_blocking(move || hash_in_order(&file, &offsets, &order))
+        };
+        let todo: Vec<usize> = (0..n).filter(|i| !order.is_written(*i)).collect();
+        let window = self.opts.jobs.max(1);
+        let fetched = futures::stream::iter(todo)
+            .map(|i| {
+                let (file, log, order, off) =
+                    (file.clone(), log.clone(), order.clone(), offsets[i]);
+                async move {
+                    let (data, permit) = self.fetch_chunk(f, &f.chunks[i]).await?;
+                    let len = data.len() as u64;
+                    cpu(move || {
+                        file.write_all_at(&data, off)?;
+                        (&*log).write_all(&(i as u32).to_le_bytes())
+                    })
+                    .await
+                    .map_err(|e| Error::io(path.display(), e))?;
+                    drop(permit);
+                    order.mark(i);
+                    Stats::add(&self.stats.bytes_local, len);
+                    bar.inc(len);
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(window)
+            .try_collect::<()>()
+            .await;
+        if let Err(e) = fetched {
+            order.close();
+            let _ = hasher.await;
+            return Err(e);
         }
-        Ok(())
+        let got = hasher
+            .await
+            .expect("hasher panicked")
+            .map_err(|e| Error::io(path.display(), e))?;
+        Ok((got, resumed.len()))
     }
 
     /// One chunk's plaintext, verified, with the in-flight byte permit that covers it.
@@ -545,12 +604,15 @@ impl Ctx<'_> {
             )));
         };
         let stored = {
-            let _req = self.requests.acquire().await.expect("open");
+            let _req = self.requests.acquire().await;
             if let Some(rate) = &self.opts.rate {
                 rate.acquire(c.size).await;
             }
             match remote.read_chunk(&c.id).await {
-                Ok(b) => b,
+                Ok(b) => {
+                    self.requests.record(b.len() as u64);
+                    b
+                }
                 Err(e) if e.kind == crate::remote::ErrorKind::NotFound => {
                     return Err(Error::Integrity(format!(
                         "{}: chunk {} is missing on {}",
@@ -568,7 +630,7 @@ impl Ctx<'_> {
         // Decodes at most one per core at once: each holds its object, its planes and its
         // plaintext, which the in-flight budget does not count.
         let _core = self.decoders.acquire().await.expect("open");
-        let data = cpu(move || chunk::decode(&id, &stored))
+        let data = cpu(move || chunk::decode_owned(&id, stored))
             .await
             .map_err(|e| Error::Integrity(format!("{}: chunk {}: {e}", f.path, c.id)))?;
         Ok((data, permit))
@@ -602,4 +664,241 @@ async fn hash_path(path: PathBuf) -> Result<Digest> {
     })
     .await
     .map_err(|e| Error::io(path.display(), e))
+}
+
+/// Which chunks of a file being assembled are written, shared by the writers and the hasher
+/// thread that follows them in order.
+struct Order {
+    state: Mutex<OrderState>,
+    changed: Condvar,
+}
+
+struct OrderState {
+    written: Vec<bool>,
+    /// The assembly ended without writing everything (error or cancellation).
+    closed: bool,
+}
+
+impl Order {
+    fn new(written: Vec<bool>) -> Order {
+        Order {
+            state: Mutex::new(OrderState {
+                written,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn is_written(&self, i: usize) -> bool {
+        self.state.lock().expect("order lock").written[i]
+    }
+
+    fn mark(&self, i: usize) {
+        self.state.lock().expect("order lock").written[i] = true;
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().expect("order lock").closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until chunk `i` is written and returns the end of the written run starting at
+    /// `i`, or `None` once the assembly is closed with `i` unwritten.
+    fn wait_run(&self, i: usize) -> Option<usize> {
+        let mut st = self.state.lock().expect("order lock");
+        while !st.written[i] && !st.closed {
+            st = self.changed.wait(st).expect("order lock");
+        }
+        if !st.written[i] {
+            return None;
+        }
+        let mut end = i;
+        while end < st.written.len() && st.written[end] {
+            end += 1;
+        }
+        Some(end)
+    }
+}
+
+/// Closes an [`Order`] when the assembly that owns it ends, however it ends (a dropped
+/// future included), so that its hasher thread never waits forever.
+struct CloseOnDrop(Arc<Order>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// BLAKE3 of the file, read back (from the page cache, normally) as the written prefix grows.
+/// `offsets` holds each chunk's start and, last, the file size.
+fn hash_in_order(file: &fs::File, offsets: &[u64], order: &Order) -> std::io::Result<Digest> {
+    const BLOCK: usize = 1 << 20;
+    let n = offsets.len() - 1;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; BLOCK];
+    let mut next = 0;
+    while next < n {
+        let Some(end) = order.wait_run(next) else {
+            return Err(std::io::Error::other(
+                "assembly ended before the file was complete",
+            ));
+        };
+        let (mut pos, stop) = (offsets[next], offsets[end]);
+        while pos < stop {
+            let len = (stop - pos).min(BLOCK as u64) as usize;
+            file.read_exact_at(&mut buf[..len], pos)?;
+            hasher.update(&buf[..len]);
+            pos += len as u64;
+        }
+        next = end;
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Opens (creating it if needed) the partial file of a blob of `size` bytes and `n` chunks,
+/// and its journal for appending; returns which chunks the journal says are written. With
+/// `fresh`, or when the partial is not a regular file of exactly `size` bytes, or its journal
+/// is unreadable, everything starts over. Entries out of range and a torn last entry (a
+/// process killed mid-append) are ignored.
+fn open_partial(
+    path: &Path,
+    journal: &Path,
+    size: u64,
+    n: usize,
+    fresh: bool,
+) -> std::io::Result<(Arc<fs::File>, Arc<fs::File>, Vec<bool>)> {
+    let mut written = vec![false; n];
+    let nofollow = |o: &mut fs::OpenOptions| {
+        o.custom_flags(libc::O_NOFOLLOW);
+    };
+    let existing = (!fresh)
+        .then(|| {
+            let mut o = fs::OpenOptions::new();
+            o.read(true).write(true);
+            nofollow(&mut o);
+            o.open(path).ok()
+        })
+        .flatten()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file() && m.len() == size));
+    let resumable = existing.is_some();
+    let file = match existing {
+        Some(f) => f,
+        None => {
+            let _ = fs::remove_file(path);
+            let _ = fs::remove_file(journal);
+            let mut o = fs::OpenOptions::new();
+            o.read(true).write(true).create_new(true);
+            nofollow(&mut o);
+            let f = o.open(path)?;
+            f.set_len(size)?;
+            f
+        }
+    };
+    if resumable {
+        let mut o = fs::OpenOptions::new();
+        o.read(true).write(true);
+        nofollow(&mut o);
+        if let Ok(mut j) = o.open(journal) {
+            let mut bytes = Vec::new();
+            if j.read_to_end(&mut bytes).is_ok() {
+                // Cut a torn last entry so that appends stay aligned.
+                j.set_len((bytes.len() - bytes.len() % 4) as u64)?;
+                for rec in bytes.chunks_exact(4) {
+                    let i = u32::from_le_bytes(rec.try_into().expect("4 bytes")) as usize;
+                    if let Some(w) = written.get_mut(i) {
+                        *w = true;
+                    }
+                }
+            }
+        }
+    }
+    let mut o = fs::OpenOptions::new();
+    o.append(true).create(true);
+    nofollow(&mut o);
+    let log = o.open(journal)?;
+    Ok((Arc::new(file), Arc::new(log), written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_resumes_from_its_journal_and_a_torn_entry_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        let (file, log, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [false; 3]);
+        assert_eq!(file.metadata().unwrap().len(), 10, "preallocated");
+        (&*log).write_all(&2u32.to_le_bytes()).unwrap();
+        (&*log).write_all(&7u32.to_le_bytes()).unwrap(); // out of range: ignored
+        (&*log).write_all(&[0, 0]).unwrap(); // torn by a kill
+        drop((file, log));
+        let (_, log, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [false, false, true]);
+        assert_eq!(fs::metadata(&journal).unwrap().len(), 8, "torn entry cut");
+        (&*log).write_all(&0u32.to_le_bytes()).unwrap();
+        drop(log);
+        let (_, _, written) = open_partial(&path, &journal, 10, 3, false).unwrap();
+        assert_eq!(written, [true, false, true], "appends stay aligned");
+    }
+
+    #[test]
+    fn a_partial_of_another_size_or_a_fresh_start_forgets_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        fs::write(&path, b"12345").unwrap();
+        fs::write(&journal, 0u32.to_le_bytes()).unwrap();
+        let (_, _, written) = open_partial(&path, &journal, 10, 2, false).unwrap();
+        assert_eq!(written, [false, false], "size differs: start over");
+        assert_eq!(fs::metadata(&path).unwrap().len(), 10);
+        fs::write(&journal, 1u32.to_le_bytes()).unwrap();
+        let (_, _, written) = open_partial(&path, &journal, 10, 2, true).unwrap();
+        assert_eq!(written, [false, false], "fresh");
+        assert_eq!(fs::metadata(&journal).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_partial_behind_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep me").unwrap();
+        let (path, journal) = (dir.path().join("p"), dir.path().join("p.journal"));
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let (file, _, _) = open_partial(&path, &journal, 4, 1, false).unwrap();
+        file.write_all_at(b"abcd", 0).unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        assert!(!fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn the_hasher_follows_the_written_prefix_and_stops_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let file = Arc::new(fs::File::open(&path).unwrap());
+        let offsets = Arc::new(vec![0u64, 1000, 2000, 3000]);
+        let order = Arc::new(Order::new(vec![false, true, false]));
+        let h = {
+            let (file, offsets, order) = (file.clone(), offsets.clone(), order.clone());
+            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
+        };
+        order.mark(2);
+        order.mark(0);
+        assert_eq!(h.join().unwrap().unwrap(), Digest::of(&data));
+        let order = Arc::new(Order::new(vec![true, false, false]));
+        let h = {
+            let order = order.clone();
+            std::thread::spawn(move || hash_in_order(&file, &offsets, &order))
+        };
+        drop(CloseOnDrop(order));
+        assert!(
+            h.join().unwrap().is_err(),
+            "a closed assembly ends the hasher"
+        );
+    }
 }

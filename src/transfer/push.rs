@@ -4,9 +4,10 @@
 //! workers (one per core) take units of work from a shared queue: a segment (cut, hash and
 //! encode its chunks) or the BLAKE3 of a whole file of several segments, so one large model
 //! file is chunked on every core. Encoded chunks go over a channel bounded by a byte budget
-//! ([`IN_FLIGHT_BYTES`]); the async side uploads at most `jobs` chunks at once, skipping chunks
-//! the remote already has (a stat of each). The manifest is written only after every chunk
-//! upload has succeeded.
+//! ([`IN_FLIGHT_BYTES`]); the async side uploads them, as many at once as the
+//! [`super::engine::Limiter`] allows, skipping chunks the remote already has (one listing of
+//! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
+//! written only after every chunk upload has succeeded.
 //!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
@@ -24,7 +25,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::{Error, Result, Stats, Summary, TransferOptions};
+use super::engine::Limiter;
+use super::{Error, FileProgress, Progress, Result, Stats, Summary, TransferOptions};
 use crate::chunk::plan::{self, Cut, Segment, TensorRange};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
 use crate::manifest::{self, ChunkRef, Chunking, FileEntry, FileLayout, Manifest, Origin};
@@ -48,6 +50,10 @@ pub struct PushRequest {
     /// Chunk, hash and check what the remote has, but upload nothing and write no manifest:
     /// the summary says what a push would send (`chunks_new`, `bytes_remote`).
     pub dry_run: bool,
+    /// Sign the version with this key: each file's SHA-256 is computed in the read that
+    /// computes its BLAKE3, and the signature object (`crate::trust`) is written create-only
+    /// after the manifest.
+    pub sign_key: Option<Arc<crate::trust::SignKey>>,
 }
 
 /// A local file to push: where it is, and its manifest path.
@@ -61,6 +67,8 @@ struct Source {
 /// One encoded chunk on its way to the remote.
 struct Encoded {
     id: Digest,
+    /// Index of the file it belongs to.
+    file: usize,
     /// Plaintext length in bytes.
     plain_len: u64,
     data: Bytes,
@@ -94,16 +102,22 @@ pub async fn push(
     }
     let pending = crate::remote::pending_chunks(remote, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
+    // After reading the records, as a stat would be (FORMAT.md, push step 3).
+    let listed = remote.list_chunks_upto(listing_budget(total)).await?;
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
     let locals: Vec<PathBuf> = sources.iter().map(|s| s.local.clone()).collect();
     let stats = Arc::new(Stats::default());
-    let (files, rewrites) = upload_all(
+    let (files, sha256s, rewrites) = upload_all(
         remote,
         sources,
-        (req.chunking, req.dry_run),
-        pending,
+        (
+            req.chunking,
+            req.dry_run,
+            req.sign_key.is_some() && !req.dry_run,
+        ),
+        (pending, listed),
         opts,
         &stats,
     )
@@ -119,7 +133,11 @@ pub async fn push(
         opts.progress.finish();
         return Ok((m, stats.summary(started, remote.retries())));
     }
-    match remote.create_manifest(&key, Bytes::from(m.to_json())).await {
+    let json = m.to_json();
+    match remote
+        .create_manifest(&key, Bytes::from(json.clone()))
+        .await
+    {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
             return Err(Error::VersionExists {
@@ -128,6 +146,20 @@ pub async fn push(
             });
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some(sign_key) = &req.sign_key {
+        let files: Vec<crate::trust::FileSha256> = m
+            .files
+            .iter()
+            .zip(sha256s)
+            .map(|(f, sha256)| crate::trust::FileSha256 {
+                path: f.path.clone(),
+                sha256: sha256.expect("hashed: signing was asked for"),
+            })
+            .collect();
+        let bundle = crate::trust::sign(sign_key, &json, &m, &files);
+        let sig_key = crate::remote::signature_key(&req.name, &req.version);
+        remote.create_only(&sig_key, Bytes::from(bundle)).await?;
     }
     heal(remote, &m, &locals, rewrites, opts, &stats).await?;
     opts.progress.finish();
@@ -143,18 +175,20 @@ struct Rewrites {
 }
 
 /// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
-/// and which chunks of `pending` (listed in gc records) it uploaded again. With `dry_run`,
-/// chunks the remote lacks are counted as sent but not uploaded.
+/// with `sha256` each file's SHA-256 (else `None`s), and which chunks of `pending` (listed in
+/// gc records) it uploaded again. With `dry_run`, chunks the remote lacks are counted as sent
+/// but not uploaded.
 async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
-    (params, dry_run): (ChunkParams, bool),
-    pending: HashSet<Digest>,
+    (params, dry_run, sha256): (ChunkParams, bool, bool),
+    (pending, listed): (HashSet<Digest>, Option<HashMap<Digest, u64>>),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
-) -> Result<(Vec<FileEntry>, Rewrites)> {
+) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
+    let bars = FileBars::new(&opts.progress, &sources);
     let files = super::cpu(move || prepare_all(sources, params)).await?;
-    let work = Arc::new(Work::new(files, params));
+    let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
     let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let workers = std::thread::available_parallelism()
@@ -172,6 +206,7 @@ async fn upload_all(
 
     let seen = Mutex::new(HashSet::new());
     let rewrites = Mutex::new(Rewrites::default());
+    let limiter = Limiter::new(opts.jobs, Some(remote.throttles()));
     // Boxed, not pinned on the stack, so that dropping it really drops the receiver: that
     // closes the channel, which stops the chunk workers when an upload failed.
     let mut uploads = Box::pin(
@@ -179,7 +214,8 @@ async fn upload_all(
             .map(|item| async {
                 let enc = item?;
                 let seen = (&seen, dry_run);
-                upload_chunk(remote, enc, seen, (&pending, &rewrites), opts, stats).await
+                let sets = (&pending, listed.as_ref(), &rewrites);
+                upload_chunk((remote, &limiter), (enc, &bars), seen, sets, opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
     );
@@ -205,36 +241,88 @@ async fn upload_all(
         return Err(e);
     }
     let work = Arc::into_inner(work).expect("workers are done");
-    let entries = super::cpu(move || work.finish()).await?;
-    Ok((entries, rewrites.into_inner().expect("rewrites")))
+    let (entries, sha256s) = super::cpu(move || work.finish()).await?;
+    Ok((entries, sha256s, rewrites.into_inner().expect("rewrites")))
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Chunk objects a push lists instead of stat'ing each chunk: one listing page (1,000 keys on
+/// S3) per 100 chunks the push may have at the fallback's 512 KiB average, at least one page.
+/// A vault that holds more is asked per chunk.
+fn listing_budget(push_bytes: u64) -> usize {
+    let chunks = push_bytes / (512 * 1024) + 1;
+    (chunks.saturating_mul(10)).clamp(1000, 10_000_000) as usize
+}
+
+/// Per-file progress of a push: a file's bar appears with its first settled chunk and goes
+/// once all its bytes are settled.
+struct FileBars<'a> {
+    progress: &'a Progress,
+    files: Vec<(String, u64)>,
+    open: Mutex<HashMap<usize, (FileProgress, u64)>>,
+}
+
+impl<'a> FileBars<'a> {
+    fn new(progress: &'a Progress, sources: &[Source]) -> FileBars<'a> {
+        FileBars {
+            progress,
+            files: sources.iter().map(|s| (s.rel.clone(), s.size)).collect(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn inc(&self, file: usize, bytes: u64) {
+        let mut open = self.open.lock().expect("file bars");
+        let (path, size) = &self.files[file];
+        let (bar, done) = open
+            .entry(file)
+            .or_insert_with(|| (self.progress.file(path, *size), 0));
+        bar.inc(bytes);
+        *done += bytes;
+        if *done >= *size
+            && let Some((bar, _)) = open.remove(&file)
+        {
+            bar.finish();
+        }
+    }
+}
+
 /// Uploads one chunk unless another task of this push sent it, or a stat finds it stored
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
 /// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
 async fn upload_chunk(
-    remote: &Remote,
-    enc: Encoded,
+    (remote, limiter): (&Remote, &Limiter),
+    (enc, bars): (Encoded, &FileBars<'_>),
     (seen, dry_run): (&Mutex<HashSet<Digest>>, bool),
-    (pending, rewrites): (&HashSet<Digest>, &Mutex<Rewrites>),
+    (pending, listed, rewrites): (
+        &HashSet<Digest>,
+        Option<&HashMap<Digest, u64>>,
+        &Mutex<Rewrites>,
+    ),
     opts: &TransferOptions,
     stats: &Stats,
 ) -> Result<()> {
     Stats::add(&stats.bytes_local, enc.plain_len);
     // Progress counts a chunk's plaintext once it is settled (found, counted or uploaded), so
     // a throttled or slow upload shows as such rather than as 100% from the start.
-    let done = || opts.progress.inc(enc.plain_len);
+    let done = || bars.inc(enc.file, enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
     let recorded = pending.contains(&remote.stored_id(&enc.id));
     // A stored chunk of another size than this push's encoding is rewritten: it is damaged
     // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
     // an older mvault, or by `heal` below), which costs one upload and is harmless.
     let len = enc.data.len() as u64;
-    if !fresh || (!recorded && remote.chunk_size(&enc.id).await? == Some(len)) {
+    let _request = limiter.acquire().await;
+    let stored = |len| async move {
+        Ok::<_, Error>(match listed {
+            Some(l) => l.get(&enc.id) == Some(&len),
+            None => remote.chunk_size(&enc.id).await? == Some(len),
+        })
+    };
+    if !fresh || (!recorded && stored(len).await?) {
         Stats::add(&stats.chunks_reused, 1);
         done();
         return Ok(());
@@ -249,6 +337,7 @@ async fn upload_chunk(
         rate.acquire(len).await;
     }
     remote.write_chunk(&enc.id, enc.data.clone()).await?;
+    limiter.record(len);
     if recorded {
         let mut r = rewrites.lock().expect("rewrites");
         r.ids.push(enc.id);
@@ -453,14 +542,21 @@ struct Work {
     units: Mutex<VecDeque<Unit>>,
     /// Per file: its digest, and the chunks of each segment once cut.
     results: Mutex<Vec<FileResult>>,
+    /// Per file its SHA-256, computed by the unit that computes its BLAKE3 when `sha256`
+    /// (for signing; one more hash over bytes already read, no extra read).
+    sha256: bool,
+    sha256s: Mutex<Vec<Sha256>>,
 }
+
+/// A file's SHA-256, when the push computes it (signing).
+type Sha256 = Option<[u8; 32]>;
 
 /// What the units of one file found: its digest, and the chunks of each segment.
 type FileResult = (Option<Digest>, Vec<Option<Vec<ChunkRef>>>);
 
 impl Work {
     /// Units in file order; a file's digest first, so the longest unit starts early.
-    fn new(files: Vec<Prepared>, fallback: ChunkParams) -> Work {
+    fn new(files: Vec<Prepared>, fallback: ChunkParams, sha256: bool) -> Work {
         let mut units = VecDeque::new();
         let mut results = Vec::new();
         for (file, p) in files.iter().enumerate() {
@@ -475,16 +571,18 @@ impl Work {
             units.extend((0..p.segments.len()).map(|seg| Unit::Segment { file, seg }));
         }
         Work {
+            sha256s: Mutex::new(vec![None; files.len()]),
             files,
             fallback,
             units: Mutex::new(units),
             results: Mutex::new(results),
+            sha256,
         }
     }
 
-    /// The manifest entries, in path order, after every unit is done. Fails if a file
-    /// changed (length or modification time) while it was being pushed.
-    fn finish(self) -> Result<Vec<FileEntry>> {
+    /// The manifest entries, in path order, and their SHA-256s, after every unit is done.
+    /// Fails if a file changed (length or modification time) while it was being pushed.
+    fn finish(self) -> Result<(Vec<FileEntry>, Vec<Sha256>)> {
         let results = self.results.into_inner().expect("results");
         let mut out = Vec::with_capacity(self.files.len());
         for (p, (digest, segs)) in self.files.into_iter().zip(results) {
@@ -504,7 +602,7 @@ impl Work {
                 layout: p.layout,
             });
         }
-        Ok(out)
+        Ok((out, self.sha256s.into_inner().expect("sha256s")))
     }
 }
 
@@ -552,7 +650,7 @@ fn run_unit(
     }
     match unit {
         Unit::Digest { .. } => {
-            let mut hasher = blake3::Hasher::new();
+            let mut hasher = FileHasher::new(work.sha256);
             if buf.len() < 1024 * 1024 {
                 buf.resize(1024 * 1024, 0);
             }
@@ -563,7 +661,7 @@ fn run_unit(
                 hasher.update(&buf[..n]);
                 at += n as u64;
             }
-            work.results.lock().expect("results")[i].0 = Some(hasher.finalize().into());
+            hasher.finish(work, i);
             Ok(true)
         }
         Unit::Whole { .. } => {
@@ -576,14 +674,20 @@ fn run_unit(
                 cut: Cut::Cdc(work.fallback),
                 floats: None,
             };
-            let mut hasher = blake3::Hasher::new();
+            let mut hasher = FileHasher::new(work.sha256);
             let mut refs = Vec::new();
-            let go = cut_segment(&file, &seg, (tx, budget, buf), &mut refs, Some(&mut hasher));
+            let go = cut_segment(
+                (&file, i),
+                &seg,
+                (tx, budget, buf),
+                &mut refs,
+                Some(&mut hasher),
+            );
             if !go.map_err(io)? {
                 return Ok(false);
             }
+            hasher.finish(work, i);
             let mut r = work.results.lock().expect("results");
-            r[i].0 = Some(hasher.finalize().into());
             if let Some(slot) = r[i].1.first_mut() {
                 *slot = Some(refs);
             }
@@ -592,7 +696,8 @@ fn run_unit(
         Unit::Segment { seg, .. } => {
             let mut refs = Vec::new();
             let segment = &p.segments[seg];
-            if !cut_segment(&file, segment, (tx, budget, buf), &mut refs, None).map_err(io)? {
+            let go = cut_segment((&file, i), segment, (tx, budget, buf), &mut refs, None);
+            if !go.map_err(io)? {
                 return Ok(false);
             }
             work.results.lock().expect("results")[i].1[seg] = Some(refs);
@@ -606,7 +711,7 @@ fn run_unit(
 /// `false` if the push is failing elsewhere. Memory: the worker's read buffer `buf`, plus the
 /// chunks waiting in the budget.
 fn cut_segment(
-    file: &File,
+    (file, index): (&File, usize),
     seg: &Segment,
     (tx, budget, buf): (
         &mpsc::Sender<std::result::Result<Encoded, Error>>,
@@ -614,7 +719,7 @@ fn cut_segment(
         &mut Vec<u8>,
     ),
     refs: &mut Vec<ChunkRef>,
-    mut hasher: Option<&mut blake3::Hasher>,
+    mut hasher: Option<&mut FileHasher>,
 ) -> std::io::Result<bool> {
     let mut send = |offset: u64, data: &[u8]| -> bool {
         if let Some(h) = hasher.as_deref_mut() {
@@ -636,6 +741,7 @@ fn cut_segment(
         });
         let enc = Encoded {
             id,
+            file: index,
             plain_len: data.len() as u64,
             data: Bytes::from(encoded),
             _budget: permit,
@@ -672,6 +778,37 @@ fn cut_segment(
             }
             *buf = chunker.into_buffer();
             Ok(go)
+        }
+    }
+}
+
+/// The whole-file hashes of one file, fed its bytes in order: BLAKE3 (the manifest digest)
+/// and, when signing, SHA-256 (the signature's resource digest).
+struct FileHasher {
+    blake3: blake3::Hasher,
+    sha256: Option<sha2::Sha256>,
+}
+
+impl FileHasher {
+    fn new(sha256: bool) -> FileHasher {
+        FileHasher {
+            blake3: blake3::Hasher::new(),
+            sha256: sha256.then(<sha2::Sha256 as sha2::Digest>::new),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.blake3.update(data);
+        if let Some(s) = &mut self.sha256 {
+            sha2::Digest::update(s, data);
+        }
+    }
+
+    /// Records the digests as file `i`'s.
+    fn finish(self, work: &Work, i: usize) {
+        work.results.lock().expect("results")[i].0 = Some(self.blake3.finalize().into());
+        if let Some(s) = self.sha256 {
+            work.sha256s.lock().expect("sha256s")[i] = Some(sha2::Digest::finalize(s).into());
         }
     }
 }

@@ -3,8 +3,10 @@
 //! For each selected version the destination lacks: every chunk the destination lacks is read
 //! from the source, verified against its name, and written as is (re-sealed with the
 //! destination's key when either vault is encrypted: the key-rotation path); then the manifest
-//! is created create-only. Versions already on the destination are skipped without reading
-//! their chunks, so re-running a finished sync copies nothing.
+//! is created create-only, then its signature object if it has one. Versions already on the
+//! destination are skipped without reading their chunks, so re-running a finished sync copies
+//! nothing. With trusted keys, a version whose signature on the source fails the check
+//! (`crate::trust`) stops the sync before any of its chunks is copied.
 //!
 //! gc safety on the destination, as for a push (`docs/FORMAT.md`, "Deletion and gc"): a chunk
 //! a pending gc record of the destination lists is copied again even if present, and once
@@ -22,7 +24,8 @@ use serde::Serialize;
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
 use crate::chunk::{self, Digest};
 use crate::manifest::{ChunkRef, Manifest};
-use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, manifest_key, pending_chunks};
+use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, manifest_key, pending_chunks, signature_key};
+use crate::trust::TrustedKeys;
 use crate::version::{ModelName, Selector, Version};
 
 /// What a sync did.
@@ -42,6 +45,7 @@ pub async fn sync(
     name: Option<&ModelName>,
     selector: Option<&Selector>,
     opts: &TransferOptions,
+    trusted: Option<&TrustedKeys>,
 ) -> Result<SyncReport> {
     let started = Instant::now();
     let stats = Stats::default();
@@ -56,6 +60,8 @@ pub async fn sync(
         pending: &pending,
         opts,
         stats: &stats,
+        inflight: tokio::sync::Semaphore::new(INFLIGHT_KIB),
+        trusted,
     };
     let (mut copied, mut present) = (Vec::new(), Vec::new());
     for model in &models {
@@ -102,7 +108,15 @@ struct SyncCx<'a> {
     pending: &'a HashSet<Digest>,
     opts: &'a TransferOptions,
     stats: &'a Stats,
+    /// Chunk bytes being copied (stored object and its decoded check), in KiB permits.
+    inflight: tokio::sync::Semaphore,
+    /// Signers required of every copied version (`None`: signatures are copied unchecked).
+    trusted: Option<&'a TrustedKeys>,
 }
+
+/// Bytes of chunks being copied at once (64 MiB: a chunk object and its decoded plaintext
+/// each count), whatever `jobs` allows: up to 16 MiB chunks, 64 at once, would be 2 GiB.
+const INFLIGHT_KIB: usize = 64 * 1024;
 
 /// Chunks of one version copied again because a pending gc record listed them, and when the
 /// last of those copies finished.
@@ -119,6 +133,19 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
     let m = Manifest::from_json(&raw)
         .map_err(|e| Error::Integrity(format!("{key} on {}: {e}", src.name())))?;
     m.expect_identity(model, v)?;
+    let sig_key = signature_key(model, v);
+    let signature = match src.read(&sig_key).await {
+        Ok(b) => Some(b),
+        Err(e) if e.kind == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(keys) = cx.trusted {
+        let label = format!("{model}@{}", m.version);
+        let Some(sig) = &signature else {
+            return Err(Error::Trust(crate::trust::Error::Unsigned(label)));
+        };
+        crate::trust::verify(sig, &m.to_json(), &m, keys, &label)?;
+    }
     let rewrites = Mutex::new(Rewrites::default());
     futures::stream::iter(m.unique_chunks())
         .map(|c| copy_chunk(cx, c, &rewrites))
@@ -134,6 +161,9 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
             });
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some(sig) = signature {
+        dst.create_only(&sig_key, sig).await?;
     }
     heal(cx, rewrites.into_inner().expect("rewrites")).await
 }
@@ -187,6 +217,8 @@ async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) ->
 /// Reads chunk `c` from the source, verifies it against its name and writes it as is.
 async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
     let (src, dst, opts, stats) = (cx.src, cx.dst, cx.opts, cx.stats);
+    let kib = (2 * c.size).div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
+    let _budget = cx.inflight.acquire_many(kib).await.expect("never closed");
     let stored = src.read_chunk(&c.id).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => {
             Error::Integrity(format!("chunk {} is missing on {}", c.id, src.name()))

@@ -330,6 +330,17 @@ impl TargetDir {
         })
     }
 
+    /// Removes `.mvault/<file>` if present (a stale record of an earlier pull).
+    pub fn remove_record(&self, file: &str) -> Result<()> {
+        let Some(dir) = self.records_dir(false)? else {
+            return Ok(());
+        };
+        match rustix::fs::unlinkat(&dir, file, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_err(self.shown(&format!("{RESERVED_SEGMENT}/{file}")))(e)),
+        }
+    }
+
     fn records_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
         let probe = format!("{RESERVED_SEGMENT}/x");
         Ok(self.parent(&probe, create)?.map(|(fd, _)| fd))

@@ -2,7 +2,7 @@
 //! vault. Lower layers' errors are kept whole as sources.
 
 use crate::error::Category;
-use crate::{cache, config, manifest, remote, transfer, version};
+use crate::{cache, config, manifest, remote, transfer, trust, version};
 
 /// Why a vault operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,10 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error(transparent)]
     Name(#[from] version::Error),
+    /// A signing or trusted key that cannot be used, or a version refused by the signature
+    /// check.
+    #[error(transparent)]
+    Trust(#[from] trust::Error),
     /// A model, version or alias that does not exist (the text names it and where).
     #[error("{0} not found")]
     NotFound(String),
@@ -54,6 +58,7 @@ impl Error {
         match self {
             Error::Remote(e) => e.category(),
             Error::Transfer(e) => e.category(),
+            Error::Trust(e) => e.category(),
             Error::Cache(_) | Error::Io { .. } => Category::Failure,
             Error::Spec(_) | Error::Config(_) | Error::Name(_) | Error::Input(_) => Category::Usage,
             Error::NotFound(_) => Category::NotFound,

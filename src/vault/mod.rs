@@ -7,8 +7,10 @@
 
 pub mod alias;
 mod error;
+mod info;
 pub mod open;
 pub mod push;
+mod signature;
 pub mod startup;
 
 use std::path::{Path, PathBuf};
@@ -18,10 +20,12 @@ pub use alias::{
     alias_list_lenient, alias_set, alias_target, aliased_versions, rollback,
 };
 pub use error::{Error, Result};
+pub use info::{Info, InfoFile};
 pub use open::{cache_identity, open, resolve_spec};
 pub use push::{
     PushOutcome, PushResult, merge_metadata, models_in_dir, push_many, read_metadata_file,
 };
+pub use signature::SignatureInfo;
 pub use startup::{models_dir, models_from_env, startup_remote};
 
 use crate::cache::{self, Cache, PruneReport};
@@ -53,6 +57,9 @@ pub struct Vault {
     cache_limits: CacheConfig,
     /// Requests in flight at once for operations over many objects (gc, verify, usage).
     jobs: usize,
+    /// Signers whose signatures pulls, `run`, `verify` and `sync` require (`None`: no
+    /// signature is required).
+    trust: Option<std::sync::Arc<crate::trust::TrustedKeys>>,
 }
 
 impl Vault {
@@ -71,6 +78,7 @@ impl Vault {
             cache,
             cache_limits: CacheConfig::default(),
             jobs: transfer::default_jobs(),
+            trust: None,
         }
     }
 
@@ -177,6 +185,9 @@ impl Vault {
         }
         let m = self.fetch_manifest(name, version).await?;
         self.cache.save_manifest(&self.remote_id, &m, version)?;
+        // With the manifest, its signature (one small read): later pulls of the cached
+        // version then check it, or place it in the target, without a request.
+        self.fetch_signature(name, version).await?;
         Ok(m)
     }
 
@@ -242,8 +253,12 @@ impl Vault {
         // A prune between resolving and pinning may have evicted the cached manifest; while
         // pinned it cannot be evicted again, and the blobs this pull uses are locked.
         self.cache.ensure_manifest(&self.remote_id, m, &v)?;
+        // Before anything is placed: with trusted keys, a version failing the check stops here.
+        let signature = self.checked_signature(m, offline).await?;
         let remote = (!offline).then_some(&self.remote);
-        Ok(transfer::pull(remote, &self.cache, req, opts).await?)
+        let out = transfer::pull(remote, &self.cache, req, opts).await?;
+        transfer::place_signature(&out.target, &name, signature.as_deref())?;
+        Ok(out)
     }
 
     /// [`Vault::enforce_cache_limits`] after a successful pull: problems are warnings.
@@ -352,6 +367,11 @@ impl Vault {
             )));
         }
         self.remote.delete(&key).await?;
+        // After the manifest, so a version never appears unsigned while it still exists; a
+        // version pushed again later must be able to create its signature.
+        self.remote
+            .delete(&crate::remote::signature_key(name, version))
+            .await?;
         Ok(())
     }
 }

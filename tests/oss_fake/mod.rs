@@ -616,6 +616,11 @@ pub fn assert_layout(prefix: &str, reqs: &[Recorded]) {
                     .unwrap_or_else(|| panic!("{rel}"));
                 assert!(semver::Version::parse(v).is_ok(), "{rel}");
             }
+            ["models", name, "signatures", file] => {
+                assert!(!name.is_empty(), "{rel}");
+                let v = file.strip_suffix(".sig").unwrap_or_else(|| panic!("{rel}"));
+                assert!(semver::Version::parse(v).is_ok(), "{rel}");
+            }
             ["gc", "pending", file] => {
                 assert!(file.ends_with(".json") && !file.starts_with('.'), "{rel}")
             }

@@ -166,8 +166,9 @@ impl Vault {
     /// arguments (which win); other keys are kept as extra metadata. `jobs`: requests in
     /// flight. `progress`: a callable `f(done_bytes, total_bytes)`, or True for a tqdm bar.
     /// Raises Conflict if the version exists (nothing is changed); Ctrl-C cancels the push
-    /// before its manifest is written, so the version does not appear.
-    #[pyo3(signature = (paths, name, version, *, description="", metrics=None, params=None, tags=None, metadata=None, jobs=None, progress=None))]
+    /// before its manifest is written, so the version does not appear. `sign_key`: path of a
+    /// private key (PEM, `mvault keygen`) to sign the version with.
+    #[pyo3(signature = (paths, name, version, *, description="", metrics=None, params=None, tags=None, metadata=None, jobs=None, progress=None, sign_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
@@ -182,7 +183,12 @@ impl Vault {
         metadata: Option<&Bound<'_, PyAny>>,
         jobs: Option<usize>,
         progress: Option<&Bound<'_, PyAny>>,
+        sign_key: Option<PathBuf>,
     ) -> PyResult<PushResult> {
+        let sign_key = sign_key
+            .map(|p| mvault::trust::SignKey::load(&p).map(Arc::new))
+            .transpose()
+            .map_err(to_py_err)?;
         let mut req = PushRequest {
             name: parse::<ModelName>(name)?,
             version: parse::<Version>(version)?,
@@ -194,6 +200,7 @@ impl Vault {
             extra: Map::new(),
             chunking: ChunkParams::DEFAULT,
             dry_run: false,
+            sign_key,
         };
         match metadata.filter(|m| !m.is_none()) {
             None => {}
@@ -225,7 +232,9 @@ impl Vault {
     /// file; `offline` uses the local cache only; `force` replaces files in `to` that mvault
     /// did not write (Conflict otherwise); `link`: "auto" (hard link, else copy), "hard",
     /// "copy". `progress` as in push. Ctrl-C cancels it and leaves no partial file in `to`.
-    #[pyo3(signature = (r#ref, to=None, *, verify=false, offline=false, force=false, link="auto", jobs=None, progress=None))]
+    /// `trusted_keys`: paths of public keys (PEM, `mvault keygen`'s FILE.pub); when given,
+    /// the version must be signed by one of them (IntegrityError before anything is placed).
+    #[pyo3(signature = (r#ref, to=None, *, verify=false, offline=false, force=false, link="auto", jobs=None, progress=None, trusted_keys=None))]
     #[allow(clippy::too_many_arguments)]
     fn pull<'py>(
         &self,
@@ -238,12 +247,16 @@ impl Vault {
         link: &str,
         jobs: Option<usize>,
         progress: Option<&Bound<'py, PyAny>>,
+        trusted_keys: Option<Vec<PathBuf>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let r: ModelRef = parse(r#ref)?;
         let link = link_arg(link)?;
+        let keys = mvault::trust::TrustedKeys::load(&trusted_keys.unwrap_or_default())
+            .map_err(to_py_err)?;
         let sink = Sink::from_arg(py, progress, &format!("pull {ref}"))?;
         let opts = self.settings.options(jobs, hidden(&sink))?;
-        let v = &self.inner;
+        let trusting = self.inner.clone().with_trusted_keys(keys);
+        let v = &trusting;
         let target = run(py, sink.as_ref(), move || async move {
             let lookup = if offline {
                 Lookup::Offline

@@ -1,24 +1,13 @@
 //! `mvault keygen --encryption --out FILE`: a new vault encryption key (see `crate::crypt`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
-use clap::Args;
 use serde::Serialize;
 
 use crate::cli::context::Context;
 use crate::cli::{exit, output};
 use crate::crypt::Keys;
-
-#[derive(Debug, Args)]
-pub struct KeygenArgs {
-    /// Make a vault encryption key (for --encryption-key-file).
-    #[arg(long, required = true)]
-    pub encryption: bool,
-    /// Where to write the key: created with mode 0600; an existing file is never replaced.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-}
 
 /// What `keygen --encryption --json` prints.
 #[derive(Debug, Serialize)]
@@ -26,11 +15,6 @@ struct KeyWritten<'a> {
     path: &'a Path,
     /// The key check value, as the vault's marker will hold it (not secret).
     key_check: String,
-}
-
-/// `mvault keygen --encryption --out FILE`.
-pub fn keygen(ctx: &Context, a: &KeygenArgs) -> Result<i32> {
-    keygen_encryption(ctx, &a.out)
 }
 
 /// Writes a new random encryption key to `out` and says where (never the key itself).

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::json::Pruned;
+use crate::cli::json::{Pruned, UsageOut};
 use crate::cli::{UsageError, exit, output};
 use crate::lifecycle::{self, Sample};
 use crate::util::{human_bytes, parse_duration_secs};
@@ -31,6 +31,9 @@ pub struct VerifyArgs {
     pub seed: Option<u64>,
     #[command(flatten)]
     pub scan: ScanArgs,
+    /// With trusted keys, every selected version's signature is checked first.
+    #[command(flatten)]
+    pub trust: crate::cli::TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +80,8 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
         seed: a.seed.unwrap_or_else(|| fastrand::u64(..)),
     });
     let (name, version) = vault.verify_selection(model).await?;
+    let vault = vault.with_trusted_keys(ctx.trusted_keys(&a.trust)?);
+    check_signatures(&vault, name.as_ref(), version.as_ref()).await?;
     let report = lifecycle::verify(&vault, name.as_ref(), version.as_ref(), sample).await?;
     if ctx.json {
         output::json(&report)?;
@@ -110,6 +115,32 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
     } else {
         exit::INTEGRITY
     })
+}
+
+/// With trusted keys, checks the signature of each version `verify` selected (every version
+/// of `name`, or of every model); the first that fails is the error (exit 5).
+async fn check_signatures(
+    vault: &crate::vault::Vault,
+    name: Option<&crate::version::ModelName>,
+    version: Option<&crate::version::Version>,
+) -> Result<()> {
+    if vault.trusted_keys().is_none() {
+        return Ok(());
+    }
+    let names = match name {
+        Some(n) => vec![n.clone()],
+        None => vault.list().await?,
+    };
+    for n in &names {
+        let versions = match version {
+            Some(v) => vec![v.clone()],
+            None => vault.versions(n).await?,
+        };
+        for v in &versions {
+            vault.check_signature(n, v).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses `--grace AGE` into gc options.
@@ -186,11 +217,30 @@ pub async fn prune(ctx: &Context, a: &PruneArgs) -> Result<i32> {
 
 /// `mvault usage`.
 pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
+    let scheme = ctx.spec(ctx.remote.as_deref())?.backend.scheme();
     let vault = ctx.vault()?.with_jobs(ctx.jobs(a.jobs)?);
     let report = lifecycle::usage(&vault, lifecycle::PRICES).await?;
+    let alert = ctx
+        .config
+        .usage
+        .alert_monthly_cost_usd
+        .and_then(|t| report.cost_alert(scheme, t));
+    let code = match &alert {
+        Some(a) if a.exceeded => exit::COST_ALERT,
+        _ => exit::OK,
+    };
+    if let Some(a) = alert.as_ref().filter(|a| a.exceeded) {
+        output::warn(&format!(
+            "cost alert: estimated ${:.2}/month on {} is above usage.alert_monthly_cost ${:.2}",
+            a.usd_per_month, a.provider, a.threshold_usd_per_month
+        ));
+    }
     if ctx.json {
-        output::json(&report)?;
-        return Ok(exit::OK);
+        output::json(&UsageOut {
+            report: &report,
+            alert: alert.as_ref(),
+        })?;
+        return Ok(code);
     }
     output::line(&format!(
         "{:<32} {:>8} {:>12} {:>12}",
@@ -221,5 +271,5 @@ pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
             c.provider, c.tier, c.usd_per_month
         ))?;
     }
-    Ok(exit::OK)
+    Ok(code)
 }

@@ -4,20 +4,23 @@
 mod alias;
 mod cache;
 mod crypt;
+mod keygen;
 pub(super) mod maintain;
 mod models;
 mod pull;
 mod push;
 mod remotes;
+mod serve;
 mod stats;
 mod sync;
 
 use anyhow::Result;
 
 pub use alias::AliasAction;
-pub use crypt::KeygenArgs;
+pub use keygen::{KeygenArgs, SignatureArgs};
 pub use pull::{PullArgs, RunArgs};
 pub use push::PushArgs;
+pub use serve::ServeArgs;
 pub use stats::StatsArgs;
 pub use sync::SyncArgs;
 
@@ -45,7 +48,9 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<i32> {
         Command::Prune(a) => maintain::prune(ctx, a).await,
         Command::Usage(t) => maintain::usage(ctx, t).await,
         Command::Stats(a) => stats::stats(ctx, a),
-        Command::Keygen(a) => crypt::keygen(ctx, a),
+        Command::Serve(a) => serve::serve(ctx, a).await,
+        Command::Keygen(a) => keygen::keygen(ctx, a),
+        Command::Signature(a) => keygen::signature(ctx, a).await,
     }
 }
 

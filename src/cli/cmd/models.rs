@@ -99,9 +99,14 @@ pub async fn versions(ctx: &Context, name: &str) -> Result<i32> {
 pub async fn info(ctx: &Context, model: &str) -> Result<i32> {
     let r: ModelRef = model.parse()?;
     let vault = ctx.vault()?;
+    let vault = vault.with_trusted_keys(ctx.trusted_keys(&Default::default())?);
     let m = vault.resolve(&r, Lookup::Remote).await?;
+    // Resolving on the remote just read (and cached) the signature with the manifest.
+    let signature = vault.signature_info(&m, Lookup::Offline).await?;
     if ctx.json {
-        output::json(&Info::from(&m))?;
+        let mut info = Info::from(&m);
+        info.signature = signature;
+        output::json(&info)?;
         return Ok(exit::OK);
     }
     let by = &m.created_by;
@@ -122,6 +127,7 @@ pub async fn info(ctx: &Context, model: &str) -> Result<i32> {
             m.files.len()
         ),
         format!("checksum:    {}", m.checksum),
+        format!("signed:      {}", signed_line(signature.as_ref())),
     ];
     if !m.description.is_empty() {
         lines.push(format!("description: {}", clean(&m.description)));
@@ -165,6 +171,19 @@ pub async fn info(ctx: &Context, model: &str) -> Result<i32> {
     }
     output::line(&lines.join("\n"))?;
     Ok(exit::OK)
+}
+
+/// The `signed:` line of `info`.
+fn signed_line(s: Option<&crate::vault::SignatureInfo>) -> String {
+    let Some(s) = s else {
+        return "no".into();
+    };
+    let key = s.key_fingerprint.as_deref().unwrap_or("an unnamed key");
+    match (&s.problem, s.verified) {
+        (Some(p), _) => format!("by key {key}, REFUSED: {}", clean(p)),
+        (None, true) => format!("by key {key} (verified: a trusted key)"),
+        (None, false) => format!("by key {key} (not verified: no trusted keys configured)"),
+    }
 }
 
 pub async fn rm(ctx: &Context, model: &str) -> Result<i32> {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::json::{Pulled, Ran};
-use crate::cli::{TransferArgs, UsageError, exit, output};
+use crate::cli::{TransferArgs, TrustArgs, UsageError, exit, output};
 use crate::transfer::PullRequest;
 use crate::transfer::pull::LinkMode;
 use crate::util::human_bytes;
@@ -35,6 +35,8 @@ pub struct PullArgs {
     pub force: bool,
     #[command(flatten)]
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,8 @@ pub struct RunArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub transfer: TransferArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 fn parse_link(s: &str) -> std::result::Result<LinkMode, String> {
@@ -70,7 +74,8 @@ fn parse_link(s: &str) -> std::result::Result<LinkMode, String> {
 pub async fn pull(ctx: &Context, a: &PullArgs) -> Result<i32> {
     let r: ModelRef = a.model.parse()?;
     let opts = ctx.transfer_options(&a.transfer)?;
-    let vault = ctx.vault()?;
+    let trusted = ctx.trusted_keys(&a.trust)?;
+    let vault = ctx.vault()?.with_trusted_keys(trusted);
     let lookup = if a.offline {
         Lookup::Offline
     } else {
@@ -138,7 +143,8 @@ pub async fn run(ctx: &Context, a: &RunArgs) -> Result<i32> {
     let dir = vault::models_dir(a.to.clone());
     // Deployments written for the seed scripts name only a bucket.
     let remote = vault::startup_remote(ctx.remote.as_deref());
-    let vault = ctx.vault_at(remote.as_deref())?;
+    let trusted = ctx.trusted_keys(&a.trust)?;
+    let vault = ctx.vault_at(remote.as_deref())?.with_trusted_keys(trusted);
     let opts = ctx.transfer_options(&a.transfer)?;
     let started = std::time::Instant::now();
     let pulled = vault

@@ -59,6 +59,11 @@ pub struct PushArgs {
     /// uploading anything or writing the version.
     #[arg(long)]
     pub dry_run: bool,
+    /// Sign the version with this private key (PEM, from `mvault keygen`): an OpenSSF
+    /// model-signing bundle is stored beside the manifest [default: signing.key of the
+    /// config].
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     #[command(flatten)]
     pub transfer: TransferArgs,
 }
@@ -79,7 +84,8 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
             ));
         }
     };
-    let template = request(a, models[0].0.clone(), version)?;
+    let mut template = request(a, models[0].0.clone(), version)?;
+    template.sign_key = ctx.sign_key(a.sign_key.as_deref())?;
     let opts = ctx.transfer_options(&a.transfer)?;
     let vaults = vaults(ctx, a.all_providers)?;
     if let [(name, _)] = &models[..] {
@@ -168,6 +174,7 @@ fn request(a: &PushArgs, name: ModelName, version: Version) -> Result<PushReques
         extra: Map::new(),
         chunking: ChunkParams::DEFAULT,
         dry_run: a.dry_run,
+        sign_key: None,
     };
     if let Some(path) = &a.metadata_file {
         vault::merge_metadata(&mut req, vault::read_metadata_file(path)?);

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::{TransferArgs, exit, output};
+use crate::cli::{TransferArgs, TrustArgs, exit, output};
 use crate::transfer;
 use crate::util::human_bytes;
 use crate::version::ModelRef;
@@ -30,6 +30,10 @@ pub struct SyncArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub transfer: TransferArgs,
+    /// With trusted keys, each version's signature on the source is checked before any of
+    /// its chunks is copied.
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `mvault sync --from A --to B [NAME[@VERSION]]`.
@@ -47,12 +51,14 @@ pub async fn sync(ctx: &Context, a: &SyncArgs) -> Result<i32> {
         .filter(|m| m.contains('@'))
         .and(r.as_ref().map(|r| &r.selector));
     let opts = ctx.transfer_options(&a.transfer)?;
+    let trusted = ctx.trusted_keys(&a.trust)?;
     let report = transfer::sync(
         from.remote(),
         to.remote(),
         r.as_ref().map(|r| &r.name),
         selector,
         &opts,
+        (!trusted.is_empty()).then_some(&trusted),
     )
     .await?;
     ctx.note_bytes(report.summary.bytes_local);

@@ -149,6 +149,7 @@ class Vault:
         metadata: Union[None, Mapping[str, Any], PathArg] = None,
         jobs: Optional[int] = None,
         progress: ProgressArg = None,
+        sign_key: Optional[PathArg] = None,
     ) -> PushResult:
         """Pushes files and directories as ``name@version``; Conflict if it exists."""
     def pull(
@@ -162,8 +163,10 @@ class Vault:
         link: str = "auto",
         jobs: Optional[int] = None,
         progress: ProgressArg = None,
+        trusted_keys: Optional[Sequence[PathArg]] = None,
     ) -> pathlib.Path:
-        """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory."""
+        """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory.
+        With ``trusted_keys`` (public key files) the version must be signed by one of them."""
     def list(self) -> List[str]:
         """Model names, sorted."""
     def versions(self, name: str) -> List[str]:
