@@ -10,6 +10,7 @@
 //! - [`vault`]: the operations users run and their policies (which remote a name means,
 //!   aliases, push fan-out, metadata files, cache limits);
 //! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
+//! - [`crypt`]: client-side encryption (keys, sealed objects; used by [`remote`]);
 //! - [`config`] (the config file), [`audit`] (the audit log and its statistics), [`error`]
 //!   (the categories every layer's error maps to);
 //! - [`serve`]: `mvault serve`, the read-only web view (pages, `/api`, `/metrics`);
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod error;
 pub mod layout;
 pub mod lifecycle;
@@ -85,6 +87,9 @@ fn own_category(e: &(dyn std::error::Error + 'static)) -> Option<error::Category
         return Some(e.category());
     }
     if let Some(e) = e.downcast_ref::<crate::remote::PendingError>() {
+        return Some(e.category());
+    }
+    if let Some(e) = e.downcast_ref::<crate::crypt::Error>() {
         return Some(e.category());
     }
     if let Some(e) = e.downcast_ref::<crate::trust::Error>() {

@@ -12,13 +12,15 @@
 //! - [`oss`]: the OSS protocol as mvault sends it, checked by [`oss_fake`];
 //! - [`hostile`]: a bucket, cache or target under an attacker's control;
 //! - [`serve`]: `mvault serve`, its pages, API, token rule and read-only promise.
-//! - [`signing`]: signed versions, trusted keys, signature export (issue 16).
+//! - [`signing`]: signed versions, trusted keys, signature export (issue 16);
+//! - [`crypt`]: client-side encryption (keys, sealed objects, refusals, sync re-encryption).
 
 mod behaviour;
 mod cache;
 mod cli;
 mod cloudsec;
 mod common;
+mod crypt;
 mod faults;
 mod format;
 mod hostile;

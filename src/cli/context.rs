@@ -2,7 +2,7 @@
 //! file (parsed once), the cache directory, output mode, and the audit notes the command
 //! leaves as it goes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -12,7 +12,8 @@ use super::{Global, TransferArgs, TrustArgs, UsageError};
 use crate::audit::AuditLog;
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::remote::RemoteSpec;
+use crate::crypt::Keys;
+use crate::remote::{Remote, RemoteSpec};
 use crate::transfer::{self, Progress, RateLimiter, TransferOptions};
 use crate::trust::{SignKey, TrustedKeys};
 use crate::vault::{self, Vault};
@@ -25,6 +26,8 @@ pub struct Context {
     pub remote: Option<String>,
     pub json: bool,
     pub quiet: bool,
+    /// `--encryption-key-file` (or its variable), else `encryption.key_file` of the config.
+    pub encryption_key_file: Option<PathBuf>,
     /// What the audit record of this command will say.
     pub notes: Mutex<Notes>,
 }
@@ -43,8 +46,13 @@ pub struct Notes {
 impl Context {
     /// Reads the config file; fails (exit 2) on any config error.
     pub fn new(g: &Global) -> Result<Context> {
+        let config = Config::load(g.config.as_deref())?;
         Ok(Context {
-            config: Config::load(g.config.as_deref())?,
+            encryption_key_file: g
+                .encryption_key_file
+                .clone()
+                .or_else(|| config.encryption.key_file.clone()),
+            config,
             cache_dir: g.cache_dir.clone().unwrap_or_else(crate::util::cache_dir),
             remote: g.remote.clone().filter(|r| !r.is_empty()),
             json: g.json,
@@ -71,14 +79,28 @@ impl Context {
         self.vault_at(self.remote.as_deref())
     }
 
-    /// Opens the vault at `remote`, with the cache and the config's cache limits.
+    /// Opens the vault at `remote`, with the cache, the config's cache limits and the
+    /// encryption key of the global options (if any).
     pub fn vault_at(&self, remote: Option<&str>) -> Result<Vault> {
+        self.vault_keyed(remote, self.encryption_key_file.as_deref())
+    }
+
+    /// [`Context::vault_at`] with the encryption key in `key_file` (`None`: no key).
+    pub fn vault_keyed(&self, remote: Option<&str>, key_file: Option<&Path>) -> Result<Vault> {
         let spec = self.spec(remote)?;
         self.note(|n| {
             n.remote.get_or_insert_with(|| spec.display_name());
         });
+        let keys = key_file.map(Keys::load).transpose()?.map(Arc::new);
+        // Never printed anyway; the scrubber makes sure of it.
+        output::register_secrets(
+            keys.iter()
+                .flat_map(|k| k.to_key_file().lines().nth(1).map(str::to_string)),
+        );
         let cache = self.cache()?;
-        Ok(Vault::open_spec(&spec, cache)?.with_cache_limits(self.config.cache.clone()))
+        let remote = Remote::open(&spec)?.with_keys(keys);
+        Ok(Vault::new(remote, &vault::cache_identity(&spec), cache)
+            .with_cache_limits(self.config.cache.clone()))
     }
 
     pub fn cache(&self) -> Result<Cache> {

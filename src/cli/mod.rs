@@ -78,6 +78,16 @@ pub struct Global {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// The vault's encryption key file (made by `mvault keygen --encryption`): chunks and
+    /// manifests are sealed with it [default: encryption.key_file of the config].
+    #[arg(
+        long,
+        global = true,
+        env = "MVAULT_ENCRYPTION_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
+
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -188,7 +198,8 @@ pub enum Command {
     /// with ?token=TOKEN, which sets a cookie).
     Serve(cmd::ServeArgs),
     /// Make a key pair: `--out FILE` writes an ECDSA P-256 signing key (FILE, PKCS#8 PEM, mode
-    /// 0600) and its public key (FILE.pub) for `push --sign-key` and `--trusted-key`.
+    /// 0600) and its public key (FILE.pub) for `push --sign-key` and `--trusted-key`;
+    /// `--encryption --out FILE` writes a vault encryption key (mode 0600).
     Keygen(cmd::KeygenArgs),
     /// Export a version's signature (an OpenSSF model-signing bundle) to a file.
     Signature(cmd::SignatureArgs),

@@ -43,6 +43,7 @@ struct Cloud {
     cache: Option<Cache>,
     transfer: Option<Transfer>,
     audit: Option<Audit>,
+    encryption: Option<Encryption>,
     usage: Option<Usage>,
     signing: Option<Signing>,
 }
@@ -77,6 +78,12 @@ struct Transfer {
 struct Audit {
     path: Leaf,
     max_size: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping (key_file)")]
+struct Encryption {
+    key_file: Leaf,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +156,11 @@ impl Config {
             config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
             config.audit.max_size_bytes =
                 cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
+        }
+        if let Some(e) = cloud.encryption {
+            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+            config.encryption.key_file =
+                cx.get(&e.key_file, "encryption.key_file", path, "a path")?;
         }
         if let Some(u) = cloud.usage {
             let usd = |v: &str| {
@@ -456,6 +468,7 @@ impl Cx<'_> {
             Some("name") => "a cloud_storage.providers entry",
             Some("jobs") => "cloud_storage.transfer",
             Some("path") => "cloud_storage.audit",
+            Some("key_file") => "cloud_storage.encryption",
             Some("alert_monthly_cost") => "cloud_storage.usage",
             Some("key") => "cloud_storage.signing",
             _ => "cloud_storage.cache",

@@ -131,6 +131,15 @@ pub struct Config {
     pub audit: AuditConfig,
     pub usage: UsageConfig,
     pub signing: SigningConfig,
+    pub encryption: EncryptionConfig,
+}
+
+/// `cloud_storage.encryption`.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionConfig {
+    /// `key_file`: the vault encryption key file (relative to the config file's directory),
+    /// used when neither `--encryption-key-file` nor `MVAULT_ENCRYPTION_KEY_FILE` is given.
+    pub key_file: Option<PathBuf>,
 }
 
 /// One entry of `cloud_storage.providers`.

@@ -136,6 +136,8 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     let now = || SystemTime::now() + skew;
     let (grace, dry_run) = (opts.grace, opts.dry_run);
     let remote = vault.remote();
+    // An encrypted vault without its key (or with another) is refused before anything else.
+    remote.sealing().await?;
     let listed = remote.list_objects("chunks/").await?;
     let mut seen = HashSet::new();
     let marked = mark(vault, &mut seen).await?;
@@ -365,7 +367,8 @@ async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Diges
     let mut marked = HashSet::new();
     each_manifest(vault, fresh, |n, v, r| {
         if let Some(m) = present(r)? {
-            marked.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id)));
+            let stored = |c: &crate::manifest::ChunkRef| vault.remote().stored_id(&c.id);
+            marked.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(stored)));
             seen.insert(manifest_key(&n, &v));
         }
         Ok(())

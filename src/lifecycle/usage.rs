@@ -115,6 +115,7 @@ struct Acc {
 /// cannot be read or parsed (numbers from a partial view would mislead).
 pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
     let remote = vault.remote();
+    remote.sealing().await?;
     let sizes: HashMap<Digest, u64> = remote
         .list_objects("chunks/")
         .await?
@@ -128,8 +129,11 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
             let acc = per_model.entry(n.to_string()).or_default();
             acc.versions += 1;
             acc.logical += m.file_size;
-            acc.chunks
-                .extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id)));
+            acc.chunks.extend(
+                m.files
+                    .iter()
+                    .flat_map(|f| f.chunks.iter().map(|c| remote.stored_id(&c.id))),
+            );
         }
         Ok(())
     })

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{Error, Result, all_versions, each_manifest};
 use crate::chunk::{self, DecodeError, Digest};
 use crate::error::Category;
-use crate::remote::{ErrorKind, Remote, chunk_key};
+use crate::remote::{ErrorKind, Remote};
 use crate::transfer::cpu;
 use crate::vault::Vault;
 use crate::version::{ModelName, Version};
@@ -226,7 +226,7 @@ async fn check_chunks(
 async fn check_chunk(remote: &Remote, id: Digest) -> Result<(u64, Option<ChunkProblem>)> {
     let problem = |damage, detail: String| ChunkProblem {
         chunk: id,
-        key: chunk_key(&id),
+        key: remote.chunk_object_key(&id),
         damage,
         detail,
         used_by: Vec::new(),

@@ -13,6 +13,7 @@
 mod backend;
 mod options;
 mod pending;
+mod sealed;
 mod transport;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub use backend::{
     check_endpoint, redact_query, redact_url,
 };
 pub use options::{OptionError, check_option};
+pub use sealed::Sealing;
 
 use crate::chunk::{self, Digest};
 use crate::error::Category;
@@ -70,6 +72,9 @@ pub enum ErrorKind {
     /// The object cannot be what mvault stored: longer than [`read_limit`] allows, or on a
     /// local vault not a regular file. The store is damaged or hostile (exit 5).
     Integrity,
+    /// The vault's encryption and the key given disagree: an encrypted vault without its
+    /// key or with another one, an encrypted write to a vault of plaintext versions (exit 2).
+    Encryption,
     /// Anything else.
     Other,
 }
@@ -120,6 +125,7 @@ impl Error {
             ErrorKind::NotFound => Category::NotFound,
             ErrorKind::Conflict => Category::Conflict,
             ErrorKind::Integrity => Category::Integrity,
+            ErrorKind::Encryption => Category::Usage,
             ErrorKind::PermissionDenied
             | ErrorKind::Config
             | ErrorKind::Unavailable
@@ -362,6 +368,10 @@ pub struct Remote {
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
     fs_root: Option<Arc<std::path::Path>>,
+    /// The vault's encryption key, if one was given ([`Remote::with_keys`]).
+    keys: Option<Arc<crate::crypt::Keys>>,
+    /// Whether the vault is encrypted, once known (shared by clones).
+    sealing: Arc<sealed::SealState>,
 }
 
 /// Content type stored with an object (some stores and emulators require one).
@@ -402,6 +412,8 @@ impl Remote {
             throttles: Arc::new(AtomicU64::new(0)),
             conditional_writes,
             fs_root: None,
+            keys: None,
+            sealing: Arc::default(),
         }
     }
 
@@ -483,7 +495,11 @@ impl Remote {
     /// and abandoned once it passes the bound, which is an [`ErrorKind::Integrity`] error, as
     /// is (on a local vault) an object that is not a regular file (see [`read_regular_file`]).
     pub async fn read(&self, key: &str) -> Result<Bytes> {
-        let limit = read_limit(key);
+        self.read_limited(key, read_limit(key)).await
+    }
+
+    /// [`Remote::read`] with another bound (sealed objects are longer by their overhead).
+    async fn read_limited(&self, key: &str, limit: u64) -> Result<Bytes> {
         let read = match &self.fs_root {
             Some(root) => {
                 let path = root.join(key);
@@ -590,7 +606,20 @@ impl Remote {
     /// Refuses (kind [`ErrorKind::Other`]) data longer than [`read_limit`]`(key)`: no reader
     /// would accept it.
     pub async fn create_only(&self, key: &str, data: Bytes) -> Result<Created> {
-        let limit = read_limit(key);
+        let same = data.clone();
+        self.create_only_as(key, data, read_limit(key), move |b| b == same)
+            .await
+    }
+
+    /// [`Remote::create_only`] with a bound and a test of whether an object found at `key`
+    /// is what this write would have created (sealed objects differ in their nonce).
+    async fn create_only_as(
+        &self,
+        key: &str,
+        data: Bytes,
+        limit: u64,
+        same: impl Fn(&[u8]) -> bool,
+    ) -> Result<Created> {
         if data.len() as u64 > limit {
             return Err(Error::new(
                 ErrorKind::Other,
@@ -604,7 +633,9 @@ impl Remote {
             ));
         }
         if let Some(root) = &self.fs_root {
-            return self.create_only_fs(root.clone(), key, data).await;
+            return self
+                .create_only_fs(root.clone(), key, (data, limit), same)
+                .await;
         }
         if self.size_of(key).await?.is_none() {
             let r = self
@@ -622,8 +653,8 @@ impl Remote {
                 Err(e) => return Err(e),
             }
         }
-        let existing = self.read(key).await?;
-        if existing == data {
+        let existing = self.read_limited(key, limit).await?;
+        if same(&existing) {
             Ok(Created::AlreadyIdentical)
         } else {
             Err(self.conflict(key))
@@ -638,7 +669,8 @@ impl Remote {
         &self,
         root: Arc<std::path::Path>,
         key: &str,
-        data: Bytes,
+        (data, limit): (Bytes, u64),
+        same: impl Fn(&[u8]) -> bool,
     ) -> Result<Created> {
         let path = root.join(key);
         let bytes = data.clone();
@@ -660,7 +692,7 @@ impl Remote {
         match linked {
             Ok(()) => Ok(Created::New),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if self.read(key).await? == data {
+                if same(&self.read_limited(key, limit).await?) {
                     Ok(Created::AlreadyIdentical)
                 } else {
                     Err(self.conflict(key))
@@ -767,6 +799,11 @@ impl Remote {
     /// push uses it instead of one stat per chunk when the vault is small beside the push.
     /// Keys that are not chunk names are ignored.
     pub async fn list_chunks_upto(&self, max: usize) -> Result<Option<HashMap<Digest, u64>>> {
+        // Listed keys are stored names and sizes: comparable with a push's ids and encodings
+        // only in a plaintext vault (an encrypted one is asked chunk by chunk).
+        if self.sealing().await? != Sealing::Plain {
+            return Ok(None);
+        }
         use futures::TryStreamExt;
         let r = self
             .retrying("list", "chunks/", || async {
@@ -795,20 +832,6 @@ impl Remote {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
             r => r,
         }
-    }
-
-    /// Stored size of a chunk object in bytes, `None` if absent.
-    pub async fn chunk_size(&self, id: &Digest) -> Result<Option<u64>> {
-        self.size_of(&chunk_key(id)).await
-    }
-
-    /// The stored (encoded) bytes of a chunk.
-    pub async fn read_chunk(&self, id: &Digest) -> Result<Bytes> {
-        self.read(&chunk_key(id)).await
-    }
-
-    pub async fn write_chunk(&self, id: &Digest, encoded: Bytes) -> Result<()> {
-        self.write(&chunk_key(id), encoded).await
     }
 
     /// Model names in the vault, sorted.

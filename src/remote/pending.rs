@@ -159,6 +159,9 @@ pub async fn read_records(remote: &Remote, jobs: usize) -> Result<Vec<Record>> {
 /// Every chunk some pending record lists: a push must not rely on these being present, and
 /// uploads them again (which also makes a sweep keep them). Read when the push starts.
 pub async fn pending_chunks(remote: &Remote, jobs: usize) -> Result<HashSet<Digest>> {
+    // Records list stored chunk names: the writer compares them with `Remote::stored_id`,
+    // which needs the vault's encryption resolved (and a refused key fails here, first).
+    remote.sealing().await?;
     Ok(read_records(remote, jobs)
         .await?
         .into_iter()

@@ -134,7 +134,10 @@ pub async fn push(
         return Ok((m, stats.summary(started, remote.retries())));
     }
     let json = m.to_json();
-    match remote.create_only(&key, Bytes::from(json.clone())).await {
+    match remote
+        .create_manifest(&key, Bytes::from(json.clone()))
+        .await
+    {
         Ok(Created::New | Created::AlreadyIdentical) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
             return Err(Error::VersionExists {
@@ -307,7 +310,7 @@ async fn upload_chunk(
     // a throttled or slow upload shows as such rather than as 100% from the start.
     let done = || bars.inc(enc.file, enc.plain_len);
     let fresh = seen.lock().expect("seen").insert(enc.id);
-    let recorded = pending.contains(&enc.id);
+    let recorded = pending.contains(&remote.stored_id(&enc.id));
     // A stored chunk of another size than this push's encoding is rewritten: it is damaged
     // (e.g. cut off by a crash on a store without atomic writes), or encoded another way (by
     // an older mvault, or by `heal` below), which costs one upload and is harmless.

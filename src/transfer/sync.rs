@@ -1,8 +1,9 @@
 //! Sync: copy versions from one remote to another (backup to another region or cloud).
 //!
 //! For each selected version the destination lacks: every chunk the destination lacks is read
-//! from the source, verified against its name, and written as is; then the manifest is
-//! created create-only, then its signature object if it has one. Versions already on the
+//! from the source, verified against its name, and written as is (re-sealed with the
+//! destination's key when either vault is encrypted: the key-rotation path); then the manifest
+//! is created create-only, then its signature object if it has one. Versions already on the
 //! destination are skipped without reading their chunks, so re-running a finished sync copies
 //! nothing. With trusted keys, a version whose signature on the source fails the check
 //! (`crate::trust`) stops the sync before any of its chunks is copied.
@@ -23,9 +24,7 @@ use serde::Serialize;
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
 use crate::chunk::{self, Digest};
 use crate::manifest::{ChunkRef, Manifest};
-use crate::remote::{
-    ErrorKind, Remote, SWEEP_BOUND, chunk_key, manifest_key, pending_chunks, signature_key,
-};
+use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, manifest_key, pending_chunks, signature_key};
 use crate::trust::TrustedKeys;
 use crate::version::{ModelName, Selector, Version};
 
@@ -130,7 +129,7 @@ struct Rewrites {
 async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result<()> {
     let (src, dst) = (cx.src, cx.dst);
     let key = manifest_key(model, v);
-    let raw = src.read(&key).await?;
+    let raw = src.read_manifest(&key).await?;
     let m = Manifest::from_json(&raw)
         .map_err(|e| Error::Integrity(format!("{key} on {}: {e}", src.name())))?;
     m.expect_identity(model, v)?;
@@ -153,7 +152,7 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
         .buffer_unordered(cx.opts.jobs.max(1))
         .try_collect::<()>()
         .await?;
-    match dst.create_only(&key, raw).await {
+    match dst.create_manifest(&key, raw).await {
         Ok(_) => {}
         Err(e) if e.kind == ErrorKind::Conflict => {
             return Err(Error::VersionExists {
@@ -180,7 +179,7 @@ async fn heal(cx: &SyncCx<'_>, rewrites: Rewrites) -> Result<()> {
     tokio::time::sleep((last + wait).saturating_duration_since(Instant::now())).await;
     futures::stream::iter(rewrites.chunks)
         .map(|c| async move {
-            if cx.dst.size_of(&chunk_key(&c.id)).await?.is_none() {
+            if cx.dst.chunk_size(&c.id).await?.is_none() {
                 tracing::warn!(
                     "chunk {} was deleted by a gc during the sync; copying it again",
                     c.id
@@ -198,11 +197,10 @@ async fn heal(cx: &SyncCx<'_>, rewrites: Rewrites) -> Result<()> {
 /// lists it; a listed chunk is copied whatever the destination has, and noted in `rewrites`.
 async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) -> Result<()> {
     let (src, dst) = (cx.src, cx.dst);
-    let key = chunk_key(&c.id);
-    let recorded = cx.pending.contains(&c.id);
+    let recorded = cx.pending.contains(&dst.stored_id(&c.id));
     if !recorded
-        && let Some(have) = dst.size_of(&key).await?
-        && src.size_of(&key).await? == Some(have)
+        && let Some(have) = dst.chunk_size(&c.id).await?
+        && src.chunk_size(&c.id).await? == Some(have)
     {
         Stats::add(&cx.stats.chunks_reused, 1);
         return Ok(());
@@ -221,8 +219,7 @@ async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
     let (src, dst, opts, stats) = (cx.src, cx.dst, cx.opts, cx.stats);
     let kib = (2 * c.size).div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
     let _budget = cx.inflight.acquire_many(kib).await.expect("never closed");
-    let key = chunk_key(&c.id);
-    let stored = src.read(&key).await.map_err(|e| match e.kind {
+    let stored = src.read_chunk(&c.id).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => {
             Error::Integrity(format!("chunk {} is missing on {}", c.id, src.name()))
         }
@@ -236,7 +233,7 @@ async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
         rate.acquire(stored.len() as u64).await;
     }
     let len = stored.len() as u64;
-    dst.write(&key, Bytes::clone(&stored)).await?;
+    dst.write_chunk(&c.id, Bytes::clone(&stored)).await?;
     Stats::add(&stats.chunks_new, 1);
     Stats::add(&stats.bytes_remote, len);
     Stats::add(&stats.bytes_local, c.size);

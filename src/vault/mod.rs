@@ -65,10 +65,16 @@ pub struct Vault {
 impl Vault {
     /// `identity` identifies the remote in the cache (see [`cache_identity`]); it must not
     /// contain secrets.
+    /// With an encryption key, the identity also names the key's check value, so that the
+    /// cache never answers for a vault read with another key (or none).
     pub fn new(remote: Remote, identity: &str, cache: Cache) -> Vault {
+        let remote_id = match remote.key_check() {
+            Some(check) => cache::remote_id(&format!("{identity}#key={check}")),
+            None => cache::remote_id(identity),
+        };
         Vault {
             remote,
-            remote_id: cache::remote_id(identity),
+            remote_id,
             cache,
             cache_limits: CacheConfig::default(),
             jobs: transfer::default_jobs(),
@@ -188,7 +194,7 @@ impl Vault {
     /// Reads and validates a manifest from the remote, bypassing the cache.
     pub async fn fetch_manifest(&self, name: &ModelName, version: &Version) -> Result<Manifest> {
         let key = manifest_key(name, version);
-        let bytes = match self.remote.read(&key).await {
+        let bytes = match self.remote.read_manifest(&key).await {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => {
                 return Err(Error::NotFound(format!(

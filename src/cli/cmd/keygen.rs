@@ -13,6 +13,9 @@ use crate::vault::Lookup;
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
+    /// Make a vault encryption key (for --encryption-key-file) instead of a signing key pair.
+    #[arg(long)]
+    pub encryption: bool,
     /// Private key file to create (PKCS#8 PEM, mode 0600); the public key goes to FILE.pub.
     /// Existing files are never overwritten.
     #[arg(long, value_name = "FILE")]
@@ -32,6 +35,9 @@ pub struct SignatureArgs {
 
 /// `mvault keygen --out FILE`: an ECDSA P-256 signing key pair.
 pub fn keygen(ctx: &Context, a: &KeygenArgs) -> Result<i32> {
+    if a.encryption {
+        return super::crypt::keygen_encryption(ctx, &a.out);
+    }
     let key = crate::trust::write_key_pair(&a.out)?;
     let mut public = a.out.clone().into_os_string();
     public.push(".pub");

@@ -3,6 +3,7 @@
 
 mod alias;
 mod cache;
+mod crypt;
 mod keygen;
 pub(super) mod maintain;
 mod models;

@@ -1,5 +1,7 @@
 //! `mvault sync`: copy versions between remotes.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::Args;
 
@@ -17,6 +19,13 @@ pub struct SyncArgs {
     /// Destination remote (URL, path or provider).
     #[arg(long)]
     pub to: String,
+    /// The source's encryption key file [default: --encryption-key-file].
+    #[arg(long, value_name = "FILE")]
+    pub from_encryption_key_file: Option<PathBuf>,
+    /// The destination's encryption key file [default: --encryption-key-file]: with another
+    /// key than the source's, every chunk and manifest is sealed again (key rotation).
+    #[arg(long, value_name = "FILE")]
+    pub to_encryption_key_file: Option<PathBuf>,
     /// NAME or NAME@VERSION (default: every model).
     pub model: Option<String>,
     #[command(flatten)]
@@ -29,8 +38,12 @@ pub struct SyncArgs {
 
 /// `mvault sync --from A --to B [NAME[@VERSION]]`.
 pub async fn sync(ctx: &Context, a: &SyncArgs) -> Result<i32> {
-    let from = ctx.vault_at(Some(&a.from))?;
-    let to = ctx.vault_at(Some(&a.to))?;
+    let global = ctx.encryption_key_file.as_deref();
+    let from = ctx.vault_keyed(
+        Some(&a.from),
+        a.from_encryption_key_file.as_deref().or(global),
+    )?;
+    let to = ctx.vault_keyed(Some(&a.to), a.to_encryption_key_file.as_deref().or(global))?;
     let r: Option<ModelRef> = a.model.as_deref().map(str::parse).transpose()?;
     let selector = a
         .model
