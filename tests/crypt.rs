@@ -256,6 +256,25 @@ fn fs_missing_wrong_key_and_plaintext_push_refused_writing_nothing() {
             &["push", s(&dir), "--name", "m", "--version", "2.0.0"],
         ),
     );
+    let sign = env.path("release.key");
+    env.ok(&["keygen", "--out", s(&sign)]);
+    let err = env.fails(
+        2,
+        &with_key(
+            &key,
+            &[
+                "push",
+                s(&dir),
+                "--name",
+                "m",
+                "--version",
+                "3.0.0",
+                "--sign-key",
+                s(&sign),
+            ],
+        ),
+    );
+    assert!(err.contains("--sign-key on an encrypted vault"), "{err}");
     env.fails(2, &["verify"]);
     env.fails(2, &["gc", "--force", "--grace", "0s"]);
     assert_eq!(objects(&env), before, "a refused command changed the vault");

@@ -92,6 +92,16 @@ pub async fn push(
     opts: &TransferOptions,
 ) -> Result<(Manifest, Summary)> {
     let started = Instant::now();
+    if req.sign_key.is_some() && remote.key_check().is_some() {
+        // The bundle lists file paths and SHA-256s in the clear: on an encrypted vault that
+        // would tell the bucket what encryption hides.
+        return Err(Error::Input(
+            "--sign-key on an encrypted vault: a signature lists file names and SHA-256s in \
+             plaintext, which the bucket must not learn; push without --sign-key (signatures \
+             of encrypted vaults are not supported yet)"
+                .to_string(),
+        ));
+    }
     let sources = collect_sources(&req.paths)?;
     let key = manifest_key(&req.name, &req.version);
     if remote.size_of(&key).await?.is_some() {
