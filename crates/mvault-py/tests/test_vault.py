@@ -364,12 +364,17 @@ def test_progress_callback(vault, model_dir, tmp_path):
     vault.pull("bert@1.0.0", tmp_path / "out", progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (total, total)
 
-    # An exception in the callback cancels the call and propagates.
+    # An exception in the callback cancels the call and propagates. The push is throttled to
+    # ~1 s so that the callback runs while it is under way (an unthrottled 3 MiB push may end
+    # before the first report, which then comes after the version exists).
     def boom(done, total):
         raise ValueError("stop")
 
+    cfg = tmp_path / "rate.yaml"
+    cfg.write_text("cloud_storage:\n  transfer: { rate_limit: 3M }\n")
+    slow = mvault.Vault(str(tmp_path / "vault"), config=cfg, cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="stop"):
-        vault.push([model_dir], "bert", "1.1.0", progress=boom)
+        slow.push([model_dir], "bert", "1.1.0", progress=boom)
     with pytest.raises(mvault.NotFound):
         vault.info("bert@1.1.0")
     with pytest.raises(TypeError):
