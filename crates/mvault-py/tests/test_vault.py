@@ -373,8 +373,11 @@ def test_progress_callback(vault, model_dir, tmp_path):
     cfg = tmp_path / "rate.yaml"
     cfg.write_text("cloud_storage:\n  transfer: { rate_limit: 3M }\n")
     slow = mvault.Vault(str(tmp_path / "vault"), config=cfg, cache_dir=tmp_path / "cache")
+    fresh = tmp_path / "fresh"  # new bytes: chunks the vault has are not uploaded (nor throttled)
+    fresh.mkdir()
+    (fresh / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     with pytest.raises(ValueError, match="stop"):
-        slow.push([model_dir], "bert", "1.1.0", progress=boom)
+        slow.push([fresh], "bert", "1.1.0", progress=boom)
     with pytest.raises(mvault.NotFound):
         vault.info("bert@1.1.0")
     with pytest.raises(TypeError):
