@@ -30,7 +30,7 @@
 //! `Result` that callers log as a warning (or use [`AuditLog::append_or_warn`]).
 
 mod log;
-mod stats;
+pub(crate) mod stats;
 
 use std::time::{Duration, SystemTime};
 

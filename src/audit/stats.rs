@@ -88,7 +88,7 @@ pub fn summarize(records: &[Record]) -> Vec<OpStats> {
 }
 
 /// Median of sorted values (mean of the two middle ones for an even count).
-fn median(sorted: &[f64]) -> Option<f64> {
+pub(crate) fn median(sorted: &[f64]) -> Option<f64> {
     let n = sorted.len();
     match n {
         0 => None,

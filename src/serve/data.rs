@@ -537,20 +537,11 @@ fn buckets(
                 count,
                 errors,
                 success_rate: (count > 0).then(|| (count - errors) as f64 / count as f64),
-                median_mb_per_s: median(&rates),
+                median_mb_per_s: crate::audit::stats::median(&rates),
                 bytes,
             }
         })
         .collect()
-}
-
-fn median(sorted: &[f64]) -> Option<f64> {
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
