@@ -26,6 +26,7 @@ pub mod error;
 pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
+pub mod pack;
 pub mod remote;
 pub mod serve;
 pub mod transfer;

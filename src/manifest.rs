@@ -7,6 +7,7 @@
 //!   (reserved for pull targets' records); no path is repeated, and no path is a directory
 //!   prefix of another (`a` and `a/b`);
 //! - each file's chunk sizes add up to its size, and no chunk exceeds the format's maximum;
+//! - packed chunks appear only in format 3, each with a range a reader may fetch;
 //! - a file's tensor index (format 2) lists byte ranges inside the file, sorted and disjoint;
 //! - `file_size` is the sum of file sizes and `checksum` matches [`version_checksum`].
 //!
@@ -19,13 +20,18 @@ use serde_json::{Map, Value};
 
 use crate::chunk::{Digest, MAX_CHUNK_BYTES};
 use crate::layout;
+use crate::pack::PackRef;
 use crate::version::{ModelName, Version};
 
-/// The manifest format this release writes: 2, model-aware chunking with a tensor index.
+/// The manifest format this release writes when no chunk is packed: 2, model-aware chunking
+/// with a tensor index.
 pub const FORMAT: u32 = 2;
+/// The format of a manifest with at least one packed chunk ([`ChunkRef::pack`]): 3. A reader
+/// of format 2 would look for such a chunk under `chunks/` and fail, hence the new number.
+pub const PACKED_FORMAT: u32 = 3;
 /// The formats this release reads; readers refuse any other number. Format 1 (mvault 0.1.0)
 /// stays readable forever.
-pub const READ_FORMATS: [u32; 2] = [1, 2];
+pub const READ_FORMATS: [u32; 3] = [1, 2, 3];
 /// Most tensors a file's index may list (a GGUF file has a few thousand).
 pub const MAX_TENSORS: usize = 1 << 20;
 
@@ -34,7 +40,7 @@ pub const MAX_TENSORS: usize = 1 << 20;
 pub enum Error {
     #[error("manifest is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("manifest format {0} is not supported by this mvault (reads 1 and 2); upgrade mvault")]
+    #[error("manifest format {0} is not supported by this mvault (reads 1, 2 and 3); upgrade mvault")]
     UnsupportedFormat(u32),
     #[error("manifest has an unsafe file path {path:?}: {reason}")]
     UnsafePath { path: String, reason: &'static str },
@@ -47,12 +53,16 @@ pub enum Error {
 }
 
 /// A chunk reference inside a file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkRef {
     /// BLAKE3 of the chunk plaintext; also its object name.
     pub id: Digest,
     /// Plaintext length in bytes.
     pub size: u64,
+    /// Format 3: the chunk's object is this range of a pack (`docs/FORMAT.md`, "Packs"),
+    /// else (`None`) the loose object `chunks/<hh>/<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackRef>,
 }
 
 /// One file of a version.
@@ -188,6 +198,14 @@ impl Manifest {
             for c in &f.chunks {
                 if c.size == 0 || c.size > MAX_CHUNK_BYTES {
                     return Err(inconsistent(&f.path, format!("chunk size {}", c.size)));
+                }
+                if let Some(p) = &c.pack
+                    && (self.format < PACKED_FORMAT || !p.is_sane())
+                {
+                    return Err(inconsistent(
+                        &f.path,
+                        format!("chunk {} has a bad pack range", c.id),
+                    ));
                 }
                 sum = sum.saturating_add(c.size);
             }
@@ -349,6 +367,7 @@ mod tests {
                 vec![ChunkRef {
                     id: Digest::of(data),
                     size: data.len() as u64,
+                    pack: None,
                 }]
             },
             layout: None,

@@ -110,6 +110,7 @@ fn file_entry(path: &str, data: &[u8]) -> FileEntry {
             ChunkRef {
                 id: Digest::of(&c.data),
                 size: c.data.len() as u64,
+                pack: None,
             }
         })
         .collect();
@@ -543,4 +544,155 @@ fn format2_dedupe_follows_tensors() {
     let j = env.json(&["push", s(&dir), "--name", "m", "--version", "1.3.0"]);
     assert_eq!(j["summary"]["bytes_remote"], 0, "{j}");
     assert_eq!(j["summary"]["chunks_new"], 0, "{j}");
+}
+
+/// FORMAT.md's "Packs" golden vector: the pack bytes, its key, its index and a manifest entry,
+/// as printed.
+struct PackVector {
+    key: String,
+    bytes: Vec<u8>,
+    index: String,
+    entry: String,
+}
+
+fn pack_vector() -> PackVector {
+    let (_, section) = between(FORMAT_MD, "**Golden vector** (`golden_pack_vector`", ")");
+    let (key, rest) = between(section, "The pack\n`", "`");
+    let (block, rest) = between(rest, "```\n", "\n```");
+    let hex: String = block
+        .lines()
+        .flat_map(|l| l.split_whitespace().take_while(|t| *t != "offset"))
+        .collect();
+    let (index, rest) = between(rest, "Its index is `", "`");
+    let (entry, _) = between(rest, "second chunk is\n`", "`");
+    PackVector {
+        key: key.to_string(),
+        bytes: hex::decode(hex).expect("FORMAT.md: pack bytes are hex"),
+        index: index.to_string(),
+        entry: entry.to_string(),
+    }
+}
+
+/// The printed pack, index and entry agree with the library: the index parses and tiles the
+/// pack, each range decodes to its chunk, the key parses back to the entry's pack id.
+#[test]
+fn golden_pack_vector() {
+    let v = pack_vector();
+    assert_eq!(v.bytes.len(), 50, "FORMAT.md says 50 bytes");
+    let index = mvault::pack::Index::from_json(v.index.as_bytes()).expect("index parses");
+    assert_eq!(index.pack_len(), 50);
+    assert_eq!(index.to_json(), format!("{}\n", v.index).into_bytes());
+    let plain: Vec<Vec<u8>> = index
+        .chunks
+        .iter()
+        .map(|e| {
+            let object = &v.bytes[e.offset as usize..(e.offset + e.len) as usize];
+            mvault::chunk::decode(&e.id, object)
+                .expect("range decodes to its chunk")
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(plain, [b"hello".to_vec(), b"packed world!".to_vec()]);
+    let entry: ChunkRef = serde_json::from_str(&v.entry).expect("entry parses");
+    let pack = entry.pack.expect("entry is packed");
+    assert_eq!(mvault::pack::parse_key(&v.key), Some((pack.id, false)));
+    assert_eq!(
+        (entry.id, pack.offset, pack.len),
+        (index.chunks[1].id, index.chunks[1].offset, index.chunks[1].len)
+    );
+    assert_eq!(serde_json::to_string(&entry).unwrap(), v.entry);
+}
+
+/// A vault holding FORMAT.md's pack and a format-3 manifest of one file made of its two
+/// chunks pulls byte-exact; with the pack gone and the chunks stored loose (as `sync` leaves
+/// them) it still does; with neither, the pull fails as damaged (exit 5) and places nothing.
+fn golden_pack_pulls(backend: Backend) {
+    let v = pack_vector();
+    let env = Env::new(backend);
+    let index = mvault::pack::Index::from_json(v.index.as_bytes()).unwrap();
+    let (pack_id, _) = mvault::pack::parse_key(&v.key).unwrap();
+    env.write_object(&v.key, v.bytes.clone());
+    env.write_object(&mvault::pack::index_key(&pack_id), index.to_json());
+    let data = b"hellopacked world!".to_vec();
+    let chunks = index
+        .chunks
+        .iter()
+        .zip([5u64, 13])
+        .map(|(e, size)| ChunkRef {
+            id: e.id,
+            size,
+            pack: Some(mvault::pack::PackRef {
+                id: pack_id,
+                offset: e.offset,
+                len: e.len,
+            }),
+        })
+        .collect();
+    let files = vec![FileEntry {
+        path: "f.txt".into(),
+        size: data.len() as u64,
+        digest: Digest::of(&data),
+        chunks,
+        layout: None,
+    }];
+    let m = Manifest {
+        format: manifest::PACKED_FORMAT,
+        model_name: "golden".into(),
+        version: "1.0.0".into(),
+        created_at: "2026-12-02T00:00:00.000Z".into(),
+        created_by: Default::default(),
+        description: String::new(),
+        performance_metrics: Default::default(),
+        training_config: Default::default(),
+        tags: Default::default(),
+        extra: Default::default(),
+        file_size: data.len() as u64,
+        checksum: manifest::version_checksum(&files),
+        chunking: Chunking {
+            algorithm: "mvault-layout-1".into(),
+            min_bytes: 1,
+            avg_bytes: 1,
+            max_bytes: 1,
+            tensor: None,
+        },
+        files,
+    };
+    m.validate().expect("valid format-3 manifest");
+    env.write_object("models/golden/versions/1.0.0.json", m.to_json());
+
+    let out = env.path("out");
+    env.ok(&["pull", "golden@1.0.0", "--to", s(&out)]);
+    assert_eq!(std::fs::read(out.join("f.txt")).unwrap(), data);
+    let report = env.json(&["verify", "golden", "--json"]);
+    assert_eq!(report["chunks_checked"].as_u64(), Some(2), "{report}");
+    assert!(report["damaged"].as_array().unwrap().is_empty(), "{report}");
+
+    env.delete_object(&v.key);
+    for e in &index.chunks {
+        let hex = e.id.to_hex();
+        let object = v.bytes[e.offset as usize..(e.offset + e.len) as usize].to_vec();
+        env.write_object(&format!("chunks/{}/{hex}", &hex[..2]), object);
+    }
+    let out = env.path("out-loose");
+    env.ok_in("cache-2", &["pull", "golden@1.0.0", "--to", s(&out)]);
+    assert_eq!(std::fs::read(out.join("f.txt")).unwrap(), data);
+
+    for e in &index.chunks {
+        let hex = e.id.to_hex();
+        env.delete_object(&format!("chunks/{}/{hex}", &hex[..2]));
+    }
+    let out = env.path("out-none");
+    let err = env.fails_in("cache-3", 5, &["pull", "golden@1.0.0", "--to", s(&out)]);
+    assert!(err.contains("missing"), "{err}");
+    assert!(!out.join("f.txt").exists());
+}
+
+#[test]
+fn golden_pack_pulls_fs() {
+    golden_pack_pulls(Backend::Fs);
+}
+
+#[test]
+fn golden_pack_pulls_s3() {
+    golden_pack_pulls(Backend::S3);
 }

@@ -2,7 +2,7 @@
 //!
 //! gc is two-phase, without remote locks (the protocol and its proof sketch are in
 //! `docs/FORMAT.md`, "Deletion and gc"). One run, in this order:
-//! 1. list `chunks/` with sizes and modification times;
+//! 1. list `chunks/` and `packs/` with sizes and modification times;
 //! 2. mark: read every manifest of every model; any manifest that cannot be listed, read or
 //!    parsed ABORTS gc, since deleting on a partial mark would destroy data;
 //! 3. read the pending records `gc/pending/*.json`;
@@ -20,6 +20,11 @@
 //! record the sweep uses was written, so it saw it. The one remaining race (a sweep's stat
 //! before the push's rewrite, its delete after) is bounded by [`SWEEP_BOUND`] and healed by
 //! the push, which re-checks the chunks it rewrote at least that long after rewriting them.
+//!
+//! Packs (`src/pack.rs`) are objects like chunks here: a pack is marked by every manifest
+//! entry that names it, recorded and swept as chunks are (its index deleted first, then the
+//! pack). A push never reuses a recorded pack and never rewrites a pack's key, so the
+//! sweep's rewrite check always finds a pack as listed.
 //!
 //! A chunk whose store reports no modification time (the memory store) is never recorded.
 
@@ -45,6 +50,19 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The smallest grace period gc accepts without `force`: pushes that take longer than the
 /// grace period are not protected.
 pub const MIN_SAFE_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// An object gc accounts for: a loose chunk (by its stored id) or a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Obj {
+    Chunk(Digest),
+    Pack(Digest),
+}
+
+/// The objects a record lists.
+fn recorded(r: &Record) -> impl Iterator<Item = Obj> + '_ {
+    let chunks = r.chunks.iter().map(|c| Obj::Chunk(*c));
+    chunks.chain(r.packs.iter().map(|p| Obj::Pack(*p)))
+}
 
 /// What [`gc`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +105,9 @@ impl GcOptions {
 pub struct GcReport {
     /// Chunk objects listed (keys `chunks/<2 hex>/<64 hex>`; other keys are ignored).
     pub scanned_chunks: u64,
+    /// Pack objects listed (keys `packs/<2 hex>/<64 hex>`, see `docs/FORMAT.md`, "Packs").
+    /// The counts below count a pack (with its index) as one object.
+    pub scanned_packs: u64,
     /// Distinct chunks referenced by at least one manifest.
     pub referenced: u64,
     /// Chunks deleted by the sweep (with `dry_run`: that would be deleted).
@@ -138,31 +159,38 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     let remote = vault.remote();
     // An encrypted vault without its key (or with another) is refused before anything else.
     remote.sealing().await?;
-    let listed = remote.list_objects("chunks/").await?;
+    let mut listed = remote.list_objects("chunks/").await?;
+    listed.extend(remote.list_objects("packs/").await?);
     let mut seen = HashSet::new();
     let marked = mark(vault, &mut seen).await?;
     let records = read_records(remote, vault.jobs()).await?;
     let mut report = GcReport {
-        referenced: marked.len() as u64,
+        referenced: marked.iter().filter(|o| matches!(o, Obj::Chunk(_))).count() as u64,
         manifests: seen.len() as u64,
         dry_run,
         grace_seconds: grace.as_secs(),
         ..Default::default()
     };
-    // Unreferenced chunk objects by id.
-    let mut unmarked: HashMap<Digest, ObjectInfo> = HashMap::new();
+    // Unreferenced objects. A pack's index goes with its pack (and an index without one
+    // is left alone: readers ignore it).
+    let mut unmarked: HashMap<Obj, ObjectInfo> = HashMap::new();
     for obj in listed {
-        let Some(id) = chunk_id(&obj.key) else {
+        let id = if let Some(id) = chunk_id(&obj.key) {
+            report.scanned_chunks += 1;
+            Obj::Chunk(id)
+        } else if let Some((id, false)) = crate::pack::parse_key(&obj.key) {
+            report.scanned_packs += 1;
+            Obj::Pack(id)
+        } else {
             continue;
         };
-        report.scanned_chunks += 1;
         if !marked.contains(&id) {
             unmarked.insert(id, obj);
         }
     }
 
-    // Record: old unreferenced chunks no record lists yet.
-    let pending: HashSet<Digest> = records.iter().flat_map(|r| r.chunks.clone()).collect();
+    // Record: old unreferenced objects no record lists yet.
+    let pending: HashSet<Obj> = records.iter().flat_map(recorded).collect();
     let mut fresh = Vec::new();
     for (id, obj) in &unmarked {
         if !is_old(obj, grace, now()) {
@@ -184,14 +212,22 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     // below the read bound of documents however much garbage there is.
     for part in fresh.chunks(RECORD_MAX_CHUNKS) {
         report.records_written += 1;
+        let (mut chunks, mut packs) = (Vec::new(), Vec::new());
+        for o in part {
+            match o {
+                Obj::Chunk(id) => chunks.push(*id),
+                Obj::Pack(id) => packs.push(*id),
+            }
+        }
         let new = if dry_run {
             Record {
                 key: None,
                 written: Some(now()),
-                chunks: part.to_vec(),
+                chunks,
+                packs,
             }
         } else {
-            write_record(remote, part.to_vec(), grace).await?
+            write_record(remote, (chunks, packs), grace).await?
         };
         if grace.is_zero() && new.written.is_some() {
             ripe.push(new);
@@ -204,25 +240,25 @@ pub(crate) async fn gc_at(vault: &Vault, opts: &GcOptions, skew: Duration) -> Re
     report.records_pending = waiting.len() as u64;
     // For each doomed chunk, its listing and the earliest ripe record listing it that it
     // predates.
-    let mut doomed: HashMap<Digest, (ObjectInfo, SystemTime)> = HashMap::new();
+    let mut doomed: HashMap<Obj, (ObjectInfo, SystemTime)> = HashMap::new();
     let mut rewritten = HashSet::new();
     for r in &ripe {
         let written = r.written.expect("ripe records have a time");
-        for id in &r.chunks {
-            let Some(obj) = unmarked.get(id) else {
+        for id in recorded(r) {
+            let Some(obj) = unmarked.get(&id) else {
                 continue; // referenced again, or gone
             };
             if obj.last_modified.is_some_and(|m| older(m, written)) {
-                let e = doomed.entry(*id).or_insert((obj.clone(), written));
+                let e = doomed.entry(id).or_insert((obj.clone(), written));
                 e.1 = e.1.min(written);
             } else {
-                rewritten.insert(*id);
+                rewritten.insert(id);
             }
         }
     }
     rewritten.retain(|id| !doomed.contains_key(id));
     report.kept_rewritten = rewritten.len() as u64;
-    let waiting_ids: HashSet<Digest> = waiting.iter().flat_map(|r| r.chunks.clone()).collect();
+    let waiting_ids: HashSet<Obj> = waiting.iter().flat_map(recorded).collect();
     report.kept_pending = waiting_ids
         .iter()
         .filter(|id| unmarked.contains_key(id) && !doomed.contains_key(id))
@@ -299,7 +335,14 @@ async fn sweep(
             // Never let a delete (with its retries) land later than the bound: past it, a
             // push that rewrote the chunk after our stat may already have checked it.
             let left = SWEEP_BOUND.saturating_sub(sent.elapsed());
-            match tokio::time::timeout(left, remote.delete(&obj.key)).await {
+            // A pack's index first: an index is never left naming a deleted pack.
+            let delete = async {
+                if let Some((id, false)) = crate::pack::parse_key(&obj.key) {
+                    remote.delete(&crate::pack::index_key(&id)).await?;
+                }
+                remote.delete(&obj.key).await
+            };
+            match tokio::time::timeout(left, delete).await {
                 Ok(r) => r?,
                 Err(_) => {
                     tracing::warn!(
@@ -355,10 +398,10 @@ enum Swept {
     Gone,
 }
 
-/// Chunks referenced by every manifest not yet in `seen` (manifest keys), adding them to
+/// Objects referenced by every manifest not yet in `seen` (manifest keys), adding them to
 /// `seen`. Fails on any manifest that cannot be read or parsed; one removed since the
 /// listing is skipped (its chunks are garbage anyway).
-async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Digest>> {
+async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Obj>> {
     let fresh: Vec<(ModelName, Version)> = all_versions(vault.remote())
         .await?
         .into_iter()
@@ -367,8 +410,14 @@ async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Diges
     let mut marked = HashSet::new();
     each_manifest(vault, fresh, |n, v, r| {
         if let Some(m) = present(r)? {
-            let stored = |c: &crate::manifest::ChunkRef| vault.remote().stored_id(&c.id);
-            marked.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(stored)));
+            // A packed chunk marks its pack and its loose object too: `sync` copies chunks
+            // loose, and readers fall back to the loose object when the pack is absent.
+            for c in m.files.iter().flat_map(|f| &f.chunks) {
+                marked.insert(Obj::Chunk(vault.remote().stored_id(&c.id)));
+                if let Some(p) = &c.pack {
+                    marked.insert(Obj::Pack(p.id));
+                }
+            }
             seen.insert(manifest_key(&n, &v));
         }
         Ok(())

@@ -808,3 +808,99 @@ async fn list_objects_reports_age_on_fs_and_sizes_on_memory() {
         assert_eq!(listed[0].last_modified.is_some(), has_time);
     }
 }
+
+/// Pack ids a manifest references.
+fn packs(m: &Manifest) -> HashSet<Digest> {
+    m.files
+        .iter()
+        .flat_map(|f| &f.chunks)
+        .filter_map(|c| c.pack.map(|p| p.id))
+        .collect()
+}
+
+/// Pack ids stored, and whether every one has its index.
+async fn stored_packs(env: &Env) -> (HashSet<Digest>, bool) {
+    let listed = env.remote().list_objects("packs/").await.unwrap();
+    let keys: Vec<_> = listed
+        .iter()
+        .filter_map(|o| crate::pack::parse_key(&o.key))
+        .collect();
+    let packs: HashSet<Digest> = keys.iter().filter(|k| !k.1).map(|k| k.0).collect();
+    let indexes: HashSet<Digest> = keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+    let whole = packs == indexes;
+    (packs, whole)
+}
+
+/// Packs (format 3) through push, dedupe, gc and verify: a second version references the
+/// first one's packed chunks in place; gc reclaims a pack (with its index) only once no
+/// version references it; a push never references a pack a gc record lists (it packs those
+/// chunks again), so the sweep of that record breaks nothing.
+#[tokio::test]
+async fn packs_are_reused_reclaimed_whole_and_never_reused_once_recorded() {
+    let env = Env::fs();
+    let vault = &env.vault;
+    let (a, b) = (noise(11, 12 << 20), noise(12, 12 << 20));
+    let m1 = env.push("m", "1.0.0", &[("a.bin", a.clone())]).await;
+    assert_eq!(m1.format, crate::manifest::PACKED_FORMAT);
+    assert!(
+        m1.files[0].chunks.iter().all(|c| c.pack.is_some()),
+        "12 MiB of 8 KiB chunks fill two packs, the last one over half full"
+    );
+    assert_eq!(packs(&m1).len(), 2);
+    assert!(env.chunk_ids().await.is_empty(), "nothing loose");
+
+    let m2 = env
+        .push("m", "2.0.0", &[("a.bin", a.clone()), ("b.bin", b.clone())])
+        .await;
+    let a2 = m2.files.iter().find(|f| f.path == "a.bin").unwrap();
+    assert_eq!(a2.chunks, m1.files[0].chunks, "a.bin referenced in place");
+    let new: HashSet<Digest> = packs(&m2).difference(&packs(&m1)).copied().collect();
+    assert_eq!(new.len(), 2, "b.bin in two new packs");
+    assert_eq!(stored_packs(&env).await, (packs(&m2), true));
+
+    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    let later = Duration::from_secs(1);
+    let swept = gc_at(vault, &opts(Duration::ZERO, false), later)
+        .await
+        .unwrap();
+    assert_eq!((swept.scanned_packs, swept.deleted), (4, 2), "{swept:?}");
+    assert_eq!(stored_packs(&env).await, (packs(&m1), true));
+    assert!(verify(vault, None, None, None).await.unwrap().is_ok());
+
+    // b.bin pushed, removed, and its packs recorded by a gc (seen two hours from now).
+    let m3 = env.push("m", "3.0.0", &[("b.bin", b.clone())]).await;
+    vault.rm(&n("m"), &v("3.0.0")).await.unwrap();
+    let hour = Duration::from_secs(3600);
+    let recorded = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
+    assert_eq!((recorded.chunks_recorded, recorded.deleted), (2, 0));
+    // The same content again: the recorded packs are not referenced.
+    let m4 = env.push("m", "4.0.0", &[("b.bin", b)]).await;
+    assert!(packs(&m4).is_disjoint(&packs(&m3)), "recorded packs are not reused");
+    assert_eq!(packs(&m4).len(), 2);
+    let swept = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
+    assert_eq!((swept.deleted, swept.records_swept), (2, 1), "{swept:?}");
+    let mut live = packs(&m1);
+    live.extend(packs(&m4));
+    assert_eq!(stored_packs(&env).await, (live, true));
+    let report = verify(vault, None, None, None).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+/// A damaged pack range is found by verify, named by its pack and range, and attributed to
+/// the version.
+#[tokio::test]
+async fn verify_names_a_damaged_pack_range() {
+    let env = Env::fs();
+    let m = env.push("m", "1.0.0", &[("a.bin", noise(13, 12 << 20))]).await;
+    let c = m.files[0].chunks[5].clone();
+    let p = c.pack.unwrap();
+    let path = env.dir.path().join("store").join(crate::pack::pack_key(&p.id));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(p.offset + p.len - 1) as usize] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let report = verify(&env.vault, None, None, None).await.unwrap();
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    assert_eq!(report.damaged[0].chunk, c.id);
+    assert!(report.damaged[0].key.starts_with("packs/"), "{report:?}");
+    assert_eq!(report.broken_versions, ["m@1.0.0"]);
+}

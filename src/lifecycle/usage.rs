@@ -88,13 +88,16 @@ pub struct UsageReport {
     pub versions: u64,
     /// Sum of `file_size` over all versions.
     pub logical_bytes: u64,
-    /// All chunk objects, as stored.
+    /// All chunk and pack objects (with pack indexes), as stored.
     pub stored_bytes: u64,
+    /// Loose chunk objects (`chunks/`).
     pub chunk_objects: u64,
+    /// Pack objects and their indexes (`packs/`).
+    pub pack_objects: u64,
     /// Manifests and alias documents.
     pub metadata_objects: u64,
     pub metadata_bytes: u64,
-    /// Every object under `chunks/` and `models/`.
+    /// Every object under `chunks/`, `packs/` and `models/`.
     pub objects: u64,
     /// `stored_bytes + metadata_bytes`: what the store bills.
     pub billed_bytes: u64,
@@ -108,7 +111,8 @@ pub struct UsageReport {
 struct Acc {
     versions: u64,
     logical: u64,
-    chunks: HashSet<Digest>,
+    /// Stored id of each chunk its versions reference, and the pack range of one of them.
+    chunks: HashMap<Digest, Option<crate::pack::PackRef>>,
 }
 
 /// Measures the vault and prices it with `prices` (usually [`PRICES`]). Fails if a manifest
@@ -122,6 +126,11 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
         .into_iter()
         .filter_map(|o| Some((chunk_id(&o.key)?, o.size)))
         .collect();
+    let pack_listing = remote.list_objects("packs/").await?;
+    let packs: HashSet<Digest> = pack_listing
+        .iter()
+        .filter_map(|o| crate::pack::parse_key(&o.key).filter(|k| !k.1).map(|k| k.0))
+        .collect();
     let meta = remote.list_objects("models/").await?;
     let mut per_model: BTreeMap<String, Acc> = BTreeMap::new();
     each_manifest(vault, all_versions(remote).await?, |n, _, r| {
@@ -129,20 +138,20 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
             let acc = per_model.entry(n.to_string()).or_default();
             acc.versions += 1;
             acc.logical += m.file_size;
-            acc.chunks.extend(
-                m.files
-                    .iter()
-                    .flat_map(|f| f.chunks.iter().map(|c| remote.stored_id(&c.id))),
-            );
+            for c in m.files.iter().flat_map(|f| &f.chunks) {
+                let slot = acc.chunks.entry(remote.stored_id(&c.id)).or_default();
+                *slot = slot.or(c.pack);
+            }
         }
         Ok(())
     })
     .await?;
     let models: Vec<ModelUsage> = per_model
         .into_iter()
-        .map(|(model, acc)| model_usage(model, acc, &sizes))
+        .map(|(model, acc)| model_usage(model, acc, (&sizes, &packs)))
         .collect();
-    let stored_bytes: u64 = sizes.values().sum();
+    let stored_bytes: u64 =
+        sizes.values().sum::<u64>() + pack_listing.iter().map(|o| o.size).sum::<u64>();
     let metadata_bytes: u64 = meta.iter().map(|o| o.size).sum();
     let logical_bytes: u64 = models.iter().map(|m| m.logical_bytes).sum();
     let billed_bytes = stored_bytes + metadata_bytes;
@@ -151,9 +160,10 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
         logical_bytes,
         stored_bytes,
         chunk_objects: sizes.len() as u64,
+        pack_objects: pack_listing.len() as u64,
         metadata_objects: meta.len() as u64,
         metadata_bytes,
-        objects: (sizes.len() + meta.len()) as u64,
+        objects: (sizes.len() + pack_listing.len() + meta.len()) as u64,
         billed_bytes,
         dedupe_ratio: (stored_bytes > 0).then(|| logical_bytes as f64 / stored_bytes as f64),
         monthly_cost: prices.iter().map(|p| cost(p, billed_bytes)).collect(),
@@ -161,11 +171,21 @@ pub async fn usage(vault: &Vault, prices: &[Price]) -> Result<UsageReport> {
     })
 }
 
-fn model_usage(model: String, acc: Acc, sizes: &HashMap<Digest, u64>) -> ModelUsage {
+/// A model's figures; a chunk's stored size is its loose object's, else its pack range's
+/// when that pack is listed.
+fn model_usage(
+    model: String,
+    acc: Acc,
+    (sizes, packs): (&HashMap<Digest, u64>, &HashSet<Digest>),
+) -> ModelUsage {
     let found: Vec<u64> = acc
         .chunks
         .iter()
-        .filter_map(|id| sizes.get(id).copied())
+        .filter_map(|(id, pack)| {
+            sizes.get(id).copied().or_else(|| {
+                pack.filter(|p| packs.contains(&p.id)).map(|p| p.len)
+            })
+        })
         .collect();
     ModelUsage {
         model,
@@ -233,6 +253,7 @@ mod alert_tests {
             logical_bytes: 0,
             stored_bytes: billed,
             chunk_objects: 0,
+            pack_objects: 0,
             metadata_objects: 0,
             metadata_bytes: 0,
             objects: 0,

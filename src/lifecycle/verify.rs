@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::{Error, Result, all_versions, each_manifest};
 use crate::chunk::{self, DecodeError, Digest};
 use crate::error::Category;
+use crate::manifest::ChunkRef;
 use crate::remote::{ErrorKind, Remote};
 use crate::transfer::cpu;
 use crate::vault::Vault;
@@ -147,7 +148,7 @@ pub async fn verify(
     each_manifest(vault, selected, |n, v, r| {
         match r {
             Ok(m) => {
-                chunks.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id)));
+                chunks.extend(m.files.into_iter().flat_map(|f| f.chunks));
                 good.push((n, v));
             }
             Err(e) if e.category() == Category::Integrity => {
@@ -163,9 +164,10 @@ pub async fn verify(
     })
     .await?;
     report.versions_checked = good.len() as u64;
-    report.chunks_referenced = chunks.len() as u64;
-    let mut ids: Vec<Digest> = chunks.into_iter().collect();
-    ids.sort();
+    // Each distinct place a chunk is stored (loose, or a pack range) is checked.
+    report.chunks_referenced = chunks.iter().map(|c| c.id).collect::<HashSet<_>>().len() as u64;
+    let mut ids: Vec<ChunkRef> = chunks.into_iter().collect();
+    ids.sort_by_key(|c| (c.id, c.pack.map(|p| (p.id, p.offset))));
     if let Some(Sample { fraction, seed }) = sample {
         let mut rng = fastrand::Rng::with_seed(seed);
         ids.retain(|_| rng.f64() < fraction);
@@ -200,7 +202,7 @@ async fn select(
 /// Reads and decodes `ids`, `jobs` at a time, recording problems in `report`.
 async fn check_chunks(
     remote: &Remote,
-    ids: Vec<Digest>,
+    ids: Vec<ChunkRef>,
     jobs: usize,
     report: &mut VerifyReport,
 ) -> Result<()> {
@@ -223,15 +225,25 @@ async fn check_chunks(
 }
 
 /// Reads one chunk and checks it: (stored bytes read, problem if any).
-async fn check_chunk(remote: &Remote, id: Digest) -> Result<(u64, Option<ChunkProblem>)> {
+async fn check_chunk(remote: &Remote, c: ChunkRef) -> Result<(u64, Option<ChunkProblem>)> {
+    let id = c.id;
+    let key = match &c.pack {
+        Some(p) => format!(
+            "{} bytes {}..{}",
+            crate::pack::pack_key(&p.id),
+            p.offset,
+            p.offset + p.len
+        ),
+        None => remote.chunk_object_key(&id),
+    };
     let problem = |damage, detail: String| ChunkProblem {
         chunk: id,
-        key: remote.chunk_object_key(&id),
+        key: key.clone(),
         damage,
         detail,
         used_by: Vec::new(),
     };
-    let stored = match remote.read_chunk(&id).await {
+    let stored = match remote.read_chunk_ref(&c).await {
         Ok(b) => b,
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Ok((0, Some(problem(Damage::Missing, "not found".into()))));

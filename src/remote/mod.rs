@@ -25,7 +25,7 @@ use bytes::Bytes;
 use opendal::Operator;
 
 pub use pending::{
-    PENDING_DIR, PendingError, RECORD_MAX_CHUNKS, Record, SWEEP_BOUND, pending_chunks,
+    PENDING_DIR, Pending, PendingError, RECORD_MAX_CHUNKS, Record, SWEEP_BOUND, pending_chunks,
     read_records, write_record,
 };
 
@@ -47,10 +47,13 @@ use crate::version::{ModelName, Version};
 pub const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The most bytes a read of `key` may return: [`chunk::MAX_OBJECT_BYTES`] for a chunk object
-/// (`chunks/...`), [`MAX_DOCUMENT_BYTES`] for anything else (manifests, alias revisions).
+/// (`chunks/...`), [`crate::pack::MAX_INDEX_BYTES`] for a pack index (packs themselves are
+/// only read by range), [`MAX_DOCUMENT_BYTES`] for anything else (manifests, alias revisions).
 pub fn read_limit(key: &str) -> u64 {
     if key.starts_with("chunks/") {
         chunk::MAX_OBJECT_BYTES
+    } else if key.starts_with("packs/") {
+        crate::pack::MAX_INDEX_BYTES
     } else {
         MAX_DOCUMENT_BYTES
     }
@@ -268,6 +271,40 @@ fn read_regular_file(
     Ok((buf.len() as u64 <= limit).then(|| Bytes::from(buf)))
 }
 
+/// `len` bytes at `offset` of a regular file (fewer if it is shorter), opened as
+/// [`read_regular_file`] opens it.
+fn read_regular_range(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+) -> std::result::Result<Bytes, FsReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => FsReadError::Irregular("a symbolic link"),
+            _ => FsReadError::Io(e),
+        })?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(FsReadError::Irregular("not a regular file"));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    // `take` over a positioned reader: stops at end of file or `len` bytes.
+    struct At<'a>(&'a std::fs::File, u64);
+    impl Read for At<'_> {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read_at(b, self.1)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+    }
+    At(&file, offset).take(len).read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
 /// Streams `key` from the store, keeping at most `limit` bytes: `Ok(None)` as soon as the
 /// object turns out longer (by the size the response declares, or by the bytes received).
 async fn read_at_most(op: &Operator, key: &str, limit: u64) -> opendal::Result<Option<Bytes>> {
@@ -372,6 +409,9 @@ pub struct Remote {
     keys: Option<Arc<crate::crypt::Keys>>,
     /// Whether the vault is encrypted, once known (shared by clones).
     sealing: Arc<sealed::SealState>,
+    /// Packs found absent by a read (shared by clones): their chunks are read loose instead,
+    /// without asking for the pack again (see [`Remote::read_chunk_ref`]).
+    missing_packs: Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
 }
 
 /// Content type stored with an object (some stores and emulators require one).
@@ -414,6 +454,7 @@ impl Remote {
             fs_root: None,
             keys: None,
             sealing: Arc::default(),
+            missing_packs: Arc::default(),
         }
     }
 
@@ -496,6 +537,40 @@ impl Remote {
     /// is (on a local vault) an object that is not a regular file (see [`read_regular_file`]).
     pub async fn read(&self, key: &str) -> Result<Bytes> {
         self.read_limited(key, read_limit(key)).await
+    }
+
+    /// Reads exactly `len` bytes at `offset` of `key` (a pack range; `len` is bounded by the
+    /// caller). A shorter answer is an [`ErrorKind::Integrity`] error, as is (on a local
+    /// vault) an object that is not a regular file.
+    pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+        let read = match &self.fs_root {
+            Some(root) => {
+                let path = root.join(key);
+                tokio::task::spawn_blocking(move || read_regular_range(&path, offset, len))
+                    .await
+                    .expect("read task panicked")
+                    .map_err(|e| self.fs_error("read", key, e))?
+            }
+            None => {
+                self.retrying("read", key, || async {
+                    let buf = self.op.read_with(key).range(offset..offset + len).await?;
+                    Ok(buf.to_bytes())
+                })
+                .await?
+            }
+        };
+        if read.len() as u64 != len {
+            return Err(self.integrity(
+                "read",
+                key,
+                format!(
+                    "bytes {offset}..{} answered {} bytes: the pack is shorter than a manifest says; the store is damaged or hostile",
+                    offset + len,
+                    read.len()
+                ),
+            ));
+        }
+        Ok(read)
     }
 
     /// [`Remote::read`] with another bound (sealed objects are longer by their overhead).
@@ -832,6 +907,77 @@ impl Remote {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
             r => r,
         }
+    }
+
+    /// The packed chunks of the vault, from one recursive listing of `packs/` and a read of
+    /// each index whose pack is listed, if there are at most `max` indexes; `None` if more
+    /// (or in an encrypted vault, which holds no packs). An index that does not parse, or
+    /// names bytes past its listed pack's end, is skipped with a warning: packs are only a
+    /// way to find chunks, never trusted (readers check every chunk against its id).
+    /// Reads at most `jobs` indexes at once.
+    pub async fn list_packed_upto(
+        &self,
+        max: usize,
+        jobs: usize,
+    ) -> Result<Option<HashMap<Digest, crate::pack::PackRef>>> {
+        use futures::{StreamExt, TryStreamExt};
+        if self.sealing().await? != Sealing::Plain {
+            return Ok(None);
+        }
+        let mut sizes: HashMap<Digest, u64> = HashMap::new();
+        let mut indexed = Vec::new();
+        for (key, size) in self.list_recursive("packs/").await? {
+            match crate::pack::parse_key(&key) {
+                Some((id, false)) => {
+                    sizes.insert(id, size);
+                }
+                Some((id, true)) => indexed.push(id),
+                None => {}
+            }
+        }
+        indexed.retain(|id| sizes.contains_key(id));
+        if indexed.len() > max {
+            return Ok(None);
+        }
+        let indexes: Vec<(Digest, Option<crate::pack::Index>)> = futures::stream::iter(indexed)
+            .map(|id| async move {
+                let key = crate::pack::index_key(&id);
+                let bytes = match self.read(&key).await {
+                    Err(e) if e.kind == ErrorKind::NotFound => return Ok((id, None)),
+                    r => r?,
+                };
+                match crate::pack::Index::from_json(&bytes) {
+                    Ok(index) => Ok((id, Some(index))),
+                    Err(e) => {
+                        tracing::warn!("{key} on {}: {e}; its chunks are not reused", self.name);
+                        Ok((id, None))
+                    }
+                }
+            })
+            .buffer_unordered(jobs.max(1))
+            .try_collect()
+            .await?;
+        let mut found = HashMap::new();
+        for (id, index) in indexes {
+            let Some(index) = index else { continue };
+            if index.pack_len() > sizes[&id] {
+                tracing::warn!(
+                    "{} on {}: names bytes past the pack's end; its chunks are not reused",
+                    crate::pack::index_key(&id),
+                    self.name
+                );
+                continue;
+            }
+            for e in index.chunks {
+                let r = crate::pack::PackRef {
+                    id,
+                    offset: e.offset,
+                    len: e.len,
+                };
+                found.entry(e.id).or_insert(r);
+            }
+        }
+        Ok(Some(found))
     }
 
     /// Model names in the vault, sorted.

@@ -66,6 +66,10 @@ pub(crate) struct RecordDoc {
     grace_seconds: u64,
     /// Ids of the recorded chunks, sorted.
     pub chunks: Vec<Digest>,
+    /// Ids of the recorded packs, sorted (omitted when none; older gcs ignore it, and older
+    /// pushes never reference packs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<Digest>,
 }
 
 /// A record as found on the remote (or, in a dry run, the one it would have written).
@@ -75,10 +79,25 @@ pub struct Record {
     /// When the store says the record was written; `None` if it does not say (never ripe).
     pub written: Option<SystemTime>,
     pub chunks: Vec<Digest>,
+    pub packs: Vec<Digest>,
 }
 
-/// Writes a new record of `chunks` (create-only) and returns it with the store's time of it.
-pub async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration) -> Result<Record> {
+/// What the pending records list, as a push reads them when it starts.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Chunks a push must upload again rather than trust present.
+    pub chunks: HashSet<Digest>,
+    /// Packs a push must not reference: it packs their chunks again into a new pack.
+    pub packs: HashSet<Digest>,
+}
+
+/// Writes a new record of `chunks` and `packs` (create-only) and returns it with the store's
+/// time of it.
+pub async fn write_record(
+    remote: &Remote,
+    (chunks, packs): (Vec<Digest>, Vec<Digest>),
+    grace: Duration,
+) -> Result<Record> {
     let at = chrono::Utc::now();
     let key = format!(
         "{PENDING_DIR}{}-{:016x}.json",
@@ -90,6 +109,7 @@ pub async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration)
         created_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         grace_seconds: grace.as_secs(),
         chunks,
+        packs,
     };
     let mut json = serde_json::to_vec_pretty(&doc).expect("serializable");
     json.push(b'\n');
@@ -99,6 +119,7 @@ pub async fn write_record(remote: &Remote, chunks: Vec<Digest>, grace: Duration)
         key: Some(key),
         written,
         chunks: doc.chunks,
+        packs: doc.packs,
     })
 }
 
@@ -143,6 +164,7 @@ pub async fn read_records(remote: &Remote, jobs: usize) -> Result<Vec<Record>> {
                     key: Some(o.key),
                     written: o.last_modified,
                     chunks: doc.chunks,
+                    packs: doc.packs,
                 })),
                 Err(e) => {
                     tracing::warn!("ignoring damaged gc record {}: {e}", o.key);
@@ -156,15 +178,17 @@ pub async fn read_records(remote: &Remote, jobs: usize) -> Result<Vec<Record>> {
     Ok(read.into_iter().flatten().collect())
 }
 
-/// Every chunk some pending record lists: a push must not rely on these being present, and
-/// uploads them again (which also makes a sweep keep them). Read when the push starts.
-pub async fn pending_chunks(remote: &Remote, jobs: usize) -> Result<HashSet<Digest>> {
+/// Every chunk and pack some pending record lists: a push must not rely on these being
+/// present; it uploads such chunks again (which also makes a sweep keep them) and never
+/// references such packs. Read when the push starts.
+pub async fn pending_chunks(remote: &Remote, jobs: usize) -> Result<Pending> {
     // Records list stored chunk names: the writer compares them with `Remote::stored_id`,
     // which needs the vault's encryption resolved (and a refused key fails here, first).
     remote.sealing().await?;
-    Ok(read_records(remote, jobs)
-        .await?
-        .into_iter()
-        .flat_map(|r| r.chunks)
-        .collect())
+    let mut pending = Pending::default();
+    for r in read_records(remote, jobs).await? {
+        pending.chunks.extend(r.chunks);
+        pending.packs.extend(r.packs);
+    }
+    Ok(pending)
 }

@@ -231,6 +231,43 @@ impl Remote {
             .map_err(|e| self.unsealable("read", &key, e))
     }
 
+    /// The encoded bytes of the chunk a manifest entry names: from its pack range when it
+    /// names one (format 3) and the vault is not encrypted (encrypted vaults hold loose chunks
+    /// only), else, or when that pack is absent (a vault filled by `sync`, which copies
+    /// chunks loose), the loose object. The bytes are unverified: decode them with
+    /// [`chunk::decode`], which checks them against the id.
+    pub async fn read_chunk_ref(&self, c: &crate::manifest::ChunkRef) -> Result<Bytes> {
+        if let Some(p) = &c.pack
+            && self.sealing_for_read().await? != Sealing::Sealed
+            && !self.missing_packs.lock().expect("missing packs").contains(&p.id)
+        {
+            match self
+                .read_range(&crate::pack::pack_key(&p.id), p.offset, p.len)
+                .await
+            {
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    self.missing_packs.lock().expect("missing packs").insert(p.id);
+                }
+                r => return r,
+            }
+        }
+        self.read_chunk(&c.id).await
+    }
+
+    /// Stores a pack and then its index (`docs/FORMAT.md`, "Packs"): an index never names a
+    /// pack that is not stored. Plaintext vaults only.
+    pub async fn write_pack(
+        &self,
+        id: &crate::chunk::Digest,
+        data: Bytes,
+        index: &crate::pack::Index,
+    ) -> Result<()> {
+        debug_assert!(self.keys.is_none());
+        self.write(&crate::pack::pack_key(id), data).await?;
+        self.write(&crate::pack::index_key(id), Bytes::from(index.to_json()))
+            .await
+    }
+
     /// Stores a chunk's encoding (sealed, in an encrypted vault).
     pub async fn write_chunk(&self, id: &Digest, encoded: Bytes) -> Result<()> {
         if self.sealing_for_write().await? != Sealing::Sealed {

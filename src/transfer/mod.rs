@@ -137,6 +137,8 @@ pub struct Stats {
     pub chunks_new: AtomicU64,
     /// Chunks not transferred because the other side already had them.
     pub chunks_reused: AtomicU64,
+    /// Pack objects written (push); each holds several of `chunks_new`.
+    pub packs_new: AtomicU64,
     /// Files materialized or uploaded; and files skipped as already in place.
     pub files_done: AtomicU64,
     pub files_skipped: AtomicU64,
@@ -157,6 +159,7 @@ impl Stats {
             bytes_remote: remote,
             chunks_new: self.chunks_new.load(Ordering::Relaxed),
             chunks_reused: self.chunks_reused.load(Ordering::Relaxed),
+            packs_new: self.packs_new.load(Ordering::Relaxed),
             files_done: self.files_done.load(Ordering::Relaxed),
             files_skipped: self.files_skipped.load(Ordering::Relaxed),
             retries,
@@ -177,6 +180,9 @@ pub struct Summary {
     pub bytes_remote: u64,
     pub chunks_new: u64,
     pub chunks_reused: u64,
+    /// Pack objects written (each with its index): a push's chunk objects of at most 4 MiB
+    /// are sent in packs (`docs/FORMAT.md`, "Packs").
+    pub packs_new: u64,
     pub files_done: u64,
     pub files_skipped: u64,
     pub retries: u64,

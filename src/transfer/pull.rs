@@ -635,7 +635,7 @@ impl Ctx<'_> {
             if let Some(rate) = &self.opts.rate {
                 rate.acquire(c.size).await;
             }
-            match remote.read_chunk(&c.id).await {
+            match remote.read_chunk_ref(c).await {
                 Ok(b) => {
                     self.requests.record(b.len() as u64);
                     b

@@ -9,6 +9,14 @@
 //! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
 //! written only after every chunk upload has succeeded.
 //!
+//! Packs (`crate::pack`, manifest format 3): new chunk objects of at most
+//! [`pack::MAX_PACKED_OBJECT`] bytes are appended to an open pack, sent (pack, then index)
+//! once it reaches [`pack::TARGET_BYTES`]; at most [`PACKS_IN_FLIGHT`] full packs are being
+//! sent at once, and a task that fills a pack waits for a slot while holding the open pack,
+//! which holds back the other uploads and so the chunk workers. Chunks already in a pack the
+//! vault lists (one listing of `packs/` and a read of each index, when the vault is small
+//! beside the push) are referenced there. Encrypted vaults store loose chunks only.
+//!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
 //! is written they are checked once more and re-uploaded if a racing gc deleted them.
@@ -30,7 +38,8 @@ use super::{Error, FileProgress, Progress, Result, Stats, Summary, TransferOptio
 use crate::chunk::plan::{self, Cut, Segment, TensorRange};
 use crate::chunk::{self, ChunkParams, Chunker, Digest};
 use crate::manifest::{self, ChunkRef, Chunking, FileEntry, FileLayout, Manifest, Origin};
-use crate::remote::{Created, ErrorKind, Remote, SWEEP_BOUND, manifest_key};
+use crate::pack::{self, PackRef};
+use crate::remote::{Created, ErrorKind, Pending, Remote, SWEEP_BOUND, Sealing, manifest_key};
 use crate::version::{ModelName, Version};
 
 /// What to push.
@@ -81,6 +90,17 @@ struct Encoded {
 /// bounds a push's memory, however large the model.
 pub const IN_FLIGHT_BYTES: usize = 24 * 1024 * 1024;
 
+/// Full packs being sent at once (each at most [`pack::MAX_PACK_BYTES`], 12 MiB): with the
+/// open pack, at most 48 MiB of packed chunk objects are held beside [`IN_FLIGHT_BYTES`].
+pub const PACKS_IN_FLIGHT: usize = 3;
+
+/// A push's last, partly filled pack is sent as a pack only if it holds at least this many
+/// bytes (4 MiB, half of [`pack::TARGET_BYTES`]); else its chunks are stored loose. So a push
+/// stores at most 4 MiB loose beside its packs, and a small push (a config, a tokenizer)
+/// stays in loose chunks, which gc reclaims one by one (a pack is reclaimed only once no
+/// version references any chunk in it).
+const MIN_LAST_PACK: usize = pack::TARGET_BYTES / 2;
+
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
 ///
@@ -114,6 +134,16 @@ pub async fn push(
     let total: u64 = sources.iter().map(|s| s.size).sum();
     // After reading the records, as a stat would be (FORMAT.md, push step 3).
     let listed = remote.list_chunks_upto(listing_budget(total)).await?;
+    let packed = match remote.sealing().await? {
+        Sealing::Plain => remote
+            .list_packed_upto(listing_budget(total) / 100, opts.jobs)
+            .await?
+            .map(|mut found| {
+                found.retain(|_, p| !pending.packs.contains(&p.id));
+                found
+            }),
+        Sealing::Unmarked | Sealing::Sealed => None,
+    };
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
@@ -127,7 +157,7 @@ pub async fn push(
             req.dry_run,
             req.sign_key.is_some() && !req.dry_run,
         ),
-        (pending, listed),
+        (pending, listed, packed),
         opts,
         &stats,
     )
@@ -192,10 +222,23 @@ async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
     (params, dry_run, sha256): (ChunkParams, bool, bool),
-    (pending, listed): (HashSet<Digest>, Option<HashMap<Digest, u64>>),
+    (pending, listed, packed): (
+        Pending,
+        Option<HashMap<Digest, u64>>,
+        Option<HashMap<Digest, PackRef>>,
+    ),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
+    let packer = Packer {
+        // Packs only where readers can read them: not in an encrypted vault.
+        enabled: !dry_run && remote.sealing().await? == Sealing::Plain,
+        open: tokio::sync::Mutex::new(pack::Builder::new()),
+        slots: Semaphore::new(PACKS_IN_FLIGHT),
+        known: packed.unwrap_or_default(),
+        placed: Mutex::new(HashMap::new()),
+    };
+    let pending = pending.chunks;
     let bars = FileBars::new(&opts.progress, &sources);
     let files = super::cpu(move || prepare_all(sources, params)).await?;
     let work = Arc::new(Work::new(files, params, sha256));
@@ -225,7 +268,8 @@ async fn upload_all(
                 let enc = item?;
                 let seen = (&seen, dry_run);
                 let sets = (&pending, listed.as_ref(), &rewrites);
-                upload_chunk((remote, &limiter), (enc, &bars), seen, sets, opts, stats).await
+                let to = (remote, &limiter, &packer);
+                upload_chunk(to, (enc, &bars), seen, sets, opts, stats).await
             })
             .buffer_unordered(opts.jobs.max(1)),
     );
@@ -250,9 +294,104 @@ async fn upload_all(
     if let Some(e) = worker_failure.or(failure) {
         return Err(e);
     }
+    packer.flush(remote, opts, stats).await?;
     let work = Arc::into_inner(work).expect("workers are done");
-    let (entries, sha256s) = super::cpu(move || work.finish()).await?;
+    let (mut entries, sha256s) = super::cpu(move || work.finish()).await?;
+    let placed = packer.placed.into_inner().expect("placed");
+    for c in entries.iter_mut().flat_map(|f| &mut f.chunks) {
+        c.pack = placed.get(&c.id).copied();
+    }
     Ok((entries, sha256s, rewrites.into_inner().expect("rewrites")))
+}
+
+/// The packing side of a push (see the module text).
+struct Packer {
+    enabled: bool,
+    /// The pack being filled.
+    open: tokio::sync::Mutex<pack::Builder>,
+    /// One permit per full pack being sent ([`PACKS_IN_FLIGHT`]).
+    slots: Semaphore,
+    /// Chunks found in the vault's packs (none recorded by gc), by id.
+    known: HashMap<Digest, PackRef>,
+    /// Where this push's packed chunks are: in a pack it wrote, or one it found.
+    placed: Mutex<HashMap<Digest, PackRef>>,
+}
+
+impl Packer {
+    /// Notes that chunk `id` is already stored in a pack, if it is.
+    fn reuse(&self, id: &Digest) -> bool {
+        let Some(r) = self.known.get(id) else {
+            return false;
+        };
+        self.placed.lock().expect("placed").insert(*id, *r);
+        true
+    }
+
+    /// Whether a new chunk object of `len` bytes goes into a pack.
+    fn takes(&self, len: usize) -> bool {
+        self.enabled && len <= pack::MAX_PACKED_OBJECT
+    }
+
+    /// Appends a chunk object to the open pack and, if that filled it, sends the pack.
+    async fn add(
+        &self,
+        remote: &Remote,
+        enc: &Encoded,
+        opts: &TransferOptions,
+        stats: &Stats,
+    ) -> Result<()> {
+        let full = {
+            let mut open = self.open.lock().await;
+            let r = open.push(enc.id, &enc.data);
+            self.placed.lock().expect("placed").insert(enc.id, r);
+            if open.is_full() {
+                // Waiting for a slot with the open pack held: back-pressure (module text).
+                let slot = self.slots.acquire().await.expect("never closed");
+                Some((std::mem::take(&mut *open), slot))
+            } else {
+                None
+            }
+        };
+        if let Some((full, _slot)) = full {
+            send_pack(remote, full, opts, stats).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the last, partly filled pack, or stores its chunks loose when it holds less
+    /// than [`MIN_LAST_PACK`].
+    async fn flush(&self, remote: &Remote, opts: &TransferOptions, stats: &Stats) -> Result<()> {
+        let last = std::mem::take(&mut *self.open.lock().await);
+        if last.is_empty() {
+            return Ok(());
+        }
+        if last.bytes() >= MIN_LAST_PACK {
+            return send_pack(remote, last, opts, stats).await;
+        }
+        let (_, data, index) = last.finish();
+        for e in index.chunks {
+            self.placed.lock().expect("placed").remove(&e.id);
+            let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
+            remote.write_chunk(&e.id, object).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Uploads a pack and its index.
+async fn send_pack(
+    remote: &Remote,
+    b: pack::Builder,
+    opts: &TransferOptions,
+    stats: &Stats,
+) -> Result<()> {
+    let (id, data, index) = b.finish();
+    if let Some(rate) = &opts.rate {
+        rate.acquire(data.len() as u64).await;
+    }
+    Stats::add(&stats.packs_new, 1);
+    remote.write_pack(&id, data, &index).await?;
+    Ok(())
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
@@ -304,7 +443,7 @@ impl<'a> FileBars<'a> {
 /// with its encoded size and no gc record (`pending`) lists it; a listed chunk is uploaded
 /// whatever the remote has and noted in `rewrites`. With `dry_run` it is only counted.
 async fn upload_chunk(
-    (remote, limiter): (&Remote, &Limiter),
+    (remote, limiter, packer): (&Remote, &Limiter, &Packer),
     (enc, bars): (Encoded, &FileBars<'_>),
     (seen, dry_run): (&Mutex<HashSet<Digest>>, bool),
     (pending, listed, rewrites): (
@@ -332,12 +471,21 @@ async fn upload_chunk(
             None => remote.chunk_size(&enc.id).await? == Some(len),
         })
     };
-    if !fresh || (!recorded && stored(len).await?) {
+    if !fresh || packer.reuse(&enc.id) || (!recorded && stored(len).await?) {
         Stats::add(&stats.chunks_reused, 1);
         done();
         return Ok(());
     }
     if dry_run {
+        Stats::add(&stats.chunks_new, 1);
+        Stats::add(&stats.bytes_remote, len);
+        done();
+        return Ok(());
+    }
+    if packer.takes(enc.data.len()) {
+        // A packed chunk gets a new place, never the recorded object: nothing to heal.
+        packer.add(remote, &enc, opts, stats).await?;
+        limiter.record(len);
         Stats::add(&stats.chunks_new, 1);
         Stats::add(&stats.bytes_remote, len);
         done();
@@ -748,6 +896,7 @@ fn cut_segment(
         refs.push(ChunkRef {
             id,
             size: data.len() as u64,
+            pack: None,
         });
         let enc = Encoded {
             id,
@@ -841,8 +990,13 @@ impl std::io::Read for RangeReader<'_> {
 
 fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
     let (p, t) = (req.chunking, plan::TENSOR);
+    let packed = files.iter().flat_map(|f| &f.chunks).any(|c| c.pack.is_some());
     Manifest {
-        format: manifest::FORMAT,
+        format: if packed {
+            manifest::PACKED_FORMAT
+        } else {
+            manifest::FORMAT
+        },
         model_name: req.name.to_string(),
         version: req.version.to_string(),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -13,7 +13,6 @@
 //! [`SWEEP_BOUND`] has passed after the last such copy, each is checked and copied once more
 //! if a racing sweep deleted it.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -22,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
-use crate::chunk::{self, Digest};
+use crate::chunk;
 use crate::manifest::{ChunkRef, Manifest};
 use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, manifest_key, pending_chunks, signature_key};
 use crate::trust::TrustedKeys;
@@ -105,7 +104,7 @@ struct SyncCx<'a> {
     src: &'a Remote,
     dst: &'a Remote,
     /// Chunks the destination's pending gc records list.
-    pending: &'a HashSet<Digest>,
+    pending: &'a crate::remote::Pending,
     opts: &'a TransferOptions,
     stats: &'a Stats,
     /// Chunk bytes being copied (stored object and its decoded check), in KiB permits.
@@ -197,10 +196,18 @@ async fn heal(cx: &SyncCx<'_>, rewrites: Rewrites) -> Result<()> {
 /// lists it; a listed chunk is copied whatever the destination has, and noted in `rewrites`.
 async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) -> Result<()> {
     let (src, dst) = (cx.src, cx.dst);
-    let recorded = cx.pending.contains(&dst.stored_id(&c.id));
+    let recorded = cx.pending.chunks.contains(&dst.stored_id(&c.id));
+    // The destination always gets loose chunks (readers fall back to them when a manifest's
+    // pack is absent); one it has with the source's encoded size is kept.
+    let src_len = || async {
+        match c.pack {
+            Some(p) if src.key_check().is_none() => Ok::<_, Error>(Some(p.len)),
+            _ => Ok(src.chunk_size(&c.id).await?),
+        }
+    };
     if !recorded
         && let Some(have) = dst.chunk_size(&c.id).await?
-        && src.chunk_size(&c.id).await? == Some(have)
+        && src_len().await? == Some(have)
     {
         Stats::add(&cx.stats.chunks_reused, 1);
         return Ok(());
@@ -219,7 +226,7 @@ async fn transfer_chunk(cx: &SyncCx<'_>, c: ChunkRef) -> Result<()> {
     let (src, dst, opts, stats) = (cx.src, cx.dst, cx.opts, cx.stats);
     let kib = (2 * c.size).div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
     let _budget = cx.inflight.acquire_many(kib).await.expect("never closed");
-    let stored = src.read_chunk(&c.id).await.map_err(|e| match e.kind {
+    let stored = src.read_chunk_ref(&c).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => {
             Error::Integrity(format!("chunk {} is missing on {}", c.id, src.name()))
         }
