@@ -40,7 +40,9 @@ pub const MAX_TENSORS: usize = 1 << 20;
 pub enum Error {
     #[error("manifest is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("manifest format {0} is not supported by this mvault (reads 1, 2 and 3); upgrade mvault")]
+    #[error(
+        "manifest format {0} is not supported by this mvault (reads 1, 2 and 3); upgrade mvault"
+    )]
     UnsupportedFormat(u32),
     #[error("manifest has an unsafe file path {path:?}: {reason}")]
     UnsafePath { path: String, reason: &'static str },

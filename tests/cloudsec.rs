@@ -777,7 +777,9 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let chunk_gets = rec.peek(|r| r.method == "GET" && r.target.contains("/chunks/"));
+        let chunk_gets = rec.peek(|r| {
+            r.method == "GET" && (r.target.contains("/chunks/") || r.target.contains("/packs/"))
+        });
         if chunk_gets >= 3 {
             break;
         }
@@ -829,7 +831,20 @@ fn serving_commands_send_only_reads_and_readme_policies_suffice() {
         used.entry("puller").or_default().extend(actions(log));
         all.extend(log.iter().cloned());
     }
+    // A version of its own chunks (packs no other version shares), so that gc has garbage.
+    let other = env.path("other");
+    write_file(&other.join("w.bin"), &noise(0x0dd, 12 << 20));
+    let log = traced(
+        &env,
+        &rec,
+        &remote,
+        "c0",
+        &["push", s(&other), "--name", "model", "--version", "0.9.0"],
+    );
+    used.entry("pusher").or_default().extend(actions(&log));
+    all.extend(log);
     for args in [
+        vec!["rm", "model@0.9.0"],
         vec!["rm", "model@1.0.0"],
         vec!["prune", "model", "--keep", "1"],
         // A zero grace records the unreferenced chunks and deletes them in one run.

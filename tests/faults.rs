@@ -97,9 +97,17 @@ struct Seen {
 }
 
 impl Seen {
+    /// A PUT of a chunk object, loose or a pack (not a pack's index).
     fn is_chunk_put(&self) -> bool {
-        self.method == "PUT" && self.target.contains("/chunks/")
+        self.method == "PUT" && is_chunk_target(&self.target)
     }
+}
+
+/// Whether a request target names chunk data: a loose chunk object or a pack (whose ranges
+/// are chunk objects), not a pack's index.
+fn is_chunk_target(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or(target);
+    path.contains("/chunks/") || (path.contains("/packs/") && !path.ends_with(".index"))
 }
 
 struct Shared {
@@ -117,7 +125,7 @@ struct Shared {
 impl Shared {
     fn pick(&self, head: &Head) -> Option<Fault> {
         if let Mode::StallChunkGets { first } = self.mode {
-            let chunk_get = head.method == "GET" && head.target.contains("/chunks/");
+            let chunk_get = head.method == "GET" && is_chunk_target(&head.target);
             return (chunk_get && self.stalled.fetch_add(1, Ordering::SeqCst) < first)
                 .then_some(Fault::Stall);
         }
@@ -731,7 +739,15 @@ fn push_and_pull_survive_injected_faults() {
     let push = json_via(
         &env,
         &remote,
-        &["push", s(&src), "--name", "faulty", "--version", "1.0.0"],
+        &[
+            "push",
+            s(&src),
+            "--name",
+            "faulty",
+            "--version",
+            "1.0.0",
+            "--no-pack",
+        ],
     );
     proxy.wait_idle();
     let push_log = proxy.log();
@@ -825,6 +841,8 @@ fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing(
         "resumable",
         "--version",
         "1.0.0",
+        // Counts loose chunk objects (the packed resume is `killed_packed_push_...`).
+        "--no-pack",
         "--limit-rate",
         "8M",
     ];
@@ -891,7 +909,15 @@ fn killed_push_never_shows_the_version_and_the_rerun_sends_only_what_is_missing(
     let rerun = json_via(
         &env,
         &remote,
-        &["push", s(&src), "--name", "resumable", "--version", "1.0.0"],
+        &[
+            "push",
+            s(&src),
+            "--name",
+            "resumable",
+            "--version",
+            "1.0.0",
+            "--no-pack",
+        ],
     );
     let total: u64 = stored_chunks(&env).values().sum();
     let resent = u64_at(&rerun, "/summary/bytes_remote");
@@ -927,7 +953,16 @@ fn killed_pull_keeps_complete_files_and_the_rerun_fetches_only_the_rest() {
         let f = src.join(format!("layers/layer-{i:02}.bin"));
         write_file(&f, &noise(seed + i as u64, MIB as usize));
     }
-    env.ok(&["-q", "push", s(&src), "--name", "big", "--version", "1.0.0"]);
+    env.ok(&[
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "big",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
     let stored = stored_chunks(&env);
     let total: u64 = stored.values().sum();
     let manifest: Value =
@@ -1222,7 +1257,16 @@ fn killed_pull_of_one_large_file_resumes_where_it_stopped() {
         &src.join("weights.bin"),
         &noise(seed() ^ 0x7e5e, (24 * MIB) as usize),
     );
-    env.ok(&["-q", "push", s(&src), "--name", "one", "--version", "1.0.0"]);
+    env.ok(&[
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "one",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
     let stored = stored_chunks(&env);
     let total: u64 = stored.values().sum();
     let manifest: Value =
@@ -1294,7 +1338,15 @@ fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
     let first = json_via(
         &env,
         &remote,
-        &["push", s(&src), "--name", "l", "--version", "1.0.0"],
+        &[
+            "push",
+            s(&src),
+            "--name",
+            "l",
+            "--version",
+            "1.0.0",
+            "--no-pack",
+        ],
     );
     proxy.wait_idle();
     let log = proxy.log();
@@ -1307,7 +1359,15 @@ fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
     let again = json_via(
         &env,
         &remote,
-        &["push", s(&src), "--name", "l", "--version", "1.0.1"],
+        &[
+            "push",
+            s(&src),
+            "--name",
+            "l",
+            "--version",
+            "1.0.1",
+            "--no-pack",
+        ],
     );
     proxy.wait_idle();
     let log = proxy.log()[from..].to_vec();
@@ -1320,4 +1380,105 @@ fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
     let out = env.path("out");
     env.ok(&["pull", "l@1.0.1", "--to", s(&out)]);
     assert_same_tree(&src, &out);
+}
+
+/// Packs (format 3) on the wire: a 40 MiB push of 512 KiB-chunked data sends a handful of
+/// requests (a pack and its index per 8 MiB); a push killed after two packs were stored
+/// reuses them when run again (found through their indexes), sending only the rest; a pull
+/// fetches each pack's run of a file with one ranged GET.
+#[test]
+fn killed_packed_push_resumes_from_its_packs_and_pulls_read_whole_runs() {
+    let env = Env::new(Backend::S3);
+    let proxy = Proxy::start(Mode::Pass, 0);
+    let remote = proxy.remote_for(&env);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x9ac5, (40 * MIB) as usize),
+    );
+    let is_index_put = |s: &Seen| {
+        s.method == "PUT" && s.target.contains(".index") && s.status.is_some_and(|c| c < 300)
+    };
+    let slow = [
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "p",
+        "--version",
+        "1.0.0",
+        "--limit-rate",
+        "6M",
+    ];
+    let start = proxy.log_len();
+    let mut child = spawn_via(&env, &remote, &slow);
+    wait_for(&mut child, "two packs stored", || {
+        proxy.log()[start..]
+            .iter()
+            .filter(|s| is_index_put(s))
+            .count()
+            >= 2
+    });
+    kill9(&mut child, "two packs stored");
+    proxy.wait_idle();
+    env.fails(3, &["versions", "p"]);
+    let packed_before = env
+        .list_objects("packs/")
+        .iter()
+        .filter(|(k, _)| k.ends_with(".index"))
+        .count();
+    assert!(packed_before >= 2);
+
+    let start = proxy.log_len();
+    let rerun = json_via(
+        &env,
+        &remote,
+        &["push", s(&src), "--name", "p", "--version", "1.0.0"],
+    );
+    let log = proxy.log()[start..].to_vec();
+    let reused = u64_at(&rerun, "/summary/chunks_reused");
+    let new = u64_at(&rerun, "/summary/chunks_new");
+    assert!(
+        reused >= 2 * (8 * MIB / (2 * MIB)),
+        "the rerun reused only {reused} chunks of the {packed_before} stored packs: {rerun}"
+    );
+    let sent = u64_at(&rerun, "/summary/bytes_remote");
+    assert!(
+        sent < 40 * MIB - 16 * MIB + MIB,
+        "the rerun sent {sent} bytes: {rerun}"
+    );
+    let puts = log.iter().filter(|s| s.method == "PUT").count() as u64;
+    let packs = u64_at(&rerun, "/summary/packs_new");
+    assert!(
+        packs >= 1 && puts <= 2 * packs + 8 + 1,
+        "{puts} PUTs for {new} chunks: {rerun}"
+    );
+    eprintln!(
+        "rerun: {} requests ({puts} PUTs) for {new} new chunks in {packs} packs, {reused} reused",
+        log.len()
+    );
+
+    let start = proxy.log_len();
+    let out = env.path("out");
+    env.ok(&["-r", &remote, "-q", "pull", "p@1.0.0", "--to", s(&out)]);
+    assert_same_tree(&src, &out);
+    let log = proxy.log()[start..].to_vec();
+    let pack_gets = log
+        .iter()
+        .filter(|s| s.method == "GET" && is_chunk_target(&s.target))
+        .count();
+    let stored_packs = env
+        .list_objects("packs/")
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".index"))
+        .count();
+    let loose = env.list_objects("chunks/").len();
+    assert!(
+        pack_gets <= stored_packs + loose,
+        "{pack_gets} chunk GETs for {stored_packs} packs and {loose} loose chunks: {log:?}"
+    );
+    eprintln!(
+        "pull: {} requests, {pack_gets} chunk GETs ({stored_packs} packs, {loose} loose)",
+        log.len()
+    );
 }

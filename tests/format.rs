@@ -598,7 +598,11 @@ fn golden_pack_vector() {
     assert_eq!(mvault::pack::parse_key(&v.key), Some((pack.id, false)));
     assert_eq!(
         (entry.id, pack.offset, pack.len),
-        (index.chunks[1].id, index.chunks[1].offset, index.chunks[1].len)
+        (
+            index.chunks[1].id,
+            index.chunks[1].offset,
+            index.chunks[1].len
+        )
     );
     assert_eq!(serde_json::to_string(&entry).unwrap(), v.entry);
 }

@@ -369,6 +369,8 @@ fn push_pull_round_trip_byte_exact() {
         "bert",
         "--version",
         "v1.0.0",
+        // One PutObject per chunk object, counted below (packs: `behaviour::oss`).
+        "--no-pack",
     ]);
 
     let push = env.fake().take_requests();

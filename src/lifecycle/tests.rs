@@ -114,6 +114,7 @@ impl Env {
             extra: Default::default(),
             chunking: SMALL,
             dry_run: false,
+            pack: true,
             sign_key: None,
         };
         self.vault
@@ -875,7 +876,10 @@ async fn packs_are_reused_reclaimed_whole_and_never_reused_once_recorded() {
     assert_eq!((recorded.chunks_recorded, recorded.deleted), (2, 0));
     // The same content again: the recorded packs are not referenced.
     let m4 = env.push("m", "4.0.0", &[("b.bin", b)]).await;
-    assert!(packs(&m4).is_disjoint(&packs(&m3)), "recorded packs are not reused");
+    assert!(
+        packs(&m4).is_disjoint(&packs(&m3)),
+        "recorded packs are not reused"
+    );
     assert_eq!(packs(&m4).len(), 2);
     let swept = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
     assert_eq!((swept.deleted, swept.records_swept), (2, 1), "{swept:?}");
@@ -891,10 +895,16 @@ async fn packs_are_reused_reclaimed_whole_and_never_reused_once_recorded() {
 #[tokio::test]
 async fn verify_names_a_damaged_pack_range() {
     let env = Env::fs();
-    let m = env.push("m", "1.0.0", &[("a.bin", noise(13, 12 << 20))]).await;
+    let m = env
+        .push("m", "1.0.0", &[("a.bin", noise(13, 12 << 20))])
+        .await;
     let c = m.files[0].chunks[5].clone();
     let p = c.pack.unwrap();
-    let path = env.dir.path().join("store").join(crate::pack::pack_key(&p.id));
+    let path = env
+        .dir
+        .path()
+        .join("store")
+        .join(crate::pack::pack_key(&p.id));
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(p.offset + p.len - 1) as usize] ^= 1;
     std::fs::write(&path, bytes).unwrap();

@@ -182,9 +182,10 @@ fn model_usage(
         .chunks
         .iter()
         .filter_map(|(id, pack)| {
-            sizes.get(id).copied().or_else(|| {
-                pack.filter(|p| packs.contains(&p.id)).map(|p| p.len)
-            })
+            sizes
+                .get(id)
+                .copied()
+                .or_else(|| pack.filter(|p| packs.contains(&p.id)).map(|p| p.len))
         })
         .collect();
     ModelUsage {

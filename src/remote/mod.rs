@@ -909,66 +909,87 @@ impl Remote {
         }
     }
 
-    /// The packed chunks of the vault, from one recursive listing of `packs/` and a read of
-    /// each index whose pack is listed, if there are at most `max` indexes; `None` if more
-    /// (or in an encrypted vault, which holds no packs). An index that does not parse, or
-    /// names bytes past its listed pack's end, is skipped with a warning: packs are only a
-    /// way to find chunks, never trusted (readers check every chunk against its id).
-    /// Reads at most `jobs` indexes at once.
-    pub async fn list_packed_upto(
-        &self,
-        max: usize,
-        jobs: usize,
-    ) -> Result<Option<HashMap<Digest, crate::pack::PackRef>>> {
-        use futures::{StreamExt, TryStreamExt};
+    /// The packs stored whose index is stored too, with each pack's size in bytes, from one
+    /// recursive listing of `packs/`, if it holds at most `max` objects; `None` (the listing
+    /// abandoned) if more, or in a vault that is not plaintext (encrypted vaults hold no
+    /// packs). Keys that are not pack names are ignored.
+    pub async fn list_packs_upto(&self, max: usize) -> Result<Option<HashMap<Digest, u64>>> {
+        use futures::TryStreamExt;
         if self.sealing().await? != Sealing::Plain {
             return Ok(None);
         }
-        let mut sizes: HashMap<Digest, u64> = HashMap::new();
-        let mut indexed = Vec::new();
-        for (key, size) in self.list_recursive("packs/").await? {
-            match crate::pack::parse_key(&key) {
-                Some((id, false)) => {
-                    sizes.insert(id, size);
-                }
-                Some((id, true)) => indexed.push(id),
-                None => {}
-            }
-        }
-        indexed.retain(|id| sizes.contains_key(id));
-        if indexed.len() > max {
-            return Ok(None);
-        }
-        let indexes: Vec<(Digest, Option<crate::pack::Index>)> = futures::stream::iter(indexed)
-            .map(|id| async move {
-                let key = crate::pack::index_key(&id);
-                let bytes = match self.read(&key).await {
-                    Err(e) if e.kind == ErrorKind::NotFound => return Ok((id, None)),
-                    r => r?,
-                };
-                match crate::pack::Index::from_json(&bytes) {
-                    Ok(index) => Ok((id, Some(index))),
-                    Err(e) => {
-                        tracing::warn!("{key} on {}: {e}; its chunks are not reused", self.name);
-                        Ok((id, None))
+        let r = self
+            .retrying("list", "packs/", || async {
+                let mut lister = self.op.lister_with("packs/").recursive(true).await?;
+                let (mut sizes, mut indexed) = (HashMap::new(), Vec::new());
+                let mut seen = 0usize;
+                while let Some(entry) = lister.try_next().await? {
+                    if entry.metadata().is_dir() {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen > max {
+                        return Ok(None);
+                    }
+                    match crate::pack::parse_key(entry.path()) {
+                        Some((id, false)) => {
+                            sizes.insert(id, entry.metadata().content_length());
+                        }
+                        Some((id, true)) => indexed.push(id),
+                        None => {}
                     }
                 }
+                let indexed: std::collections::HashSet<Digest> = indexed.into_iter().collect();
+                sizes.retain(|id, _| indexed.contains(id));
+                Ok(Some(sizes))
             })
-            .buffer_unordered(jobs.max(1))
-            .try_collect()
-            .await?;
+            .await;
+        match r {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
+            r => r,
+        }
+    }
+
+    /// The chunks in `packs` (pack id → listed size), from a read of each pack's index, at
+    /// most `jobs` at once. An index that does not parse, or names bytes past its pack's
+    /// listed end, is skipped with a warning: packs are only a way to find chunks, never
+    /// trusted (readers check every chunk against its id).
+    pub async fn read_pack_indexes(
+        &self,
+        packs: &HashMap<Digest, u64>,
+        jobs: usize,
+    ) -> Result<HashMap<Digest, crate::pack::PackRef>> {
+        use futures::{StreamExt, TryStreamExt};
+        let indexes: Vec<(Digest, Option<crate::pack::Index>)> = futures::stream::iter(
+            packs.keys().copied(),
+        )
+        .map(|id| async move {
+            let key = crate::pack::index_key(&id);
+            let bytes = match self.read(&key).await {
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok((id, None)),
+                r => r?,
+            };
+            match crate::pack::Index::from_json(&bytes) {
+                Ok(index) if index.pack_len() <= packs[&id] => Ok((id, Some(index))),
+                Ok(_) => {
+                    tracing::warn!(
+                        "{key} on {}: names bytes past the pack's end; its chunks are not reused",
+                        self.name
+                    );
+                    Ok((id, None))
+                }
+                Err(e) => {
+                    tracing::warn!("{key} on {}: {e}; its chunks are not reused", self.name);
+                    Ok((id, None))
+                }
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await?;
         let mut found = HashMap::new();
         for (id, index) in indexes {
-            let Some(index) = index else { continue };
-            if index.pack_len() > sizes[&id] {
-                tracing::warn!(
-                    "{} on {}: names bytes past the pack's end; its chunks are not reused",
-                    crate::pack::index_key(&id),
-                    self.name
-                );
-                continue;
-            }
-            for e in index.chunks {
+            for e in index.into_iter().flat_map(|i| i.chunks) {
                 let r = crate::pack::PackRef {
                     id,
                     offset: e.offset,
@@ -977,7 +998,7 @@ impl Remote {
                 found.entry(e.id).or_insert(r);
             }
         }
-        Ok(Some(found))
+        Ok(found)
     }
 
     /// Model names in the vault, sorted.

@@ -239,19 +239,60 @@ impl Remote {
     pub async fn read_chunk_ref(&self, c: &crate::manifest::ChunkRef) -> Result<Bytes> {
         if let Some(p) = &c.pack
             && self.sealing_for_read().await? != Sealing::Sealed
-            && !self.missing_packs.lock().expect("missing packs").contains(&p.id)
+            && !self
+                .missing_packs
+                .lock()
+                .expect("missing packs")
+                .contains(&p.id)
         {
             match self
                 .read_range(&crate::pack::pack_key(&p.id), p.offset, p.len)
                 .await
             {
                 Err(e) if e.kind == ErrorKind::NotFound => {
-                    self.missing_packs.lock().expect("missing packs").insert(p.id);
+                    self.missing_packs
+                        .lock()
+                        .expect("missing packs")
+                        .insert(p.id);
                 }
                 r => return r,
             }
         }
         self.read_chunk(&c.id).await
+    }
+
+    /// `len` bytes at `offset` of pack `id` (several neighbouring chunk objects at once), or
+    /// `None` when the caller should read chunk by chunk instead: the vault is encrypted (no
+    /// packs) or the pack is absent (then remembered, as [`Remote::read_chunk_ref`] does).
+    /// The bytes are unverified.
+    pub async fn read_pack_span(
+        &self,
+        id: &crate::chunk::Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>> {
+        if self.sealing_for_read().await? == Sealing::Sealed
+            || self
+                .missing_packs
+                .lock()
+                .expect("missing packs")
+                .contains(id)
+        {
+            return Ok(None);
+        }
+        match self
+            .read_range(&crate::pack::pack_key(id), offset, len)
+            .await
+        {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.missing_packs
+                    .lock()
+                    .expect("missing packs")
+                    .insert(*id);
+                Ok(None)
+            }
+            r => r.map(Some),
+        }
     }
 
     /// Stores a pack and then its index (`docs/FORMAT.md`, "Packs"): an index never names a

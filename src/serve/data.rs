@@ -306,11 +306,11 @@ impl Gatherer {
         while let Some(m) = manifests.next().await {
             let m = m?;
             let (mut chunks, mut new_chunks, mut new_bytes) = (0, 0, 0);
-            for id in distinct_chunks(&m) {
+            for (id, packed) in distinct_chunks(&m) {
                 chunks += 1;
                 if seen.insert(id) {
                     new_chunks += 1;
-                    new_bytes += sizes.get(&id).copied().unwrap_or(0);
+                    new_bytes += sizes.get(&id).copied().or(packed).unwrap_or(0);
                 }
             }
             let metrics = numeric_metrics(&m);
@@ -361,9 +361,10 @@ impl Gatherer {
             .iter()
             .flat_map(|f| f.chunks.iter().map(|c| (c.id, c.size)))
             .collect();
+        let packed = distinct_chunks(&manifest);
         let stored: Vec<u64> = distinct
             .keys()
-            .filter_map(|id| sizes.get(id).copied())
+            .filter_map(|id| sizes.get(id).copied().or(packed[id]))
             .collect();
         let stored_bytes: u64 = stored.iter().sum();
         let figures = ChunkFigures {
@@ -476,11 +477,14 @@ fn chunk_digest(key: &str) -> Option<Digest> {
         .flatten()
 }
 
-fn distinct_chunks(m: &Manifest) -> HashSet<Digest> {
-    m.files
-        .iter()
-        .flat_map(|f| f.chunks.iter().map(|c| c.id))
-        .collect()
+/// Each distinct chunk of `m`, with its stored size when packed (the pack range's length).
+fn distinct_chunks(m: &Manifest) -> HashMap<Digest, Option<u64>> {
+    let mut out = HashMap::new();
+    for c in m.files.iter().flat_map(|f| &f.chunks) {
+        let slot = out.entry(c.id).or_insert(None);
+        *slot = slot.or(c.pack.map(|p| p.len));
+    }
+    out
 }
 
 /// The metrics that are numbers (others are shown as text, not charted).

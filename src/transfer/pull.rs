@@ -556,27 +556,32 @@ impl Ctx<'_> {
         let head = futures::stream::iter(ready)
             .map(|b| self.hash_block(&file, &blocks, b, path))
             .buffer_unordered(self.cores);
-        let todo = (0..n).filter(|&i| !written[i]);
+        let todo: Vec<usize> = (0..n).filter(|&i| !written[i]).collect();
+        let runs = pack_runs(&f.chunks, &todo, |id| self.local.contains_key(id));
         let window = self.opts.jobs.max(1);
-        let fetched = futures::stream::iter(todo)
-            .map(|i| {
-                let (file, log, blocks, range) = (&file, &log, &blocks, offsets[i]..offsets[i + 1]);
+        let offsets = &offsets;
+        let fetched = futures::stream::iter(runs)
+            .map(|run| {
+                let (file, log, blocks) = (&file, &log, &blocks);
                 async move {
-                    let (data, permit) = self.fetch_chunk(f, &f.chunks[i]).await?;
-                    let len = data.len() as u64;
-                    let (file2, log2, off) = (file.clone(), log.clone(), range.start);
-                    cpu(move || {
-                        file2.write_all_at(&data, off)?;
-                        (&*log2).write_all(&(i as u32).to_le_bytes())
-                    })
-                    .await
-                    .map_err(|e| Error::io(path.display(), e))?;
-                    drop(permit);
-                    Stats::add(&self.stats.bytes_local, len);
-                    bar.inc(len);
-                    for b in blocks.written(range) {
-                        self.hash_block(file, blocks, b, path).await?;
+                    let (pieces, permit) = self.fetch_run(f, run).await?;
+                    for (i, data) in pieces {
+                        let range = offsets[i]..offsets[i + 1];
+                        let len = data.len() as u64;
+                        let (file2, log2, off) = (file.clone(), log.clone(), range.start);
+                        cpu(move || {
+                            file2.write_all_at(&data, off)?;
+                            (&*log2).write_all(&(i as u32).to_le_bytes())
+                        })
+                        .await
+                        .map_err(|e| Error::io(path.display(), e))?;
+                        Stats::add(&self.stats.bytes_local, len);
+                        bar.inc(len);
+                        for b in blocks.written(range) {
+                            self.hash_block(file, blocks, b, path).await?;
+                        }
                     }
+                    drop(permit);
                     Ok::<_, Error>(())
                 }
             })
@@ -610,6 +615,70 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The plaintexts of chunks `run` of `f` (indexes, with each chunk's), verified, with the
+    /// in-flight byte permit that covers them: one ranged read when the run is several chunk
+    /// objects side by side in one pack (see [`pack_runs`]), else chunk by chunk.
+    async fn fetch_run(
+        &self,
+        f: &FileEntry,
+        run: std::ops::Range<usize>,
+    ) -> Result<(Vec<(usize, Bytes)>, tokio::sync::SemaphorePermit<'_>)> {
+        let chunks = &f.chunks[run.clone()];
+        if let [c] = chunks {
+            let (data, permit) = self.fetch_chunk(f, c).await?;
+            return Ok((vec![(run.start, data)], permit));
+        }
+        let plain: u64 = chunks.iter().map(|c| c.size).sum();
+        let kib = plain.div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
+        let permit = self.inflight.acquire_many(kib).await.expect("open");
+        let (first, last) = (chunks[0].pack, chunks[chunks.len() - 1].pack);
+        if let (Some(remote), Some(first), Some(last)) = (self.remote, first, last) {
+            let span = last.offset + last.len - first.offset;
+            let stored = {
+                let _req = self.requests.acquire().await;
+                if let Some(rate) = &self.opts.rate {
+                    rate.acquire(span).await;
+                }
+                let r = remote.read_pack_span(&first.id, first.offset, span).await?;
+                if let Some(b) = &r {
+                    self.requests.record(b.len() as u64);
+                }
+                r
+            };
+            if let Some(stored) = stored {
+                Stats::add(&self.stats.bytes_remote, span);
+                Stats::add(&self.stats.chunks_new, chunks.len() as u64);
+                let mut out = Vec::with_capacity(chunks.len());
+                for (i, c) in run.zip(chunks) {
+                    let p = c.pack.expect("a run of several is packed");
+                    let from = (p.offset - first.offset) as usize;
+                    out.push((
+                        i,
+                        self.decode(f, c, stored.slice(from..from + p.len as usize))
+                            .await?,
+                    ));
+                }
+                return Ok((out, permit));
+            }
+        }
+        // The pack is absent (or we are offline): chunk by chunk, under the run's permit.
+        let mut out = Vec::with_capacity(chunks.len());
+        for (i, c) in run.zip(chunks) {
+            out.push((i, self.chunk_data(f, c).await?));
+        }
+        Ok((out, permit))
+    }
+
+    /// Decodes and verifies one stored chunk object, at most one per core at once: each holds
+    /// its object, its planes and its plaintext, which the in-flight budget does not count.
+    async fn decode(&self, f: &FileEntry, c: &ChunkRef, stored: Bytes) -> Result<Bytes> {
+        let id = c.id;
+        let _core = self.decoders.acquire().await.expect("open");
+        cpu(move || chunk::decode_owned(&id, stored))
+            .await
+            .map_err(|e| Error::Integrity(format!("{}: chunk {}: {e}", f.path, c.id)))
+    }
+
     /// One chunk's plaintext, verified, with the in-flight byte permit that covers it.
     async fn fetch_chunk(
         &self,
@@ -618,11 +687,17 @@ impl Ctx<'_> {
     ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>)> {
         let kib = c.size.div_ceil(1024).min(INFLIGHT_KIB as u64) as u32;
         let permit = self.inflight.acquire_many(kib).await.expect("open");
+        Ok((self.chunk_data(f, c).await?, permit))
+    }
+
+    /// One chunk's plaintext, verified: from a cached blob holding it, else from the remote
+    /// (its pack range, or its loose object).
+    async fn chunk_data(&self, f: &FileEntry, c: &ChunkRef) -> Result<Bytes> {
         if let Some(lc) = self.local.get(&c.id)
             && let Ok(data) = read_local(lc.clone(), c.id).await
         {
             Stats::add(&self.stats.chunks_reused, 1);
-            return Ok((data, permit));
+            return Ok(data);
         }
         let Some(remote) = self.remote else {
             return Err(Error::NotFound(format!(
@@ -653,15 +728,44 @@ impl Ctx<'_> {
         };
         Stats::add(&self.stats.bytes_remote, stored.len() as u64);
         Stats::add(&self.stats.chunks_new, 1);
-        let id = c.id;
-        // Decodes at most one per core at once: each holds its object, its planes and its
-        // plaintext, which the in-flight budget does not count.
-        let _core = self.decoders.acquire().await.expect("open");
-        let data = cpu(move || chunk::decode_owned(&id, stored))
-            .await
-            .map_err(|e| Error::Integrity(format!("{}: chunk {}: {e}", f.path, c.id)))?;
-        Ok((data, permit))
+        self.decode(f, c, stored).await
     }
+}
+
+/// Most plaintext bytes one run of [`pack_runs`] covers (16 MiB): what one ranged read
+/// fetches and the in-flight budget holds for it.
+const RUN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Splits the chunk indexes `todo` (ascending) into runs fetched by one request each: a run
+/// is consecutive chunks whose objects lie side by side in one pack (each starting where the
+/// previous one ends), at most [`RUN_BYTES`] of plaintext, none held locally (`local`);
+/// every other chunk is a run of its own.
+fn pack_runs(
+    chunks: &[ChunkRef],
+    todo: &[usize],
+    local: impl Fn(&Digest) -> bool,
+) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut plain = 0u64;
+    for &i in todo {
+        let c = &chunks[i];
+        if let Some(last) = runs.last_mut()
+            && last.end == i
+            && !local(&c.id)
+            && plain + c.size <= RUN_BYTES
+            && let (Some(prev), Some(p)) = (chunks[i - 1].pack, c.pack)
+            && !local(&chunks[i - 1].id)
+            && prev.id == p.id
+            && prev.offset + prev.len == p.offset
+        {
+            last.end = i + 1;
+            plain += c.size;
+            continue;
+        }
+        runs.push(i..i + 1);
+        plain = c.size;
+    }
+    runs
 }
 
 /// Reads a chunk out of a cached blob and checks its hash.

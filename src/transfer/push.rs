@@ -59,6 +59,9 @@ pub struct PushRequest {
     /// Chunk, hash and check what the remote has, but upload nothing and write no manifest:
     /// the summary says what a push would send (`chunks_new`, `bytes_remote`).
     pub dry_run: bool,
+    /// Pack new chunk objects of at most [`pack::MAX_PACKED_OBJECT`] bytes (module text);
+    /// `false` stores every chunk loose (format 2). Encrypted vaults never pack.
+    pub pack: bool,
     /// Sign the version with this key: each file's SHA-256 is computed in the read that
     /// computes its BLAKE3, and the signature object (`crate::trust`) is written create-only
     /// after the manifest.
@@ -134,15 +137,10 @@ pub async fn push(
     let total: u64 = sources.iter().map(|s| s.size).sum();
     // After reading the records, as a stat would be (FORMAT.md, push step 3).
     let listed = remote.list_chunks_upto(listing_budget(total)).await?;
-    let packed = match remote.sealing().await? {
-        Sealing::Plain => remote
-            .list_packed_upto(listing_budget(total) / 100, opts.jobs)
-            .await?
-            .map(|mut found| {
-                found.retain(|_, p| !pending.packs.contains(&p.id));
-                found
-            }),
-        Sealing::Unmarked | Sealing::Sealed => None,
+    // Without packing nothing is referenced in a pack either: the version stays format 2.
+    let packed = match req.pack {
+        true => known_packed(remote, &req.name, listing_budget(total), &pending, opts).await?,
+        false => None,
     };
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
@@ -156,6 +154,7 @@ pub async fn push(
             req.chunking,
             req.dry_run,
             req.sign_key.is_some() && !req.dry_run,
+            req.pack,
         ),
         (pending, listed, packed),
         opts,
@@ -221,7 +220,7 @@ struct Rewrites {
 async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
-    (params, dry_run, sha256): (ChunkParams, bool, bool),
+    (params, dry_run, sha256, packing): (ChunkParams, bool, bool, bool),
     (pending, listed, packed): (
         Pending,
         Option<HashMap<Digest, u64>>,
@@ -232,7 +231,7 @@ async fn upload_all(
 ) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
     let packer = Packer {
         // Packs only where readers can read them: not in an encrypted vault.
-        enabled: !dry_run && remote.sealing().await? == Sealing::Plain,
+        enabled: packing && !dry_run && remote.sealing().await? == Sealing::Plain,
         open: tokio::sync::Mutex::new(pack::Builder::new()),
         slots: Semaphore::new(PACKS_IN_FLIGHT),
         known: packed.unwrap_or_default(),
@@ -404,6 +403,78 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
 fn listing_budget(push_bytes: u64) -> usize {
     let chunks = push_bytes / (512 * 1024) + 1;
     (chunks.saturating_mul(10)).clamp(1000, 10_000_000) as usize
+}
+
+/// Chunks already stored in packs that this push may reference (FORMAT.md, push step 3): in
+/// a vault with at most `budget` objects under `packs/`, every listed pack's (checked) index;
+/// in a larger one, the packed chunks of the model's newest version whose pack a stat finds.
+/// Packs a gc record lists are left out. `None` in an encrypted vault (no packs).
+async fn known_packed(
+    remote: &Remote,
+    name: &ModelName,
+    budget: usize,
+    pending: &Pending,
+    opts: &TransferOptions,
+) -> Result<Option<HashMap<Digest, PackRef>>> {
+    if remote.sealing().await? != Sealing::Plain {
+        return Ok(None);
+    }
+    let mut known = match remote.list_packs_upto(budget).await? {
+        Some(mut packs) => {
+            packs.retain(|id, _| !pending.packs.contains(id));
+            remote.read_pack_indexes(&packs, opts.jobs).await?
+        }
+        None => newest_version_packed(remote, name, opts).await?,
+    };
+    known.retain(|_, p| !pending.packs.contains(&p.id));
+    Ok(Some(known))
+}
+
+/// The packed chunks of `name`'s newest version whose pack is stored (one stat per pack):
+/// a new version of a model mostly repeats its previous one. A newest manifest that cannot
+/// be read is no hint (a warning), never a failure.
+async fn newest_version_packed(
+    remote: &Remote,
+    name: &ModelName,
+    opts: &TransferOptions,
+) -> Result<HashMap<Digest, PackRef>> {
+    let Some(newest) = remote.list_versions(name).await?.pop() else {
+        return Ok(HashMap::new());
+    };
+    let key = manifest_key(name, &newest);
+    let m = match remote
+        .read_manifest(&key)
+        .await
+        .map(|b| Manifest::from_json(&b))
+    {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            tracing::warn!("{key}: {e}; not used to find packed chunks");
+            return Ok(HashMap::new());
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let refs: HashMap<Digest, PackRef> = m
+        .files
+        .iter()
+        .flat_map(|f| &f.chunks)
+        .filter_map(|c| Some((c.id, c.pack?)))
+        .collect();
+    let packs: HashSet<Digest> = refs.values().map(|p| p.id).collect();
+    let sizes: HashMap<Digest, u64> = futures::stream::iter(packs)
+        .map(|id| async move {
+            let size = remote.size_of(&pack::pack_key(&id)).await?;
+            Ok::<_, Error>(size.map(|s| (id, s)))
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_filter_map(|x| async move { Ok(x) })
+        .try_collect()
+        .await?;
+    Ok(refs
+        .into_iter()
+        .filter(|(_, p)| sizes.get(&p.id).is_some_and(|s| p.offset + p.len <= *s))
+        .collect())
 }
 
 /// Per-file progress of a push: a file's bar appears with its first settled chunk and goes
@@ -990,7 +1061,10 @@ impl std::io::Read for RangeReader<'_> {
 
 fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
     let (p, t) = (req.chunking, plan::TENSOR);
-    let packed = files.iter().flat_map(|f| &f.chunks).any(|c| c.pack.is_some());
+    let packed = files
+        .iter()
+        .flat_map(|f| &f.chunks)
+        .any(|c| c.pack.is_some());
     Manifest {
         format: if packed {
             manifest::PACKED_FORMAT

@@ -408,9 +408,19 @@ impl Env {
         }
     }
 
-    /// Total stored bytes of chunk objects.
+    /// Total stored bytes of chunk objects, loose and in packs (with the packs' indexes).
     pub fn stored_chunk_bytes(&self) -> u64 {
-        self.list_objects("chunks/").iter().map(|(_, s)| s).sum()
+        let packs = self.list_objects("packs/");
+        let packed: u64 = packs
+            .iter()
+            .filter(|(k, _)| !k.ends_with(".index"))
+            .map(|(_, s)| s)
+            .sum();
+        self.list_objects("chunks/")
+            .iter()
+            .map(|(_, s)| s)
+            .sum::<u64>()
+            + packed
     }
 }
 

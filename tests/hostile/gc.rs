@@ -54,6 +54,8 @@ fn slow_push(env: &Env, src: &Path, version: &str) -> Child {
             version,
             "--limit-rate",
             "1M",
+            // The loose-chunk protocol (rewrite, then heal) is what these races exercise.
+            "--no-pack",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -105,7 +107,15 @@ fn seed_v1_and_v2(env: &Env, a_bytes: usize, new_bytes: usize) -> PathBuf {
     let a = noise(41, a_bytes);
     let v1 = env.path("v1");
     write_file(&v1.join("a.bin"), &a);
-    env.ok(&["push", s(&v1), "--name", "m", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        s(&v1),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
     backdate(&chunk_files(env), 2 * DAY);
     let v2 = env.path("v2");
     write_file(&v2.join("a.bin"), &a);
@@ -198,7 +208,15 @@ fn a_recorded_chunk_deleted_after_the_push_rewrote_it_is_uploaded_again() {
 
     let push = env
         .cmd()
-        .args(["push", s(&v2), "--name", "m", "--version", "2.0.0"])
+        .args([
+            "push",
+            s(&v2),
+            "--name",
+            "m",
+            "--version",
+            "2.0.0",
+            "--no-pack",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,12 +239,28 @@ fn pushing_the_same_content_again_heals_a_lost_chunk() {
     let env = Env::new(Backend::Fs);
     let src = env.path("src");
     write_file(&src.join("w.bin"), &noise(43, 3 << 20));
-    env.ok(&["push", s(&src), "--name", "m", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        s(&src),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
     let lost = chunk_files(&env)[0].clone();
     fs::remove_file(&lost).unwrap();
     env.fails(5, &["verify", "m@1.0.0"]);
 
-    env.ok(&["push", s(&src), "--name", "m", "--version", "2.0.0"]);
+    env.ok(&[
+        "push",
+        s(&src),
+        "--name",
+        "m",
+        "--version",
+        "2.0.0",
+        "--no-pack",
+    ]);
     assert!(lost.exists(), "the lost chunk was not uploaded again");
     env.ok(&["verify", "m@1.0.0"]);
     env.ok(&["verify", "m@2.0.0"]);
@@ -239,8 +273,24 @@ fn a_short_grace_needs_force_and_warns() {
     let env = Env::new(Backend::Fs);
     let src = env.path("src");
     write_file(&src.join("w.bin"), &noise(44, 100_000));
-    env.ok(&["push", s(&src), "--name", "m", "--version", "1.0.0"]);
-    env.ok(&["push", s(&src), "--name", "m", "--version", "2.0.0"]);
+    env.ok(&[
+        "push",
+        s(&src),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
+    env.ok(&[
+        "push",
+        s(&src),
+        "--name",
+        "m",
+        "--version",
+        "2.0.0",
+        "--no-pack",
+    ]);
 
     let err = env.fails(2, &["gc", "--grace", "10s"]);
     assert!(
@@ -268,9 +318,25 @@ fn gc_records_first_and_deletes_a_grace_period_later() {
     let (v1, v2) = (env.path("v1"), env.path("v2"));
     write_file(&v1.join("a.bin"), &noise(45, 2 << 20));
     write_file(&v2.join("c.bin"), &noise(46, 1 << 20));
-    env.ok(&["push", s(&v2), "--name", "m", "--version", "2.0.0"]);
+    env.ok(&[
+        "push",
+        s(&v2),
+        "--name",
+        "m",
+        "--version",
+        "2.0.0",
+        "--no-pack",
+    ]);
     let kept = chunk_files(&env);
-    env.ok(&["push", s(&v1), "--name", "m", "--version", "1.0.0"]);
+    env.ok(&[
+        "push",
+        s(&v1),
+        "--name",
+        "m",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
     let garbage: Vec<PathBuf> = chunk_files(&env)
         .into_iter()
         .filter(|f| !kept.contains(f))
@@ -344,6 +410,7 @@ fn gc_sweeping_while_a_sync_reuses_recorded_chunks() {
         "m",
         "--version",
         "2.0.0",
+        "--no-pack",
     ]);
     env.ok(&["rm", "m@1.0.0"]);
     let j = env.json(&["gc"]);

@@ -609,6 +609,13 @@ pub fn assert_layout(prefix: &str, reqs: &[Recorded]) {
                     "{rel}"
                 )
             }
+            ["packs", hh, id] => {
+                let hex = id.strip_suffix(".index").unwrap_or(id);
+                assert!(
+                    is_lower_hex(hex, 64) && hex.starts_with(hh) && hh.len() == 2,
+                    "{rel}"
+                )
+            }
             ["models", name, "versions", file] => {
                 assert!(!name.is_empty(), "{rel}");
                 let v = file

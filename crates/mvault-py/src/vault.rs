@@ -200,6 +200,7 @@ impl Vault {
             extra: Map::new(),
             chunking: ChunkParams::DEFAULT,
             dry_run: false,
+            pack: true,
             sign_key,
         };
         match metadata.filter(|m| !m.is_none()) {

@@ -59,6 +59,11 @@ pub struct PushArgs {
     /// uploading anything or writing the version.
     #[arg(long)]
     pub dry_run: bool,
+    /// Store every chunk as an object of its own instead of packing chunk objects of at most
+    /// 4 MiB into 8 MiB packs (more requests; the version stays format 2, readable by mvault
+    /// releases before packs).
+    #[arg(long)]
+    pub no_pack: bool,
     /// Sign the version with this private key (PEM, from `mvault keygen`): an OpenSSF
     /// model-signing bundle is stored beside the manifest [default: signing.key of the
     /// config].
@@ -174,6 +179,7 @@ fn request(a: &PushArgs, name: ModelName, version: Version) -> Result<PushReques
         extra: Map::new(),
         chunking: ChunkParams::DEFAULT,
         dry_run: a.dry_run,
+        pack: !a.no_pack,
         sign_key: None,
     };
     if let Some(path) = &a.metadata_file {
