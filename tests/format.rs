@@ -269,6 +269,7 @@ fn format2_safetensors_vector() {
         std::fs::read(env.path("vault").join("models/golden/versions/2.0.0.json")).unwrap();
     let m = Manifest::from_json(&stored).unwrap();
     let f = &m.files[0];
+    assert_eq!(f.digest, Digest::of(&file), "file digest");
     let mut offset = 0;
     let got: Vec<String> = f
         .chunks
@@ -598,7 +599,11 @@ fn golden_pack_vector() {
     assert_eq!(mvault::pack::parse_key(&v.key), Some((pack.id, false)));
     assert_eq!(
         (entry.id, pack.offset, pack.len),
-        (index.chunks[1].id, index.chunks[1].offset, index.chunks[1].len)
+        (
+            index.chunks[1].id,
+            index.chunks[1].offset,
+            index.chunks[1].len
+        )
     );
     assert_eq!(serde_json::to_string(&entry).unwrap(), v.entry);
 }
