@@ -269,6 +269,7 @@ fn format2_safetensors_vector() {
         std::fs::read(env.path("vault").join("models/golden/versions/2.0.0.json")).unwrap();
     let m = Manifest::from_json(&stored).unwrap();
     let f = &m.files[0];
+    assert_eq!(f.digest, Digest::of(&file), "file digest");
     let mut offset = 0;
     let got: Vec<String> = f
         .chunks

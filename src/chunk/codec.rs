@@ -74,26 +74,65 @@ fn worth(plain_len: usize, packed_len: usize) -> bool {
     packed_len + plain_len / 32 < plain_len
 }
 
-/// zstd of `data` at `level` if that is `worth` it; a probe of the first [`PROBE_BYTES`] at
-/// level 1 decides first for longer inputs, so incompressible data costs almost no CPU.
-fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
-    if data.len() > PROBE_BYTES {
-        let probe = zstd::bulk::compress(&data[..PROBE_BYTES], 1).ok()?;
-        if !worth(PROBE_BYTES, probe.len()) {
-            return None;
+/// Whether zstd at level 1 saves a worthwhile share of the first [`PROBE_BYTES`] of `data`;
+/// always true for shorter inputs, which are compressed whole without a probe.
+fn probe_pays(data: &[u8]) -> bool {
+    if data.len() <= PROBE_BYTES {
+        return true;
+    }
+    zstd::bulk::compress(&data[..PROBE_BYTES], 1).is_ok_and(|p| worth(PROBE_BYTES, p.len()))
+}
+
+/// Appends `data` compressed by `c` to `out` if that is `worth` it (and the probe said it
+/// might be) and returns the compressed length; else leaves `out` as it was and returns
+/// `None`. The frame is written in place into `out`'s spare capacity (reserved here up to
+/// zstd's bound), so a reused `out` costs no allocation.
+fn compress_onto(
+    c: &mut zstd::bulk::Compressor<'static>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let start = out.len();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    let mut at = std::io::Cursor::new(&mut *out);
+    at.set_position(start as u64);
+    match c.compress_to_buffer(data, &mut at) {
+        Ok(n) if worth(data.len(), n) => Some(n),
+        _ => {
+            out.truncate(start);
+            None
         }
     }
-    zstd::bulk::compress(data, level)
-        .ok()
-        .filter(|z| worth(data.len(), z.len()))
 }
 
 /// Encodes a plaintext chunk for storage (format 1's rule): zstd when it saves at least 1/32
 /// of the bytes, raw otherwise.
 pub fn encode(plain: &[u8]) -> Vec<u8> {
-    match compress(plain, ZSTD_LEVEL) {
-        Some(z) => frame(Codec::Zstd, [0; 3], plain.len(), &[&z]),
-        None => frame(Codec::Raw, [0; 3], plain.len(), &[plain]),
+    let mut out = Vec::new();
+    encode_into(plain, &mut out);
+    out
+}
+
+/// [`encode`] into `out` (cleared first; its allocation is reused).
+pub fn encode_into(plain: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(HEADER_BYTES + zstd::zstd_safe::compress_bound(plain.len()));
+    out.extend_from_slice(&CHUNK_MAGIC);
+    out.extend_from_slice(&[Codec::Zstd as u8, 0, 0, 0]);
+    out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
+    let packed = probe_pays(plain)
+        && WHOLE_ZSTD
+            .with_borrow_mut(|c| {
+                let c = match c {
+                    Some(c) => c,
+                    None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
+                };
+                compress_onto(c, plain, out)
+            })
+            .is_some();
+    if !packed {
+        out[4] = Codec::Raw as u8;
+        out.extend_from_slice(plain);
     }
 }
 
@@ -101,15 +140,26 @@ pub fn encode(plain: &[u8]) -> Vec<u8> {
 /// planes payload saves at least 1/32 of the bytes, else as [`encode`] does. A `lead` beyond
 /// the chunk or `u16::MAX`, or a chunk without a whole element, is encoded as [`encode`] does.
 pub fn encode_planes(plain: &[u8], planes: Planes) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_planes_into(plain, planes, &mut out);
+    out
+}
+
+/// [`encode_planes`] into `out` (cleared first; its allocation is reused). Each plane is
+/// compressed straight into `out`, so the only copies are the split into planes and a raw
+/// plane's bytes.
+pub fn encode_planes_into(plain: &[u8], planes: Planes, out: &mut Vec<u8>) {
     let w = planes.width as usize;
     let lead = planes.lead;
     if !matches!(w, 2 | 4 | 8) || lead > u16::MAX as usize || lead + w > plain.len() {
-        return encode(plain);
+        return encode_into(plain, out);
     }
     let n = (plain.len() - lead) / w;
     let (body, tail) = plain[lead..].split_at(n * w);
     let lead16 = (lead as u16).to_le_bytes();
-    let mut out = Vec::with_capacity(HEADER_BYTES + plain.len() + 5 * w);
+    out.clear();
+    // Room for every plane compressed at zstd's bound, so `compress_onto` never reallocates.
+    out.reserve(HEADER_BYTES + lead + tail.len() + w * (5 + zstd::zstd_safe::compress_bound(n)));
     out.extend_from_slice(&CHUNK_MAGIC);
     out.extend_from_slice(&[Codec::Planes as u8, planes.width, lead16[0], lead16[1]]);
     out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
@@ -118,27 +168,33 @@ pub fn encode_planes(plain: &[u8], planes: Planes) -> Vec<u8> {
         planes.resize(n * w, 0);
         split(body, w, planes);
         for plane in planes.chunks_exact(n) {
-            let packed = compress_plane(plane);
-            let (mode, stored) = match &packed {
-                Some(z) => (1u8, z.as_slice()),
-                None => (0u8, plane),
+            let head = out.len();
+            out.extend_from_slice(&[0; 5]);
+            let (mode, stored) = match compress_plane(plane, out) {
+                Some(len) => (1u8, len),
+                None => {
+                    out.extend_from_slice(plane);
+                    (0u8, n)
+                }
             };
-            out.push(mode);
-            out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-            out.extend_from_slice(stored);
+            out[head] = mode;
+            out[head + 1..head + 5].copy_from_slice(&(stored as u32).to_le_bytes());
         }
     });
     out.extend_from_slice(tail);
     if !worth(plain.len(), out.len() - HEADER_BYTES) {
-        return encode(plain);
+        encode_into(plain, out);
     }
-    out
 }
 
 thread_local! {
     /// The planes of the chunk being encoded, kept per thread between chunks (a push has one
     /// long-lived worker per core).
     static PLANES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The whole-chunk compressor (zstd at [`ZSTD_LEVEL`]), kept per thread: a reused context
+    /// writes the same frame as a fresh one.
+    static WHOLE_ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
     /// The plane compressor, kept per thread: zstd level 1 at the largest acceleration
     /// (`targetLength` 131072) with Huffman-coded literals, in effect an order-0 entropy coder.
     /// On bf16 exponent planes it stored 0.339 of the plane at 0.86 ns/byte, against 0.368 at
@@ -147,9 +203,10 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// A plane compressed with the plane compressor if that is `worth` it (after a probe of the
-/// first [`PROBE_BYTES`] for longer planes).
-fn compress_plane(plane: &[u8]) -> Option<Vec<u8>> {
+/// Appends a plane compressed with the plane compressor to `out` and returns its length if
+/// that is `worth` it (after a probe of the first [`PROBE_BYTES`] for longer planes); else
+/// leaves `out` as it was.
+fn compress_plane(plane: &[u8], out: &mut Vec<u8>) -> Option<usize> {
     use zstd::zstd_safe::{CParameter, ParamSwitch};
     PLANE_ZSTD.with_borrow_mut(|c| {
         let c = match c {
@@ -168,86 +225,77 @@ fn compress_plane(plane: &[u8]) -> Option<Vec<u8>> {
                 return None;
             }
         }
-        c.compress(plane)
-            .ok()
-            .filter(|z| worth(plane.len(), z.len()))
+        compress_onto(c, plane, out)
     })
 }
 
-/// Elements per block of the plane shuffles: fixed-size inner loops the compiler vectorizes.
-const BLOCK: usize = 16;
-
 /// Splits `body` (elements of width `w`) into `w` planes of `n = body.len() / w` bytes laid
-/// out one after another in `planes`: `planes[k * n + i] = body[i * w + k]`.
+/// out one after another in `planes`: `planes[k * n + i] = body[i * w + k]`. Written as
+/// element-wise loops over fixed-size elements, which the compiler turns into vector shuffles.
 fn split(body: &[u8], w: usize, planes: &mut [u8]) {
+    let n = body.len() / w;
     match w {
-        2 => split_w::<2>(body, planes),
-        4 => split_w::<4>(body, planes),
-        _ => split_w::<8>(body, planes),
-    }
-}
-
-fn split_w<const W: usize>(body: &[u8], planes: &mut [u8]) {
-    let n = body.len() / W;
-    let mut outs: Vec<&mut [u8]> = planes.chunks_exact_mut(n).collect();
-    let blocks = n / BLOCK;
-    for (b, e) in body.chunks_exact(BLOCK * W).enumerate() {
-        for (k, out) in outs.iter_mut().enumerate() {
-            let o: &mut [u8; BLOCK] = (&mut out[b * BLOCK..(b + 1) * BLOCK])
-                .try_into()
-                .expect("block");
-            for (i, x) in o.iter_mut().enumerate() {
-                *x = e[i * W + k];
+        2 => {
+            let (e, _) = body.as_chunks::<2>();
+            let (p0, p1) = planes.split_at_mut(n);
+            for ((a, b), [x, y]) in p0.iter_mut().zip(p1.iter_mut()).zip(e) {
+                (*a, *b) = (*x, *y);
+            }
+        }
+        4 => {
+            let (e, _) = body.as_chunks::<4>();
+            let (p01, p23) = planes.split_at_mut(2 * n);
+            let ((p0, p1), (p2, p3)) = (p01.split_at_mut(n), p23.split_at_mut(n));
+            let outs = p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut().zip(p3));
+            for (((a, b), (c, d)), [x, y, z, t]) in outs.zip(e) {
+                (*a, *b, *c, *d) = (*x, *y, *z, *t);
+            }
+        }
+        _ => {
+            let (e, _) = body.as_chunks::<8>();
+            for (k, plane) in planes.chunks_exact_mut(n).enumerate() {
+                for (a, x) in plane.iter_mut().zip(e) {
+                    *a = x[k];
+                }
             }
         }
     }
-    for i in blocks * BLOCK..n {
-        for (k, out) in outs.iter_mut().enumerate() {
-            out[i] = body[i * W + k];
+}
+
+/// The inverse of [`split`]: `body[i * w + k] = planes[k][i]`, with `w = planes.len()` planes
+/// of `body.len() / w` bytes each.
+fn join(planes: &[&[u8]], body: &mut [u8]) {
+    match *planes {
+        [p0, p1] => {
+            let (e, _) = body.as_chunks_mut::<2>();
+            for ([x, y], (a, b)) in e.iter_mut().zip(p0.iter().zip(p1)) {
+                (*x, *y) = (*a, *b);
+            }
         }
-    }
-}
-
-/// The inverse of [`split`].
-fn join(planes: &[u8], w: usize, body: &mut [u8]) {
-    match w {
-        2 => join_w::<2>(planes, body),
-        4 => join_w::<4>(planes, body),
-        _ => join_w::<8>(planes, body),
-    }
-}
-
-fn join_w<const W: usize>(planes: &[u8], body: &mut [u8]) {
-    let n = body.len() / W;
-    let ins: Vec<&[u8]> = planes.chunks_exact(n).collect();
-    let blocks = n / BLOCK;
-    for (b, e) in body.chunks_exact_mut(BLOCK * W).enumerate() {
-        for (k, plane) in ins.iter().enumerate() {
-            let p: &[u8; BLOCK] = plane[b * BLOCK..(b + 1) * BLOCK].try_into().expect("block");
-            for (i, x) in p.iter().enumerate() {
-                e[i * W + k] = *x;
+        [p0, p1, p2, p3] => {
+            let (e, _) = body.as_chunks_mut::<4>();
+            let ins = p0.iter().zip(p1).zip(p2.iter().zip(p3));
+            for ([x, y, z, t], ((a, b), (c, d))) in e.iter_mut().zip(ins) {
+                (*x, *y, *z, *t) = (*a, *b, *c, *d);
+            }
+        }
+        _ => {
+            let (e, _) = body.as_chunks_mut::<8>();
+            for (k, plane) in planes.iter().enumerate() {
+                for (x, a) in e.iter_mut().zip(*plane) {
+                    x[k] = *a;
+                }
             }
         }
     }
-    for i in blocks * BLOCK..n {
-        for (k, plane) in ins.iter().enumerate() {
-            body[i * W + k] = plane[i];
-        }
-    }
 }
 
-fn frame(codec: Codec, params: [u8; 3], plain_len: usize, payload: &[&[u8]]) -> Vec<u8> {
-    let len: usize = payload.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(HEADER_BYTES + len);
-    out.extend_from_slice(&CHUNK_MAGIC);
-    out.push(codec as u8);
-    out.extend_from_slice(&params);
-    out.extend_from_slice(&(plain_len as u64).to_le_bytes());
-    for p in payload {
-        out.extend_from_slice(p);
-    }
-    out
-}
+/// Scratch buffers for the decompressed planes of decodes, reused: decodes run on many
+/// short-lived blocking threads, so a per-thread buffer would be allocated again and again.
+/// At most [`SCRATCH_KEPT`] wait here (one per concurrent decode on a small machine).
+static SCRATCH: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// Scratch buffers kept in [`SCRATCH`] between decodes.
+const SCRATCH_KEPT: usize = 4;
 
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.
@@ -330,11 +378,9 @@ fn decode_planes(
     let mut rest = payload
         .get(lead..)
         .ok_or(DecodeError::BadPlanes("payload ends early"))?;
-    let mut out = vec![0u8; plain_len];
-    out[..lead].copy_from_slice(&payload[..lead]);
-    // Not kept per thread (unlike the encoder's): decodes run on many short-lived threads.
-    let mut planes = vec![0u8; n * w];
-    for plane in planes.chunks_exact_mut(n) {
+    // Each plane's mode and stored bytes, checked before allocating anything.
+    let mut stored = Vec::with_capacity(w);
+    for _ in 0..w {
         let (head, after) = rest
             .split_at_checked(5)
             .ok_or(DecodeError::BadPlanes("payload ends early"))?;
@@ -342,29 +388,55 @@ fn decode_planes(
         let (bytes, after) = after
             .split_at_checked(len)
             .ok_or(DecodeError::BadPlanes("plane runs past the object"))?;
-        let got = match head[0] {
-            0 if bytes.len() == n => {
-                plane.copy_from_slice(bytes);
-                n
-            }
+        match head[0] {
+            0 if bytes.len() == n => {}
             0 => return Err(DecodeError::BadPlanes("plane has the wrong length")),
-            1 => zstd::bulk::decompress_to_buffer(bytes, plane)
-                .map_err(|e| DecodeError::Decompress(e.to_string()))?,
+            1 => {}
             _ => return Err(DecodeError::BadPlanes("unknown plane mode")),
-        };
-        if got != n {
-            return Err(DecodeError::BadPlanes("plane has the wrong length"));
         }
+        stored.push((head[0], bytes));
         rest = after;
     }
-    join(&planes, w, &mut out[lead..lead + n * w]);
     if rest.len() != tail {
         return Err(DecodeError::BadPlanes(
             "tail length differs from the header",
         ));
     }
-    out[lead + n * w..].copy_from_slice(rest);
-    Ok(out)
+    // Compressed planes are decompressed into scratch; raw planes are joined from the payload.
+    let packed = stored.iter().filter(|(mode, _)| *mode == 1).count();
+    let mut scratch = SCRATCH.lock().expect("scratch").pop().unwrap_or_default();
+    scratch.resize(packed * n, 0);
+    let result = (|| {
+        let mut dctx =
+            zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Decompress(e.to_string()))?;
+        let mut free = &mut scratch[..];
+        let mut planes: Vec<&[u8]> = Vec::with_capacity(w);
+        for (mode, bytes) in stored {
+            if mode == 0 {
+                planes.push(bytes);
+                continue;
+            }
+            let (plane, after) = std::mem::take(&mut free).split_at_mut(n);
+            let got = dctx
+                .decompress_to_buffer(bytes, plane)
+                .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+            if got != n {
+                return Err(DecodeError::BadPlanes("plane has the wrong length"));
+            }
+            planes.push(plane);
+            free = after;
+        }
+        let mut out = vec![0u8; plain_len];
+        out[..lead].copy_from_slice(&payload[..lead]);
+        join(&planes, &mut out[lead..lead + n * w]);
+        out[lead + n * w..].copy_from_slice(rest);
+        Ok(out)
+    })();
+    let mut kept = SCRATCH.lock().expect("scratch");
+    if kept.len() < SCRATCH_KEPT {
+        kept.push(scratch);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -480,6 +552,48 @@ mod tests {
                 assert_eq!(&back[..], &plain[..], "width {w} lead {lead}");
             }
         }
+    }
+
+    #[test]
+    fn split_and_join_follow_the_plane_layout() {
+        // planes[k * n + i] = body[i * w + k], for lengths around the vector widths.
+        for w in [2usize, 4, 8] {
+            for n in [1usize, 15, 16, 17, 31, 32, 33, 64, 1000, 4099] {
+                let body = noise((w * 10_000 + n) as u64, n * w);
+                let mut planes = vec![0u8; n * w];
+                split(&body, w, &mut planes);
+                for i in 0..n {
+                    for k in 0..w {
+                        assert_eq!(
+                            planes[k * n + i],
+                            body[i * w + k],
+                            "w {w} n {n} i {i} k {k}"
+                        );
+                    }
+                }
+                let refs: Vec<&[u8]> = planes.chunks_exact(n).collect();
+                let mut back = vec![0u8; n * w];
+                join(&refs, &mut back);
+                assert_eq!(back, body, "w {w} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_into_a_used_buffer_gives_the_same_object() {
+        let f32s = weights_f32(6, 100_000);
+        let planes = Planes { width: 4, lead: 3 };
+        let mut out = b"left over from another chunk".repeat(1000);
+        encode_planes_into(&f32s, planes, &mut out);
+        assert_eq!(out, encode_planes(&f32s, planes));
+        assert_eq!(out[4], Codec::Planes as u8);
+        let text = b"layer.weight: 0.0\n".repeat(20_000);
+        encode_into(&text, &mut out);
+        assert_eq!(out, encode(&text));
+        assert_eq!(out[4], Codec::Zstd as u8);
+        let random = noise(8, 70_000);
+        encode_into(&random, &mut out);
+        assert_eq!(&out[HEADER_BYTES..], &random[..], "stored raw");
     }
 
     #[test]

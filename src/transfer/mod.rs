@@ -5,6 +5,7 @@
 //! run on the async runtime, at most `jobs` at a time; every queue between stages is bounded,
 //! so memory stays proportional to `jobs` × the largest chunk, whatever the model size.
 
+mod cut;
 pub mod engine;
 mod progress;
 pub mod pull;

@@ -1,9 +1,8 @@
 //! Push: local files → chunks on the remote → manifest, written last and create-only.
 //!
 //! Pipeline: each file's layout is read and planned into segments (`chunk::plan`); blocking
-//! workers (one per core) take units of work from a shared queue: a segment (cut, hash and
-//! encode its chunks) or the BLAKE3 of a whole file of several segments, so one large model
-//! file is chunked on every core. Encoded chunks go over a channel bounded by a byte budget
+//! workers (one per core) cut, hash and encode them (`super::cut`), so one large model file is
+//! chunked on every core. Encoded chunks go over a channel bounded by a byte budget
 //! ([`IN_FLIGHT_BYTES`]); the async side uploads them, as many at once as the
 //! [`super::engine::Limiter`] allows, skipping chunks the remote already has (one listing of
 //! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
@@ -21,23 +20,23 @@
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
 //! is written they are checked once more and re-uploaded if a racing gc deleted them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
+use super::cut::{Encoded, Sha256, Work, chunk_worker, prepare_all};
 use super::engine::Limiter;
 use super::{Error, FileProgress, Progress, Result, Stats, Summary, TransferOptions};
-use crate::chunk::plan::{self, Cut, Segment, TensorRange};
-use crate::chunk::{self, ChunkParams, Chunker, Digest};
-use crate::manifest::{self, ChunkRef, Chunking, FileEntry, FileLayout, Manifest, Origin};
+use crate::chunk::plan;
+use crate::chunk::{self, ChunkParams, Digest};
+use crate::manifest::{self, Chunking, FileEntry, Manifest, Origin};
 use crate::pack::{self, PackRef};
 use crate::remote::{Created, ErrorKind, Pending, Remote, SWEEP_BOUND, Sealing, manifest_key};
 use crate::version::{ModelName, Version};
@@ -70,22 +69,10 @@ pub struct PushRequest {
 
 /// A local file to push: where it is, and its manifest path.
 #[derive(Debug, Clone)]
-struct Source {
-    local: PathBuf,
-    rel: String,
-    size: u64,
-}
-
-/// One encoded chunk on its way to the remote.
-struct Encoded {
-    id: Digest,
-    /// Index of the file it belongs to.
-    file: usize,
-    /// Plaintext length in bytes.
-    plain_len: u64,
-    data: Bytes,
-    /// Its share of [`IN_FLIGHT_BYTES`], returned when the chunk is dropped (uploaded).
-    _budget: OwnedSemaphorePermit,
+pub(super) struct Source {
+    pub(super) local: PathBuf,
+    pub(super) rel: String,
+    pub(super) size: u64,
 }
 
 /// Plaintext bytes of chunks cut but not yet uploaded, across all workers (24 MiB: three
@@ -658,405 +645,6 @@ fn read_chunk_at(path: &Path, offset: u64, len: u64, id: &Digest, version: &str)
         )));
     }
     Ok(Bytes::from(chunk::encode(&buf)))
-}
-
-/// A file to push, read and planned: its segments and tensor index.
-struct Prepared {
-    src: Source,
-    /// The file as planned. Every unit checks the file it opens against it, and the push
-    /// checks the path again at the end: the units read the file separately (the digest and
-    /// the chunks of a file of several segments come from different reads), so a file that
-    /// changed in between (another inode, size, modification or status-change time) fails
-    /// the push instead of publishing a digest its chunks do not add up to.
-    identity: Identity,
-    segments: Vec<Segment>,
-    layout: Option<FileLayout>,
-}
-
-/// What identifies a file's content between reads, short of reading it: device, inode, size,
-/// modification and status-change times (nanoseconds where the file system keeps them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: Option<SystemTime>,
-    ctime: (i64, i64),
-}
-
-impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Identity {
-        use std::os::unix::fs::MetadataExt;
-        Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: meta.modified().ok(),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
-
-/// The error of a file that changed while it was being pushed.
-fn changed(src: &Source) -> Error {
-    Error::Input(format!(
-        "{} changed while being pushed ({} bytes when it was read first); push again",
-        src.local.display(),
-        src.size
-    ))
-}
-
-/// Opens each file, reads its layout (`crate::layout`) and plans its segments.
-fn prepare_all(sources: Vec<Source>, fallback: ChunkParams) -> Result<Vec<Prepared>> {
-    let mut out = Vec::with_capacity(sources.len());
-    for src in sources {
-        let file = File::open(&src.local).map_err(|e| Error::io(src.local.display(), e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(src.local.display(), e))?;
-        let layout = crate::layout::detect(&file, meta.len()).filter(|l| !l.tensors.is_empty());
-        // The index must fit the manifest's limits; the cuts stand without it.
-        let indexable = |l: &crate::layout::Layout| {
-            l.tensors.len() <= manifest::MAX_TENSORS
-                && l.tensors.iter().all(|t| t.name.len() <= 4096)
-        };
-        let ranges: Vec<TensorRange> = layout
-            .iter()
-            .flat_map(|l| &l.tensors)
-            .map(|t| TensorRange {
-                offset: t.offset,
-                len: t.len,
-                float_width: t.float_width(),
-            })
-            .collect();
-        let segments = plan::plan(meta.len(), &ranges, fallback);
-        if let Some(l) = &layout {
-            tracing::debug!(
-                "{}: {:?}, {} tensors, {} segments",
-                src.local.display(),
-                l.kind,
-                l.tensors.len(),
-                segments.len()
-            );
-        }
-        out.push(Prepared {
-            identity: Identity::of(&meta),
-            layout: layout.filter(indexable).map(|l| FileLayout {
-                kind: l.kind,
-                tensors: l.tensors,
-            }),
-            segments,
-            src,
-        });
-    }
-    Ok(out)
-}
-
-/// A unit of chunking work.
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    /// A file of at most one segment: cut, hash and encode it, and compute its digest.
-    Whole { file: usize },
-    /// One segment of a file of several.
-    Segment { file: usize, seg: usize },
-    /// The BLAKE3 digest of a file of several segments.
-    Digest { file: usize },
-}
-
-/// Shared state of the chunk workers.
-struct Work {
-    files: Vec<Prepared>,
-    /// Chunking of files without a tensor table.
-    fallback: ChunkParams,
-    units: Mutex<VecDeque<Unit>>,
-    /// Per file: its digest, and the chunks of each segment once cut.
-    results: Mutex<Vec<FileResult>>,
-    /// Per file its SHA-256, computed by the unit that computes its BLAKE3 when `sha256`
-    /// (for signing; one more hash over bytes already read, no extra read).
-    sha256: bool,
-    sha256s: Mutex<Vec<Sha256>>,
-}
-
-/// A file's SHA-256, when the push computes it (signing).
-type Sha256 = Option<[u8; 32]>;
-
-/// What the units of one file found: its digest, and the chunks of each segment.
-type FileResult = (Option<Digest>, Vec<Option<Vec<ChunkRef>>>);
-
-impl Work {
-    /// Units in file order; a file's digest first, so the longest unit starts early.
-    fn new(files: Vec<Prepared>, fallback: ChunkParams, sha256: bool) -> Work {
-        let mut units = VecDeque::new();
-        let mut results = Vec::new();
-        for (file, p) in files.iter().enumerate() {
-            // A file of one segment or none (empty, or of a size the system does not report)
-            // is read whole by one unit, into one slot.
-            results.push((None, vec![None; p.segments.len().max(1)]));
-            if p.segments.len() <= 1 {
-                units.push_back(Unit::Whole { file });
-                continue;
-            }
-            units.push_back(Unit::Digest { file });
-            units.extend((0..p.segments.len()).map(|seg| Unit::Segment { file, seg }));
-        }
-        Work {
-            sha256s: Mutex::new(vec![None; files.len()]),
-            files,
-            fallback,
-            units: Mutex::new(units),
-            results: Mutex::new(results),
-            sha256,
-        }
-    }
-
-    /// The manifest entries, in path order, and their SHA-256s, after every unit is done.
-    /// Fails if a file changed (length or modification time) while it was being pushed.
-    fn finish(self) -> Result<(Vec<FileEntry>, Vec<Sha256>)> {
-        let results = self.results.into_inner().expect("results");
-        let mut out = Vec::with_capacity(self.files.len());
-        for (p, (digest, segs)) in self.files.into_iter().zip(results) {
-            let chunks: Vec<ChunkRef> = segs.into_iter().flatten().flatten().collect();
-            let size: u64 = chunks.iter().map(|c| c.size).sum();
-            let now = std::fs::metadata(&p.src.local)
-                .ok()
-                .map(|m| Identity::of(&m));
-            if size != p.src.size || now != Some(p.identity) {
-                return Err(changed(&p.src));
-            }
-            out.push(FileEntry {
-                path: p.src.rel,
-                size,
-                digest: digest.expect("every file's digest unit ran"),
-                chunks,
-                layout: p.layout,
-            });
-        }
-        Ok((out, self.sha256s.into_inner().expect("sha256s")))
-    }
-}
-
-/// Blocking worker: runs units from the queue until it is empty or the push is failing.
-fn chunk_worker(
-    work: &Work,
-    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
-    budget: &Arc<Semaphore>,
-) -> Result<()> {
-    // One read buffer per worker, reused by every unit it runs.
-    let mut buf = Vec::new();
-    loop {
-        let Some(unit) = work.units.lock().expect("units").pop_front() else {
-            return Ok(());
-        };
-        match run_unit(work, unit, tx, budget, &mut buf) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()), // receiver gone: the push is failing elsewhere
-            Err(e) => {
-                let _ = tx.blocking_send(Err(Error::Input(e.to_string())));
-                return Err(e);
-            }
-        }
-    }
-}
-
-/// Runs one unit; `false` if the push is failing elsewhere (channel or budget closed).
-fn run_unit(
-    work: &Work,
-    unit: Unit,
-    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
-    budget: &Arc<Semaphore>,
-    buf: &mut Vec<u8>,
-) -> Result<bool> {
-    let (Unit::Whole { file: i } | Unit::Segment { file: i, .. } | Unit::Digest { file: i }) = unit;
-    let p = &work.files[i];
-    // A read that ends early means the file shrank since it was planned.
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => changed(&p.src),
-        _ => Error::io(p.src.local.display(), e),
-    };
-    let file = File::open(&p.src.local).map_err(io)?;
-    if Identity::of(&file.metadata().map_err(io)?) != p.identity {
-        return Err(changed(&p.src));
-    }
-    match unit {
-        Unit::Digest { .. } => {
-            let mut hasher = FileHasher::new(work.sha256);
-            if buf.len() < 1024 * 1024 {
-                buf.resize(1024 * 1024, 0);
-            }
-            let mut at = 0u64;
-            while at < p.src.size {
-                let n = (p.src.size - at).min(buf.len() as u64) as usize;
-                file.read_exact_at(&mut buf[..n], at).map_err(io)?;
-                hasher.update(&buf[..n]);
-                at += n as u64;
-            }
-            hasher.finish(work, i);
-            Ok(true)
-        }
-        Unit::Whole { .. } => {
-            // A file of one segment has no tensor table (`plan`): it is cut by the fallback
-            // FastCDC, read to EOF rather than to the planned length, so that a file that
-            // grew (or one whose size the system does not report, as under /proc) is caught.
-            let seg = Segment {
-                offset: 0,
-                len: u64::MAX,
-                cut: Cut::Cdc(work.fallback),
-                floats: None,
-            };
-            let mut hasher = FileHasher::new(work.sha256);
-            let mut refs = Vec::new();
-            let go = cut_segment(
-                (&file, i),
-                &seg,
-                (tx, budget, buf),
-                &mut refs,
-                Some(&mut hasher),
-            );
-            if !go.map_err(io)? {
-                return Ok(false);
-            }
-            hasher.finish(work, i);
-            let mut r = work.results.lock().expect("results");
-            if let Some(slot) = r[i].1.first_mut() {
-                *slot = Some(refs);
-            }
-            Ok(true)
-        }
-        Unit::Segment { seg, .. } => {
-            let mut refs = Vec::new();
-            let segment = &p.segments[seg];
-            let go = cut_segment((&file, i), segment, (tx, budget, buf), &mut refs, None);
-            if !go.map_err(io)? {
-                return Ok(false);
-            }
-            work.results.lock().expect("results")[i].1[seg] = Some(refs);
-            Ok(true)
-        }
-    }
-}
-
-/// Cuts one segment of `file` into chunks (as its plan says), hashing and encoding each and
-/// sending it on; appends their references to `refs` and feeds `hasher` the bytes in order.
-/// `false` if the push is failing elsewhere. Memory: the worker's read buffer `buf`, plus the
-/// chunks waiting in the budget.
-fn cut_segment(
-    (file, index): (&File, usize),
-    seg: &Segment,
-    (tx, budget, buf): (
-        &mpsc::Sender<std::result::Result<Encoded, Error>>,
-        &Arc<Semaphore>,
-        &mut Vec<u8>,
-    ),
-    refs: &mut Vec<ChunkRef>,
-    mut hasher: Option<&mut FileHasher>,
-) -> std::io::Result<bool> {
-    let mut send = |offset: u64, data: &[u8]| -> bool {
-        if let Some(h) = hasher.as_deref_mut() {
-            h.update(data);
-        }
-        let permits = data.len().clamp(1, IN_FLIGHT_BYTES) as u32;
-        let Ok(permit) = futures::executor::block_on(budget.clone().acquire_many_owned(permits))
-        else {
-            return false;
-        };
-        let id = Digest::of(data);
-        let encoded = match seg.floats {
-            Some(f) => chunk::encode_planes(data, f.planes_at(offset)),
-            None => chunk::encode(data),
-        };
-        refs.push(ChunkRef {
-            id,
-            size: data.len() as u64,
-            pack: None,
-        });
-        let enc = Encoded {
-            id,
-            file: index,
-            plain_len: data.len() as u64,
-            data: Bytes::from(encoded),
-            _budget: permit,
-        };
-        tx.blocking_send(Ok(enc)).is_ok()
-    };
-    match seg.cut {
-        Cut::Whole => {
-            // The plan keeps whole segments far below this; a chunk above it could be stored
-            // but never read.
-            if seg.len > chunk::MAX_CHUNK_BYTES {
-                return Err(std::io::Error::other("cut plan made a chunk above 16 MiB"));
-            }
-            let len = seg.len as usize;
-            if buf.len() < len {
-                buf.resize(len, 0);
-            }
-            file.read_exact_at(&mut buf[..len], seg.offset)?;
-            Ok(send(seg.offset, &buf[..len]))
-        }
-        Cut::Cdc(params) => {
-            let reader = RangeReader {
-                file,
-                at: seg.offset,
-                end: seg.offset.saturating_add(seg.len),
-            };
-            let mut chunker = Chunker::with_buffer(reader, params, std::mem::take(buf));
-            let mut go = true;
-            while let Some((offset, data)) = chunker.next_slice()? {
-                if !send(seg.offset + offset, data) {
-                    go = false;
-                    break;
-                }
-            }
-            *buf = chunker.into_buffer();
-            Ok(go)
-        }
-    }
-}
-
-/// The whole-file hashes of one file, fed its bytes in order: BLAKE3 (the manifest digest)
-/// and, when signing, SHA-256 (the signature's resource digest).
-struct FileHasher {
-    blake3: blake3::Hasher,
-    sha256: Option<sha2::Sha256>,
-}
-
-impl FileHasher {
-    fn new(sha256: bool) -> FileHasher {
-        FileHasher {
-            blake3: blake3::Hasher::new(),
-            sha256: sha256.then(<sha2::Sha256 as sha2::Digest>::new),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        self.blake3.update(data);
-        if let Some(s) = &mut self.sha256 {
-            sha2::Digest::update(s, data);
-        }
-    }
-
-    /// Records the digests as file `i`'s.
-    fn finish(self, work: &Work, i: usize) {
-        work.results.lock().expect("results")[i].0 = Some(self.blake3.finalize().into());
-        if let Some(s) = self.sha256 {
-            work.sha256s.lock().expect("sha256s")[i] = Some(sha2::Digest::finalize(s).into());
-        }
-    }
-}
-
-/// Reads `at..end` of a file with positioned reads (no shared cursor), ending early at EOF.
-struct RangeReader<'a> {
-    file: &'a File,
-    at: u64,
-    end: u64,
-}
-
-impl std::io::Read for RangeReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = (self.end - self.at).min(buf.len() as u64) as usize;
-        let n = self.file.read_at(&mut buf[..want], self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
 }
 
 fn build_manifest(req: &PushRequest, files: Vec<FileEntry>) -> Manifest {
