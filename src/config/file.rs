@@ -30,8 +30,10 @@ const SINGLE: &str = "expected a single value, found ";
 type Leaf = Spanned<Value>;
 /// A section or a provider's `config`: its values by key, with where the mapping starts.
 type Map = Spanned<BTreeMap<String, Leaf>>;
-/// A section's values by key, the keys checked.
-type Section<'m> = BTreeMap<&'m str, &'m Leaf>;
+/// A mapping's entries in file order, the keys checked.
+type Entries<'m> = Vec<(&'m str, &'m Leaf)>;
+/// The sections' values by dotted key (`cache.ttl`).
+type Settings<'m> = BTreeMap<String, &'m Leaf>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping (cloud_storage: ...)")]
@@ -96,12 +98,20 @@ impl Config {
         let Some(c) = root.cloud_storage else {
             return Ok(config);
         };
-        let cache = cx.section(&c.cache, "cache", &["max_size", "ttl"])?;
-        let transfer = cx.section(&c.transfer, "transfer", &["jobs", "rate_limit"])?;
-        let audit = cx.section(&c.audit, "audit", &["path", "max_size"])?;
-        let encryption = cx.section(&c.encryption, "encryption", &["key_file"])?;
-        let usage = cx.section(&c.usage, "usage", &["alert_monthly_cost"])?;
-        let signing = cx.section(&c.signing, "signing", &["key", "trusted_keys"])?;
+        // The sections, their keys checked.
+        let mut settings = Settings::new();
+        for (m, name, known) in [
+            (&c.cache, "cache", &["max_size", "ttl"][..]),
+            (&c.transfer, "transfer", &["jobs", "rate_limit"]),
+            (&c.audit, "audit", &["path", "max_size"]),
+            (&c.encryption, "encryption", &["key_file"]),
+            (&c.usage, "usage", &["alert_monthly_cost"]),
+            (&c.signing, "signing", &["key", "trusted_keys"]),
+        ] {
+            for (key, v) in cx.entries(m, &format!("cloud_storage.{name}"), known)? {
+                settings.insert(format!("{name}.{key}"), v);
+            }
+        }
         for (i, item) in c.providers.iter().flatten().enumerate() {
             let p = cx.provider(item, i, &config.providers)?;
             config.providers.push(p);
@@ -117,33 +127,32 @@ impl Config {
         };
         let duration = "a duration (e.g. 30d, 12h, 3600)";
         config.cache = CacheConfig {
-            max_size_bytes: cx.get(&cache, "cache.max_size", parse_size, SIZE)?,
-            ttl_secs: cx.get(&cache, "cache.ttl", parse_duration_secs, duration)?,
+            max_size_bytes: cx.get(&settings, "cache.max_size", parse_size, SIZE)?,
+            ttl_secs: cx.get(&settings, "cache.ttl", parse_duration_secs, duration)?,
         };
         config.audit = AuditConfig {
-            path: cx.get(&audit, "audit.path", path, "a path")?,
-            max_size_bytes: cx.get(&audit, "audit.max_size", parse_size, SIZE)?,
+            path: cx.get(&settings, "audit.path", path, "a path")?,
+            max_size_bytes: cx.get(&settings, "audit.max_size", parse_size, SIZE)?,
         };
         let what = format!("a number from 1 to {MAX_JOBS}");
-        config.jobs = cx.get(&transfer, "transfer.jobs", jobs, &what)?;
+        config.jobs = cx.get(&settings, "transfer.jobs", jobs, &what)?;
         let what = "a rate (e.g. 50M = 50 MiB/s)";
-        config.rate_limit_bytes_per_sec = cx.get(&transfer, "transfer.rate_limit", rate, what)?;
+        config.rate_limit_bytes_per_sec = cx.get(&settings, "transfer.rate_limit", rate, what)?;
         let what = "an amount in USD per month (e.g. 50 or 12.5)";
-        config.alert_monthly_cost_usd = cx.get(&usage, "usage.alert_monthly_cost", usd, what)?;
-        config.encryption_key_file = cx.get(&encryption, "encryption.key_file", path, "a path")?;
-        config.sign_key = cx.get(&signing, "signing.key", path, "a path")?;
+        config.alert_monthly_cost_usd = cx.get(&settings, "usage.alert_monthly_cost", usd, what)?;
+        config.encryption_key_file = cx.get(&settings, "encryption.key_file", path, "a path")?;
+        config.sign_key = cx.get(&settings, "signing.key", path, "a path")?;
         // `trusted_keys`: one path, or a list of them (each at the line of the key).
-        if let Some(&k) = signing.get("trusted_keys") {
+        if let Some(k) = settings.get("signing.trusted_keys") {
             let items = match &k.value {
                 Value::Array(items) => items.clone(),
                 v => vec![v.clone()],
             };
+            let key = "cloud_storage.signing.trusted_keys";
             for value in items {
-                let (item, key) = (
-                    Spanned { value, ..*k },
-                    "cloud_storage.signing.trusted_keys",
-                );
-                (config.trusted_keys).extend(cx.value(Some(&item), key, path, "a path")?);
+                let item = Spanned { value, ..**k };
+                let path = cx.value(Some(&item), key, path, "a path")?;
+                config.trusted_keys.extend(path);
             }
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
@@ -177,7 +186,10 @@ impl Cx<'_> {
         let at = format!("cloud_storage.providers[{}]", name.raw);
         let name_key = format!("{at}.name");
         let name_ok = name.raw.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && (name.raw.chars()).all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            && name
+                .raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !name_ok {
             let msg = "provider names are letters, digits, '.', '_' and '-', starting with a letter or digit";
             return Err(self.bad(name.line, &name_key, msg));
@@ -227,7 +239,10 @@ impl Cx<'_> {
         cline: usize,
     ) -> Result<(RemoteSpec, Option<Error>), Error> {
         let aliases = KEY_ALIASES.iter().map(|(alias, _)| alias);
-        let known: Vec<&str> = (LOCATION_KEYS.iter().chain(OPTION_KEYS).chain(aliases))
+        let known: Vec<&str> = LOCATION_KEYS
+            .iter()
+            .chain(OPTION_KEYS)
+            .chain(aliases)
             .copied()
             .collect();
         let mut problem = None;
@@ -323,7 +338,7 @@ impl Cx<'_> {
         m: &'m Option<Map>,
         at: &str,
         known: &[&str],
-    ) -> Result<Vec<(&'m str, &'m Leaf)>, Error> {
+    ) -> Result<Entries<'m>, Error> {
         let mut pairs: Vec<_> = m.iter().flat_map(|m| &m.value).collect();
         pairs.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
         if let Some((key, v)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
@@ -331,17 +346,6 @@ impl Cx<'_> {
             return Err(self.at(line(v), msg));
         }
         Ok(pairs.into_iter().map(|(k, v)| (k.as_str(), v)).collect())
-    }
-
-    /// Section `cloud_storage.{name}`, its keys checked against `known`.
-    fn section<'m>(
-        &self,
-        m: &'m Option<Map>,
-        name: &str,
-        known: &[&str],
-    ) -> Result<Section<'m>, Error> {
-        let at = format!("cloud_storage.{name}");
-        Ok(self.entries(m, &at, known)?.into_iter().collect())
     }
 
     /// The scalar at `key` (`None` when absent or null); a list or mapping is an error.
@@ -358,16 +362,15 @@ impl Cx<'_> {
         Ok(Some(Val { raw, line, key }))
     }
 
-    /// The value at `cloud_storage.{key}` of its section (`key` is `section.name`); see
-    /// [`Cx::value`].
+    /// The setting at `cloud_storage.{key}`; see [`Cx::value`].
     fn get<T>(
         &self,
-        section: &Section,
+        settings: &Settings,
         key: &str,
         read: impl FnOnce(&str) -> Option<T>,
         what: &str,
     ) -> Result<Option<T>, Error> {
-        let leaf = section.get(key.rsplit('.').next().unwrap_or(key)).copied();
+        let leaf = settings.get(key).copied();
         self.value(leaf, &format!("cloud_storage.{key}"), read, what)
     }
 

@@ -20,7 +20,8 @@
 //!   provider type or a duplicate provider name fails the load, naming the file, line and key.
 //! - Problems in one provider's values (an unset variable, a missing bucket, a bad `timeout`)
 //!   are reported only when that provider is used ([`Provider::spec`]), so a file describing four
-//!   clouds works with the credentials of one. Disabled providers are never resolved.
+//!   clouds works with the credentials of one. A disabled provider is refused by name, its
+//!   problems unreported.
 //! - Error messages never contain the values of environment variables or of secret keys.
 
 mod env;
