@@ -185,12 +185,10 @@ impl Cx<'_> {
             .ok_or_else(|| self.bad(pline, &unnamed, "every provider needs a name"))?;
         let at = format!("cloud_storage.providers[{}]", name.raw);
         let name_key = format!("{at}.name");
-        let name_ok = name.raw.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .raw
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !name_ok {
+        let mut chars = name.raw.chars();
+        if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             let msg = "provider names are letters, digits, '.', '_' and '-', starting with a letter or digit";
             return Err(self.bad(name.line, &name_key, msg));
         }
@@ -278,8 +276,14 @@ impl Cx<'_> {
             options: BTreeMap::new(),
             label: Some(name.to_string()),
         };
-        let mut defer = |line: usize, key: &str, msg: String| {
-            problem.get_or_insert(self.bad(line, key, msg));
+        // The whole `config` mapping, for a problem with no single key.
+        let whole = Val {
+            raw: String::new(),
+            line: cline,
+            key: at.to_string(),
+        };
+        let mut defer = |v: &Val, msg: String| {
+            problem.get_or_insert(self.bad(v.line, &v.key, msg));
         };
         let (ty, bucket_keys): (&str, &[&str]) = match backend {
             Backend::Fs => ("fs", &["path", "root"]),
@@ -290,23 +294,20 @@ impl Cx<'_> {
         };
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
-                let msg = format!("not used by type {ty}; use {}", bucket_keys[0]);
-                defer(v.line, &v.key, msg);
+                defer(v, format!("not used by type {ty}; use {}", bucket_keys[0]));
             }
         }
         let mut bucket = bucket_keys.iter().filter_map(|k| given(k));
         match (bucket.next(), bucket.next()) {
             (None, _) => defer(
-                cline,
-                at,
+                &whole,
                 format!("{} is required for type {ty}", bucket_keys[0]),
             ),
             (Some(_), Some((v, _))) => {
-                let msg = format!("give only one of {}", bucket_keys.join(", "));
-                defer(v.line, &v.key, msg)
+                defer(v, format!("give only one of {}", bucket_keys.join(", ")))
             }
             (Some((_, None)), None) => {}
-            (Some((v, Some(""))), None) => defer(v.line, &v.key, "must not be empty".into()),
+            (Some((v, Some(""))), None) => defer(v, "must not be empty".into()),
             (Some((_, Some(b))), None) if backend == Backend::Fs => {
                 let mut root = self.relative_to_file(Path::new(b));
                 if !spec.prefix.is_empty() {
@@ -315,8 +316,7 @@ impl Cx<'_> {
                 spec.bucket = root.to_string_lossy().into_owned();
             }
             (Some((v, Some(b))), None) if b.contains('/') => {
-                let msg = "must not contain '/' (put the rest in prefix)".into();
-                defer(v.line, &v.key, msg);
+                defer(v, "must not contain '/' (put the rest in prefix)".into());
             }
             (Some((_, Some(b))), None) => spec.bucket = b.to_string(),
         }
@@ -324,7 +324,7 @@ impl Cx<'_> {
             if let Some((v, Some(value))) = given(key) {
                 match check_option(key, value) {
                     Ok(value) => drop(spec.options.insert(key.to_string(), value)),
-                    Err(e) => defer(v.line, &v.key, e.message(&format!("{:?}", v.raw))),
+                    Err(e) => defer(v, e.message(&format!("{:?}", v.raw))),
                 }
             }
         }
