@@ -51,7 +51,7 @@ impl Context {
             encryption_key_file: g
                 .encryption_key_file
                 .clone()
-                .or_else(|| config.encryption.key_file.clone()),
+                .or_else(|| config.encryption_key_file.clone()),
             config,
             cache_dir: g.cache_dir.clone().unwrap_or_else(crate::util::cache_dir),
             remote: g.remote.clone().filter(|r| !r.is_empty()),
@@ -110,7 +110,7 @@ impl Context {
     /// `--jobs`, else `transfer.jobs` of the config, else the default; 1 to 1024.
     pub fn jobs(&self, jobs: Option<usize>) -> Result<usize> {
         let jobs = jobs
-            .or(self.config.transfer.jobs)
+            .or(self.config.jobs)
             .unwrap_or_else(transfer::default_jobs);
         if jobs == 0 || jobs > 1024 {
             return Err(UsageError::err("--jobs must be between 1 and 1024"));
@@ -126,7 +126,7 @@ impl Context {
                     "invalid --limit-rate {r:?}: expected e.g. 50M, 800K"
                 ))
             })?),
-            None => self.config.transfer.rate_limit_bytes_per_sec,
+            None => self.config.rate_limit_bytes_per_sec,
         };
         Ok(TransferOptions {
             jobs: self.jobs(t.jobs)?,
@@ -149,7 +149,7 @@ impl Context {
         } else if let Some(env) = from_env {
             env
         } else {
-            self.config.signing.trusted_keys.clone()
+            self.config.trusted_keys.clone()
         };
         Ok(TrustedKeys::load(&paths)?)
     }
@@ -157,7 +157,7 @@ impl Context {
     /// The key `push` signs with: `--sign-key`, else `signing.key` of the config; read before
     /// anything is uploaded (a bad key is exit 2).
     pub fn sign_key(&self, flag: Option<&std::path::Path>) -> Result<Option<Arc<SignKey>>> {
-        let path = flag.or(self.config.signing.key.as_deref());
+        let path = flag.or(self.config.sign_key.as_deref());
         Ok(path.map(SignKey::load).transpose()?.map(Arc::new))
     }
 

@@ -27,26 +27,22 @@ pub(super) fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         let end = body
             .find('}')
             .ok_or_else(|| Bad::Syntax("unterminated ${ (write $$ for a literal $)".to_string()))?;
-        let (name, default) = match body[..end].split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (&body[..end], None),
-        };
-        let mut chars = name.chars();
-        let first = chars.next();
-        if !first.is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        let inner = &body[..end];
+        let (name, default) = inner
+            .split_once(":-")
+            .map_or((inner, None), |(n, d)| (n, Some(d)));
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
             return Err(Bad::Syntax(format!(
                 "invalid variable name {name:?} (use ${{NAME}} or ${{NAME:-default}})"
             )));
         }
-        match (
-            env(name).filter(|v| default.is_none() || !v.is_empty()),
-            default,
-        ) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => unset = unset.or_else(|| Some(name.to_string())),
+        // A default also stands for an empty value.
+        let value = env(name).filter(|v| default.is_none() || !v.is_empty());
+        match value.or(default.map(str::to_string)) {
+            Some(v) => out.push_str(&v),
+            None => unset = unset.or_else(|| Some(name.to_string())),
         }
         rest = &body[end + 1..];
     }

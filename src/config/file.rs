@@ -1,7 +1,8 @@
 //! The file's shape as serde types (parsed by serde-saphyr, with spans), and their checking
-//! into a [`Config`]. Leaves accept any YAML value, so a list where a single value belongs, or
-//! a value that is not valid once its variables are substituted, is reported with its dotted
-//! key; a section of the wrong kind is reported by serde-saphyr, with its line.
+//! into a [`Config`]. Sections and provider `config` mappings are read as spanned YAML values
+//! and checked here, so an unknown key, a list where a single value belongs, or a value that
+//! is not valid once its variables are substituted, is reported with its line and dotted key;
+//! bad YAML and a part of the wrong kind are reported by serde-saphyr, with their line.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::env::{Bad, expand};
-use super::{Config, Error, KEY_ALIASES, Provider};
+use super::{AuditConfig, CacheConfig, Config, Error, KEY_ALIASES, Provider};
 use crate::remote::{Backend, OPTION_KEYS, RemoteSpec, check_option};
 use crate::util::{parse_duration_secs, parse_size};
 
@@ -23,10 +24,16 @@ const TYPES: &[&str] = &["s3", "gcs", "azblob", "oss", "fs"];
 /// Largest `transfer.jobs`, as for `--jobs`.
 const MAX_JOBS: usize = 1024;
 const SIZE: &str = "a size (e.g. 20G, 512M)";
+const SINGLE: &str = "expected a single value, found ";
 
 /// A scalar (or, wrongly, a list or mapping), with where it is.
-type Leaf = Option<Spanned<Value>>;
-type Map = Spanned<BTreeMap<String, Spanned<Value>>>;
+type Leaf = Spanned<Value>;
+/// A section or a provider's `config`: its values by key, with where the mapping starts.
+type Map = Spanned<BTreeMap<String, Leaf>>;
+/// A mapping's entries in file order, the keys checked.
+type Entries<'m> = Vec<(&'m str, &'m Leaf)>;
+/// The sections' values by dotted key (`cache.ttl`).
+type Settings<'m> = BTreeMap<String, &'m Leaf>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping (cloud_storage: ...)")]
@@ -38,66 +45,25 @@ struct Root {
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a mapping (default_provider, providers, ...)")]
 struct Cloud {
-    default_provider: Leaf,
+    default_provider: Option<Leaf>,
     providers: Option<Vec<Spanned<Entry>>>,
-    cache: Option<Cache>,
-    transfer: Option<Transfer>,
-    audit: Option<Audit>,
-    encryption: Option<Encryption>,
-    usage: Option<Usage>,
-    signing: Option<Signing>,
+    cache: Option<Map>,
+    transfer: Option<Map>,
+    audit: Option<Map>,
+    encryption: Option<Map>,
+    usage: Option<Map>,
+    signing: Option<Map>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(expecting = "a provider mapping (name, type, enabled, config)")]
 struct Entry {
-    name: Leaf,
+    name: Option<Leaf>,
     #[serde(rename = "type")]
-    kind: Leaf,
-    enabled: Leaf,
+    kind: Option<Leaf>,
+    enabled: Option<Leaf>,
     config: Option<Map>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (max_size, ttl)")]
-struct Cache {
-    max_size: Leaf,
-    ttl: Leaf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (jobs, rate_limit)")]
-struct Transfer {
-    jobs: Leaf,
-    rate_limit: Leaf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (path, max_size)")]
-struct Audit {
-    path: Leaf,
-    max_size: Leaf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (key_file)")]
-struct Encryption {
-    key_file: Leaf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (alert_monthly_cost)")]
-struct Usage {
-    alert_monthly_cost: Leaf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping (key, trusted_keys)")]
-struct Signing {
-    key: Leaf,
-    /// A path, or a list of paths.
-    trusted_keys: Leaf,
 }
 
 /// 1-based line of a node (a merged value: of its `<<` entry).
@@ -129,60 +95,71 @@ impl Config {
             path: Some(path.to_path_buf()),
             ..Config::default()
         };
-        let Some(cloud) = root.cloud_storage else {
+        let Some(c) = root.cloud_storage else {
             return Ok(config);
         };
-        for (i, item) in cloud.providers.iter().flatten().enumerate() {
+        // The sections, their keys checked.
+        let mut settings = Settings::new();
+        for (m, name, known) in [
+            (&c.cache, "cache", &["max_size", "ttl"][..]),
+            (&c.transfer, "transfer", &["jobs", "rate_limit"]),
+            (&c.audit, "audit", &["path", "max_size"]),
+            (&c.encryption, "encryption", &["key_file"]),
+            (&c.usage, "usage", &["alert_monthly_cost"]),
+            (&c.signing, "signing", &["key", "trusted_keys"]),
+        ] {
+            for (key, v) in cx.entries(m, &format!("cloud_storage.{name}"), known)? {
+                settings.insert(format!("{name}.{key}"), v);
+            }
+        }
+        for (i, item) in c.providers.iter().flatten().enumerate() {
             let p = cx.provider(item, i, &config.providers)?;
             config.providers.push(p);
         }
-        if let Some(c) = cloud.cache {
-            config.cache.max_size_bytes =
-                cx.get(&c.max_size, "cache.max_size", parse_size, SIZE)?;
-            let what = "a duration (e.g. 30d, 12h, 3600)";
-            config.cache.ttl_secs = cx.get(&c.ttl, "cache.ttl", parse_duration_secs, what)?;
-        }
-        if let Some(t) = cloud.transfer {
-            let jobs = |v: &str| v.trim().parse().ok().filter(|j| (1..=MAX_JOBS).contains(j));
-            let what = format!("a number from 1 to {MAX_JOBS}");
-            config.transfer.jobs = cx.get(&t.jobs, "transfer.jobs", jobs, &what)?;
-            let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
-            let what = "a rate (e.g. 50M = 50 MiB/s)";
-            config.transfer.rate_limit_bytes_per_sec =
-                cx.get(&t.rate_limit, "transfer.rate_limit", rate, what)?;
-        }
-        if let Some(a) = cloud.audit {
-            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-            config.audit.path = cx.get(&a.path, "audit.path", path, "a path")?;
-            config.audit.max_size_bytes =
-                cx.get(&a.max_size, "audit.max_size", parse_size, SIZE)?;
-        }
-        if let Some(e) = cloud.encryption {
-            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-            config.encryption.key_file =
-                cx.get(&e.key_file, "encryption.key_file", path, "a path")?;
-        }
-        if let Some(u) = cloud.usage {
-            let usd = |v: &str| {
-                v.trim()
-                    .parse()
-                    .ok()
-                    .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+        let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
+        let jobs = |v: &str| v.trim().parse().ok().filter(|j| (1..=MAX_JOBS).contains(j));
+        let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
+        let usd = |v: &str| {
+            v.trim()
+                .parse()
+                .ok()
+                .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+        };
+        let duration = "a duration (e.g. 30d, 12h, 3600)";
+        config.cache = CacheConfig {
+            max_size_bytes: cx.get(&settings, "cache.max_size", parse_size, SIZE)?,
+            ttl_secs: cx.get(&settings, "cache.ttl", parse_duration_secs, duration)?,
+        };
+        config.audit = AuditConfig {
+            path: cx.get(&settings, "audit.path", path, "a path")?,
+            max_size_bytes: cx.get(&settings, "audit.max_size", parse_size, SIZE)?,
+        };
+        let what = format!("a number from 1 to {MAX_JOBS}");
+        config.jobs = cx.get(&settings, "transfer.jobs", jobs, &what)?;
+        let what = "a rate (e.g. 50M = 50 MiB/s)";
+        config.rate_limit_bytes_per_sec = cx.get(&settings, "transfer.rate_limit", rate, what)?;
+        let what = "an amount in USD per month (e.g. 50 or 12.5)";
+        config.alert_monthly_cost_usd = cx.get(&settings, "usage.alert_monthly_cost", usd, what)?;
+        config.encryption_key_file = cx.get(&settings, "encryption.key_file", path, "a path")?;
+        config.sign_key = cx.get(&settings, "signing.key", path, "a path")?;
+        // `trusted_keys`: one path, or a list of them (each at the line of the key).
+        if let Some(k) = settings.get("signing.trusted_keys") {
+            let items = match &k.value {
+                Value::Array(items) => items.clone(),
+                v => vec![v.clone()],
             };
-            let what = "an amount in USD per month (e.g. 50 or 12.5)";
-            config.usage.alert_monthly_cost_usd =
-                cx.get(&u.alert_monthly_cost, "usage.alert_monthly_cost", usd, what)?;
-        }
-        if let Some(sg) = cloud.signing {
-            let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-            config.signing.key = cx.get(&sg.key, "signing.key", path, "a path")?;
-            config.signing.trusted_keys = cx.paths(&sg.trusted_keys, "signing.trusted_keys")?;
+            let key = "cloud_storage.signing.trusted_keys";
+            for value in items {
+                let item = Spanned { value, ..**k };
+                let path = cx.value(Some(&item), key, path, "a path")?;
+                config.trusted_keys.extend(path);
+            }
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
         let what = format!("the name of a provider (known: {})", names.join(", "));
-        let default = cx.get(&cloud.default_provider, "default_provider", known, &what)?;
-        config.default_provider = default;
+        let key = "cloud_storage.default_provider";
+        config.default_provider = cx.value(c.default_provider.as_ref(), key, known, &what)?;
         Ok(config)
     }
 }
@@ -216,10 +193,8 @@ impl Cx<'_> {
             return Err(self.bad(name.line, &name_key, msg));
         }
         if let Some(first) = before.iter().find(|p| p.name == name.raw) {
-            let msg = format!(
-                "duplicate provider name {:?} (first defined at line {})",
-                name.raw, first.line
-            );
+            let (n, l) = (&name.raw, first.line);
+            let msg = format!("duplicate provider name {n:?} (first defined at line {l})");
             return Err(self.bad(name.line, &name_key, msg));
         }
         let backend = match self.leaf(e.kind.as_ref(), &format!("{at}.type"))? {
@@ -233,13 +208,13 @@ impl Cx<'_> {
         };
         let enabled = match self.leaf(e.enabled.as_ref(), &format!("{at}.enabled"))? {
             None => true,
-            Some(v) => match v.raw.to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(self.bad(v.line, &v.key, "expected true or false")),
-            },
+            Some(v) if v.raw.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.raw.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(self.bad(v.line, &v.key, "expected true or false")),
         };
-        let (spec, problem) = self.remote(&name.raw, backend, &e.config, &at, pline)?;
+        let at = format!("{at}.config");
+        let line = e.config.as_ref().map_or(pline, line);
+        let (spec, problem) = self.remote(&name.raw, backend, &e.config, &at, line)?;
         Ok(Provider {
             name: name.raw,
             backend,
@@ -250,17 +225,17 @@ impl Cx<'_> {
         })
     }
 
-    /// The provider's remote. Errors in the file's shape are returned; problems in its values
-    /// come back beside a partial spec, to be reported when the provider is used.
+    /// The remote of provider `name`, whose `config` (at key `at`, line `cline`) is `config`.
+    /// Errors in the file's shape are returned; the first problem in its values comes back
+    /// beside a partial spec, to be reported when the provider is used.
     fn remote(
         &self,
         name: &str,
         backend: Backend,
         config: &Option<Map>,
         at: &str,
-        pline: usize,
+        cline: usize,
     ) -> Result<(RemoteSpec, Option<Error>), Error> {
-        let at = format!("{at}.config");
         let aliases = KEY_ALIASES.iter().map(|(alias, _)| alias);
         let known: Vec<&str> = LOCATION_KEYS
             .iter()
@@ -268,21 +243,15 @@ impl Cx<'_> {
             .chain(aliases)
             .copied()
             .collect();
-        let mut pairs: Vec<_> = config.iter().flat_map(|c| &c.value).collect();
-        pairs.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
         let mut problem = None;
         // Canonical key -> (the value as found, its value; None if a variable is unset).
         let mut values: BTreeMap<&str, (Val, Option<String>)> = BTreeMap::new();
-        for (key, v) in pairs {
-            if !known.contains(&key.as_str()) {
-                let msg = format!("unknown key {key:?} in {at} (known: {})", known.join(", "));
-                return Err(self.at(line(v), msg));
-            }
+        for (key, v) in self.entries(config, at, &known)? {
             let Some(val) = self.leaf(Some(v), &format!("{at}.{key}"))? else {
                 continue;
             };
-            let alias = KEY_ALIASES.iter().find(|(alias, _)| alias == key);
-            let canonical = alias.map_or(key.as_str(), |(_, k)| k);
+            let alias = KEY_ALIASES.iter().find(|(alias, _)| *alias == key);
+            let canonical = alias.map_or(key, |(_, k)| k);
             if let Some((first, _)) = values.get(canonical) {
                 let msg = format!("same setting as {}", first.key);
                 return Err(self.bad(val.line, &val.key, msg));
@@ -308,20 +277,21 @@ impl Cx<'_> {
             label: Some(name.to_string()),
         };
         // The whole `config` mapping, for a problem with no single key.
-        let (raw, line, key) = (String::new(), config.as_ref().map_or(pline, line), at);
-        let whole = Val { raw, line, key };
+        let whole = Val {
+            raw: String::new(),
+            line: cline,
+            key: at.to_string(),
+        };
         let mut defer = |v: &Val, msg: String| {
             problem.get_or_insert(self.bad(v.line, &v.key, msg));
         };
-        let bucket_keys: &[&str] = match backend {
-            Backend::Fs => &["path", "root"],
-            Backend::Azblob => &["container", "bucket"],
-            _ => &["bucket"],
+        let (ty, bucket_keys): (&str, &[&str]) = match backend {
+            Backend::Fs => ("fs", &["path", "root"]),
+            Backend::Azblob => ("azblob", &["container", "bucket"]),
+            Backend::S3 => ("s3", &["bucket"]),
+            Backend::Gcs => ("gcs", &["bucket"]),
+            Backend::Oss => ("oss", &["bucket"]),
         };
-        let ty = TYPES
-            .iter()
-            .find(|t| Backend::from_type(t) == Some(backend));
-        let ty = ty.copied().unwrap_or_default();
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
                 defer(v, format!("not used by type {ty}; use {}", bucket_keys[0]));
@@ -329,10 +299,10 @@ impl Cx<'_> {
         }
         let mut bucket = bucket_keys.iter().filter_map(|k| given(k));
         match (bucket.next(), bucket.next()) {
-            (None, _) => {
-                let msg = format!("{} is required for type {ty}", bucket_keys[0]);
-                defer(&whole, msg);
-            }
+            (None, _) => defer(
+                &whole,
+                format!("{} is required for type {ty}", bucket_keys[0]),
+            ),
             (Some(_), Some((v, _))) => {
                 defer(v, format!("give only one of {}", bucket_keys.join(", ")))
             }
@@ -361,37 +331,59 @@ impl Cx<'_> {
         Ok((spec, problem))
     }
 
+    /// The entries of mapping `m` (at key `at`) in file order; a key not in `known` is an
+    /// error.
+    fn entries<'m>(
+        &self,
+        m: &'m Option<Map>,
+        at: &str,
+        known: &[&str],
+    ) -> Result<Entries<'m>, Error> {
+        let mut pairs: Vec<_> = m.iter().flat_map(|m| &m.value).collect();
+        pairs.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
+        if let Some((key, v)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            let msg = format!("unknown key {key:?} in {at} (known: {})", known.join(", "));
+            return Err(self.at(line(v), msg));
+        }
+        Ok(pairs.into_iter().map(|(k, v)| (k.as_str(), v)).collect())
+    }
+
     /// The scalar at `key` (`None` when absent or null); a list or mapping is an error.
-    fn leaf(&self, s: Option<&Spanned<Value>>, key: &str) -> Result<Option<Val>, Error> {
+    fn leaf(&self, s: Option<&Leaf>, key: &str) -> Result<Option<Val>, Error> {
         let Some(s) = s else { return Ok(None) };
+        let (line, key) = (line(s), key.to_string());
         let raw = match &s.value {
             Value::Null => return Ok(None),
             Value::String(t) => t.clone(),
-            Value::Array(_) | Value::Object(_) => {
-                let found = if s.value.is_array() {
-                    "a list"
-                } else {
-                    "a mapping"
-                };
-                let msg = format!("expected a single value, found {found}");
-                return Err(self.bad(line(s), key, msg));
-            }
+            Value::Array(_) => return Err(self.bad(line, &key, SINGLE.to_owned() + "a list")),
+            Value::Object(_) => return Err(self.bad(line, &key, SINGLE.to_owned() + "a mapping")),
             v => v.to_string(),
         };
-        let (line, key) = (line(s), key.to_string());
         Ok(Some(Val { raw, line, key }))
     }
 
-    /// The leaf at `cloud_storage.{key}`, its variables substituted now (an unset one is an
-    /// error) and read by `read`; `None` from `read` is reported as not being `what`.
+    /// The setting at `cloud_storage.{key}`; see [`Cx::value`].
     fn get<T>(
         &self,
-        s: &Leaf,
+        settings: &Settings,
         key: &str,
         read: impl FnOnce(&str) -> Option<T>,
         what: &str,
     ) -> Result<Option<T>, Error> {
-        let Some(v) = self.leaf(s.as_ref(), &format!("cloud_storage.{key}"))? else {
+        let leaf = settings.get(key).copied();
+        self.value(leaf, &format!("cloud_storage.{key}"), read, what)
+    }
+
+    /// The leaf at `key`, its variables substituted now (an unset one is an error) and read
+    /// by `read`; `None` from `read` is reported as not being `what`.
+    fn value<T>(
+        &self,
+        s: Option<&Leaf>,
+        key: &str,
+        read: impl FnOnce(&str) -> Option<T>,
+        what: &str,
+    ) -> Result<Option<T>, Error> {
+        let Some(v) = self.leaf(s, key)? else {
             return Ok(None);
         };
         let value = expand(&v.raw, self.env).map_err(|b| self.bad(v.line, &v.key, b))?;
@@ -399,33 +391,6 @@ impl Cx<'_> {
             Some(value) => Ok(Some(value)),
             None => Err(self.bad(v.line, &v.key, format!("{:?} is not {what}", v.raw))),
         }
-    }
-
-    /// The leaf at `cloud_storage.{key}` as a list of paths: one path, or a list of them,
-    /// each substituted and taken relative to the file.
-    fn paths(&self, s: &Leaf, key: &str) -> Result<Vec<PathBuf>, Error> {
-        let Some(spanned) = s else {
-            return Ok(Vec::new());
-        };
-        let items: Vec<Leaf> = match &spanned.value {
-            Value::Array(items) => items
-                .iter()
-                .map(|v| {
-                    Some(Spanned {
-                        value: v.clone(),
-                        referenced: spanned.referenced,
-                        defined: spanned.defined,
-                    })
-                })
-                .collect(),
-            _ => vec![s.clone()],
-        };
-        let path = |v: &str| (!v.is_empty()).then(|| self.relative_to_file(Path::new(v)));
-        let mut out = Vec::new();
-        for item in &items {
-            out.extend(self.get(item, key, path, "a path")?);
-        }
-        Ok(out)
     }
 
     fn relative_to_file(&self, p: &Path) -> PathBuf {
@@ -448,8 +413,9 @@ impl Cx<'_> {
         self.at(line, format!("{key}: {message}"))
     }
 
-    /// A serde-saphyr error: an unknown key of a fixed section, else a syntax error or a
-    /// section of the wrong kind (e.g. "expected mapping start"), in serde-saphyr's words.
+    /// A serde-saphyr error: an unknown key of the top level, of `cloud_storage` or of a
+    /// provider entry, else a syntax error or a part of the wrong kind (e.g. "expected mapping
+    /// start"), in serde-saphyr's words.
     fn yaml(&self, e: &serde_saphyr::Error) -> Error {
         let e = e.without_snippet();
         let line = e.location().map_or(1, |l| l.line() as usize).max(1);
@@ -461,22 +427,16 @@ impl Cx<'_> {
             let message = message.replace(char::is_control, " ");
             return self.at(line, format!("invalid YAML: {message}"));
         };
-        // serde names no section, so it is told by the first key known in it.
-        let section = match expected.first().copied() {
+        // serde names no part, so it is told by the first key known in it.
+        let part = match expected.first().copied() {
             Some("cloud_storage") => "the top level",
-            Some("default_provider") => "cloud_storage",
             Some("name") => "a cloud_storage.providers entry",
-            Some("jobs") => "cloud_storage.transfer",
-            Some("path") => "cloud_storage.audit",
-            Some("key_file") => "cloud_storage.encryption",
-            Some("alert_monthly_cost") => "cloud_storage.usage",
-            Some("key") => "cloud_storage.signing",
-            _ => "cloud_storage.cache",
+            _ => "cloud_storage",
         };
         let known = expected.join(", ");
         self.at(
             line,
-            format!("unknown key {field:?} in {section} (known: {known})"),
+            format!("unknown key {field:?} in {part} (known: {known})"),
         )
     }
 }

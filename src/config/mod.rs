@@ -1,38 +1,17 @@
 //! The config file: named storage providers (for `--remote NAME`) and defaults for the cache,
-//! transfers and the audit log.
+//! transfers, the audit log, usage alerts, signing and encryption. README.md ("Config file")
+//! shows an example.
 //!
-//! ```yaml
-//! cloud_storage:
-//!   default_provider: aws_s3        # optional; used when no --remote is given
-//!   providers:
-//!     - name: aws_s3                # [A-Za-z0-9][A-Za-z0-9._-]*, unique
-//!       type: s3                    # s3 | gcs | azblob | oss | fs; may be omitted when the
-//!                                   # name is aws_s3, google_cloud, azure_blob or aliyun_oss
-//!       enabled: true               # optional, default true
-//!       config:
-//!         bucket: eitp-models       # `container` also accepted for azblob
-//!         prefix: models
-//!         region: us-east-1
-//!         access_key: "${AWS_ACCESS_KEY_ID}"
-//!         secret_key: "${AWS_SECRET_ACCESS_KEY}"
-//!     - name: scratch
-//!       type: fs
-//!       config: { path: ./vault }   # or `root`; relative to the config file's directory
-//!   cache:    { max_size: 20G, ttl: 30d }          # optional
-//!   transfer: { jobs: 16, rate_limit: 50M }        # optional; rate in bytes per second
-//!   audit:    { path: audit.jsonl, max_size: 10M } # optional; path as for fs
-//!   usage:    { alert_monthly_cost: 50 }           # optional; USD per month
-//!   signing:  { key: signing.key, trusted_keys: [release.pub] } # optional; paths as for fs
-//! ```
-//!
-//! Provider `config` keys: `bucket`/`container` (clouds), `path`/`root` (fs), `prefix`, and the
-//! remote option keys (`endpoint`, `region`, `access_key`, `secret_key`, `session_token`,
-//! `profile`, `credential`, `credential_path`, `account_name`, `account_key`, `sas_token`,
-//! `connection_string`, `virtual_host_style`, `anonymous`, `timeout`, and server-side encryption:
-//! `sse`, `sse_kms_key_id`, `sse_bucket_key`, `sse_customer_key`, `sse_customer_key_file`,
-//! `encryption_scope`). For
-//! files written for the seed scripts, [`KEY_ALIASES`] maps `access_key_id`, `secret_access_key`, `access_key_secret`
-//! and `credentials_path` onto them.
+//! `cloud_storage` holds `default_provider` (used when no `--remote` is given), `providers`,
+//! and the sections `cache: {max_size, ttl}`, `transfer: {jobs, rate_limit}` (a rate in bytes
+//! per second), `audit: {path, max_size}`, `usage: {alert_monthly_cost}` (USD per month),
+//! `signing: {key, trusted_keys}` and `encryption: {key_file}`; relative paths are taken from
+//! the file's directory. A provider has a `name` (`[A-Za-z0-9][A-Za-z0-9._-]*`, unique), a
+//! `type` (s3 | gcs | azblob | oss | fs; may be omitted when the name is aws_s3, google_cloud,
+//! azure_blob or aliyun_oss), `enabled` (default true) and `config`: `bucket` (`container`
+//! also accepted for azblob; for fs `path` or `root`), `prefix`, and the remote options
+//! ([`crate::remote::OPTION_KEYS`], checked as in URLs). [`KEY_ALIASES`] maps the names used
+//! by files written for the seed scripts onto them.
 //!
 //! Rules:
 //! - String values may use `${VAR}`, `${VAR:-default}` (the default applies when `VAR` is unset
@@ -41,7 +20,8 @@
 //!   provider type or a duplicate provider name fails the load, naming the file, line and key.
 //! - Problems in one provider's values (an unset variable, a missing bucket, a bad `timeout`)
 //!   are reported only when that provider is used ([`Provider::spec`]), so a file describing four
-//!   clouds works with the credentials of one. Disabled providers are never resolved.
+//!   clouds works with the credentials of one. A disabled provider is refused by name, its
+//!   problems unreported.
 //! - Error messages never contain the values of environment variables or of secret keys.
 
 mod env;
@@ -117,7 +97,8 @@ fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -
     )
 }
 
-/// The parsed config file; [`Config::default`] when there is none.
+/// The parsed config file; [`Config::default`] when there is none. Paths are absolute (a
+/// relative path in the file is taken from the file's directory).
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The file read, if any.
@@ -127,19 +108,21 @@ pub struct Config {
     /// In file order, names unique.
     pub providers: Vec<Provider>,
     pub cache: CacheConfig,
-    pub transfer: TransferConfig,
     pub audit: AuditConfig,
-    pub usage: UsageConfig,
-    pub signing: SigningConfig,
-    pub encryption: EncryptionConfig,
-}
-
-/// `cloud_storage.encryption`.
-#[derive(Debug, Clone, Default)]
-pub struct EncryptionConfig {
-    /// `key_file`: the vault encryption key file (relative to the config file's directory),
-    /// used when neither `--encryption-key-file` nor `MVAULT_ENCRYPTION_KEY_FILE` is given.
-    pub key_file: Option<PathBuf>,
+    /// `transfer.jobs`, the default for `--jobs`: 1 to 1024.
+    pub jobs: Option<usize>,
+    /// `transfer.rate_limit`, the default for `--limit-rate`: bytes per second, above 0.
+    pub rate_limit_bytes_per_sec: Option<u64>,
+    /// `usage.alert_monthly_cost`: `mvault usage` exits 6 (and `mvault serve` shows an alert)
+    /// when the estimated monthly cost is above it; USD per month, at least 0.
+    pub alert_monthly_cost_usd: Option<f64>,
+    /// `signing.key`: the private key `push` signs with (as `--sign-key`).
+    pub sign_key: Option<PathBuf>,
+    /// `signing.trusted_keys`: a path or a list of paths of public keys (as `--trusted-key`).
+    pub trusted_keys: Vec<PathBuf>,
+    /// `encryption.key_file`: the vault encryption key file, used when neither
+    /// `--encryption-key-file` nor `MVAULT_ENCRYPTION_KEY_FILE` is given.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// One entry of `cloud_storage.providers`.
@@ -163,39 +146,11 @@ pub struct CacheConfig {
     pub ttl_secs: Option<u64>,
 }
 
-/// `cloud_storage.transfer`: defaults for `--jobs` and `--limit-rate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TransferConfig {
-    /// 1 to 1024.
-    pub jobs: Option<usize>,
-    /// Greater than 0.
-    pub rate_limit_bytes_per_sec: Option<u64>,
-}
-
 /// `cloud_storage.audit`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditConfig {
-    /// Absolute (a relative path in the file is taken from the file's directory).
     pub path: Option<PathBuf>,
     pub max_size_bytes: Option<u64>,
-}
-
-/// `cloud_storage.usage`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UsageConfig {
-    /// `alert_monthly_cost`: `mvault usage` exits 6 (and `mvault serve` shows an alert) when
-    /// the estimated monthly cost is above it; USD per month, at least 0.
-    pub alert_monthly_cost_usd: Option<f64>,
-}
-
-/// `cloud_storage.signing`: paths absolute (a relative path in the file is taken from the
-/// file's directory).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SigningConfig {
-    /// `key`: the private key `push` signs with (as `--sign-key`).
-    pub key: Option<PathBuf>,
-    /// `trusted_keys`: a path or a list of paths of public keys (as `--trusted-key`).
-    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Config {
@@ -215,13 +170,11 @@ impl Config {
         let Some(path) = Config::find(explicit, cwd, &env)? else {
             return Ok(Config::default());
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path, env),
-            Err(e) => Err(Error::Read {
-                message: e.to_string(),
-                path,
-            }),
-        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
+            message: e.to_string(),
+            path: path.clone(),
+        })?;
+        Config::parse(&text, &path, env)
     }
 
     /// Which file to read: `explicit` (from `-c/--config`), else `MVAULT_CONFIG`, either of
@@ -292,10 +245,7 @@ impl Provider {
     /// The remote, or the first problem in the provider's values (unset variable, missing
     /// bucket, bad option value).
     pub fn spec(&self) -> Result<&RemoteSpec, Error> {
-        match &self.problem {
-            Some(e) => Err(e.clone()),
-            None => Ok(&self.spec),
-        }
+        self.problem.clone().map_or(Ok(&self.spec), Err)
     }
 
     /// The problem [`Provider::spec`] would report (for listings).

@@ -92,57 +92,44 @@ fn parses_the_seed_shape() {
         (Some("aws_s3"), &c.providers[0].spec)
     );
     assert_eq!(s3.options["secret_key"], secret.1);
-    let names: Vec<_> = c
-        .enabled_providers()
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let names = Vec::from_iter(c.enabled_providers().iter().map(|p| p.name.as_str()));
     assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
     // 20G, 30d; 16, 50M; 10M.
-    let sections = format!("{:?} {:?} {:?}", c.cache, c.transfer, c.audit);
+    let cache = (c.cache.max_size_bytes, c.cache.ttl_secs);
+    assert_eq!(cache, (Some(20 << 30), Some(30 * 86400)));
+    let transfer = (c.jobs, c.rate_limit_bytes_per_sec);
+    assert_eq!(transfer, (Some(16), Some(50 << 20)));
+    let audit = (c.audit.path.as_deref(), c.audit.max_size_bytes);
     assert_eq!(
-        sections,
-        "CacheConfig { max_size_bytes: Some(21474836480), ttl_secs: Some(2592000) } TransferConfig { jobs: Some(16), rate_limit_bytes_per_sec: Some(52428800) } AuditConfig { path: Some(\"/var/log/mvault/audit.jsonl\"), max_size_bytes: Some(10485760) }"
+        audit,
+        (
+            Some(Path::new("/var/log/mvault/audit.jsonl")),
+            Some(10 << 20)
+        )
     );
 }
 
 /// Files that load, and the providers they give.
 #[test]
 fn providers_as_loaded() {
-    let types = "cloud_storage:\n  providers:\n    - {name: google_cloud, config: {bucket: g}}\n    - {name: aliyun_oss, config: {bucket: o, region: cn-hangzhou}}\n    - {name: x, type: azblob, config: {bucket: c, anonymous: TRUE, virtual_host_style: false}}\n";
-    let merged = "cloud_storage:\n  providers:\n    - &p {name: a, type: s3, config: {bucket: b}}\n    - <<: *p\n      name: b\n";
-    let secrets = "cloud_storage:\n  providers:\n    - name: a\n      type: s3\n      config:\n        bucket: b\n        region: eu\n        access_key: ${AK}\n        secret_access_key: ${SK}\n        session_token: short\n";
-    let vars = [
-        ("AK", "AKIAEXAMPLEKEY01"),
-        ("SK", "wJalrXUtnFEMIsecretKEYab"),
-    ];
-    for (text, want) in [
-        // The type may follow from the name; option values are normalised.
-        (types, "google_cloud Gcs 3 true g [] {}"),
-        (
-            types,
+    let text = "cloud_storage:\n  providers:\n    - {name: google_cloud, config: {bucket: g}}\n    - {name: aliyun_oss, config: {bucket: o, region: cn-hangzhou}}\n    - {name: x, type: azblob, config: {bucket: c, anonymous: TRUE, virtual_host_style: false}}\n    - &p {name: a, type: s3, config: {bucket: b}}\n    - <<: *p\n      name: b\n    - name: s\n      type: s3\n      config:\n        bucket: b\n        region: eu\n        access_key: ${AK}\n        secret_access_key: ${SK}\n        session_token: short\n";
+    let secret = ("SK", "wJalrXUtnFEMIsecretKEYab");
+    let c = parse(text, &[("AK", "AKIAEXAMPLEKEY01"), secret]).unwrap();
+    assert!(!format!("{c:?}").contains(secret.1));
+    assert_eq!(
+        rows(&c),
+        [
+            // The type may follow from the name; option values are normalised.
+            "google_cloud Gcs 3 true g [] {}",
             r#"aliyun_oss Oss 4 true o [] {"region": "cn-hangzhou"}"#,
-        ),
-        (
-            types,
             r#"x Azblob 5 true c [] {"anonymous": "true", "virtual_host_style": "false"}"#,
-        ),
-        // A merged entry is at the line of its `<<`.
-        (merged, "b S3 4 true b [] {}"),
-        // Aliases land on the canonical key; secrets and the access key id are masked.
-        (
-            secrets,
-            r#"a S3 3 true b [] {"access_key": "****01", "region": "eu", "secret_key": "****ab", "session_token": "***"}"#,
-        ),
-    ] {
-        let c = parse(text, &vars).unwrap();
-        assert!(
-            rows(&c).contains(&want.to_string()),
-            "{text}\n got: {:?}\nwant: {want}",
-            rows(&c)
-        );
-        assert!(!format!("{c:?}").contains("wJalrXUtnFEMIsecretKEY"));
-    }
+            // A merged entry is at the line of its `<<`.
+            "a S3 6 true b [] {}",
+            "b S3 7 true b [] {}",
+            // Aliases land on the canonical key; secrets and the access key id are masked.
+            r#"s S3 9 true b [] {"access_key": "****01", "region": "eu", "secret_key": "****ab", "session_token": "***"}"#,
+        ]
+    );
     for text in [
         "",
         "# nothing\n",
@@ -153,10 +140,23 @@ fn providers_as_loaded() {
         let empty = c.providers.is_empty() && c.cache == CacheConfig::default();
         assert!(empty && c.default_spec().is_none(), "{text:?}");
     }
-    let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n";
+    let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n  usage: {alert_monthly_cost: 12.5}\n  encryption: {key_file: k}\n  signing: {key: s.pem, trusted_keys: [t.pub, /u.pub]}\n";
     let c = parse(text, &[("CACHE_SIZE", "1G")]).unwrap();
     assert_eq!(c.audit.path.as_deref(), Some(Path::new("/tmp/audit.jsonl")));
-    assert_eq!(c.cache.max_size_bytes, Some(1 << 30));
+    assert_eq!(
+        (c.cache.max_size_bytes, c.alert_monthly_cost_usd),
+        (Some(1 << 30), Some(12.5))
+    );
+    let paths = format!(
+        "{:?} {:?} {:?}",
+        c.encryption_key_file, c.sign_key, c.trusted_keys
+    );
+    assert_eq!(
+        paths,
+        r#"Some("/etc/mv/k") Some("/etc/mv/s.pem") ["/etc/mv/t.pub", "/u.pub"]"#
+    );
+    let c = parse("cloud_storage:\n  signing: {trusted_keys: t.pub}\n", &[]).unwrap();
+    assert_eq!(c.trusted_keys, [Path::new("/etc/mv/t.pub")]);
 }
 
 #[test]
@@ -212,6 +212,9 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  transfer:\n    rate_limit: fast\n".into(), ":3: cloud_storage.transfer.rate_limit: \"fast\" is not a rate"),
         ("cloud_storage:\n  cache:\n    ttl: 3 days\n".into(), ":3: cloud_storage.cache.ttl: \"3 days\" is not a duration"),
         ("cloud_storage:\n  cache: {max_size: lots}\n".into(), ":2: cloud_storage.cache.max_size: \"lots\" is not a size"),
+        ("cloud_storage:\n  usage: {alert_monthly_cost: -1}\n".into(), ":2: cloud_storage.usage.alert_monthly_cost: \"-1\" is not an amount in USD"),
+        ("cloud_storage:\n  signing:\n    trusted_keys: [a, {b: c}]\n".into(), ":3: cloud_storage.signing.trusted_keys: expected a single value, found a mapping"),
+        ("cloud_storage:\n  signing: {keys: x}\n".into(), ":2: unknown key \"keys\" in cloud_storage.signing (known: key, trusted_keys)"),
         // Variables: named with the file, line and key, never their values.
         ("cloud_storage:\n  cache:\n    max_size: ${CACHE_SIZE}\n".into(), "/etc/mv/mvault.yaml:3: cloud_storage.cache.max_size: environment variable CACHE_SIZE is not set (set it, or write ${CACHE_SIZE:-default})"),
         ("cloud_storage:\n  cache: {max_size: \"${HUNTER}\"}\n".into(), ":2: cloud_storage.cache.max_size: \"${HUNTER}\" is not a size"),
@@ -289,7 +292,7 @@ fn search_order() {
         let want = write(if base == "xdg" { &xdg } else { &cwd }.join(file), text);
         assert_eq!(find(None, &env_all).unwrap(), want);
     }
-    assert_eq!(load(None).unwrap().transfer.jobs, Some(3));
+    assert_eq!(load(None).unwrap().jobs, Some(3));
 
     // An explicit file wins, and must exist; relative names are taken from the cwd.
     let other = write(cwd.join("other.yaml"), "");

@@ -48,9 +48,8 @@ struct Settings {
 impl Settings {
     fn of(config: &Config) -> Settings {
         Settings {
-            jobs: config.transfer.jobs,
+            jobs: config.jobs,
             rate: config
-                .transfer
                 .rate_limit_bytes_per_sec
                 .map(|r| Arc::new(RateLimiter::new(r))),
         }

@@ -222,7 +222,6 @@ pub async fn usage(ctx: &Context, a: &ScanArgs) -> Result<i32> {
     let report = lifecycle::usage(&vault, lifecycle::PRICES).await?;
     let alert = ctx
         .config
-        .usage
         .alert_monthly_cost_usd
         .and_then(|t| report.cost_alert(scheme, t));
     let code = match &alert {

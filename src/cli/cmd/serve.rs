@@ -49,7 +49,7 @@ pub async fn serve(ctx: &Context, a: &ServeArgs) -> Result<i32> {
         token: a.token.clone(),
         remote_display: spec.display_name(),
         remote_scheme: spec.backend.scheme().to_string(),
-        alert_monthly_cost_usd: ctx.config.usage.alert_monthly_cost_usd,
+        alert_monthly_cost_usd: ctx.config.alert_monthly_cost_usd,
         prices: crate::lifecycle::PRICES.to_vec(),
         audit: ctx.audit_log(),
         scrub: Arc::new(|m: &str| output::scrub_message(m)),
