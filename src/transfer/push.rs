@@ -143,7 +143,11 @@ pub async fn push(
             req.sign_key.is_some() && !req.dry_run,
             req.pack,
         ),
-        (pending, listed, packed),
+        Known {
+            pending,
+            listed,
+            packed,
+        },
         opts,
         &stats,
     )
@@ -208,11 +212,11 @@ async fn upload_all(
     remote: &Remote,
     sources: Vec<Source>,
     (params, dry_run, sha256, packing): (ChunkParams, bool, bool, bool),
-    (pending, listed, packed): (
-        Pending,
-        Option<HashMap<Digest, u64>>,
-        Option<HashMap<Digest, PackRef>>,
-    ),
+    Known {
+        pending,
+        listed,
+        packed,
+    }: Known,
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
@@ -288,6 +292,16 @@ async fn upload_all(
         c.pack = placed.get(&c.id).copied();
     }
     Ok((entries, sha256s, rewrites.into_inner().expect("rewrites")))
+}
+
+/// What a push knows of the remote's chunks before uploading.
+struct Known {
+    /// What gc pending records list.
+    pending: Pending,
+    /// Loose chunks and their stored sizes, when `chunks/` was listed (else a stat each).
+    listed: Option<HashMap<Digest, u64>>,
+    /// Packed chunks it may reference (`None`: no packs here).
+    packed: Option<HashMap<Digest, PackRef>>,
 }
 
 /// The packing side of a push (see the module text).
