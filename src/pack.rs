@@ -161,6 +161,10 @@ impl Builder {
             offset: self.data.len() as u64,
             len: object.len() as u64,
         };
+        if self.data.capacity() == 0 {
+            // Once, at the most a pack can hold: filling it never reallocates (and copies).
+            self.data.reserve(MAX_PACK_BYTES as usize);
+        }
         self.data.extend_from_slice(object);
         self.index.push(IndexEntry {
             id,

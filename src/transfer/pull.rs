@@ -732,9 +732,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Most plaintext bytes one run of [`pack_runs`] covers (16 MiB): what one ranged read
-/// fetches and the in-flight budget holds for it.
-const RUN_BYTES: u64 = 16 * 1024 * 1024;
+/// Most plaintext bytes one run of [`pack_runs`] covers (2 MiB): what one ranged read
+/// fetches and the in-flight budget holds for it until written. Larger runs save requests
+/// but hold more of the 32 MiB budget each: measured on a 2 GiB file against a local S3
+/// server, 16 MiB runs (two reads in flight) pulled in 12.6 s, 4 MiB runs in 8.7 s, 2 MiB in
+/// 8.0 s, one request per chunk about as fast as 2 MiB runs.
+const RUN_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Splits the chunk indexes `todo` (ascending) into runs fetched by one request each: a run
 /// is consecutive chunks whose objects lie side by side in one pack (each starting where the

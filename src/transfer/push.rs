@@ -81,8 +81,8 @@ pub(super) struct Source {
 pub const IN_FLIGHT_BYTES: usize = 24 * 1024 * 1024;
 
 /// Full packs being sent at once (each at most [`pack::MAX_PACK_BYTES`], 12 MiB): with the
-/// open pack, at most 48 MiB of packed chunk objects are held beside [`IN_FLIGHT_BYTES`].
-pub const PACKS_IN_FLIGHT: usize = 3;
+/// open pack, at most 36 MiB of packed chunk objects are held beside [`IN_FLIGHT_BYTES`].
+pub const PACKS_IN_FLIGHT: usize = 2;
 
 /// A push's last, partly filled pack is sent as a pack only if it holds at least this many
 /// bytes (4 MiB, half of [`pack::TARGET_BYTES`]); else its chunks are stored loose. So a push
