@@ -31,6 +31,9 @@ pub const MAX_PACK_BYTES: u64 = (TARGET_BYTES + MAX_PACKED_OBJECT) as u64;
 /// At most this many entries in an index (a pack of the smallest chunks, 1 byte each, is cut
 /// far earlier by chunking; this only bounds what a reader parses).
 pub const MAX_INDEX_ENTRIES: usize = 65_536;
+/// Chunk objects a writer puts in one pack at most: its index stays far below
+/// [`MAX_INDEX_ENTRIES`] and [`MAX_INDEX_BYTES`] (an entry is about 110 bytes of JSON).
+pub const MAX_PACKED_CHUNKS: usize = 16_384;
 /// Bytes of an index object readers read at most (4 MiB).
 pub const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -174,13 +177,19 @@ impl Builder {
         r
     }
 
-    /// Whether the pack has reached [`TARGET_BYTES`] and should be sent.
+    /// Whether the pack has reached [`TARGET_BYTES`], or [`MAX_PACKED_CHUNKS`] chunk objects
+    /// (many tiny files), and should be sent.
     pub fn is_full(&self) -> bool {
-        self.data.len() >= TARGET_BYTES
+        self.data.len() >= TARGET_BYTES || self.index.len() >= MAX_PACKED_CHUNKS
     }
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Chunk objects in the pack so far.
+    pub fn len(&self) -> usize {
+        self.index.len()
     }
 
     /// Bytes in the pack so far.
@@ -246,6 +255,19 @@ mod tests {
             chunk::decode(&Digest::of(&[7u8; 5000]), slice).unwrap(),
             vec![7u8; 5000]
         );
+    }
+
+    #[test]
+    fn a_pack_of_tiny_chunks_is_full_before_its_index_is_too_long() {
+        let mut b = Builder::new();
+        let object = chunk::encode(b"x");
+        while !b.is_full() {
+            b.push(Digest::of(b"x"), &object);
+        }
+        let (_, _, index) = b.finish();
+        assert_eq!(index.chunks.len(), MAX_PACKED_CHUNKS);
+        assert!((index.to_json().len() as u64) < MAX_INDEX_BYTES);
+        assert!(Index::from_json(&index.to_json()).is_ok());
     }
 
     #[test]

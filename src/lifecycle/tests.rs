@@ -914,3 +914,24 @@ async fn verify_names_a_damaged_pack_range() {
     assert!(report.damaged[0].key.starts_with("packs/"), "{report:?}");
     assert_eq!(report.broken_versions, ["m@1.0.0"]);
 }
+
+/// Many small files make a pack even though their bytes are few (each loose chunk would be a
+/// request); a single small file stays loose.
+#[tokio::test]
+async fn many_small_files_are_packed_a_few_stay_loose() {
+    let env = Env::fs();
+    let many: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("shard-{i:03}.txt"), noise(1000 + i, 100)))
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = many.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let m = env.push("tok", "1.0.0", &files).await;
+    assert_eq!(m.format, crate::manifest::PACKED_FORMAT);
+    assert_eq!(packs(&m).len(), 1);
+    assert!(env.chunk_ids().await.is_empty());
+    let few = env
+        .push("cfg", "1.0.0", &[("c.txt", noise(2000, 100))])
+        .await;
+    assert_eq!(few.format, crate::manifest::FORMAT);
+    assert!(packs(&few).is_empty());
+    assert!(verify(&env.vault, None, None, None).await.unwrap().is_ok());
+}

@@ -91,6 +91,9 @@ pub const PACKS_IN_FLIGHT: usize = 2;
 /// version references any chunk in it).
 const MIN_LAST_PACK: usize = pack::TARGET_BYTES / 2;
 
+/// ... or at least this many chunk objects (many small files: loose, each would be a request).
+const MIN_LAST_PACK_CHUNKS: usize = 256;
+
 /// Pushes a version. Returns its manifest and run figures (with [`PushRequest::dry_run`], the
 /// manifest that would be written and what would be sent).
 ///
@@ -359,13 +362,13 @@ impl Packer {
     }
 
     /// Sends the last, partly filled pack, or stores its chunks loose when it holds less
-    /// than [`MIN_LAST_PACK`].
+    /// than [`MIN_LAST_PACK`] bytes and fewer than [`MIN_LAST_PACK_CHUNKS`] chunks.
     async fn flush(&self, remote: &Remote, opts: &TransferOptions, stats: &Stats) -> Result<()> {
         let last = std::mem::take(&mut *self.open.lock().await);
         if last.is_empty() {
             return Ok(());
         }
-        if last.bytes() >= MIN_LAST_PACK {
+        if last.bytes() >= MIN_LAST_PACK || last.len() >= MIN_LAST_PACK_CHUNKS {
             return send_pack(remote, last, opts, stats).await;
         }
         let (_, data, index) = last.finish();
