@@ -375,6 +375,9 @@ impl Packer {
         for e in index.chunks {
             self.placed.lock().expect("placed").remove(&e.id);
             let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
+            if let Some(rate) = &opts.rate {
+                rate.acquire(e.len).await;
+            }
             remote.write_chunk(&e.id, object).await?;
         }
         Ok(())
