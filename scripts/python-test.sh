@@ -22,9 +22,9 @@ rm -rf "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION" "tqdm==$TQDM_VERSION"
 
-rm -f target/wheels/mvault-*.whl
+rm -f "${CARGO_TARGET_DIR:-target}"/wheels/mvault-*.whl
 "$VENV/bin/maturin" build --release --locked -m crates/mvault-py/Cargo.toml
-wheels=(target/wheels/mvault-*.whl)
+wheels=("${CARGO_TARGET_DIR:-target}"/wheels/mvault-*.whl)
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index "${wheels[@]}"
 
 # From outside the source tree, so `import mvault` is the installed wheel.
