@@ -869,6 +869,32 @@ impl Remote {
 
     // --- vault-level helpers -------------------------------------------------------------
 
+    /// Every object under `dir`, recursively, as (key, size), from one listing, if there are
+    /// at most `max`; `None` (the listing abandoned) if more. An absent `dir` is empty.
+    async fn list_upto(&self, dir: &str, max: usize) -> Result<Option<Vec<(String, u64)>>> {
+        use futures::TryStreamExt;
+        let r = self
+            .retrying("list", dir, || async {
+                let mut lister = self.op.lister_with(dir).recursive(true).await?;
+                let mut found = Vec::new();
+                while let Some(entry) = lister.try_next().await? {
+                    if entry.metadata().is_dir() {
+                        continue;
+                    }
+                    if found.len() == max {
+                        return Ok(None);
+                    }
+                    found.push((entry.path().to_string(), entry.metadata().content_length()));
+                }
+                Ok(Some(found))
+            })
+            .await;
+        match r {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(Vec::new())),
+            r => r,
+        }
+    }
+
     /// The chunks stored, with their stored sizes, from one recursive listing of `chunks/`,
     /// if there are at most `max` objects there; `None` (the listing abandoned) if more. A
     /// push uses it instead of one stat per chunk when the vault is small beside the push.
@@ -879,34 +905,15 @@ impl Remote {
         if self.sealing().await? != Sealing::Plain {
             return Ok(None);
         }
-        use futures::TryStreamExt;
-        let r = self
-            .retrying("list", "chunks/", || async {
-                let mut lister = self.op.lister_with("chunks/").recursive(true).await?;
-                let mut found = HashMap::new();
-                let mut seen = 0usize;
-                while let Some(entry) = lister.try_next().await? {
-                    if entry.metadata().is_dir() {
-                        continue;
-                    }
-                    seen += 1;
-                    if seen > max {
-                        return Ok(None);
-                    }
-                    let name = entry.path().rsplit('/').next().unwrap_or("");
-                    if let Ok(id) = name.parse::<Digest>()
-                        && chunk_key(&id) == entry.path()
-                    {
-                        found.insert(id, entry.metadata().content_length());
-                    }
-                }
-                Ok(Some(found))
-            })
-            .await;
-        match r {
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
-            r => r,
-        }
+        Ok(self.list_upto("chunks/", max).await?.map(|listed| {
+            listed
+                .into_iter()
+                .filter_map(|(key, size)| {
+                    let id = key.rsplit('/').next()?.parse::<Digest>().ok()?;
+                    (chunk_key(&id) == key).then_some((id, size))
+                })
+                .collect()
+        }))
     }
 
     /// The packs stored whose index is stored too, with each pack's size in bytes, from one
@@ -914,40 +921,26 @@ impl Remote {
     /// abandoned) if more, or in a vault that is not plaintext (encrypted vaults hold no
     /// packs). Keys that are not pack names are ignored.
     pub async fn list_packs_upto(&self, max: usize) -> Result<Option<HashMap<Digest, u64>>> {
-        use futures::TryStreamExt;
         if self.sealing().await? != Sealing::Plain {
             return Ok(None);
         }
-        let r = self
-            .retrying("list", "packs/", || async {
-                let mut lister = self.op.lister_with("packs/").recursive(true).await?;
-                let (mut sizes, mut indexed) = (HashMap::new(), Vec::new());
-                let mut seen = 0usize;
-                while let Some(entry) = lister.try_next().await? {
-                    if entry.metadata().is_dir() {
-                        continue;
-                    }
-                    seen += 1;
-                    if seen > max {
-                        return Ok(None);
-                    }
-                    match crate::pack::parse_key(entry.path()) {
-                        Some((id, false)) => {
-                            sizes.insert(id, entry.metadata().content_length());
-                        }
-                        Some((id, true)) => indexed.push(id),
-                        None => {}
-                    }
+        let Some(listed) = self.list_upto("packs/", max).await? else {
+            return Ok(None);
+        };
+        let (mut sizes, mut indexed) = (HashMap::new(), std::collections::HashSet::new());
+        for (key, size) in listed {
+            match crate::pack::parse_key(&key) {
+                Some((id, false)) => {
+                    sizes.insert(id, size);
                 }
-                let indexed: std::collections::HashSet<Digest> = indexed.into_iter().collect();
-                sizes.retain(|id, _| indexed.contains(id));
-                Ok(Some(sizes))
-            })
-            .await;
-        match r {
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(Some(HashMap::new())),
-            r => r,
+                Some((id, true)) => {
+                    indexed.insert(id);
+                }
+                None => {}
+            }
         }
+        sizes.retain(|id, _| indexed.contains(id));
+        Ok(Some(sizes))
     }
 
     /// The chunks in `packs` (pack id → listed size), from a read of each pack's index, at
