@@ -287,7 +287,7 @@ async fn upload_all(
     if let Some(e) = worker_failure.or(failure) {
         return Err(e);
     }
-    packer.flush(remote, opts, stats).await?;
+    packer.flush(remote, stats).await?;
     let work = Arc::into_inner(work).expect("workers are done");
     let (mut entries, sha256s) = super::cpu(move || work.finish()).await?;
     let placed = packer.placed.into_inner().expect("placed");
@@ -336,13 +336,7 @@ impl Packer {
     }
 
     /// Appends a chunk object to the open pack and, if that filled it, sends the pack.
-    async fn add(
-        &self,
-        remote: &Remote,
-        enc: &Encoded,
-        opts: &TransferOptions,
-        stats: &Stats,
-    ) -> Result<()> {
+    async fn add(&self, remote: &Remote, enc: &Encoded, stats: &Stats) -> Result<()> {
         let full = {
             let mut open = self.open.lock().await;
             let r = open.push(enc.id, &enc.data);
@@ -356,28 +350,25 @@ impl Packer {
             }
         };
         if let Some((full, _slot)) = full {
-            send_pack(remote, full, opts, stats).await?;
+            send_pack(remote, full, stats).await?;
         }
         Ok(())
     }
 
     /// Sends the last, partly filled pack, or stores its chunks loose when it holds less
     /// than [`MIN_LAST_PACK`] bytes and fewer than [`MIN_LAST_PACK_CHUNKS`] chunks.
-    async fn flush(&self, remote: &Remote, opts: &TransferOptions, stats: &Stats) -> Result<()> {
+    async fn flush(&self, remote: &Remote, stats: &Stats) -> Result<()> {
         let last = std::mem::take(&mut *self.open.lock().await);
         if last.is_empty() {
             return Ok(());
         }
         if last.bytes() >= MIN_LAST_PACK || last.len() >= MIN_LAST_PACK_CHUNKS {
-            return send_pack(remote, last, opts, stats).await;
+            return send_pack(remote, last, stats).await;
         }
         let (_, data, index) = last.finish();
         for e in index.chunks {
             self.placed.lock().expect("placed").remove(&e.id);
             let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
-            if let Some(rate) = &opts.rate {
-                rate.acquire(e.len).await;
-            }
             remote.write_chunk(&e.id, object).await?;
         }
         Ok(())
@@ -385,16 +376,8 @@ impl Packer {
 }
 
 /// Uploads a pack and its index.
-async fn send_pack(
-    remote: &Remote,
-    b: pack::Builder,
-    opts: &TransferOptions,
-    stats: &Stats,
-) -> Result<()> {
+async fn send_pack(remote: &Remote, b: pack::Builder, stats: &Stats) -> Result<()> {
     let (id, data, index) = b.finish();
-    if let Some(rate) = &opts.rate {
-        rate.acquire(data.len() as u64).await;
-    }
     Stats::add(&stats.packs_new, 1);
     remote.write_pack(&id, data, &index).await?;
     Ok(())
@@ -561,8 +544,13 @@ async fn upload_chunk(
         return Ok(());
     }
     if packer.takes(enc.data.len()) {
+        // `--limit-rate` admits a packed chunk as it joins its pack (so progress and the
+        // throttle advance chunk by chunk, not in 8 MiB steps); its pack is then sent as is.
+        if let Some(rate) = &opts.rate {
+            rate.acquire(len).await;
+        }
         // A packed chunk gets a new place, never the recorded object: nothing to heal.
-        packer.add(remote, &enc, opts, stats).await?;
+        packer.add(remote, &enc, stats).await?;
         limiter.record(len);
         Stats::add(&stats.chunks_new, 1);
         Stats::add(&stats.bytes_remote, len);
