@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -19,8 +20,6 @@ use crate::util::{parse_duration_secs, parse_size};
 
 /// Provider `config` keys that are not remote options; the first four name the bucket.
 const LOCATION_KEYS: &[&str] = &["bucket", "container", "path", "root", "prefix"];
-/// The `type` names, as [`Backend::from_type`] reads them.
-const TYPES: &[&str] = &["s3", "gcs", "azblob", "oss", "fs"];
 /// Largest `transfer.jobs`, as for `--jobs`.
 const MAX_JOBS: usize = 1024;
 const SIZE: &str = "a size (e.g. 20G, 512M)";
@@ -30,10 +29,6 @@ const SINGLE: &str = "expected a single value, found ";
 type Leaf = Spanned<Value>;
 /// A section or a provider's `config`: its values by key, with where the mapping starts.
 type Map = Spanned<BTreeMap<String, Leaf>>;
-/// A mapping's entries in file order, the keys checked.
-type Entries<'m> = Vec<(&'m str, &'m Leaf)>;
-/// The sections' values by dotted key (`cache.ttl`).
-type Settings<'m> = BTreeMap<String, &'m Leaf>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping (cloud_storage: ...)")]
@@ -98,8 +93,8 @@ impl Config {
         let Some(c) = root.cloud_storage else {
             return Ok(config);
         };
-        // The sections, their keys checked.
-        let mut settings = Settings::new();
+        // The sections' values by dotted key (`cache.ttl`), their keys checked.
+        let mut settings = BTreeMap::new();
         for (m, name, known) in [
             (&c.cache, "cache", &["max_size", "ttl"][..]),
             (&c.transfer, "transfer", &["jobs", "rate_limit"]),
@@ -112,56 +107,53 @@ impl Config {
                 settings.insert(format!("{name}.{key}"), v);
             }
         }
-        for (i, item) in c.providers.iter().flatten().enumerate() {
-            let p = cx.provider(item, i, &config.providers)?;
+        for item in c.providers.iter().flatten() {
+            let p = cx.provider(item, &config.providers)?;
             config.providers.push(p);
         }
+        let at = |key: &'static str| (settings.get(key).copied(), key);
         let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-        let jobs = |v: &str| v.trim().parse().ok().filter(|j| (1..=MAX_JOBS).contains(j));
         let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
-        let usd = |v: &str| {
-            v.trim()
-                .parse()
-                .ok()
-                .filter(|c: &f64| c.is_finite() && *c >= 0.0)
-        };
         let duration = "a duration (e.g. 30d, 12h, 3600)";
         config.cache = CacheConfig {
-            max_size_bytes: cx.get(&settings, "cache.max_size", parse_size, SIZE)?,
-            ttl_secs: cx.get(&settings, "cache.ttl", parse_duration_secs, duration)?,
+            max_size_bytes: cx.value(at("cache.max_size"), parse_size, SIZE)?,
+            ttl_secs: cx.value(at("cache.ttl"), parse_duration_secs, duration)?,
         };
         config.audit = AuditConfig {
-            path: cx.get(&settings, "audit.path", path, "a path")?,
-            max_size_bytes: cx.get(&settings, "audit.max_size", parse_size, SIZE)?,
+            path: cx.value(at("audit.path"), path, "a path")?,
+            max_size_bytes: cx.value(at("audit.max_size"), parse_size, SIZE)?,
         };
         let what = format!("a number from 1 to {MAX_JOBS}");
-        config.jobs = cx.get(&settings, "transfer.jobs", jobs, &what)?;
+        config.jobs = cx.value(at("transfer.jobs"), |v| number(v, 1..=MAX_JOBS), &what)?;
         let what = "a rate (e.g. 50M = 50 MiB/s)";
-        config.rate_limit_bytes_per_sec = cx.get(&settings, "transfer.rate_limit", rate, what)?;
+        config.rate_limit_bytes_per_sec = cx.value(at("transfer.rate_limit"), rate, what)?;
+        // Finite and at least 0.
+        let usd = |v: &str| number(v, 0.0..=f64::MAX);
         let what = "an amount in USD per month (e.g. 50 or 12.5)";
-        config.alert_monthly_cost_usd = cx.get(&settings, "usage.alert_monthly_cost", usd, what)?;
-        config.encryption_key_file = cx.get(&settings, "encryption.key_file", path, "a path")?;
-        config.sign_key = cx.get(&settings, "signing.key", path, "a path")?;
+        config.alert_monthly_cost_usd = cx.value(at("usage.alert_monthly_cost"), usd, what)?;
+        config.encryption_key_file = cx.value(at("encryption.key_file"), path, "a path")?;
+        config.sign_key = cx.value(at("signing.key"), path, "a path")?;
         // `trusted_keys`: one path, or a list of them (each at the line of the key).
         if let Some(k) = settings.get("signing.trusted_keys") {
-            let items = match &k.value {
-                Value::Array(items) => items.clone(),
-                v => vec![v.clone()],
-            };
-            let key = "cloud_storage.signing.trusted_keys";
-            for value in items {
+            let one = || vec![k.value.clone()];
+            for value in k.value.as_array().cloned().unwrap_or_else(one) {
                 let item = Spanned { value, ..**k };
-                let path = cx.value(Some(&item), key, path, "a path")?;
-                config.trusted_keys.extend(path);
+                let v = cx.value((Some(&item), "signing.trusted_keys"), path, "a path")?;
+                config.trusted_keys.extend(v);
             }
         }
         let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let known = |n: &str| names.contains(&n).then(|| n.to_string());
         let what = format!("the name of a provider (known: {})", names.join(", "));
-        let key = "cloud_storage.default_provider";
-        config.default_provider = cx.value(c.default_provider.as_ref(), key, known, &what)?;
+        let key = (c.default_provider.as_ref(), "default_provider");
+        config.default_provider = cx.value(key, known, &what)?;
         Ok(config)
     }
+}
+
+/// `v` (spaces trimmed) as a number in `range`.
+fn number<T: std::str::FromStr + PartialOrd>(v: &str, range: impl RangeBounds<T>) -> Option<T> {
+    v.trim().parse().ok().filter(|n| range.contains(n))
 }
 
 /// One parse of one file.
@@ -171,15 +163,10 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// The `i`th entry of `providers`, coming after `before`.
-    fn provider(
-        &self,
-        item: &Spanned<Entry>,
-        i: usize,
-        before: &[Provider],
-    ) -> Result<Provider, Error> {
+    /// The entry of `providers` that comes after `before`.
+    fn provider(&self, item: &Spanned<Entry>, before: &[Provider]) -> Result<Provider, Error> {
         let (pline, e) = (line(item), &item.value);
-        let unnamed = format!("cloud_storage.providers[{i}]");
+        let unnamed = format!("cloud_storage.providers[{}]", before.len());
         let name = self
             .leaf(e.name.as_ref(), &format!("{unnamed}.name"))?
             .ok_or_else(|| self.bad(pline, &unnamed, "every provider needs a name"))?;
@@ -199,7 +186,7 @@ impl Cx<'_> {
         }
         let backend = match self.leaf(e.kind.as_ref(), &format!("{at}.type"))? {
             Some(t) => Backend::from_type(&t.raw).ok_or_else(|| {
-                let msg = format!("unknown type {:?} (known: {})", t.raw, TYPES.join(", "));
+                let msg = format!("unknown type {:?} (known: s3, gcs, azblob, oss, fs)", t.raw);
                 self.bad(t.line, &t.key, msg)
             })?,
             None => Backend::from_type(&name.raw).ok_or_else(|| {
@@ -212,41 +199,34 @@ impl Cx<'_> {
             Some(v) if v.raw.eq_ignore_ascii_case("false") => false,
             Some(v) => return Err(self.bad(v.line, &v.key, "expected true or false")),
         };
-        let at = format!("{at}.config");
-        let line = e.config.as_ref().map_or(pline, line);
-        let (spec, problem) = self.remote(&name.raw, backend, &e.config, &at, line)?;
-        Ok(Provider {
+        let spec = RemoteSpec {
+            backend,
+            bucket: String::new(),
+            prefix: String::new(),
+            options: BTreeMap::new(),
+            label: Some(name.raw.clone()),
+        };
+        let mut p = Provider {
             name: name.raw,
             backend,
             enabled,
             line: pline,
             spec,
-            problem,
-        })
+            problem: None,
+        };
+        self.remote(&mut p, &e.config)?;
+        Ok(p)
     }
 
-    /// The remote of provider `name`, whose `config` (at key `at`, line `cline`) is `config`.
-    /// Errors in the file's shape are returned; the first problem in its values comes back
-    /// beside a partial spec, to be reported when the provider is used.
-    fn remote(
-        &self,
-        name: &str,
-        backend: Backend,
-        config: &Option<Map>,
-        at: &str,
-        cline: usize,
-    ) -> Result<(RemoteSpec, Option<Error>), Error> {
-        let aliases = KEY_ALIASES.iter().map(|(alias, _)| alias);
-        let known: Vec<&str> = LOCATION_KEYS
-            .iter()
-            .chain(OPTION_KEYS)
-            .chain(aliases)
-            .copied()
-            .collect();
-        let mut problem = None;
+    /// Fills in `p.spec` from its `config`. Errors in the file's shape are returned; the first
+    /// problem in its values goes to `p.problem`, to be reported when the provider is used.
+    fn remote(&self, p: &mut Provider, config: &Option<Map>) -> Result<(), Error> {
+        let at = format!("cloud_storage.providers[{}].config", p.name);
+        let aliases: Vec<_> = KEY_ALIASES.iter().map(|(alias, _)| *alias).collect();
+        let known = [LOCATION_KEYS, OPTION_KEYS, &aliases].concat();
         // Canonical key -> (the value as found, its value; None if a variable is unset).
         let mut values: BTreeMap<&str, (Val, Option<String>)> = BTreeMap::new();
-        for (key, v) in self.entries(config, at, &known)? {
+        for (key, v) in self.entries(config, &at, &known)? {
             let Some(val) = self.leaf(Some(v), &format!("{at}.{key}"))? else {
                 continue;
             };
@@ -259,86 +239,74 @@ impl Cx<'_> {
             let value = match expand(&val.raw, self.env) {
                 Ok(value) => Some(value),
                 Err(b @ Bad::Unset(_)) => {
-                    problem.get_or_insert(self.bad(val.line, &val.key, b));
+                    p.problem.get_or_insert(self.bad(val.line, &val.key, b));
                     None
                 }
                 Err(b) => return Err(self.bad(val.line, &val.key, b)),
             };
             values.insert(canonical, (val, value));
         }
-
         let given = |k: &str| values.get(k).map(|(v, value)| (v, value.as_deref()));
         let prefix = given("prefix").and_then(|(_, v)| v).unwrap_or("");
-        let mut spec = RemoteSpec {
-            backend,
-            bucket: String::new(),
-            prefix: prefix.trim_matches('/').to_string(),
-            options: BTreeMap::new(),
-            label: Some(name.to_string()),
+        p.spec.prefix = prefix.trim_matches('/').to_string();
+        // `None`: the whole `config` mapping, for a problem with no single key.
+        let cline = config.as_ref().map_or(p.line, line);
+        let mut defer = |v: Option<&Val>, msg: &str| {
+            let (l, key) = v.map_or((cline, at.as_str()), |v| (v.line, &v.key));
+            p.problem.get_or_insert(self.bad(l, key, msg));
         };
-        // The whole `config` mapping, for a problem with no single key.
-        let whole = Val {
-            raw: String::new(),
-            line: cline,
-            key: at.to_string(),
-        };
-        let mut defer = |v: &Val, msg: String| {
-            problem.get_or_insert(self.bad(v.line, &v.key, msg));
-        };
-        let (ty, bucket_keys): (&str, &[&str]) = match backend {
+        let (ty, bucket_keys): (&str, &[&str]) = match p.backend {
             Backend::Fs => ("fs", &["path", "root"]),
             Backend::Azblob => ("azblob", &["container", "bucket"]),
             Backend::S3 => ("s3", &["bucket"]),
             Backend::Gcs => ("gcs", &["bucket"]),
             Backend::Oss => ("oss", &["bucket"]),
         };
+        let first = bucket_keys[0];
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
-                defer(v, format!("not used by type {ty}; use {}", bucket_keys[0]));
+                defer(Some(v), &format!("not used by type {ty}; use {first}"));
             }
         }
         let mut bucket = bucket_keys.iter().filter_map(|k| given(k));
         match (bucket.next(), bucket.next()) {
-            (None, _) => defer(
-                &whole,
-                format!("{} is required for type {ty}", bucket_keys[0]),
-            ),
+            (None, _) => defer(None, &format!("{first} is required for type {ty}")),
             (Some(_), Some((v, _))) => {
-                defer(v, format!("give only one of {}", bucket_keys.join(", ")))
+                let msg = format!("give only one of {}", bucket_keys.join(", "));
+                defer(Some(v), &msg)
             }
             (Some((_, None)), None) => {}
-            (Some((v, Some(""))), None) => defer(v, "must not be empty".into()),
-            (Some((_, Some(b))), None) if backend == Backend::Fs => {
+            (Some((v, Some(""))), None) => defer(Some(v), "must not be empty"),
+            (Some((_, Some(b))), None) if p.backend == Backend::Fs => {
                 let mut root = self.relative_to_file(Path::new(b));
-                if !spec.prefix.is_empty() {
-                    root = root.join(std::mem::take(&mut spec.prefix));
+                if !p.spec.prefix.is_empty() {
+                    root = root.join(std::mem::take(&mut p.spec.prefix));
                 }
-                spec.bucket = root.to_string_lossy().into_owned();
+                p.spec.bucket = root.to_string_lossy().into_owned();
             }
             (Some((v, Some(b))), None) if b.contains('/') => {
-                defer(v, "must not contain '/' (put the rest in prefix)".into());
+                defer(Some(v), "must not contain '/' (put the rest in prefix)");
             }
-            (Some((_, Some(b))), None) => spec.bucket = b.to_string(),
+            (Some((_, Some(b))), None) => p.spec.bucket = b.to_string(),
         }
         for key in OPTION_KEYS {
             if let Some((v, Some(value))) = given(key) {
                 match check_option(key, value) {
-                    Ok(value) => drop(spec.options.insert(key.to_string(), value)),
-                    Err(e) => defer(v, e.message(&format!("{:?}", v.raw))),
+                    Ok(value) => drop(p.spec.options.insert(key.to_string(), value)),
+                    Err(e) => defer(Some(v), &e.message(&format!("{:?}", v.raw))),
                 }
             }
         }
-        Ok((spec, problem))
+        Ok(())
     }
 
-    /// The entries of mapping `m` (at key `at`) in file order; a key not in `known` is an
-    /// error.
+    /// The entries of mapping `m` (at key `at`) in file order; a key not in `known` is refused.
     fn entries<'m>(
         &self,
         m: &'m Option<Map>,
         at: &str,
         known: &[&str],
-    ) -> Result<Entries<'m>, Error> {
+    ) -> Result<Vec<(&'m str, &'m Leaf)>, Error> {
         let mut pairs: Vec<_> = m.iter().flat_map(|m| &m.value).collect();
         pairs.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
         if let Some((key, v)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
@@ -362,35 +330,20 @@ impl Cx<'_> {
         Ok(Some(Val { raw, line, key }))
     }
 
-    /// The setting at `cloud_storage.{key}`; see [`Cx::value`].
-    fn get<T>(
-        &self,
-        settings: &Settings,
-        key: &str,
-        read: impl FnOnce(&str) -> Option<T>,
-        what: &str,
-    ) -> Result<Option<T>, Error> {
-        let leaf = settings.get(key).copied();
-        self.value(leaf, &format!("cloud_storage.{key}"), read, what)
-    }
-
-    /// The leaf at `key`, its variables substituted now (an unset one is an error) and read
-    /// by `read`; `None` from `read` is reported as not being `what`.
+    /// The setting at `cloud_storage.{key}`, its variables substituted now (an unset one is an
+    /// error) and read by `read`; `None` from `read` is reported as not being `what`.
     fn value<T>(
         &self,
-        s: Option<&Leaf>,
-        key: &str,
+        (s, key): (Option<&Leaf>, &str),
         read: impl FnOnce(&str) -> Option<T>,
         what: &str,
     ) -> Result<Option<T>, Error> {
-        let Some(v) = self.leaf(s, key)? else {
+        let Some(v) = self.leaf(s, &format!("cloud_storage.{key}"))? else {
             return Ok(None);
         };
         let value = expand(&v.raw, self.env).map_err(|b| self.bad(v.line, &v.key, b))?;
-        match read(&value) {
-            Some(value) => Ok(Some(value)),
-            None => Err(self.bad(v.line, &v.key, format!("{:?} is not {what}", v.raw))),
-        }
+        let not = || self.bad(v.line, &v.key, format!("{:?} is not {what}", v.raw));
+        read(&value).map(Some).ok_or_else(not)
     }
 
     fn relative_to_file(&self, p: &Path) -> PathBuf {
@@ -434,9 +387,7 @@ impl Cx<'_> {
             _ => "cloud_storage",
         };
         let known = expected.join(", ");
-        self.at(
-            line,
-            format!("unknown key {field:?} in {part} (known: {known})"),
-        )
+        let message = format!("unknown key {field:?} in {part} (known: {known})");
+        self.at(line, message)
     }
 }

@@ -2,14 +2,12 @@
 //! transfers, the audit log, usage alerts, signing and encryption. README.md ("Config file")
 //! shows an example.
 //!
-//! `cloud_storage` holds `default_provider` (used when no `--remote` is given), `providers`,
-//! and the sections `cache: {max_size, ttl}`, `transfer: {jobs, rate_limit}` (a rate in bytes
-//! per second), `audit: {path, max_size}`, `usage: {alert_monthly_cost}` (USD per month),
-//! `signing: {key, trusted_keys}` and `encryption: {key_file}`; relative paths are taken from
-//! the file's directory. A provider has a `name` (`[A-Za-z0-9][A-Za-z0-9._-]*`, unique), a
-//! `type` (s3 | gcs | azblob | oss | fs; may be omitted when the name is aws_s3, google_cloud,
-//! azure_blob or aliyun_oss), `enabled` (default true) and `config`: `bucket` (`container`
-//! also accepted for azblob; for fs `path` or `root`), `prefix`, and the remote options
+//! `cloud_storage` holds `default_provider` (used when no `--remote` is given), `providers`
+//! and the sections that fill [`Config`]'s other fields (paths relative to the file's
+//! directory). A provider has a `name` (`[A-Za-z0-9][A-Za-z0-9._-]*`, unique), a `type` (s3 |
+//! gcs | azblob | oss | fs; may be omitted when the name is aws_s3, google_cloud, azure_blob or
+//! aliyun_oss), `enabled` (default true) and `config`: `bucket` (`container` also accepted for
+//! azblob; for fs `path` or `root`), `prefix`, and the remote options
 //! ([`crate::remote::OPTION_KEYS`], checked as in URLs). [`KEY_ALIASES`] maps the names used
 //! by files written for the seed scripts onto them.
 //!
@@ -91,10 +89,8 @@ fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -
         true => "it defines no providers".to_string(),
         false => format!("known: {}", known.join(", ")),
     };
-    format!(
-        "provider {name:?} is not defined in {} ({known})",
-        path.display()
-    )
+    let path = path.display();
+    format!("provider {name:?} is not defined in {path} ({known})")
 }
 
 /// The parsed config file; [`Config::default`] when there is none. Paths are absolute (a
@@ -187,10 +183,8 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<PathBuf>, Error> {
         let set = |name: &str| env(name).filter(|v| !v.is_empty());
-        let named = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| set("MVAULT_CONFIG").map(PathBuf::from));
-        if let Some(p) = named {
+        let from_env = || set("MVAULT_CONFIG").map(PathBuf::from);
+        if let Some(p) = explicit.map(PathBuf::from).or_else(from_env) {
             let p = cwd.join(p);
             return match p.exists() {
                 true => Ok(Some(p)),
@@ -206,23 +200,21 @@ impl Config {
 
     /// The enabled provider called `name`.
     pub fn provider(&self, name: &str) -> Result<&Provider, Error> {
-        let p = self
-            .providers
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| Error::UnknownProvider {
+        let Some(p) = self.providers.iter().find(|p| p.name == name) else {
+            return Err(Error::UnknownProvider {
                 name: name.to_string(),
                 path: self.path.clone(),
                 known: self.providers.iter().map(|p| p.name.clone()).collect(),
-            })?;
-        if !p.enabled {
-            return Err(Error::Disabled {
+            });
+        };
+        match p.enabled {
+            true => Ok(p),
+            false => Err(Error::Disabled {
                 name: p.name.clone(),
                 path: self.path.clone().unwrap_or_default(),
                 line: p.line,
-            });
+            }),
         }
-        Ok(p)
     }
 
     /// The remote of the enabled provider called `name`, with its problem if it has one.

@@ -1,11 +1,7 @@
 use super::*;
 
 fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    }
+    move |k| Some(vars.iter().find(|(n, _)| *n == k)?.1.to_string())
 }
 
 /// Parses `text` as /etc/mv/mvault.yaml.
@@ -17,12 +13,10 @@ fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, Error> {
 fn fail(text: &str, vars: &[(&str, &str)]) -> String {
     match parse(text, vars) {
         Err(e) => e.to_string(),
-        Ok(c) => c
-            .providers
-            .iter()
-            .find_map(Provider::problem)
-            .expect(text)
-            .to_string(),
+        Ok(c) => {
+            let problem = c.providers.iter().find_map(Provider::problem);
+            problem.expect(text).to_string()
+        }
     }
 }
 
@@ -32,11 +26,9 @@ fn rows(c: &Config) -> Vec<String> {
     let row = |p: &Provider| {
         let (s, options) = (&p.spec, p.masked_options());
         let problem = p.problem().map_or(String::new(), |e| format!(" | {e}"));
-        let (name, kind, line, on) = (&p.name, p.backend, p.line, p.enabled);
-        format!(
-            "{name} {kind:?} {line} {on} {} [{}] {options:?}{problem}",
-            s.bucket, s.prefix
-        )
+        let (name, kind, line, on, bucket, prefix) =
+            (&p.name, p.backend, p.line, p.enabled, &s.bucket, &s.prefix);
+        format!("{name} {kind:?} {line} {on} {bucket} [{prefix}] {options:?}{problem}")
     };
     c.providers.iter().map(row).collect()
 }
@@ -82,31 +74,20 @@ fn parses_the_seed_shape() {
         ]
     );
     // A provider's problem is reported when it is used.
-    assert_eq!(
-        c.spec("azure_blob").err().as_ref(),
-        c.providers[2].problem()
-    );
+    let e = c.spec("azure_blob").err();
+    assert_eq!(e.as_ref(), c.providers[2].problem());
     let s3 = c.default_spec().unwrap().unwrap();
-    assert_eq!(
-        (s3.label.as_deref(), &s3),
-        (Some("aws_s3"), &c.providers[0].spec)
-    );
+    assert_eq!(s3.label.as_deref(), Some("aws_s3"));
+    assert_eq!(s3, c.providers[0].spec);
     assert_eq!(s3.options["secret_key"], secret.1);
     let names = Vec::from_iter(c.enabled_providers().iter().map(|p| p.name.as_str()));
     assert_eq!(names, ["aws_s3", "azure_blob", "local"]);
-    // 20G, 30d; 16, 50M; 10M.
     let cache = (c.cache.max_size_bytes, c.cache.ttl_secs);
     assert_eq!(cache, (Some(20 << 30), Some(30 * 86400)));
     let transfer = (c.jobs, c.rate_limit_bytes_per_sec);
     assert_eq!(transfer, (Some(16), Some(50 << 20)));
-    let audit = (c.audit.path.as_deref(), c.audit.max_size_bytes);
-    assert_eq!(
-        audit,
-        (
-            Some(Path::new("/var/log/mvault/audit.jsonl")),
-            Some(10 << 20)
-        )
-    );
+    assert_eq!(c.audit.path, Some("/var/log/mvault/audit.jsonl".into()));
+    assert_eq!(c.audit.max_size_bytes, Some(10 << 20));
 }
 
 /// Files that load, and the providers they give.
@@ -143,18 +124,11 @@ fn providers_as_loaded() {
     let text = "cloud_storage:\n  audit:\n    path: ${LOGS:-/tmp}/audit.jsonl\n  cache:\n    max_size: ${CACHE_SIZE}\n  usage: {alert_monthly_cost: 12.5}\n  encryption: {key_file: k}\n  signing: {key: s.pem, trusted_keys: [t.pub, /u.pub]}\n";
     let c = parse(text, &[("CACHE_SIZE", "1G")]).unwrap();
     assert_eq!(c.audit.path.as_deref(), Some(Path::new("/tmp/audit.jsonl")));
-    assert_eq!(
-        (c.cache.max_size_bytes, c.alert_monthly_cost_usd),
-        (Some(1 << 30), Some(12.5))
-    );
-    let paths = format!(
-        "{:?} {:?} {:?}",
-        c.encryption_key_file, c.sign_key, c.trusted_keys
-    );
-    assert_eq!(
-        paths,
-        r#"Some("/etc/mv/k") Some("/etc/mv/s.pem") ["/etc/mv/t.pub", "/u.pub"]"#
-    );
+    assert_eq!(c.cache.max_size_bytes, Some(1 << 30));
+    assert_eq!(c.alert_monthly_cost_usd, Some(12.5));
+    let (k, s, t) = (&c.encryption_key_file, &c.sign_key, &c.trusted_keys);
+    let want = r#"Some("/etc/mv/k") Some("/etc/mv/s.pem") ["/etc/mv/t.pub", "/u.pub"]"#;
+    assert_eq!(format!("{k:?} {s:?} {t:?}"), want);
     let c = parse("cloud_storage:\n  signing: {trusted_keys: t.pub}\n", &[]).unwrap();
     assert_eq!(c.trusted_keys, [Path::new("/etc/mv/t.pub")]);
 }
@@ -300,11 +274,9 @@ fn search_order() {
     let env_var = [("MVAULT_CONFIG", "other.yaml")];
     assert_eq!(find(None, &env_var).unwrap(), other);
     let e = find(Some("absent.yaml"), &env_var).unwrap_err();
-    let absent = cwd.join("absent.yaml").display().to_string();
-    assert_eq!(
-        e.to_string(),
-        format!("config file {absent} does not exist")
-    );
+    let absent = cwd.join("absent.yaml");
+    let want = format!("config file {} does not exist", absent.display());
+    assert_eq!(e.to_string(), want);
     let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n");
     let e = load(Some("bad.yaml")).unwrap_err();
     assert!(
