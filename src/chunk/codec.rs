@@ -300,18 +300,35 @@ const SCRATCH_KEPT: usize = 4;
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.
 pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
-    decode_with(expected, stored, Bytes::copy_from_slice)
+    decode_with(Some(expected), stored, Bytes::copy_from_slice)
 }
 
 /// [`decode`] of an object the caller owns: a raw chunk's plaintext is a slice of `stored`
 /// (no copy), which keeps `stored` alive for as long as the plaintext is.
 pub fn decode_owned(expected: &Digest, stored: Bytes) -> Result<Bytes, DecodeError> {
-    decode_with(expected, &stored, |_| stored.slice(HEADER_BYTES..))
+    decode_with(Some(expected), &stored, |_| stored.slice(HEADER_BYTES..))
 }
 
-/// Checks and decodes `stored`; `raw` makes a raw chunk's plaintext from its payload.
+/// [`decode_owned`] without the hash check, for a caller that proves the plaintext another
+/// way before using it (a pull hashes the whole assembled file, [`crate::chunk::tree`], and
+/// checks each chunk on its own only to name one that fails). Every structural check stays,
+/// and a plaintext whose length is not `size` (the manifest's) is a
+/// [`DecodeError::LengthMismatch`], so that it cannot overwrite its neighbours.
+pub fn decode_owned_unverified(stored: Bytes, size: u64) -> Result<Bytes, DecodeError> {
+    let plain = decode_with(None, &stored, |_| stored.slice(HEADER_BYTES..))?;
+    if plain.len() as u64 != size {
+        return Err(DecodeError::LengthMismatch {
+            declared: size,
+            actual: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+/// Checks and decodes `stored` (its hash too, given `expected`); `raw` makes a raw chunk's
+/// plaintext from its payload.
 fn decode_with(
-    expected: &Digest,
+    expected: Option<&Digest>,
     stored: &[u8],
     raw: impl FnOnce(&[u8]) -> Bytes,
 ) -> Result<Bytes, DecodeError> {
@@ -341,12 +358,14 @@ fn decode_with(
             actual: plain.len() as u64,
         });
     }
-    let actual = Digest::of(&plain);
-    if actual != *expected {
-        return Err(DecodeError::HashMismatch {
-            expected: *expected,
-            actual,
-        });
+    if let Some(expected) = expected {
+        let actual = Digest::of(&plain);
+        if actual != *expected {
+            return Err(DecodeError::HashMismatch {
+                expected: *expected,
+                actual,
+            });
+        }
     }
     Ok(plain)
 }
@@ -465,6 +484,10 @@ mod tests {
             if stored[4] == Codec::Raw as u8 {
                 assert_eq!(owned.as_ptr(), stored[HEADER_BYTES..].as_ptr(), "no copy");
             }
+            let unverified = decode_owned_unverified(stored.clone(), plain.len() as u64);
+            assert_eq!(&unverified.unwrap()[..], plain);
+            let short = decode_owned_unverified(stored.clone(), plain.len() as u64 - 1);
+            assert!(matches!(short, Err(DecodeError::LengthMismatch { .. })));
             let wrong = Digest::of(b"other");
             assert!(decode_owned(&wrong, stored).is_err());
         }

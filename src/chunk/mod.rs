@@ -18,7 +18,8 @@ pub mod tree;
 
 pub use codec::{
     CHUNK_MAGIC, Codec, DecodeError, HEADER_BYTES, MAX_CHUNK_BYTES, MAX_OBJECT_BYTES, Planes,
-    decode, decode_owned, encode, encode_into, encode_planes, encode_planes_into,
+    decode, decode_owned, decode_owned_unverified, encode, encode_into, encode_planes,
+    encode_planes_into,
 };
 
 use std::fmt;

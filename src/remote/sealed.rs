@@ -295,16 +295,21 @@ impl Remote {
         }
     }
 
-    /// Stores a pack and then its index (`docs/FORMAT.md`, "Packs"): an index never names a
-    /// pack that is not stored. Plaintext vaults only.
-    pub async fn write_pack(
+    /// Stores a pack object (`docs/FORMAT.md`, "Packs"); its index follows with
+    /// [`Remote::write_pack_index`], never before, so that an index never names a pack that is
+    /// not stored. Plaintext vaults only.
+    pub async fn write_pack(&self, id: &crate::chunk::Digest, data: Bytes) -> Result<()> {
+        debug_assert!(self.keys.is_none());
+        self.write(&crate::pack::pack_key(id), data).await
+    }
+
+    /// Stores the index of pack `id`, once the pack itself is stored (FORMAT.md, "Packs": a
+    /// reader that finds an index may rely on its pack).
+    pub async fn write_pack_index(
         &self,
         id: &crate::chunk::Digest,
-        data: Bytes,
         index: &crate::pack::Index,
     ) -> Result<()> {
-        debug_assert!(self.keys.is_none());
-        self.write(&crate::pack::pack_key(id), data).await?;
         self.write(&crate::pack::index_key(id), Bytes::from(index.to_json()))
             .await
     }
