@@ -295,7 +295,7 @@ fn join(planes: &[&[u8]], body: &mut [u8]) {
 /// At most [`SCRATCH_KEPT`] wait here (one per concurrent decode on a small machine).
 static SCRATCH: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 /// Scratch buffers kept in [`SCRATCH`] between decodes.
-const SCRATCH_KEPT: usize = 4;
+const SCRATCH_KEPT: usize = 2;
 
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.

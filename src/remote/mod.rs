@@ -310,23 +310,46 @@ fn read_regular_range(
 async fn read_at_most(op: &Operator, key: &str, limit: u64) -> opendal::Result<Option<Bytes>> {
     use futures::TryStreamExt;
     let mut stream = op.reader(key).await?.into_stream(..).await?;
-    match stream.metadata().await {
+    let declared = match stream.metadata().await {
         Ok(meta) if meta.content_length() > limit => return Ok(None),
+        Ok(meta) => meta.content_length(),
         Err(e) if e.kind() != opendal::ErrorKind::Unsupported => return Err(e),
-        _ => {}
-    }
-    let (mut parts, mut len) = (Vec::new(), 0u64);
+        Err(_) => 0,
+    };
+    // Copied into one buffer as the body arrives, so a chunk is held once, not as its
+    // network pieces and their concatenation (a pull holds several chunks at once).
+    let mut out = Vec::with_capacity(declared as usize);
     while let Some(buf) = stream.try_next().await? {
-        len += buf.len() as u64;
-        if len > limit {
+        if (out.len() + buf.len()) as u64 > limit {
             return Ok(None);
         }
-        parts.extend(buf);
+        for piece in buf {
+            out.extend_from_slice(&piece);
+        }
     }
-    Ok(Some(match parts.len() {
-        1 => parts.pop().expect("one part"),
-        _ => parts.concat().into(),
-    }))
+    Ok(Some(out.into()))
+}
+
+/// Bytes `range` of `key`, copied into one buffer as they arrive (as [`read_at_most`]). A
+/// store that answers more than asked is cut off one piece past the range (the caller finds
+/// the length wrong), so memory stays bounded by the range.
+async fn read_range_of(
+    op: &Operator,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> opendal::Result<Bytes> {
+    use futures::TryStreamExt;
+    let len = (range.end - range.start) as usize;
+    let mut stream = op.reader(key).await?.into_stream(range).await?;
+    let mut out = Vec::with_capacity(len);
+    while out.len() <= len
+        && let Some(buf) = stream.try_next().await?
+    {
+        for piece in buf {
+            out.extend_from_slice(&piece);
+        }
+    }
+    Ok(out.into())
 }
 
 /// The first line of an error text, at most 300 characters, with URL query strings removed
@@ -552,9 +575,8 @@ impl Remote {
                     .map_err(|e| self.fs_error("read", key, e))?
             }
             None => {
-                self.retrying("read", key, || async {
-                    let buf = self.op.read_with(key).range(offset..offset + len).await?;
-                    Ok(buf.to_bytes())
+                self.retrying("read", key, || {
+                    read_range_of(&self.op, key, offset..offset + len)
                 })
                 .await?
             }
