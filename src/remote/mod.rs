@@ -686,10 +686,26 @@ impl Remote {
     /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
     pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.retrying("write", key, || async {
-            let w = self.op.write_with(key, data.clone());
+            let w = self.op.write_with(key, self.body(&data));
             w.content_type(content_type(key)).await.map(|_| ())
         })
         .await
+    }
+
+    /// `data` as a write body: on a local vault in pieces of at most 256 KiB (no copy), which
+    /// the file system backend writes one `write` at a time. Measured on ext4: 2 MiB writes
+    /// (what it makes of one large buffer) cost several times the system time of the same
+    /// bytes in 256 KiB writes; a push into a local vault spent a fifth of its CPU there.
+    fn body(&self, data: &Bytes) -> opendal::Buffer {
+        const PIECE: usize = 256 * 1024;
+        if self.fs_root.is_none() || data.len() <= PIECE {
+            return data.clone().into();
+        }
+        let pieces: Vec<Bytes> = (0..data.len())
+            .step_by(PIECE)
+            .map(|at| data.slice(at..(at + PIECE).min(data.len())))
+            .collect();
+        opendal::Buffer::from(pieces)
     }
 
     /// Writes `data` at `key` only if nothing is there yet.
