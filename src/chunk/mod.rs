@@ -136,11 +136,13 @@ pub struct Chunk {
     pub data: Bytes,
 }
 
-/// Size of the read buffer of [`Chunker`], in bytes (a multiple of the largest chunk).
-const READ_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes the read buffer of [`Chunker`] holds beyond the largest chunk (4 MiB): what each
+/// refill reads at least. Measured on a 5 GiB bf16 checkpoint (`push --dry-run`, 2 workers):
+/// 8 MiB 5.07-5.63 s at 124-133 MiB peak RSS, 4 MiB 5.44-5.65 s at 116-121 MiB.
+const READ_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Streams a reader into content-defined chunks. Memory: one buffer of
-/// `max_bytes + 8 MiB` bytes, whatever the input length.
+/// `max_bytes + 4 MiB` bytes (at least 4 MiB), whatever the input length.
 pub struct Chunker<R> {
     reader: R,
     params: ChunkParams,
@@ -283,7 +285,7 @@ pub(crate) mod tests {
 
     #[test]
     fn chunks_respect_bounds_across_buffer_refills() {
-        // Larger than the 8 MiB read buffer, so cuts span refills.
+        // Larger than the read buffer (2 MiB + 4 MiB), so cuts span refills.
         let data = noise(11, 20 * 1024 * 1024);
         let p = ChunkParams::DEFAULT;
         let chunks: Vec<Chunk> = Chunker::new(&data[..], p).map(|c| c.unwrap()).collect();

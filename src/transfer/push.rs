@@ -76,7 +76,7 @@ pub(super) struct Source {
 }
 
 /// Plaintext bytes of chunks cut but not yet uploaded, across all workers (24 MiB: three
-/// chunks of the 8 MiB tensor average): with the workers' read buffers (24 MiB each) this
+/// chunks of the 8 MiB tensor average): with the workers' read buffers (20 MiB each) this
 /// bounds a push's memory, however large the model.
 pub const IN_FLIGHT_BYTES: usize = 24 * 1024 * 1024;
 
