@@ -1178,23 +1178,24 @@ fn access_denied_fails_at_once_without_retries() {
 // ---------------------------------------------------------------------------------------------
 // 4. Stalled transfers and resumed pulls.
 
-#[test]
-fn stalled_downloads_are_cancelled_and_retried() {
-    let env = Env::new(Backend::S3);
+/// A model directory holding `weights.bin` (`len` seeded noise bytes, `salt` mixed into the
+/// seed), pushed directly (no proxy) as `name@1.0.0` with `extra` push flags.
+fn pushed_noise(env: &Env, name: &str, salt: u64, len: u64, extra: &[&str]) -> std::path::PathBuf {
     let src = env.path("model");
     write_file(
         &src.join("weights.bin"),
-        &noise(seed() ^ 0x57a1, (6 * MIB) as usize),
+        &noise(seed() ^ salt, len as usize),
     );
-    env.ok(&[
-        "-q",
-        "push",
-        s(&src),
-        "--name",
-        "hang",
-        "--version",
-        "1.0.0",
-    ]);
+    let mut args = vec!["-q", "push", s(&src), "--name", name, "--version", "1.0.0"];
+    args.extend_from_slice(extra);
+    env.ok(&args);
+    src
+}
+
+#[test]
+fn stalled_downloads_are_cancelled_and_retried() {
+    let env = Env::new(Backend::S3);
+    let src = pushed_noise(&env, "hang", 0x57a1, 6 * MIB, &[]);
 
     let proxy = Proxy::start(Mode::StallChunkGets { first: 3 }, seed());
     let remote = format!("{}&stall_timeout=1", proxy.remote_for(&env));
@@ -1221,21 +1222,7 @@ fn stalled_downloads_are_cancelled_and_retried() {
 #[test]
 fn chunks_damaged_in_transit_are_found_and_fetched_again() {
     let env = Env::new(Backend::S3);
-    let src = env.path("model");
-    write_file(
-        &src.join("weights.bin"),
-        &noise(seed() ^ 0xf11b, (6 * MIB) as usize),
-    );
-    env.ok(&[
-        "-q",
-        "push",
-        s(&src),
-        "--name",
-        "flip",
-        "--version",
-        "1.0.0",
-        "--no-pack",
-    ]);
+    let src = pushed_noise(&env, "flip", 0xf11b, 6 * MIB, &["--no-pack"]);
 
     let proxy = Proxy::start(Mode::FlipChunkGets { first: 2 }, seed());
     let remote = proxy.remote_for(&env);
@@ -1282,20 +1269,7 @@ fn chunks_damaged_in_transit_are_found_and_fetched_again() {
 #[test]
 fn a_pull_that_keeps_stalling_ends_with_an_error_naming_the_stall() {
     let env = Env::new(Backend::S3);
-    let src = env.path("model");
-    write_file(
-        &src.join("weights.bin"),
-        &noise(seed() ^ 0x57a2, (2 * MIB) as usize),
-    );
-    env.ok(&[
-        "-q",
-        "push",
-        s(&src),
-        "--name",
-        "hang",
-        "--version",
-        "1.0.0",
-    ]);
+    pushed_noise(&env, "hang", 0x57a2, 2 * MIB, &[]);
 
     let proxy = Proxy::start(Mode::StallChunkGets { first: usize::MAX }, seed());
     let remote = format!("{}&stall_timeout=1&retries=1", proxy.remote_for(&env));

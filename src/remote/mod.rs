@@ -692,12 +692,11 @@ impl Remote {
         .await
     }
 
-    /// `data` as a write body: on a local vault in pieces of at most 256 KiB (no copy), which
-    /// the file system backend writes one `write` at a time. Measured on ext4: 2 MiB writes
-    /// (what it makes of one large buffer) cost several times the system time of the same
-    /// bytes in 256 KiB writes; a push into a local vault spent a fifth of its CPU there.
+    /// `data` as a write body: on a local vault in pieces of at most
+    /// [`crate::util::WRITE_PIECE_BYTES`] (no copy), which the file system backend writes one
+    /// `write` at a time (one large buffer becomes 2 MiB writes, several times costlier).
     fn body(&self, data: &Bytes) -> opendal::Buffer {
-        const PIECE: usize = 256 * 1024;
+        use crate::util::WRITE_PIECE_BYTES as PIECE;
         if self.fs_root.is_none() || data.len() <= PIECE {
             return data.clone().into();
         }

@@ -48,6 +48,7 @@ use crate::cache::{Cache, LocalChunk};
 use crate::chunk::{self, Digest, tree};
 use crate::manifest::{self, ChunkRef, FileEntry, Manifest};
 use crate::remote::Remote;
+use crate::util::WRITE_PIECE_BYTES;
 
 /// What to pull, and where.
 #[derive(Debug, Clone)]
@@ -568,8 +569,9 @@ impl Ctx<'_> {
     /// writes each at its offset in `path` (preallocated to the file's size) as it arrives,
     /// appending its index to `journal` once written. Each 4 MiB block of the file is hashed
     /// (one per core at once; from the chunk just written when it holds the whole block, else
-    /// read back from the page cache) as soon as its last byte is written, and the file's BLAKE3 is merged from the blocks' ([`chunk::tree`]), so
-    /// verification ends with the last write, however large the file. Returns that digest
+    /// read back from the page cache) as soon as its last byte is written, and the file's
+    /// BLAKE3 is merged from the blocks' ([`chunk::tree`]), so verification ends with the last
+    /// write, however large the file. Returns that digest
     /// and how many chunks were resumed from an earlier pass. On error or cancellation the
     /// partial and its journal stay for the next pull.
     async fn assemble_once(
@@ -747,10 +749,10 @@ impl Ctx<'_> {
         Ok((out, permit))
     }
 
-    /// Decodes and verifies one stored chunk object, at most one per core at once: each holds
-    /// its object, its planes and its plaintext, which the in-flight budget does not count.
-    /// Unless `verify`, the plaintext's hash is not checked here: the caller proves it with
-    /// the whole file's ([`Ctx::assemble`]). A raw object is then decoded in place (a slice).
+    /// Decodes one stored chunk object, at most one per core at once: each holds its object,
+    /// its planes and its plaintext, which the in-flight budget does not count. The plaintext's
+    /// hash is checked only with `verify`; otherwise the caller proves it with the whole
+    /// file's ([`Ctx::assemble`]), and a raw object is decoded in place (a slice).
     async fn decode(
         &self,
         f: &FileEntry,
@@ -867,16 +869,10 @@ fn pack_runs(
     runs
 }
 
-/// Most bytes one `pwrite` passes to the kernel (256 KiB). Measured on ext4 (a guest kernel,
-/// 1.5 GB written by four threads taking turns): 8 MiB writes cost 2.2-3.3 s of system time,
-/// the same bytes as 256 KiB writes 0.36-0.44 s; a pull of 8 MiB chunks spent a fifth of its
-/// CPU time in the page-cache copy before this.
-const WRITE_PIECE: usize = 256 * 1024;
-
-/// Writes `data` at `offset` of `file`, in pieces of at most [`WRITE_PIECE`] bytes.
+/// Writes `data` at `offset` of `file`, in pieces of at most [`WRITE_PIECE_BYTES`] bytes.
 fn write_at(file: &fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
     let mut at = offset;
-    for piece in data.chunks(WRITE_PIECE) {
+    for piece in data.chunks(WRITE_PIECE_BYTES) {
         file.write_all_at(piece, at)?;
         at += piece.len() as u64;
     }
