@@ -11,9 +11,8 @@ pub(super) enum Bad {
     Unset(String),
 }
 
-/// Substitutes `${VAR}` / `${VAR:-default}` (the default applies when `VAR` is unset or empty)
-/// and turns `$$` into `$`; any other `$` is literal. A syntax error anywhere wins over an
-/// unset variable, so it is reported at load even in a provider that is never used.
+/// Substitutes variables as the module doc of [`super`] says. A syntax error anywhere wins
+/// over an unset variable, so it is reported at load even in a provider that is never used.
 pub(super) fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Bad> {
     let (mut out, mut unset, mut rest) = (String::new(), None, raw);
     while let Some(pos) = rest.find('$') {

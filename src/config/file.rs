@@ -1,8 +1,6 @@
-//! The file's shape as serde types (parsed by serde-saphyr, with spans), and their checking
-//! into a [`Config`]. Sections and provider `config` mappings are read as spanned YAML values
-//! and checked here, so an unknown key, a list where a single value belongs, or a value that
-//! is not valid once its variables are substituted, is reported with its line and dotted key;
-//! bad YAML and a part of the wrong kind are reported by serde-saphyr, with their line.
+//! Reading the file into a [`Config`]. serde-saphyr checks the YAML and the kind of each part
+//! (reporting its line); sections and provider `config` mappings are spanned maps whose keys
+//! and values are checked here, each problem named by its line and dotted key.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -14,8 +12,9 @@ use serde_json::Value;
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::env::{Bad, expand};
-use super::{AuditConfig, CacheConfig, Config, Error, KEY_ALIASES, Provider};
+use super::{Config, Error, KEY_ALIASES, Provider};
 use crate::remote::{Backend, OPTION_KEYS, RemoteSpec, check_option};
+use crate::transfer::ratelimit::parse_rate;
 use crate::util::{parse_duration_secs, parse_size};
 
 /// Provider `config` keys that are not remote options; the first four name the bucket.
@@ -113,20 +112,15 @@ impl Config {
         }
         let at = |key: &'static str| (settings.get(key).copied(), key);
         let path = |v: &str| (!v.is_empty()).then(|| cx.relative_to_file(Path::new(v)));
-        let rate = |v: &str| parse_size(v).filter(|&n| n > 0);
         let duration = "a duration (e.g. 30d, 12h, 3600)";
-        config.cache = CacheConfig {
-            max_size_bytes: cx.value(at("cache.max_size"), parse_size, SIZE)?,
-            ttl_secs: cx.value(at("cache.ttl"), parse_duration_secs, duration)?,
-        };
-        config.audit = AuditConfig {
-            path: cx.value(at("audit.path"), path, "a path")?,
-            max_size_bytes: cx.value(at("audit.max_size"), parse_size, SIZE)?,
-        };
+        config.cache.max_size_bytes = cx.value(at("cache.max_size"), parse_size, SIZE)?;
+        config.cache.ttl_secs = cx.value(at("cache.ttl"), parse_duration_secs, duration)?;
+        config.audit.path = cx.value(at("audit.path"), path, "a path")?;
+        config.audit.max_size_bytes = cx.value(at("audit.max_size"), parse_size, SIZE)?;
         let what = format!("a number from 1 to {MAX_JOBS}");
         config.jobs = cx.value(at("transfer.jobs"), |v| number(v, 1..=MAX_JOBS), &what)?;
         let what = "a rate (e.g. 50M = 50 MiB/s)";
-        config.rate_limit_bytes_per_sec = cx.value(at("transfer.rate_limit"), rate, what)?;
+        config.rate_limit_bytes_per_sec = cx.value(at("transfer.rate_limit"), parse_rate, what)?;
         // Finite and at least 0.
         let usd = |v: &str| number(v, 0.0..=f64::MAX);
         let what = "an amount in USD per month (e.g. 50 or 12.5)";
@@ -172,10 +166,8 @@ impl Cx<'_> {
             .ok_or_else(|| self.bad(pline, &unnamed, "every provider needs a name"))?;
         let at = format!("cloud_storage.providers[{}]", name.raw);
         let name_key = format!("{at}.name");
-        let mut chars = name.raw.chars();
-        if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if !name.raw.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.raw.chars().all(ok) {
             let msg = "provider names are letters, digits, '.', '_' and '-', starting with a letter or digit";
             return Err(self.bad(name.line, &name_key, msg));
         }
@@ -224,6 +216,12 @@ impl Cx<'_> {
         let at = format!("cloud_storage.providers[{}].config", p.name);
         let aliases: Vec<_> = KEY_ALIASES.iter().map(|(alias, _)| *alias).collect();
         let known = [LOCATION_KEYS, OPTION_KEYS, &aliases].concat();
+        // `None`: the whole `config` mapping, for a problem with no single key.
+        let cline = config.as_ref().map_or(p.line, line);
+        let mut defer = |v: Option<&Val>, msg: &str| {
+            let (l, key) = v.map_or((cline, at.as_str()), |v| (v.line, &v.key));
+            _ = p.problem.get_or_insert(self.bad(l, key, msg));
+        };
         // Canonical key -> (the value as found, its value; None if a variable is unset).
         let mut values: BTreeMap<&str, (Val, Option<String>)> = BTreeMap::new();
         for (key, v) in self.entries(config, &at, &known)? {
@@ -233,28 +231,17 @@ impl Cx<'_> {
             let alias = KEY_ALIASES.iter().find(|(alias, _)| *alias == key);
             let canonical = alias.map_or(key, |(_, k)| k);
             if let Some((first, _)) = values.get(canonical) {
-                let msg = format!("same setting as {}", first.key);
-                return Err(self.bad(val.line, &val.key, msg));
+                return Err(self.bad(val.line, &val.key, format!("same setting as {}", first.key)));
             }
             let value = match expand(&val.raw, self.env) {
-                Ok(value) => Some(value),
-                Err(b @ Bad::Unset(_)) => {
-                    p.problem.get_or_insert(self.bad(val.line, &val.key, b));
-                    None
-                }
-                Err(b) => return Err(self.bad(val.line, &val.key, b)),
+                Err(b @ Bad::Syntax(_)) => return Err(self.bad(val.line, &val.key, b)),
+                unset => unset.map_err(|b| defer(Some(&val), &b.to_string())).ok(),
             };
             values.insert(canonical, (val, value));
         }
         let given = |k: &str| values.get(k).map(|(v, value)| (v, value.as_deref()));
         let prefix = given("prefix").and_then(|(_, v)| v).unwrap_or("");
         p.spec.prefix = prefix.trim_matches('/').to_string();
-        // `None`: the whole `config` mapping, for a problem with no single key.
-        let cline = config.as_ref().map_or(p.line, line);
-        let mut defer = |v: Option<&Val>, msg: &str| {
-            let (l, key) = v.map_or((cline, at.as_str()), |v| (v.line, &v.key));
-            p.problem.get_or_insert(self.bad(l, key, msg));
-        };
         let (ty, bucket_keys): (&str, &[&str]) = match p.backend {
             Backend::Fs => ("fs", &["path", "root"]),
             Backend::Azblob => ("azblob", &["container", "bucket"]),
@@ -262,7 +249,7 @@ impl Cx<'_> {
             Backend::Gcs => ("gcs", &["bucket"]),
             Backend::Oss => ("oss", &["bucket"]),
         };
-        let first = bucket_keys[0];
+        let (first, only_one) = (bucket_keys[0], bucket_keys.join(", "));
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
                 defer(Some(v), &format!("not used by type {ty}; use {first}"));
@@ -271,10 +258,7 @@ impl Cx<'_> {
         let mut bucket = bucket_keys.iter().filter_map(|k| given(k));
         match (bucket.next(), bucket.next()) {
             (None, _) => defer(None, &format!("{first} is required for type {ty}")),
-            (Some(_), Some((v, _))) => {
-                let msg = format!("give only one of {}", bucket_keys.join(", "));
-                defer(Some(v), &msg)
-            }
+            (Some(_), Some((v, _))) => defer(Some(v), &format!("give only one of {only_one}")),
             (Some((_, None)), None) => {}
             (Some((v, Some(""))), None) => defer(Some(v), "must not be empty"),
             (Some((_, Some(b))), None) if p.backend == Backend::Fs => {
@@ -351,7 +335,6 @@ impl Cx<'_> {
         std::path::absolute(&joined).unwrap_or(joined)
     }
 
-    /// A problem at `line`.
     fn at(&self, line: usize, message: String) -> Error {
         let path = self.path.to_path_buf();
         Error::At {
@@ -361,7 +344,6 @@ impl Cx<'_> {
         }
     }
 
-    /// A problem with the value at `key`.
     fn bad(&self, line: usize, key: &str, message: impl Display) -> Error {
         self.at(line, format!("{key}: {message}"))
     }

@@ -1,5 +1,5 @@
 //! The config file: named storage providers (for `--remote NAME`) and defaults for the cache,
-//! transfers, the audit log, usage alerts, signing and encryption. README.md ("Config file")
+//! transfers, the audit log, usage alerts, signing and encryption; README.md ("Config file")
 //! shows an example.
 //!
 //! `cloud_storage` holds `default_provider` (used when no `--remote` is given), `providers`
@@ -8,8 +8,7 @@
 //! gcs | azblob | oss | fs; may be omitted when the name is aws_s3, google_cloud, azure_blob or
 //! aliyun_oss), `enabled` (default true) and `config`: `bucket` (`container` also accepted for
 //! azblob; for fs `path` or `root`), `prefix`, and the remote options
-//! ([`crate::remote::OPTION_KEYS`], checked as in URLs). [`KEY_ALIASES`] maps the names used
-//! by files written for the seed scripts onto them.
+//! ([`crate::remote::OPTION_KEYS`], checked as in URLs; also named as in [`KEY_ALIASES`]).
 //!
 //! Rules:
 //! - String values may use `${VAR}`, `${VAR:-default}` (the default applies when `VAR` is unset
@@ -28,7 +27,7 @@ mod file;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::remote::{Backend, RemoteSpec, SECRET_KEYS};
+use crate::remote::{Backend, RemoteSpec};
 
 /// Config file names looked for in the working directory, in this order.
 pub const LOCAL_FILES: &[&str] = &["mvault.yaml", "cloud_storage_config.yaml"];
@@ -47,28 +46,22 @@ pub const KEY_ALIASES: &[(&str, &str)] = &[
 /// values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The file named by `-c/--config` or `MVAULT_CONFIG` does not exist.
     #[error("config file {} does not exist", path.display())]
     Missing { path: PathBuf },
-    /// The file exists but could not be read.
     #[error("cannot read config file {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
-    /// A problem at `line` of the file: invalid YAML, an unknown key, a value of the wrong
-    /// kind or out of range, an unset `${VAR}`. `message` names the key.
     #[error("{}:{line}: {message}", path.display())]
     At {
         path: PathBuf,
         line: usize,
         message: String,
     },
-    /// No provider has this name.
     #[error("{}", unknown_provider_message(name, path.as_deref(), known))]
     UnknownProvider {
         name: String,
         path: Option<PathBuf>,
         known: Vec<String>,
     },
-    /// The provider has `enabled: false`.
     #[error("provider {name} is disabled in {}:{line}; set enabled: true", path.display())]
     Disabled {
         name: String,
@@ -97,7 +90,6 @@ fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -
 /// relative path in the file is taken from the file's directory).
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// The file read, if any.
     pub path: Option<PathBuf>,
     /// `cloud_storage.default_provider`; always names one of `providers`.
     pub default_provider: Option<String>,
@@ -150,20 +142,33 @@ pub struct AuditConfig {
 }
 
 impl Config {
-    /// Finds the config file (see [`Config::find`]) in the process's working directory and
-    /// environment, and parses it; no file gives the empty config.
+    /// Finds the config file in the process's working directory and environment (see
+    /// [`Config::load_from`]) and parses it; no file gives the empty config.
     pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         Config::load_from(explicit, &cwd, |name| std::env::var(name).ok())
     }
 
-    /// [`Config::load`] with the working directory and environment given.
+    /// [`Config::load`] with the working directory and environment given. The file read is
+    /// `explicit` (from `-c/--config`), else `MVAULT_CONFIG`, either of which must exist
+    /// (relative paths are taken from `cwd`); else the first of [`LOCAL_FILES`] in `cwd`; else
+    /// `$XDG_CONFIG_HOME/mvault/config.yaml` (`XDG_CONFIG_HOME` defaulting to `$HOME/.config`).
     pub fn load_from(
         explicit: Option<&Path>,
         cwd: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
-        let Some(path) = Config::find(explicit, cwd, &env)? else {
+        let set = |name: &str| env(name).filter(|v| !v.is_empty());
+        let from_env = || set("MVAULT_CONFIG").map(|p| cwd.join(p));
+        let explicit = explicit.map(|p| cwd.join(p)).or_else(from_env);
+        if let Some(path) = explicit.as_ref().filter(|p| !p.exists()) {
+            return Err(Error::Missing { path: path.clone() });
+        }
+        let xdg = set("XDG_CONFIG_HOME").map(PathBuf::from);
+        let xdg = xdg.or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")));
+        let xdg = xdg.map(|d| d.join("mvault").join("config.yaml"));
+        let mut local = LOCAL_FILES.iter().map(|f| cwd.join(f)).chain(xdg);
+        let Some(path) = explicit.or_else(|| local.find(|p| p.is_file())) else {
             return Ok(Config::default());
         };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
@@ -173,33 +178,8 @@ impl Config {
         Config::parse(&text, &path, env)
     }
 
-    /// Which file to read: `explicit` (from `-c/--config`), else `MVAULT_CONFIG`, either of
-    /// which must exist (relative paths are taken from `cwd`); else the first of
-    /// [`LOCAL_FILES`] in `cwd`; else `$XDG_CONFIG_HOME/mvault/config.yaml` (`XDG_CONFIG_HOME`
-    /// defaulting to `$HOME/.config`). `Ok(None)` when there is none.
-    pub fn find(
-        explicit: Option<&Path>,
-        cwd: &Path,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<PathBuf>, Error> {
-        let set = |name: &str| env(name).filter(|v| !v.is_empty());
-        let from_env = || set("MVAULT_CONFIG").map(PathBuf::from);
-        if let Some(p) = explicit.map(PathBuf::from).or_else(from_env) {
-            let p = cwd.join(p);
-            return match p.exists() {
-                true => Ok(Some(p)),
-                false => Err(Error::Missing { path: p }),
-            };
-        }
-        let xdg = set("XDG_CONFIG_HOME").map(PathBuf::from);
-        let xdg = xdg.or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")));
-        let xdg = xdg.map(|d| d.join("mvault").join("config.yaml"));
-        let local = LOCAL_FILES.iter().map(|f| cwd.join(f));
-        Ok(local.chain(xdg).find(|p| p.is_file()))
-    }
-
-    /// The enabled provider called `name`.
-    pub fn provider(&self, name: &str) -> Result<&Provider, Error> {
+    /// The remote of the enabled provider called `name`, with its problem if it has one.
+    pub fn spec(&self, name: &str) -> Result<RemoteSpec, Error> {
         let Some(p) = self.providers.iter().find(|p| p.name == name) else {
             return Err(Error::UnknownProvider {
                 name: name.to_string(),
@@ -208,18 +188,13 @@ impl Config {
             });
         };
         match p.enabled {
-            true => Ok(p),
+            true => p.spec().cloned(),
             false => Err(Error::Disabled {
                 name: p.name.clone(),
                 path: self.path.clone().unwrap_or_default(),
                 line: p.line,
             }),
         }
-    }
-
-    /// The remote of the enabled provider called `name`, with its problem if it has one.
-    pub fn spec(&self, name: &str) -> Result<RemoteSpec, Error> {
-        self.provider(name)?.spec().cloned()
     }
 
     /// The remote of `default_provider`, if the file sets one.
@@ -245,20 +220,9 @@ impl Provider {
         self.problem.as_ref()
     }
 
-    /// The resolved options for display: secrets and the access key id become `****` plus
-    /// their last two characters, or `***` when shorter than 12 characters; other values are
-    /// shown as [`crate::remote::redact_url`] shows URLs.
+    /// The options resolved so far, masked for display ([`RemoteSpec::masked_options`]).
     pub fn masked_options(&self) -> BTreeMap<String, String> {
-        let mut options = self.spec.options.clone();
-        for (k, v) in &mut options {
-            let tail = v.char_indices().nth_back(1).map_or(0, |(i, _)| i);
-            *v = match SECRET_KEYS.contains(&k.as_str()) || k == "access_key" {
-                true if v.chars().count() < 12 => "***".to_string(),
-                true => format!("****{}", &v[tail..]),
-                false => crate::remote::redact_url(v),
-            };
-        }
-        options
+        self.spec.masked_options()
     }
 }
 

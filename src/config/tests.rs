@@ -11,23 +11,17 @@ fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, Error> {
 
 /// The load error, else the first provider's deferred problem.
 fn fail(text: &str, vars: &[(&str, &str)]) -> String {
-    match parse(text, vars) {
-        Err(e) => e.to_string(),
-        Ok(c) => {
-            let problem = c.providers.iter().find_map(Provider::problem);
-            problem.expect(text).to_string()
-        }
-    }
+    let first = |c: Config| c.providers.into_iter().find_map(|p| p.problem).expect(text);
+    parse(text, vars).map_or_else(|e| e, first).to_string()
 }
 
 /// One line per provider: name, type, line, enabled, bucket, [prefix], masked options, and
 /// its deferred problem if any.
 fn rows(c: &Config) -> Vec<String> {
     let row = |p: &Provider| {
-        let (s, options) = (&p.spec, p.masked_options());
         let problem = p.problem().map_or(String::new(), |e| format!(" | {e}"));
-        let (name, kind, line, on, bucket, prefix) =
-            (&p.name, p.backend, p.line, p.enabled, &s.bucket, &s.prefix);
+        let (name, kind, line, on) = (&p.name, p.backend, p.line, p.enabled);
+        let (bucket, prefix, options) = (&p.spec.bucket, &p.spec.prefix, p.masked_options());
         format!("{name} {kind:?} {line} {on} {bucket} [{prefix}] {options:?}{problem}")
     };
     c.providers.iter().map(row).collect()
@@ -64,15 +58,13 @@ cloud_storage:
 fn parses_the_seed_shape() {
     let secret = ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIsecretKEYab");
     let c = parse(SEED, &[("AWS_ACCESS_KEY_ID", "AK"), secret]).unwrap();
-    assert_eq!(
-        rows(&c),
-        [
-            r#"aws_s3 S3 4 true eitp-models [models] {"access_key": "***", "region": "us-east-1", "secret_key": "****ab"}"#,
-            r#"google_cloud Gcs 8 false eitp-gcs [] {} | /etc/mv/mvault.yaml:12: cloud_storage.providers[google_cloud].config.credentials_path: environment variable GOOGLE_APPLICATION_CREDENTIALS is not set (set it, or write ${GOOGLE_APPLICATION_CREDENTIALS:-default})"#,
-            r#"azure_blob Azblob 13 true models [] {"timeout": "120"} | /etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"#,
-            r#"local Fs 18 true /etc/mv/vault/team [] {}"#,
-        ]
-    );
+    let want = [
+        r#"aws_s3 S3 4 true eitp-models [models] {"access_key": "***", "region": "us-east-1", "secret_key": "****ab"}"#,
+        r#"google_cloud Gcs 8 false eitp-gcs [] {} | /etc/mv/mvault.yaml:12: cloud_storage.providers[google_cloud].config.credentials_path: environment variable GOOGLE_APPLICATION_CREDENTIALS is not set (set it, or write ${GOOGLE_APPLICATION_CREDENTIALS:-default})"#,
+        r#"azure_blob Azblob 13 true models [] {"timeout": "120"} | /etc/mv/mvault.yaml:16: cloud_storage.providers[azure_blob].config.connection_string: environment variable AZURE_STORAGE_CONNECTION_STRING is not set (set it, or write ${AZURE_STORAGE_CONNECTION_STRING:-default})"#,
+        r#"local Fs 18 true /etc/mv/vault/team [] {}"#,
+    ];
+    assert_eq!(rows(&c), want);
     // A provider's problem is reported when it is used.
     let e = c.spec("azure_blob").err();
     assert_eq!(e.as_ref(), c.providers[2].problem());
@@ -97,20 +89,18 @@ fn providers_as_loaded() {
     let secret = ("SK", "wJalrXUtnFEMIsecretKEYab");
     let c = parse(text, &[("AK", "AKIAEXAMPLEKEY01"), secret]).unwrap();
     assert!(!format!("{c:?}").contains(secret.1));
-    assert_eq!(
-        rows(&c),
-        [
-            // The type may follow from the name; option values are normalised.
-            "google_cloud Gcs 3 true g [] {}",
-            r#"aliyun_oss Oss 4 true o [] {"region": "cn-hangzhou"}"#,
-            r#"x Azblob 5 true c [] {"anonymous": "true", "virtual_host_style": "false"}"#,
-            // A merged entry is at the line of its `<<`.
-            "a S3 6 true b [] {}",
-            "b S3 7 true b [] {}",
-            // Aliases land on the canonical key; secrets and the access key id are masked.
-            r#"s S3 9 true b [] {"access_key": "****01", "region": "eu", "secret_key": "****ab", "session_token": "***"}"#,
-        ]
-    );
+    let want = [
+        // The type may follow from the name; option values are normalised.
+        "google_cloud Gcs 3 true g [] {}",
+        r#"aliyun_oss Oss 4 true o [] {"region": "cn-hangzhou"}"#,
+        r#"x Azblob 5 true c [] {"anonymous": "true", "virtual_host_style": "false"}"#,
+        // A merged entry is at the line of its `<<`.
+        "a S3 6 true b [] {}",
+        "b S3 7 true b [] {}",
+        // Aliases land on the canonical key; secrets and the access key id are masked.
+        r#"s S3 9 true b [] {"access_key": "****01", "region": "eu", "secret_key": "****ab", "session_token": "***"}"#,
+    ];
+    assert_eq!(rows(&c), want);
     for text in [
         "",
         "# nothing\n",
@@ -147,14 +137,9 @@ fn interpolation() {
         ("plain", r#"Ok("plain")"#),
         ("", r#"Ok("")"#),
         ("${SET}${UNSET}${UNSET2}", r#"Err(Unset("UNSET"))"#),
-        (
-            "${UNSET}${SET",
-            r#"Err(Syntax("unterminated ${ (write $$ for a literal $)"))"#,
-        ),
-        (
-            "${}",
-            r#"Err(Syntax("invalid variable name \"\" (use ${NAME} or ${NAME:-default})"))"#,
-        ),
+        // The full messages are in `errors_name_line_and_key`.
+        ("${UNSET}${SET", r#"Err(Syntax("unterminated ${"#),
+        ("${}", r#"Err(Syntax("invalid variable name \"\" "#),
         ("${1X}", r#"Err(Syntax("invalid variable name \"1X\""#),
         ("${A B}", r#"Err(Syntax("invalid variable name \"A B\""#),
         ("${-x}", r#"Err(Syntax("invalid variable name \"-x\""#),
@@ -197,7 +182,8 @@ fn errors_name_line_and_key() {
         ("cloud_storage:\n  providers:\n    - type: s3\n".into(), ":3: cloud_storage.providers[0]: every provider needs a name"),
         ("cloud_storage:\n  providers:\n    - name: s3://x\n".into(), ":3: cloud_storage.providers[s3://x].name: provider names are"),
         (p("      type: s3\n      config:\n        bucket: [x]\n"), ":6: cloud_storage.providers[a].config.bucket: expected a single value, found a list"),
-        (p("      type: s3\n      config:\n        bucket: ${X\n"), ":6: cloud_storage.providers[a].config.bucket: unterminated ${"),
+        (p("      type: s3\n      config:\n        bucket: ${X\n"), ":6: cloud_storage.providers[a].config.bucket: unterminated ${ (write $$ for a literal $)"),
+        ("cloud_storage:\n  cache: {ttl: \"${}\"}\n".into(), ":2: cloud_storage.cache.ttl: invalid variable name \"\" (use ${NAME} or ${NAME:-default})"),
         ("cloud_storage:\n  default_provider: nope\n  providers:\n    - name: a\n      type: fs\n".into(), ":2: cloud_storage.default_provider: \"nope\" is not the name of a provider (known: a)"),
         (s3("bucket: b, access_key: x, access_key_id: y"), ":5: cloud_storage.providers[a].config.access_key_id: same setting as cloud_storage.providers[a].config.access_key"),
         (p("      type: ftp\n"), ":4: cloud_storage.providers[a].type: unknown type \"ftp\" (known: s3, gcs, azblob, oss, fs)"),
@@ -228,11 +214,11 @@ fn disabled_and_unknown_providers_are_refused_by_name() {
     assert!(matches!(e, Error::Disabled { .. }), "{e}");
     let want = "provider old is disabled in /etc/mv/mvault.yaml:7; set enabled: true";
     assert_eq!(e.to_string(), want);
-    assert!(c.provider("live").is_ok());
-    let e = c.provider("other").unwrap_err().to_string();
+    assert!(c.spec("live").is_ok());
+    let e = c.spec("other").unwrap_err().to_string();
     let want = "provider \"other\" is not defined in /etc/mv/mvault.yaml (known: live, old)";
     assert_eq!(e, want);
-    let e = Config::default().provider("x").unwrap_err().to_string();
+    let e = Config::default().spec("x").unwrap_err().to_string();
     assert!(e.contains("no config file found"), "{e}");
 }
 
@@ -245,42 +231,37 @@ fn search_order() {
     }
     let (xdg_s, home_s) = (xdg.to_str().unwrap(), home.to_str().unwrap());
     let env_all = [("XDG_CONFIG_HOME", xdg_s), ("HOME", home_s)];
-    let find = |explicit: Option<&str>, env: &[(&str, &str)]| {
-        Config::find(explicit.map(Path::new), &cwd, env_of(env))
+    let load = |explicit: Option<&str>, env: &[(&str, &str)]| {
+        Config::load_from(explicit.map(Path::new), &cwd, env_of(env))
     };
-    let load =
-        |explicit: Option<&str>| Config::load_from(explicit.map(Path::new), &cwd, env_of(&env_all));
-    assert_eq!(find(None, &env_all).unwrap(), None);
-    assert!(load(None).unwrap().path.is_none());
+    let found = |explicit: Option<&str>, env: &[(&str, &str)]| load(explicit, env).unwrap().path;
+    assert_eq!(found(None, &env_all), None);
     let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map(|()| Some(p)).unwrap();
     let home_file = write(home.join(".config/mvault/config.yaml"), "");
-    assert_eq!(find(None, &[("HOME", home_s)]).unwrap(), home_file);
-    assert_eq!(find(None, &env_all).unwrap(), None);
+    assert_eq!(found(None, &[("HOME", home_s)]), home_file);
+    assert_eq!(found(None, &env_all), None);
     let jobs = "cloud_storage:\n  transfer: {jobs: 3}\n";
     let files = [
-        ("xdg", "mvault/config.yaml", ""),
-        ("cwd", "cloud_storage_config.yaml", ""),
-        ("cwd", "mvault.yaml", jobs),
+        (&xdg, "mvault/config.yaml", ""),
+        (&cwd, "cloud_storage_config.yaml", ""),
+        (&cwd, "mvault.yaml", jobs),
     ];
     for (base, file, text) in files {
-        let want = write(if base == "xdg" { &xdg } else { &cwd }.join(file), text);
-        assert_eq!(find(None, &env_all).unwrap(), want);
+        let want = write(base.join(file), text);
+        assert_eq!(found(None, &env_all), want);
     }
-    assert_eq!(load(None).unwrap().jobs, Some(3));
+    assert_eq!(load(None, &env_all).unwrap().jobs, Some(3));
 
     // An explicit file wins, and must exist; relative names are taken from the cwd.
     let other = write(cwd.join("other.yaml"), "");
-    assert_eq!(find(Some("other.yaml"), &env_all).unwrap(), other);
+    assert_eq!(found(Some("other.yaml"), &env_all), other);
     let env_var = [("MVAULT_CONFIG", "other.yaml")];
-    assert_eq!(find(None, &env_var).unwrap(), other);
-    let e = find(Some("absent.yaml"), &env_var).unwrap_err();
+    assert_eq!(found(None, &env_var), other);
+    let e = |explicit| load(Some(explicit), &env_var).unwrap_err().to_string();
     let absent = cwd.join("absent.yaml");
     let want = format!("config file {} does not exist", absent.display());
-    assert_eq!(e.to_string(), want);
-    let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n");
-    let e = load(Some("bad.yaml")).unwrap_err();
-    assert!(
-        matches!(&e, Error::At { path, .. } if Some(path) == bad.as_ref()),
-        "{e}"
-    );
+    assert_eq!(e("absent.yaml"), want);
+    let bad = write(cwd.join("bad.yaml"), "cloud_storage: {\n").unwrap();
+    let want = format!("{}:1: invalid YAML: ", bad.display());
+    assert!(e("bad.yaml").starts_with(&want), "{}", e("bad.yaml"));
 }

@@ -273,6 +273,22 @@ impl RemoteSpec {
         out
     }
 
+    /// The options for display: secrets and the access key id become `****` plus their last
+    /// two characters, or `***` when shorter than 12 characters; other values are shown as
+    /// [`redact_url`] shows URLs. (`mvault remotes` lists config providers this way.)
+    pub fn masked_options(&self) -> BTreeMap<String, String> {
+        let mut options = self.options.clone();
+        for (k, v) in &mut options {
+            let tail = v.char_indices().nth_back(1).map_or(0, |(i, _)| i);
+            *v = match SECRET_KEYS.contains(&k.as_str()) || k == "access_key" {
+                true if v.chars().count() < 12 => "***".to_string(),
+                true => format!("****{}", &v[tail..]),
+                false => redact_url(v),
+            };
+        }
+        options
+    }
+
     /// The server-side encryption the spec's `sse`, `sse_kms_key_id`, `sse_customer_key` and
     /// `sse_customer_key_file` options ask for (the key file is read here). Refused: a KMS key
     /// id beside another mode, a customer key beside another mode, both a customer key and a
