@@ -27,7 +27,7 @@ use std::io::{self, Read};
 use std::str::FromStr;
 
 use bytes::Bytes;
-use fastcdc::v2020::{MASKS, cut, logarithm2};
+use fastcdc::v2020::{MASKS, logarithm2};
 
 /// Chunking parameters, all in bytes. `min <= avg <= max`, within FastCDC's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,13 +136,19 @@ pub struct Chunk {
     pub data: Bytes,
 }
 
-/// Bytes the read buffer of [`Chunker`] holds beyond the largest chunk (4 MiB): what each
-/// refill reads at least. Measured on a 5 GiB bf16 checkpoint (`push --dry-run`, 2 workers):
-/// 8 MiB 5.07-5.63 s at 124-133 MiB peak RSS, 4 MiB 5.44-5.65 s at 116-121 MiB.
+/// Bytes the read buffer of [`Chunker`] holds beyond the largest chunk: what a refill reads at
+/// least when a chunk of MAX is under way. On a 5 GiB checkpoint push, 8 MiB gave the same
+/// speed at 5-8 MiB more peak RSS (`bench/README.md`).
 const READ_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Streams a reader into content-defined chunks. Memory: one buffer of
 /// `max_bytes + 4 MiB` bytes (at least 4 MiB), whatever the input length.
+///
+/// The cut search (FastCDC 2020, as `fastcdc::v2020::cut` and `docs/FORMAT.md`) runs over the
+/// bytes buffered and, when it reaches their end before a cut and before MAX bytes, stops and
+/// goes on from where it stopped once the buffer is refilled: each byte is hashed once, and
+/// the buffer is refilled (its unconsumed tail moved to the front) only when a chunk needs
+/// more bytes than it holds, not after every chunk. The cuts are those of the whole input.
 pub struct Chunker<R> {
     reader: R,
     params: ChunkParams,
@@ -155,6 +161,67 @@ pub struct Chunker<R> {
     eof: bool,
     /// File offset of `buf[pos]`.
     offset: u64,
+    /// Where the cut search of the chunk at `pos` stopped.
+    scan: Scan,
+}
+
+/// A cut search under way: the next byte pair to hash (pair `i` is bytes `2i` and `2i + 1`
+/// from the chunk's start) and the gear hash of the bytes before it.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    pair: usize,
+    hash: u64,
+}
+
+impl Scan {
+    /// The search of a new chunk: hashing starts at MIN (rounded down to a pair).
+    fn start(p: &ChunkParams) -> Scan {
+        Scan {
+            pair: p.min_bytes as usize / 2,
+            hash: 0,
+        }
+    }
+}
+
+/// A gear table: one 64-bit value per byte value.
+type Gear = Box<[u64; 256]>;
+
+/// FastCDC's gear tables (seed 0) for bytes at odd and even positions of a pair (the second
+/// is the first shifted left by one).
+fn gear_tables() -> &'static (Gear, Gear) {
+    static TABLES: std::sync::OnceLock<(Gear, Gear)> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| fastcdc::v2020::get_gear_with_seed(0))
+}
+
+/// Hashes the pairs of `data` (a chunk's bytes from its start) from `scan.pair` up to, not
+/// including, pair `end`, with the harder mask before pair `center`; returns the first cut
+/// position found, else leaves `scan` where it stopped.
+fn gear_scan(
+    data: &[u8],
+    scan: &mut Scan,
+    (center, end): (usize, usize),
+    masks: (u64, u64),
+) -> Option<usize> {
+    let (gear, gear_ls) = gear_tables();
+    for (stop, mask) in [(center.min(end), masks.0), (end, masks.1)] {
+        let mask_ls = mask << 1;
+        let mut hash = scan.hash;
+        let mut i = scan.pair;
+        while i < stop {
+            let a = 2 * i;
+            hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
+            if hash & mask_ls == 0 {
+                return Some(a);
+            }
+            hash = hash.wrapping_add(gear[data[a + 1] as usize]);
+            if hash & mask == 0 {
+                return Some(a + 1);
+            }
+            i += 1;
+        }
+        *scan = Scan { pair: i, hash };
+    }
+    None
 }
 
 impl<R: Read> Chunker<R> {
@@ -174,6 +241,7 @@ impl<R: Read> Chunker<R> {
         }
         Chunker {
             reader,
+            scan: Scan::start(&params),
             params,
             masks,
             buf,
@@ -205,31 +273,47 @@ impl<R: Read> Chunker<R> {
         Ok(())
     }
 
-    /// The next chunk as its file offset and a slice of the read buffer (no copy); the
-    /// slice is valid until the next call.
-    pub fn next_slice(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        if self.len - self.pos < self.params.max_bytes as usize && !self.eof {
-            self.refill()?;
-        }
-        let (start, end) = (self.pos, self.len);
-        if start == end {
-            return Ok(None);
-        }
+    /// The length of the chunk at `pos`, or `None` if it needs more bytes than are buffered.
+    /// As `fastcdc::v2020::cut` over the rest of the input (`docs/FORMAT.md`, "Chunking"):
+    /// all of it if at most MIN bytes remain; else the first cut position in
+    /// `MIN..min(MAX, rest)`, pairs before AVG / 2 with the harder mask; else that bound.
+    fn cut(&mut self) -> Option<usize> {
         let p = self.params;
-        let (ms, ml) = self.masks;
-        let (_, n) = cut(
-            &self.buf[start..end],
+        let (min, avg, max) = (
             p.min_bytes as usize,
             p.avg_bytes as usize,
             p.max_bytes as usize,
-            ms,
-            ml,
-            ms << 1,
-            ml << 1,
         );
-        let offset = self.offset;
+        let have = self.len - self.pos;
+        // Whether the rest of the input is known to be `have` bytes, or at least MAX.
+        let known = self.eof || have >= max;
+        if known && have <= min {
+            return Some(have);
+        }
+        let end = have.min(max);
+        let data = &self.buf[self.pos..self.pos + end];
+        match gear_scan(data, &mut self.scan, (avg / 2, end / 2), self.masks) {
+            Some(at) => Some(at),
+            None => known.then_some(end),
+        }
+    }
+
+    /// The next chunk as its file offset and a slice of the read buffer (no copy); the
+    /// slice is valid until the next call.
+    pub fn next_slice(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        let n = loop {
+            if let Some(n) = self.cut() {
+                break n;
+            }
+            self.refill()?;
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let (start, offset) = (self.pos, self.offset);
         self.pos += n;
         self.offset += n as u64;
+        self.scan = Scan::start(&self.params);
         Ok(Some((offset, &self.buf[start..start + n])))
     }
 }
@@ -297,20 +381,76 @@ pub(crate) mod tests {
             }
         }
         // Same cuts whatever the reader's read sizes are.
-        struct Dribble<'a>(&'a [u8]);
-        impl Read for Dribble<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let n = buf.len().min(self.0.len()).min(100_003);
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let a: Vec<u64> = chunks.iter().map(|c| c.offset).collect();
-        let b: Vec<u64> = Chunker::new(Dribble(&data), p)
+        let b: Vec<u64> = Chunker::new(Dribble(&data, 100_003), p)
             .map(|c| c.unwrap().offset)
             .collect();
         assert_eq!(a, b);
+    }
+
+    /// The cuts of `fastcdc::v2020::cut` over the whole input in memory (`docs/FORMAT.md`).
+    fn reference_cuts(data: &[u8], p: ChunkParams) -> Vec<u64> {
+        let bits = logarithm2(p.avg_bytes);
+        let (ms, ml) = (MASKS[(bits + 1) as usize], MASKS[(bits - 1) as usize]);
+        let (mut at, mut out) = (0, Vec::new());
+        while at < data.len() {
+            out.push(at as u64);
+            let (min, avg, max) = (p.min_bytes, p.avg_bytes, p.max_bytes);
+            let rest = &data[at..];
+            let (_, n) = fastcdc::v2020::cut(
+                rest,
+                min as usize,
+                avg as usize,
+                max as usize,
+                ms,
+                ml,
+                ms << 1,
+                ml << 1,
+            );
+            at += n;
+        }
+        out
+    }
+
+    /// A reader handing out at most `step` bytes per read.
+    struct Dribble<'a>(&'a [u8], usize);
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn resumed_cut_search_finds_the_cuts_of_the_whole_input() {
+        let odd = ChunkParams {
+            min_bytes: 3 * 1024 + 1,
+            avg_bytes: 16 * 1024,
+            max_bytes: 48 * 1024 + 3,
+        };
+        let big = ChunkParams {
+            min_bytes: 2 * 1024 * 1024,
+            avg_bytes: 8 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024,
+        };
+        let random = noise(5, 9 * 1024 * 1024 + 333);
+        // Runs of one byte give no cut: chunks of MAX, and a search that spans refills.
+        let mut runs = noise(6, 3 * 1024 * 1024);
+        runs.extend(std::iter::repeat_n(0u8, 7 * 1024 * 1024 + 5));
+        runs.extend(noise(7, 1024 * 1024));
+        for (name, data) in [("random", &random), ("runs", &runs)] {
+            for p in [SMALL, ChunkParams::DEFAULT, odd, big] {
+                let want = reference_cuts(data, p);
+                for step in [usize::MAX, 1 << 20, 65_537, 4095] {
+                    let got: Vec<u64> = Chunker::new(Dribble(data, step), p)
+                        .map(|c| c.unwrap().offset)
+                        .collect();
+                    assert_eq!(got, want, "{name}, {p:?}, reads of {step}");
+                }
+            }
+        }
     }
 
     #[test]

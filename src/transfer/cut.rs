@@ -33,8 +33,9 @@ pub(super) struct Encoded {
     /// Plaintext length in bytes.
     pub(super) plain_len: u64,
     pub(super) data: Bytes,
-    /// Its share of [`IN_FLIGHT_BYTES`], returned when the chunk is dropped (uploaded).
-    _budget: OwnedSemaphorePermit,
+    /// Its share of [`IN_FLIGHT_BYTES`]: its encoded length in bytes (at least 1). Returned
+    /// when the chunk is dropped (uploaded), or passed on to the pack that holds its bytes.
+    pub(super) budget: OwnedSemaphorePermit,
 }
 
 /// A file to push, read and planned: its segments and tensor index.
@@ -442,8 +443,10 @@ fn cut_segment(
             Feed::File(h) => h.update(data),
             Feed::Blocks(b) => b.update(offset, data),
         }
+        // The plaintext's length first (the encoding is at most that, or raw), then only the
+        // encoding's, so the budget bounds the bytes held, not the bytes cut.
         let permits = data.len().clamp(1, IN_FLIGHT_BYTES) as u32;
-        let Ok(permit) =
+        let Ok(mut permit) =
             futures::executor::block_on(out.budget.clone().acquire_many_owned(permits))
         else {
             return false;
@@ -459,12 +462,13 @@ fn cut_segment(
             size: data.len() as u64,
             pack: None,
         });
+        drop(permit.split(permit.num_permits().saturating_sub(encoded.len().max(1))));
         let enc = Encoded {
             id,
             file: out.file,
             plain_len: data.len() as u64,
             data: out.pool.bytes(encoded),
-            _budget: permit,
+            budget: permit,
         };
         out.tx.blocking_send(Ok(enc)).is_ok()
     };
@@ -600,8 +604,9 @@ impl std::io::Read for RangeReader<'_> {
 /// Buffers for encoded chunks, reused: a chunk is encoded into a buffer taken from the pool,
 /// and the buffer comes back when the last [`Bytes`] of it is dropped (its upload is done),
 /// so a push encodes into memory it already touched instead of fresh pages for every chunk.
-/// At most [`POOL_KEPT`] buffers wait in the pool (enough for two workers taking turns with
-/// the uploads; more would only hold memory).
+/// At most [`POOL_KEPT`] buffers wait in the pool, one per chunk worker: each takes back
+/// pages it already touched. With one kept, a 5 GiB bf16 `push --dry-run` spent twice the
+/// system time in page faults (2.0 against 1.0 s) and took 7.0-7.5 s instead of 6.3-6.7.
 #[derive(Clone, Default)]
 struct BufPool(Arc<Mutex<Vec<Vec<u8>>>>);
 

@@ -12,7 +12,8 @@
 //! [`pack::MAX_PACKED_OBJECT`] bytes are appended to an open pack, sent (pack, then index)
 //! once it reaches [`pack::TARGET_BYTES`]; at most [`PACKS_IN_FLIGHT`] full packs are being
 //! sent at once, and a task that fills a pack waits for a slot while holding the open pack,
-//! which holds back the other uploads and so the chunk workers. Chunks already in a pack the
+//! which holds back the other uploads and so the chunk workers; packed chunks keep their
+//! share of the byte budget until their pack's bytes are sent. Chunks already in a pack the
 //! vault lists (one listing of `packs/` and a read of each index, when the vault is small
 //! beside the push) are referenced there. Encrypted vaults store loose chunks only.
 //!
@@ -29,7 +30,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::cut::{Encoded, Sha256, Work, chunk_worker, prepare_all};
 use super::engine::Limiter;
@@ -75,15 +76,22 @@ pub(super) struct Source {
     pub(super) size: u64,
 }
 
-/// Plaintext bytes of chunks cut but not yet uploaded, across all workers (24 MiB: three
-/// chunks of the 8 MiB tensor average): with the workers' read buffers (20 MiB each) this
-/// bounds a push's memory, however large the model.
-pub const IN_FLIGHT_BYTES: usize = 24 * 1024 * 1024;
+/// Bytes of encoded chunks held between the chunk workers and the remote, across all
+/// workers: in the channel, being uploaded, or in a pack, open or being sent (each chunk's
+/// share is taken at its plaintext length before it is encoded, then cut to its encoded
+/// length). With the workers' read buffers (20 MiB each) this bounds a push's memory, however
+/// large the model. At least [`pack::MAX_PACK_BYTES`] + [`chunk::MAX_CHUNK_BYTES`], so that a
+/// worker's largest chunk always fits beside a full open pack (which waits for more chunks).
+/// Before packs counted here, a push of 1.5 GiB of checkpoints held four packs of 12 MiB
+/// beside a 24 MiB budget: 146-154 MiB peak RSS.
+pub const IN_FLIGHT_BYTES: usize = 28 * 1024 * 1024;
+const _: () =
+    assert!(IN_FLIGHT_BYTES as u64 >= pack::MAX_PACK_BYTES + crate::chunk::MAX_CHUNK_BYTES);
 
-/// Full packs being sent at once (each at most [`pack::MAX_PACK_BYTES`], 12 MiB): with the
-/// open pack, at most 48 MiB of packed chunk objects are held beside [`IN_FLIGHT_BYTES`].
-/// Measured with 20 ms added to every request (420 MB set, `bench/transfer.sh`): two packs
-/// in flight pushed in 1.66 s, three in 1.36-1.45 s (s5cmd 1.54 s), peak RSS 108-126 MiB.
+/// Full packs being sent at once (each at most [`pack::MAX_PACK_BYTES`], 12 MiB; their bytes
+/// count in [`IN_FLIGHT_BYTES`]). Measured with 20 ms added to every request (420 MB set,
+/// `bench/transfer.sh`): two packs in flight pushed in 1.66 s, three in 1.36-1.45 s (s5cmd
+/// 1.54 s).
 pub const PACKS_IN_FLIGHT: usize = 3;
 
 /// A push's last, partly filled pack is sent as a pack only if it holds at least this many
@@ -228,7 +236,7 @@ async fn upload_all(
     let packer = Packer {
         // Packs only where readers can read them: not in an encrypted vault.
         enabled: packing && !dry_run && remote.sealing().await? == Sealing::Plain,
-        open: tokio::sync::Mutex::new(pack::Builder::new()),
+        open: tokio::sync::Mutex::new((pack::Builder::new(), None)),
         slots: Semaphore::new(PACKS_IN_FLIGHT),
         known: packed.unwrap_or_default(),
         placed: Mutex::new(HashMap::new()),
@@ -312,8 +320,9 @@ struct Known {
 /// The packing side of a push (see the module text).
 struct Packer {
     enabled: bool,
-    /// The pack being filled.
-    open: tokio::sync::Mutex<pack::Builder>,
+    /// The pack being filled, and its chunks' shares of [`IN_FLIGHT_BYTES`] (`None` while
+    /// empty).
+    open: tokio::sync::Mutex<(pack::Builder, Option<OwnedSemaphorePermit>)>,
     /// One permit per full pack being sent ([`PACKS_IN_FLIGHT`]).
     slots: Semaphore,
     /// Chunks found in the vault's packs (none recorded by gc), by id.
@@ -337,13 +346,24 @@ impl Packer {
         self.enabled && len <= pack::MAX_PACKED_OBJECT
     }
 
-    /// Appends a chunk object to the open pack and, if that filled it, sends the pack.
-    async fn add(&self, remote: &Remote, enc: &Encoded, stats: &Stats) -> Result<()> {
+    /// Appends a chunk object to the open pack, which takes over its share of the budget
+    /// (`budget`), and, if that filled the pack, sends it.
+    async fn add(
+        &self,
+        remote: &Remote,
+        (id, object): (Digest, &Bytes),
+        budget: OwnedSemaphorePermit,
+        stats: &Stats,
+    ) -> Result<()> {
         let full = {
             let mut open = self.open.lock().await;
-            let r = open.push(enc.id, &enc.data);
-            self.placed.lock().expect("placed").insert(enc.id, r);
-            if open.is_full() {
+            let r = open.0.push(id, object);
+            self.placed.lock().expect("placed").insert(id, r);
+            match &mut open.1 {
+                Some(held) => held.merge(budget),
+                None => open.1 = Some(budget),
+            }
+            if open.0.is_full() {
                 // Waiting for a slot with the open pack held: back-pressure (module text).
                 let slot = self.slots.acquire().await.expect("never closed");
                 Some((std::mem::take(&mut *open), slot))
@@ -351,8 +371,8 @@ impl Packer {
                 None
             }
         };
-        if let Some((full, slot)) = full {
-            send_pack(remote, full, stats, Some(slot)).await?;
+        if let Some(((full, budget), slot)) = full {
+            send_pack(remote, full, stats, (Some(slot), budget)).await?;
         }
         Ok(())
     }
@@ -360,12 +380,12 @@ impl Packer {
     /// Sends the last, partly filled pack, or stores its chunks loose when it holds less
     /// than [`MIN_LAST_PACK`] bytes and fewer than [`MIN_LAST_PACK_CHUNKS`] chunks.
     async fn flush(&self, remote: &Remote, stats: &Stats) -> Result<()> {
-        let last = std::mem::take(&mut *self.open.lock().await);
+        let (last, budget) = std::mem::take(&mut *self.open.lock().await);
         if last.is_empty() {
             return Ok(());
         }
         if last.bytes() >= MIN_LAST_PACK || last.len() >= MIN_LAST_PACK_CHUNKS {
-            return send_pack(remote, last, stats, None).await;
+            return send_pack(remote, last, stats, (None, budget)).await;
         }
         let (_, data, index) = last.finish();
         for e in index.chunks {
@@ -377,20 +397,23 @@ impl Packer {
     }
 }
 
-/// Uploads a pack, then its index. The pack's slot (`slot`, of [`PACKS_IN_FLIGHT`]) bounds
-/// the memory its bytes hold, so it is given back once they are sent: the small index that
-/// follows does not hold up the next pack (at 20 ms per request, holding it meant two
-/// round trips per pack with two packs in flight).
+/// Uploads a pack, then its index. The pack's slot (of [`PACKS_IN_FLIGHT`]) and its share of
+/// [`IN_FLIGHT_BYTES`] bound the memory its bytes hold, so they are given back once the bytes
+/// are sent: the small index that follows does not hold up the next pack (at 20 ms per
+/// request, holding it meant two round trips per pack with two packs in flight).
 async fn send_pack(
     remote: &Remote,
     b: pack::Builder,
     stats: &Stats,
-    slot: Option<tokio::sync::SemaphorePermit<'_>>,
+    held: (
+        Option<tokio::sync::SemaphorePermit<'_>>,
+        Option<OwnedSemaphorePermit>,
+    ),
 ) -> Result<()> {
     let (id, data, index) = b.finish();
     Stats::add(&stats.packs_new, 1);
     remote.write_pack(&id, data).await?;
-    drop(slot);
+    drop(held);
     remote.write_pack_index(&id, &index).await?;
     Ok(())
 }
@@ -562,7 +585,9 @@ async fn upload_chunk(
             rate.acquire(len).await;
         }
         // A packed chunk gets a new place, never the recorded object: nothing to heal.
-        packer.add(remote, &enc, stats).await?;
+        packer
+            .add(remote, (enc.id, &enc.data), enc.budget, stats)
+            .await?;
         limiter.record(len);
         Stats::add(&stats.chunks_new, 1);
         Stats::add(&stats.bytes_remote, len);
