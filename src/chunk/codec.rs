@@ -33,7 +33,7 @@ pub enum Codec {
 /// zstd level used when compressing whole chunks: fast, and most of the gain on model files.
 const ZSTD_LEVEL: i32 = 3;
 /// zstd level for byte planes: level 1 gave the best ratio *and* speed on Gaussian weights
-/// (`bench/codecs.sh`: bf16 0.684 at level 1 vs 0.712 at level 3); see [`compress_plane`]
+/// (`bench/codecs.sh`: bf16 0.684 at level 1 vs 0.712 at level 3); see [`with_plane_zstd`]
 /// for the acceleration on top of it.
 const PLANE_LEVEL: i32 = 1;
 /// Bytes sampled to decide whether a chunk (or a plane) is worth compressing.
@@ -146,10 +146,13 @@ pub fn encode_planes(plain: &[u8], planes: Planes) -> Vec<u8> {
 }
 
 /// [`encode_planes`] into `out` (cleared first; its allocation is reused). A probe of each
-/// plane's first [`PROBE_BYTES`] decides first which planes stay raw; the raw planes ahead of
-/// the first compressed one are split straight into `out` (their offsets are known), the
-/// others into a per-thread scratch and compressed from there into `out`. So a bf16 chunk's
-/// random low plane is written once, and the scratch holds only the planes after it.
+/// plane's first [`PROBE_BYTES`] decides first which planes stay raw. The raw planes ahead of
+/// the first compressed one are split straight into `out` when every plane is raw; else each
+/// later plane takes one pass over the body, split [`PIECE_ELEMS`] elements at a time into a
+/// small per-thread scratch, its pieces streamed through the plane compressor into `out` (or
+/// copied, when raw), and the first such pass also copies the leading raw planes' pieces to
+/// their places. So no plane is ever held whole outside `out`: memory beyond the object is
+/// `w` pieces, at most 512 KiB.
 pub fn encode_planes_into(plain: &[u8], planes: Planes, out: &mut Vec<u8>) {
     let w = planes.width as usize;
     let lead = planes.lead;
@@ -160,7 +163,7 @@ pub fn encode_planes_into(plain: &[u8], planes: Planes, out: &mut Vec<u8>) {
     let (body, tail) = plain[lead..].split_at(n * w);
     let lead16 = (lead as u16).to_le_bytes();
     out.clear();
-    // Room for every plane compressed at zstd's bound, so `compress_onto` never reallocates.
+    // Room for every plane compressed at zstd's bound, so the compressor never reallocates.
     out.reserve(HEADER_BYTES + lead + tail.len() + w * (5 + zstd::zstd_safe::compress_bound(n)));
     out.extend_from_slice(&CHUNK_MAGIC);
     out.extend_from_slice(&[Codec::Planes as u8, planes.width, lead16[0], lead16[1]]);
@@ -171,42 +174,50 @@ pub fn encode_planes_into(plain: &[u8], planes: Planes, out: &mut Vec<u8>) {
         // compressed whole without a probe.
         let mut raw = [false; 8];
         if n > PROBE_BYTES {
-            scratch.resize(w * PROBE_BYTES, 0);
-            split(
+            for_each_piece(
                 &body[..w * PROBE_BYTES],
-                &mut scratch.chunks_exact_mut(PROBE_BYTES).collect::<Vec<_>>(),
+                w,
+                PROBE_BYTES,
+                scratch,
+                |_, probes| {
+                    for (k, probe) in probes.iter().enumerate() {
+                        raw[k] = !plane_probe_pays(probe);
+                    }
+                },
             );
-            for (k, probe) in scratch.chunks_exact(PROBE_BYTES).enumerate() {
-                raw[k] = !plane_probe_pays(probe);
-            }
         }
         let direct = raw[..w].iter().take_while(|r| **r).count();
         let start = out.len();
         out.resize(start + direct * (5 + n), 0);
-        scratch.resize((w - direct) * n, 0);
-        let mut dsts: Vec<&mut [u8]> = out[start..]
-            .chunks_exact_mut(5 + n)
-            .map(|p| &mut p[5..])
-            .collect();
-        dsts.extend(scratch.chunks_exact_mut(n));
-        split(body, &mut dsts);
         for k in 0..direct {
             let head = start + k * (5 + n);
             out[head] = 0;
             out[head + 1..head + 5].copy_from_slice(&(n as u32).to_le_bytes());
         }
-        for (k, plane) in (direct..w).zip(scratch.chunks_exact(n)) {
+        if direct == w {
+            let mut dsts: Vec<&mut [u8]> = out[start..]
+                .chunks_exact_mut(5 + n)
+                .map(|p| &mut p[5..])
+                .collect();
+            split(body, &mut dsts);
+        }
+        for k in direct..w {
             let head = out.len();
             out.extend_from_slice(&[0; 5]);
-            let packed = if raw[k] {
-                None
-            } else {
-                compress_plane(plane, out)
+            // The first pass (plane `direct`, never raw) also places the leading raw planes.
+            let fill = if k == direct { direct } else { 0 };
+            let packed = match raw[k] {
+                true => None,
+                false => stream_plane(body, (w, k), (fill, start), scratch, out),
             };
             let (mode, stored) = match packed {
                 Some(len) => (1u8, len),
                 None => {
-                    out.extend_from_slice(plane);
+                    out.truncate(head + 5);
+                    for_each_piece(body, w, PIECE_ELEMS, scratch, |at, pieces| {
+                        place_pieces(out, pieces, (fill, start, n), at);
+                        out.extend_from_slice(pieces[k]);
+                    });
                     (0u8, n)
                 }
             };
@@ -220,9 +231,101 @@ pub fn encode_planes_into(plain: &[u8], planes: Planes, out: &mut Vec<u8>) {
     }
 }
 
+/// Elements of a chunk's body split at a time when its planes are encoded: one piece of each
+/// plane (at most 8 x 64 KiB) stays in the core's cache between the split and its use.
+const PIECE_ELEMS: usize = 64 * 1024;
+
+/// Splits `body` (elements of `w` bytes) into planes `piece` elements at a time, into
+/// `scratch`, and calls `f` with each piece's first element index and its `w` plane pieces.
+fn for_each_piece(
+    body: &[u8],
+    w: usize,
+    piece: usize,
+    scratch: &mut Vec<u8>,
+    mut f: impl FnMut(usize, &[&[u8]]),
+) {
+    let n = body.len() / w;
+    scratch.resize(w * piece.min(n), 0);
+    for at in (0..n).step_by(piece) {
+        let len = piece.min(n - at);
+        let planes = &mut scratch[..w * len];
+        split(
+            &body[at * w..(at + len) * w],
+            &mut planes.chunks_exact_mut(len).collect::<Vec<_>>(),
+        );
+        f(at, &planes.chunks_exact(len).collect::<Vec<_>>());
+    }
+}
+
+/// Copies the pieces of planes `..count` (starting at element `at`) to their places in
+/// `out`, whose raw planes of `n` bytes start at `start`, each after its 5-byte header.
+fn place_pieces(
+    out: &mut [u8],
+    pieces: &[&[u8]],
+    (count, start, n): (usize, usize, usize),
+    at: usize,
+) {
+    for (j, p) in pieces[..count].iter().enumerate() {
+        let to = start + j * (5 + n) + 5 + at;
+        out[to..to + p.len()].copy_from_slice(p);
+    }
+}
+
+/// Appends plane `k` of `body` (`w`-byte elements) to `out` as one zstd frame of the plane
+/// compressor, fed piece by piece, and returns its length if that is `worth` it; else `None`
+/// (`out` may then hold part of a frame: the caller truncates). Places the leading raw planes
+/// (`fill` of them, from `start`; see [`place_pieces`]) on the way, unless the compressor
+/// cannot be made.
+fn stream_plane(
+    body: &[u8],
+    (w, k): (usize, usize),
+    (fill, start): (usize, usize),
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective::{ZSTD_e_continue, ZSTD_e_end};
+    use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective};
+    let n = body.len() / w;
+    let from = out.len();
+    with_plane_zstd(|c| {
+        let cx = c.context_mut();
+        let mut ok = cx.reset(ResetDirective::SessionOnly).is_ok()
+            && cx.set_pledged_src_size(Some(n as u64)).is_ok();
+        // One call per piece, then one to end the frame. The room reserved for the plane
+        // (zstd's bound) suffices; should it not, zstd stops with `out` full and gets more.
+        let mut feed = |out: &mut Vec<u8>, data: &[u8], end| {
+            let mut input = InBuffer::around(data);
+            loop {
+                if out.len() == out.capacity() {
+                    out.reserve(1 << 16);
+                }
+                let pos = out.len();
+                let left =
+                    cx.compress_stream2(&mut OutBuffer::around_pos(out, pos), &mut input, end);
+                match left {
+                    Err(_) => return false,
+                    Ok(left)
+                        if input.pos == data.len() && (end == ZSTD_e_continue || left == 0) =>
+                    {
+                        return true;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        };
+        for_each_piece(body, w, PIECE_ELEMS, scratch, |at, pieces| {
+            place_pieces(out, pieces, (fill, start, n), at);
+            ok = ok && feed(out, pieces[k], ZSTD_e_continue);
+        });
+        ok = ok && feed(out, &[], ZSTD_e_end);
+        let len = out.len() - from;
+        (ok && worth(n, len)).then_some(len)
+    })
+}
+
 thread_local! {
-    /// The planes of the chunk being encoded, kept per thread between chunks (a push has one
-    /// long-lived worker per core).
+    /// One piece of each plane of the chunk being encoded ([`PIECE_ELEMS`] elements), kept
+    /// per thread between chunks (a push has one long-lived worker per core).
     static PLANES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The whole-chunk compressor (zstd at [`ZSTD_LEVEL`]), kept per thread: a reused context
     /// writes the same frame as a fresh one.
@@ -261,12 +364,6 @@ fn with_plane_zstd<T>(
 /// [`PROBE_BYTES`] of a longer plane.
 fn plane_probe_pays(probe: &[u8]) -> bool {
     with_plane_zstd(|c| c.compress(probe).ok()).is_some_and(|p| worth(probe.len(), p.len()))
-}
-
-/// Appends `plane` compressed with the plane compressor to `out` and returns its length if
-/// that is `worth` it; else leaves `out` as it was.
-fn compress_plane(plane: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-    with_plane_zstd(|c| compress_onto(c, plane, out))
 }
 
 /// Splits `body` (elements of `w = planes.len()` bytes) into the `w` planes, each of
@@ -685,7 +782,8 @@ mod tests {
             let head = out.len();
             out.extend_from_slice(&[0; 5]);
             let pays = n <= PROBE_BYTES || plane_probe_pays(&plane[..PROBE_BYTES]);
-            let stored = match pays.then(|| compress_plane(plane, &mut out)).flatten() {
+            let packed = pays.then(|| with_plane_zstd(|c| compress_onto(c, plane, &mut out)));
+            let stored = match packed.flatten() {
                 Some(len) => {
                     out[head] = 1;
                     len
@@ -708,7 +806,15 @@ mod tests {
         // Low bytes constant, high bytes random: the raw plane comes after a compressed one.
         let high_random: Vec<u8> = noise(12, 200_000).iter().flat_map(|&b| [7u8, b]).collect();
         let short = weights_f32(13, 1000);
+        // Low bytes random (split straight into the object), high bytes constant for the
+        // probe, random after it: the high plane is streamed, does not pay, and is stored raw.
+        let probe_lies: Vec<u8> = noise(14, 2 * 200_000)
+            .chunks_exact(2)
+            .enumerate()
+            .flat_map(|(i, e)| [e[0], if i < PROBE_BYTES { 9 } else { e[1] }])
+            .collect();
         let cases = [
+            (&probe_lies, 2, 0),
             (&f32s, 4, 0),
             (&f32s, 4, 3),
             (&bf16, 2, 0),
