@@ -187,17 +187,14 @@ impl Cx<'_> {
         };
         let enabled = match self.leaf(e.enabled.as_ref(), &format!("{at}.enabled"))? {
             None => true,
-            Some(v) if v.raw.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.raw.eq_ignore_ascii_case("false") => false,
-            Some(v) => return Err(self.bad(v.line, &v.key, "expected true or false")),
+            Some(v) => v
+                .raw
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| self.bad(v.line, &v.key, "expected true or false"))?,
         };
-        let spec = RemoteSpec {
-            backend,
-            bucket: String::new(),
-            prefix: String::new(),
-            options: BTreeMap::new(),
-            label: Some(name.raw.clone()),
-        };
+        let mut spec = RemoteSpec::local(Path::new(""));
+        (spec.backend, spec.label) = (backend, Some(name.raw.clone()));
         let mut p = Provider {
             name: name.raw,
             backend,

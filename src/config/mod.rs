@@ -56,34 +56,15 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    #[error("{}", unknown_provider_message(name, path.as_deref(), known))]
-    UnknownProvider {
-        name: String,
-        path: Option<PathBuf>,
-        known: Vec<String>,
-    },
+    /// `detail` says where the name was looked for (" in FILE (known: ...)"), or why nowhere.
+    #[error("provider {name:?} is not defined{detail}")]
+    UnknownProvider { name: String, detail: String },
     #[error("provider {name} is disabled in {}:{line}; set enabled: true", path.display())]
     Disabled {
         name: String,
         path: PathBuf,
         line: usize,
     },
-}
-
-fn unknown_provider_message(name: &str, path: Option<&Path>, known: &[String]) -> String {
-    let Some(path) = path else {
-        let local = LOCAL_FILES.join(", ./");
-        return format!(
-            "provider {name:?} is not defined: no config file found (looked for ./{local}, \
-             $XDG_CONFIG_HOME/mvault/config.yaml; use -c FILE)"
-        );
-    };
-    let known = match known.is_empty() {
-        true => "it defines no providers".to_string(),
-        false => format!("known: {}", known.join(", ")),
-    };
-    let path = path.display();
-    format!("provider {name:?} is not defined in {path} ({known})")
 }
 
 /// The parsed config file; [`Config::default`] when there is none. Paths are absolute (a
@@ -181,11 +162,18 @@ impl Config {
     /// The remote of the enabled provider called `name`, with its problem if it has one.
     pub fn spec(&self, name: &str) -> Result<RemoteSpec, Error> {
         let Some(p) = self.providers.iter().find(|p| p.name == name) else {
-            return Err(Error::UnknownProvider {
-                name: name.to_string(),
-                path: self.path.clone(),
-                known: self.providers.iter().map(|p| p.name.clone()).collect(),
-            });
+            let known = Vec::from_iter(self.providers.iter().map(|p| p.name.as_str()));
+            let detail = match (&self.path, known.is_empty()) {
+                (None, _) => format!(
+                    ": no config file found (looked for ./{}, $XDG_CONFIG_HOME/mvault/config.yaml; \
+                     use -c FILE)",
+                    LOCAL_FILES.join(", ./")
+                ),
+                (Some(p), true) => format!(" in {} (it defines no providers)", p.display()),
+                (Some(p), false) => format!(" in {} (known: {})", p.display(), known.join(", ")),
+            };
+            let name = name.to_string();
+            return Err(Error::UnknownProvider { name, detail });
         };
         match p.enabled {
             true => p.spec().cloned(),
