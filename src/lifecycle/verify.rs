@@ -199,15 +199,29 @@ async fn select(
     }
 }
 
-/// Reads and decodes `ids`, `jobs` at a time, recording problems in `report`.
+/// Plaintext bytes of the chunks being read and decoded at once, in KiB permits: 48 MiB (as
+/// a pull), so that verify's memory stays bounded whatever `-j` and the chunk sizes (16 reads
+/// of 16 MiB chunks held, with their decodings, 640 MiB).
+const INFLIGHT_KIB: u32 = 48 * 1024;
+
+/// Reads and decodes `ids`, `jobs` at a time and within [`INFLIGHT_KIB`], recording problems
+/// in `report`.
 async fn check_chunks(
     remote: &Remote,
     ids: Vec<ChunkRef>,
     jobs: usize,
     report: &mut VerifyReport,
 ) -> Result<()> {
+    let budget = tokio::sync::Semaphore::new(INFLIGHT_KIB as usize);
     let results: Vec<(u64, Option<ChunkProblem>)> = futures::stream::iter(ids)
-        .map(|id| check_chunk(remote, id))
+        .map(|id| {
+            let kib = id.size.div_ceil(1024).clamp(1, INFLIGHT_KIB as u64) as u32;
+            let budget = &budget;
+            async move {
+                let _held = budget.acquire_many(kib).await.expect("never closed");
+                check_chunk(remote, id).await
+            }
+        })
         .buffer_unordered(jobs)
         .try_collect()
         .await?;
