@@ -22,7 +22,8 @@
 #                of ~10 MiB tensors, and of the 24-file set of make-model-set.sh at SET_SCALE
 #                (default 0.1); requests per GB (10^9 bytes) pushed.
 #   speed        one BIG_MIB (default 1024; the issue's 5 GiB with BIG_MIB=5120) bf16
-#                safetensors file: push --dry-run (cut + hash + encode, no upload), a real push
+#                safetensors file: push --dry-run (cut + hash + encode, no upload), a real push,
+#                verify (read + decode + hash of every chunk: pull-side decode without writes)
 #                and a cold pull, each under /usr/bin/time -v: wall s, GB/s, CPU s, peak RSS.
 #
 # Environment: BINS, STEPS, REQ_MIB, SET_SCALE, BIG_MIB, SEED (1), JOBS (mvault -j),
@@ -447,6 +448,13 @@ if [[ "$STEPS" == *" speed "* ]]; then
             { cat "$c/push.err" >&2; die "push failed ($n)"; }
         row "$n" "push" "$c/push"
         stored="$(chunk_bytes "$c/vault")"
+        # Pull-side decode without the target's writes: every chunk read from the (page
+        # cached) vault, decoded and checked against its hash.
+        find "$c/vault" -type f -exec cat {} + >/dev/null
+        timed "$c/verify" "${BIN[$n]}" --remote "file://$c/vault" --cache-dir "$c/cache-verify" \
+            verify m@1.0.0 "${JOBS_ARGS[@]}" ||
+            { cat "$c/verify.err" >&2; die "verify failed ($n)"; }
+        row "$n" "verify (read + decode + hash)" "$c/verify"
         sync
         timed "$c/pull" "${BIN[$n]}" --remote "file://$c/vault" --cache-dir "$c/cache-pull" --json \
             pull m@1.0.0 --to "$c/out" "${JOBS_ARGS[@]}" ||
@@ -461,7 +469,9 @@ if [[ "$STEPS" == *" speed "* ]]; then
     echo "### d. speed and memory: one $(mib "$FB") MiB bf16 safetensors file (file:// vault, page cache)"
     echo
     echo "Targets (issue 13): cut + hash + encode (push --dry-run) >= 1.5 GB/s with 2 cores, pull"
-    echo "decode at least as fast; peak RSS <= 128 MiB pushing or pulling (the 5 GiB file)."
+    echo "decode at least as fast (verify: read + decode + hash, no target writes); peak RSS"
+    echo "<= 128 MiB pushing or pulling (the 5 GiB file). Push and pull include writing the vault"
+    echo "and the target through the page cache: compare them with cp (bench/local.sh)."
     echo "GB/s = file bytes / 10^9 / wall seconds; CPU = user + sys seconds; cores = CPU / wall."
     echo
     echo "| binary | step | seconds | GB/s | CPU s | cores | peak RSS MiB |"

@@ -12,11 +12,12 @@
 //! - [`lifecycle`]: verify, gc, prune, usage (over a [`vault::Vault`]);
 //! - [`crypt`]: client-side encryption (keys, sealed objects; used by [`remote`]);
 //! - [`config`] (the config file), [`audit`] (the audit log and its statistics), [`error`]
-//!   (the categories every layer's error maps to);
+//!   (the categories every layer's error maps to), [`buffers`] (large buffers recycled);
 //! - [`serve`]: `mvault serve`, the read-only web view (pages, `/api`, `/metrics`);
 //! - [`cli`]: the command line (nothing else depends on it).
 
 pub mod audit;
+pub mod buffers;
 pub mod cache;
 pub mod chunk;
 pub mod cli;

@@ -1,7 +1,5 @@
 //! Small parsing and formatting helpers shared by the library and the CLI.
 
-/// Parses a byte size: a number with an optional binary suffix `K`, `M`, `G`, `T`
-/// (also `KiB`/`KB`/`k` forms, all meaning powers of 1024). `1.5G` is allowed.
 /// Most bytes one write to a local file passes to the kernel (256 KiB): pulls write chunks
 /// in pieces of this size, and a local vault's objects are written so. Measured on ext4 (a
 /// guest kernel, 1.5 GB written by four threads taking turns): 8 MiB writes cost 2.2-3.3 s
@@ -10,6 +8,8 @@
 /// vault (2 MiB writes) a fifth too.
 pub const WRITE_PIECE_BYTES: usize = 256 * 1024;
 
+/// Parses a byte size: a number with an optional binary suffix `K`, `M`, `G`, `T`
+/// (also `KiB`/`KB`/`k` forms, all meaning powers of 1024). `1.5G` is allowed.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s

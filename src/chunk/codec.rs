@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 
+use zstd::zstd_safe::{InBuffer, OutBuffer};
+
 use super::Digest;
+use crate::buffers;
 
 /// Magic bytes opening every stored chunk object.
 pub const CHUNK_MAGIC: [u8; 4] = *b"MVK1";
@@ -446,13 +449,6 @@ fn join(planes: &[&[u8]], body: &mut [u8]) {
     }
 }
 
-/// Scratch buffers for the decompressed planes of decodes, reused: decodes run on many
-/// short-lived blocking threads, so a per-thread buffer would be allocated again and again.
-/// At most [`SCRATCH_KEPT`] wait here (one per concurrent decode on a small machine).
-static SCRATCH: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-/// Scratch buffers kept in [`SCRATCH`] between decodes.
-const SCRATCH_KEPT: usize = 2;
-
 /// Decodes a stored chunk object and checks that its plaintext hashes to `expected`.
 /// Lengths are validated before any allocation.
 pub fn decode(expected: &Digest, stored: &[u8]) -> Result<Bytes, DecodeError> {
@@ -501,10 +497,15 @@ fn decode_with(
     let payload = &stored[HEADER_BYTES..];
     let plain: Bytes = match stored[4] {
         0 => raw(payload),
-        1 => unzstd(payload, declared as usize)?.into(),
+        1 => buffers::into_bytes(unzstd(payload, declared as usize)?),
         2 => {
             let lead = u16::from_le_bytes([stored[6], stored[7]]) as usize;
-            decode_planes(payload, stored[5] as usize, lead, declared as usize)?.into()
+            buffers::into_bytes(decode_planes(
+                payload,
+                stored[5] as usize,
+                lead,
+                declared as usize,
+            )?)
         }
         other => return Err(DecodeError::UnknownCodec(other)),
     };
@@ -526,8 +527,15 @@ fn decode_with(
     Ok(plain)
 }
 
+/// Decompresses `payload` (at most `capacity` bytes) into a recycled buffer
+/// ([`crate::buffers`]).
 fn unzstd(payload: &[u8], capacity: usize) -> Result<Vec<u8>, DecodeError> {
-    zstd::bulk::decompress(payload, capacity).map_err(|e| DecodeError::Decompress(e.to_string()))
+    let bad = |e: std::io::Error| DecodeError::Decompress(e.to_string());
+    let mut out = buffers::take(capacity);
+    zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(payload, &mut out))
+        .map_err(bad)?;
+    Ok(out)
 }
 
 /// Codec 2's payload: `lead` bytes, `w` planes of `n = (plain_len - lead) / w` bytes each as
@@ -577,41 +585,131 @@ fn decode_planes(
             "tail length differs from the header",
         ));
     }
-    // Compressed planes are decompressed into scratch; raw planes are joined from the payload.
-    let packed = stored.iter().filter(|(mode, _)| *mode == 1).count();
-    let mut scratch = SCRATCH.lock().expect("scratch").pop().unwrap_or_default();
-    scratch.resize(packed * n, 0);
-    let result = (|| {
-        let mut dctx =
-            zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Decompress(e.to_string()))?;
-        let mut free = &mut scratch[..];
-        let mut planes: Vec<&[u8]> = Vec::with_capacity(w);
-        for (mode, bytes) in stored {
-            if mode == 0 {
-                planes.push(bytes);
-                continue;
-            }
-            let (plane, after) = std::mem::take(&mut free).split_at_mut(n);
-            let got = dctx
-                .decompress_to_buffer(bytes, plane)
-                .map_err(|e| DecodeError::Decompress(e.to_string()))?;
-            if got != n {
-                return Err(DecodeError::BadPlanes("plane has the wrong length"));
-            }
-            planes.push(plane);
-            free = after;
-        }
-        let mut out = vec![0u8; plain_len];
-        out[..lead].copy_from_slice(&payload[..lead]);
-        join(&planes, &mut out[lead..lead + n * w]);
-        out[lead + n * w..].copy_from_slice(rest);
-        Ok(out)
-    })();
-    let mut kept = SCRATCH.lock().expect("scratch");
-    if kept.len() < SCRATCH_KEPT {
-        kept.push(scratch);
+    // The planes are joined PIECE_ELEMS elements at a time, raw ones straight from the
+    // payload, compressed ones decompressed in lockstep (one streaming context each) into a
+    // piece of scratch: no plane is ever held whole, so beyond the plaintext a decode holds
+    // `w` pieces (at most 512 KiB) and its contexts' windows, each at most the plane's length
+    // rounded up to a power of two or 512 KiB (a frame asking for more is refused).
+    let mut out = buffers::take(plain_len);
+    out.resize(plain_len, 0);
+    out[..lead].copy_from_slice(&payload[..lead]);
+    out[lead + n * w..].copy_from_slice(rest);
+    let window_log = (n.max(1).next_power_of_two().trailing_zeros()).max(19);
+    let mut streams = Vec::with_capacity(w);
+    for (mode, bytes) in &stored {
+        streams.push(match mode {
+            0 => None,
+            _ => Some((plane_dctx(window_log)?, InBuffer::around(bytes), false)),
+        });
     }
-    result
+    let piece = PIECE_ELEMS.min(n);
+    let mut scratch = vec![0u8; piece * streams.iter().flatten().count()];
+    let result = (|| {
+        let mut at = 0;
+        while at < n {
+            let m = piece.min(n - at);
+            let mut free = &mut scratch[..];
+            let mut planes: Vec<&[u8]> = Vec::with_capacity(w);
+            for ((_, bytes), stream) in stored.iter().zip(&mut streams) {
+                let Some((dctx, input, ended)) = stream else {
+                    planes.push(&bytes[at..at + m]);
+                    continue;
+                };
+                let (part, after) = std::mem::take(&mut free).split_at_mut(m);
+                *ended = fill_piece(dctx, input, part)?;
+                planes.push(part);
+                free = after;
+            }
+            join(&planes, &mut out[lead + at * w..lead + (at + m) * w]);
+            at += m;
+        }
+        for (dctx, input, ended) in streams.iter_mut().flatten() {
+            end_plane(dctx, input, *ended)?;
+        }
+        Ok(())
+    })();
+    let mut kept = DCTXS.lock().unwrap_or_else(|e| e.into_inner());
+    for (dctx, _, _) in streams.into_iter().flatten() {
+        if kept.len() < DCTXS_KEPT {
+            kept.push(dctx);
+        }
+    }
+    drop(kept);
+    result.map(|()| out)
+}
+
+/// Streaming decompression contexts of plane decodes, reused across decodes (they hold their
+/// window buffer). At most [`DCTXS_KEPT`] wait here: the planes of one 8-byte-float decode,
+/// or of four 2-byte ones.
+static DCTXS: std::sync::Mutex<Vec<zstd::zstd_safe::DCtx<'static>>> =
+    std::sync::Mutex::new(Vec::new());
+const DCTXS_KEPT: usize = 8;
+
+fn zstd_error(code: usize) -> DecodeError {
+    DecodeError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())
+}
+
+/// A context for one plane's frame, accepting windows up to `2^window_log` bytes.
+fn plane_dctx(window_log: u32) -> Result<zstd::zstd_safe::DCtx<'static>, DecodeError> {
+    use zstd::zstd_safe::{DCtx, DParameter, ResetDirective};
+    let pooled = DCTXS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut dctx = pooled.unwrap_or_else(DCtx::create);
+    dctx.reset(ResetDirective::SessionAndParameters)
+        .map_err(zstd_error)?;
+    dctx.set_parameter(DParameter::WindowLogMax(window_log))
+        .map_err(zstd_error)?;
+    Ok(dctx)
+}
+
+/// Decompresses exactly `part.len()` bytes of a plane's frame into `part`; true if the frame
+/// ended with them. A frame that ends early, or input that runs out, is an error.
+fn fill_piece(
+    dctx: &mut zstd::zstd_safe::DCtx<'static>,
+    input: &mut InBuffer<'_>,
+    part: &mut [u8],
+) -> Result<bool, DecodeError> {
+    let short = DecodeError::BadPlanes("plane has the wrong length");
+    let want = part.len();
+    let mut output = OutBuffer::around(part);
+    loop {
+        let before = (input.pos, output.pos());
+        let hint = dctx
+            .decompress_stream(&mut output, input)
+            .map_err(zstd_error)?;
+        match (hint, output.pos() == want) {
+            (0, true) => return Ok(true),
+            (0, false) => return Err(short),
+            (_, true) => return Ok(false),
+            _ if (input.pos, output.pos()) == before => return Err(short),
+            _ => {}
+        }
+    }
+}
+
+/// Checks that a plane's frame ends after its `n` bytes (`ended`: it already did) and that no
+/// input follows it.
+fn end_plane(
+    dctx: &mut zstd::zstd_safe::DCtx<'static>,
+    input: &mut InBuffer<'_>,
+    mut ended: bool,
+) -> Result<(), DecodeError> {
+    let long = DecodeError::BadPlanes("plane has the wrong length");
+    let mut extra = [0u8; 1];
+    while !ended {
+        let mut output = OutBuffer::around(&mut extra[..]);
+        let before = input.pos;
+        let hint = dctx
+            .decompress_stream(&mut output, input)
+            .map_err(zstd_error)?;
+        if output.pos() > 0 || (hint != 0 && input.pos == before) {
+            return Err(long);
+        }
+        ended = hint == 0;
+    }
+    match input.pos == input.src.len() {
+        true => Ok(()),
+        false => Err(DecodeError::BadPlanes("plane runs past its frame")),
+    }
 }
 
 #[cfg(test)]
@@ -897,6 +995,56 @@ mod tests {
             DecodeError::BadPlanes(_)
         ));
         assert!(matches!(bad(&|v| v[16] = 9), DecodeError::BadPlanes(_)));
+    }
+
+    /// A compressed plane must be one zstd frame of exactly its `n` bytes, nothing after it,
+    /// with a window within max(512 KiB, n rounded up to a power of two).
+    #[test]
+    fn planes_decoder_refuses_frames_of_the_wrong_length_or_window() {
+        use std::io::Write;
+        let n = 100_000;
+        let low: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let high = vec![0x3c_u8; n];
+        let plain: Vec<u8> = low.iter().zip(&high).flat_map(|(a, b)| [*a, *b]).collect();
+        let object = |frame: &[u8]| {
+            let mut v = CHUNK_MAGIC.to_vec();
+            v.extend_from_slice(&[Codec::Planes as u8, 2, 0, 0]);
+            v.extend_from_slice(&(plain.len() as u64).to_le_bytes());
+            v.push(1);
+            v.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            v.extend_from_slice(frame);
+            v.push(0);
+            v.extend_from_slice(&(n as u32).to_le_bytes());
+            v.extend_from_slice(&high);
+            v
+        };
+        let zstd = |data: &[u8]| zstd::bulk::compress(data, 1).unwrap();
+        let id = Digest::of(&plain);
+        assert_eq!(decode(&id, &object(&zstd(&low))).unwrap(), &plain[..]);
+        let mut trailing = zstd(&low);
+        trailing.push(0);
+        let two_frames = [zstd(&low[..n / 2]), zstd(&low[n / 2..])].concat();
+        let mut truncated = zstd(&low);
+        truncated.truncate(truncated.len() - 3);
+        let mut big_window = Vec::new();
+        let mut e = zstd::stream::Encoder::new(&mut big_window, 1).unwrap();
+        e.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27))
+            .unwrap();
+        e.include_contentsize(false).unwrap();
+        e.write_all(&low).unwrap();
+        e.finish().unwrap();
+        for (what, frame) in [
+            ("short", zstd(&low[..n - 1])),
+            ("long", zstd(&[&low[..], &[1]].concat())),
+            ("trailing", trailing),
+            ("two frames", two_frames),
+            ("truncated", truncated),
+            ("window", big_window),
+        ] {
+            let e = decode(&id, &object(&frame)).unwrap_err();
+            let refused = matches!(e, DecodeError::BadPlanes(_) | DecodeError::Decompress(_));
+            assert!(refused, "{what}: {e:?}");
+        }
     }
 
     /// FORMAT.md's codec 2 vector: the object's bytes decode to the plaintext, and the id in

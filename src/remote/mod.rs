@@ -266,9 +266,9 @@ fn read_regular_file(
     if meta.len() > limit {
         return Ok(None);
     }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
+    let mut buf = crate::buffers::take(meta.len() as usize);
     file.take(limit + 1).read_to_end(&mut buf)?;
-    Ok((buf.len() as u64 <= limit).then(|| Bytes::from(buf)))
+    Ok((buf.len() as u64 <= limit).then(|| crate::buffers::into_bytes(buf)))
 }
 
 /// `len` bytes at `offset` of a regular file (fewer if it is shorter), opened as
@@ -291,7 +291,7 @@ fn read_regular_range(
     if !file.metadata()?.file_type().is_file() {
         return Err(FsReadError::Irregular("not a regular file"));
     }
-    let mut buf = Vec::with_capacity(len as usize);
+    let mut buf = crate::buffers::take(len as usize);
     // `take` over a positioned reader: stops at end of file or `len` bytes.
     struct At<'a>(&'a std::fs::File, u64);
     impl Read for At<'_> {
@@ -302,7 +302,7 @@ fn read_regular_range(
         }
     }
     At(&file, offset).take(len).read_to_end(&mut buf)?;
-    Ok(Bytes::from(buf))
+    Ok(crate::buffers::into_bytes(buf))
 }
 
 /// Streams `key` from the store, keeping at most `limit` bytes: `Ok(None)` as soon as the
@@ -318,7 +318,7 @@ async fn read_at_most(op: &Operator, key: &str, limit: u64) -> opendal::Result<O
     };
     // Copied into one buffer as the body arrives, so a chunk is held once, not as its
     // network pieces and their concatenation (a pull holds several chunks at once).
-    let mut out = Vec::with_capacity(declared as usize);
+    let mut out = crate::buffers::take(declared as usize);
     while let Some(buf) = stream.try_next().await? {
         if (out.len() + buf.len()) as u64 > limit {
             return Ok(None);
@@ -327,7 +327,7 @@ async fn read_at_most(op: &Operator, key: &str, limit: u64) -> opendal::Result<O
             out.extend_from_slice(&piece);
         }
     }
-    Ok(Some(out.into()))
+    Ok(Some(crate::buffers::into_bytes(out)))
 }
 
 /// Bytes `range` of `key`, copied into one buffer as they arrive (as [`read_at_most`]). A
@@ -341,7 +341,7 @@ async fn read_range_of(
     use futures::TryStreamExt;
     let len = (range.end - range.start) as usize;
     let mut stream = op.reader(key).await?.into_stream(range).await?;
-    let mut out = Vec::with_capacity(len);
+    let mut out = crate::buffers::take(len);
     while out.len() <= len
         && let Some(buf) = stream.try_next().await?
     {
@@ -349,7 +349,7 @@ async fn read_range_of(
             out.extend_from_slice(&piece);
         }
     }
-    Ok(out.into())
+    Ok(crate::buffers::into_bytes(out))
 }
 
 /// The first line of an error text, at most 300 characters, with URL query strings removed
