@@ -1,8 +1,8 @@
 //! A file's BLAKE3 from its aligned blocks, hashed in any order and on any core.
 //!
-//! BLAKE3 is a tree hash: a file longer than [`BLOCK`] bytes hashes to the root of a tree
-//! whose subtrees starting at multiples of [`BLOCK`] (a power of two of 1 KiB chunks) are
-//! exactly its blocks. So each block's chaining value can be computed on its own, as soon as
+//! BLAKE3 is a tree hash: a file longer than one block (a power of two of 1 KiB chunks, as the
+//! caller chooses: 64 KiB for pushes and pulls) hashes to the root of a tree whose subtrees
+//! starting at multiples of the block length are exactly its blocks. So each block's chaining value can be computed on its own, as soon as
 //! its bytes are written, and the root is then merged from those values in the tree's shape
 //! (BLAKE3 paper, section 2.1; `blake3::hazmat`). The result is the plain BLAKE3 of the file,
 //! the manifest's `digest`, whatever the order. A file of at most one block is hashed whole.
@@ -11,9 +11,6 @@
 use blake3::hazmat::{self, ChainingValue, HasherExt, Mode};
 
 use super::Digest;
-
-/// Block length in bytes: 4 MiB, a power of two of BLAKE3's 1 KiB chunks.
-pub const BLOCK: u64 = 4 << 20;
 
 /// What hashing one block yields: the file's digest when the file is that one block, else
 /// the block's chaining value.
@@ -105,7 +102,8 @@ mod tests {
     }
 
     #[test]
-    fn the_real_block_size_on_a_few_blocks() {
+    fn a_large_block_size_on_a_few_blocks() {
+        const BLOCK: u64 = 4 << 20;
         let data = crate::chunk::tests::noise(3, (3 * BLOCK + 12_345) as usize);
         assert_eq!(by_blocks(&data, BLOCK), Digest::of(&data));
         assert_eq!(

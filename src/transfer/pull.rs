@@ -163,9 +163,6 @@ struct Ctx<'a> {
     decoders: Semaphore,
     /// Cores of the machine: chunk decodes and block hashes running at once.
     cores: usize,
-    /// Read-back buffers of block hashes (one per running hash, at most `cores`), reused: a
-    /// fresh 4 MiB buffer per block cost its zeroing and page faults.
-    block_bufs: Arc<Mutex<Vec<Vec<u8>>>>,
     local: HashMap<Digest, LocalChunk>,
     dir: Arc<TargetDir>,
     link: LinkMode,
@@ -253,7 +250,6 @@ pub async fn pull(
         requests: Limiter::new(opts.jobs, remote.map(Remote::throttles)),
         inflight: Semaphore::new(INFLIGHT_KIB as usize),
         decoders: Semaphore::new(cores),
-        block_bufs: Arc::default(),
         cores,
         local,
         dir: dir.clone(),
@@ -601,9 +597,11 @@ impl Ctx<'_> {
         if size == 0 {
             ready.extend(blocks.written(0..0));
         }
-        // Blocks complete from the start (resumed): hashed alongside the first downloads.
-        let head = futures::stream::iter(ready)
-            .map(|b| self.hash_block(&file, &blocks, b, path, None))
+        // Blocks complete from the start (resumed): read back and hashed, 64 at a time,
+        // alongside the first downloads.
+        let batches: Vec<Vec<usize>> = ready.chunks(64).map(<[usize]>::to_vec).collect();
+        let head = futures::stream::iter(batches)
+            .map(|list| self.hash_blocks(&file, &blocks, list, path, Vec::new()))
             .buffer_unordered(self.cores);
         let todo: Vec<usize> = (0..n).filter(|&i| !written[i]).collect();
         let runs = pack_runs(&f.chunks, &todo, |id| self.local.contains_key(id));
@@ -634,16 +632,16 @@ impl Ctx<'_> {
                     })
                     .await
                     .map_err(|e| Error::io(path.display(), e))?;
-                    for (i, data) in &pieces {
-                        let range = offsets[*i]..offsets[*i + 1];
-                        let (at, len) = (range.start, range.end - range.start);
-                        Stats::add(&self.stats.bytes_local, len);
-                        bar.inc(len);
-                        for b in blocks.written(range) {
-                            self.hash_block(file, blocks, b, path, Some((at, data)))
-                                .await?;
-                        }
+                    let mut done = Vec::new();
+                    let mut held = Vec::with_capacity(pieces.len());
+                    for (i, data) in pieces {
+                        let range = offsets[i]..offsets[i + 1];
+                        Stats::add(&self.stats.bytes_local, range.end - range.start);
+                        bar.inc(range.end - range.start);
+                        held.push((range.start, data));
+                        done.extend(blocks.written(range));
                     }
+                    self.hash_blocks(file, blocks, done, path, held).await?;
                     drop(permit);
                     Ok::<_, Error>(())
                 }
@@ -655,43 +653,58 @@ impl Ctx<'_> {
         Ok((blocks.root(), resumed.len()))
     }
 
-    /// Hashes block `b` of the partial file on the blocking pool (at most one per core at
-    /// once, sharing the decoders' slots): from `held`, the plaintext just written at the
-    /// block's offset when it covers the whole block, else read back from the file.
-    async fn hash_block(
+    /// Hashes blocks `list` of the partial file in one task on the blocking pool (at most one
+    /// per core at once, sharing the decoders' slots): each from `held` (plaintexts just
+    /// written, with their file offsets) when one holds the whole block, else read back from
+    /// the file. With [`HASH_BLOCK`]s of 64 KiB most blocks of a run lie inside one of its
+    /// chunks, so the file is not read again.
+    async fn hash_blocks(
         &self,
         file: &Arc<fs::File>,
         blocks: &Blocks,
-        b: usize,
+        list: Vec<usize>,
         path: &Path,
-        held: Option<(u64, &Bytes)>,
+        held: Vec<(u64, Bytes)>,
     ) -> Result<()> {
-        let _core = self.decoders.acquire().await.expect("open");
-        let range = tree::block_range(blocks.len, tree::BLOCK, b);
-        let len = blocks.len;
-        if let Some((at, data)) = held
-            && range.start >= at
-            && range.end <= at + data.len() as u64
-        {
-            let data = data.slice((range.start - at) as usize..(range.end - at) as usize);
-            let part = cpu(move || tree::hash_block(len, tree::BLOCK, b, &data)).await;
-            blocks.parts.lock().expect("parts")[b] = Some(part);
+        if list.is_empty() {
             return Ok(());
         }
-        let (file, bufs) = (file.clone(), self.block_bufs.clone());
-        let part = cpu(move || {
-            let mut buf = bufs.lock().expect("bufs").pop().unwrap_or_default();
-            let n = (range.end - range.start) as usize;
-            buf.resize(n, 0);
-            let part = file
-                .read_exact_at(&mut buf[..n], range.start)
-                .map(|()| tree::hash_block(len, tree::BLOCK, b, &buf[..n]));
-            bufs.lock().expect("bufs").push(buf);
-            part
+        let _core = self.decoders.acquire().await.expect("open");
+        let (file, len) = (file.clone(), blocks.len);
+        let parts = cpu(move || {
+            let mut buf = Vec::new();
+            let mut parts = Vec::with_capacity(list.len());
+            for b in list {
+                let r = tree::block_range(len, HASH_BLOCK, b);
+                let inside = held
+                    .iter()
+                    .find(|(at, d)| r.start >= *at && r.end <= at + d.len() as u64);
+                let part = match inside {
+                    Some((at, d)) => {
+                        let from = (r.start - at) as usize;
+                        tree::hash_block(
+                            len,
+                            HASH_BLOCK,
+                            b,
+                            &d[from..from + (r.end - r.start) as usize],
+                        )
+                    }
+                    None => {
+                        buf.resize((r.end - r.start) as usize, 0);
+                        file.read_exact_at(&mut buf, r.start)?;
+                        tree::hash_block(len, HASH_BLOCK, b, &buf)
+                    }
+                };
+                parts.push((b, part));
+            }
+            Ok::<_, std::io::Error>(parts)
         })
         .await
         .map_err(|e| Error::io(path.display(), e))?;
-        blocks.parts.lock().expect("parts")[b] = Some(part);
+        let mut slots = blocks.parts.lock().expect("parts");
+        for (b, part) in parts {
+            slots[b] = Some(part);
+        }
         Ok(())
     }
 
@@ -908,7 +921,14 @@ async fn hash_path(path: PathBuf) -> Result<Digest> {
     .map_err(|e| Error::io(path.display(), e))
 }
 
-/// The 4 MiB blocks of a file being assembled: bytes still to be written in each, and each
+/// Block length of a file's digest tree ([`crate::chunk::tree`]) as a pull computes it:
+/// 64 KiB, so that nearly every block lies inside one chunk and is hashed from the plaintext
+/// as it is written; only blocks across chunk boundaries (at most one per chunk) are read back
+/// from the file. (With 4 MiB blocks every block crossed a 2 MiB run and the whole file was
+/// read again.)
+const HASH_BLOCK: u64 = 64 * 1024;
+
+/// The [`HASH_BLOCK`]s of a file being assembled: bytes still to be written in each, and each
 /// finished block's hash.
 struct Blocks {
     len: u64,
@@ -918,13 +938,13 @@ struct Blocks {
 
 impl Blocks {
     fn new(len: u64) -> Blocks {
-        let n = tree::blocks(len, tree::BLOCK);
+        let n = tree::blocks(len, HASH_BLOCK);
         Blocks {
             len,
             missing: Mutex::new(
                 (0..n)
                     .map(|b| {
-                        let r = tree::block_range(len, tree::BLOCK, b);
+                        let r = tree::block_range(len, HASH_BLOCK, b);
                         r.end - r.start
                     })
                     .collect(),
@@ -940,14 +960,14 @@ impl Blocks {
         if self.len == 0 {
             return vec![0];
         }
-        let first = (range.start / tree::BLOCK) as usize;
+        let first = (range.start / HASH_BLOCK) as usize;
         let mut done = Vec::new();
         let mut at = range.start;
         for (b, m) in missing.iter_mut().enumerate().skip(first) {
             if at >= range.end {
                 break;
             }
-            let end = tree::block_range(self.len, tree::BLOCK, b)
+            let end = tree::block_range(self.len, HASH_BLOCK, b)
                 .end
                 .min(range.end);
             *m -= end - at;
@@ -968,7 +988,7 @@ impl Blocks {
             .iter()
             .map(|p| p.expect("every block hashed once written"))
             .collect();
-        tree::root(self.len, tree::BLOCK, &parts)
+        tree::root(self.len, HASH_BLOCK, &parts)
     }
 }
 
@@ -1090,9 +1110,9 @@ mod tests {
 
     #[test]
     fn blocks_complete_as_their_last_byte_is_written_in_any_order() {
-        let len = 2 * tree::BLOCK + 10;
+        let len = 2 * HASH_BLOCK + 10;
         let blocks = Blocks::new(len);
-        let b = tree::BLOCK;
+        let b = HASH_BLOCK;
         assert_eq!(blocks.written(b - 5..b + 5), Vec::<usize>::new());
         assert_eq!(blocks.written(2 * b..len), vec![2]);
         assert_eq!(blocks.written(b + 5..2 * b), vec![1]);
