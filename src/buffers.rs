@@ -18,8 +18,8 @@ use bytes::Bytes;
 /// Buffers of fewer bytes (4 MiB, glibc's mmap threshold as `main` sets it) are not kept.
 pub const MIN_POOLED: usize = 4 * 1024 * 1024;
 /// Most capacity, in bytes, kept for reuse: 8 MiB, one average tensor chunk. Measured on a
-/// pull of a 5 GiB bf16 file from a local vault: none kept 7.6-11.8 s at 97-99 MiB peak RSS;
-/// 16 MiB 4.8-9.4 s at 117-131 MiB; 8 MiB 5.8-8.1 s at 94-98 MiB.
+/// pull of a 5 GiB bf16 file from a local vault: none kept 7.6-11.8 s at 94-96 MiB peak RSS;
+/// 16 MiB 4.8-9.4 s at 114-131 MiB; 8 MiB 5.8-8.1 s at 92-96 MiB.
 pub const KEPT_BYTES: usize = 8 * 1024 * 1024;
 
 /// A pool of free buffers, sorted by capacity (smallest first), with their total capacity.
