@@ -8,6 +8,10 @@
 //! kept for the next [`take`] while the buffers kept total at most [`KEPT_BYTES`]; others are
 //! freed. Smaller buffers are left to the allocator, which already reuses them.
 //!
+//! A push's encoded chunks keep their own pool (`transfer::cut`, one buffer per chunk worker):
+//! encoding them into this one (8 MiB kept, so one of the two workers misses) measured a 5 GiB
+//! bf16 `push --dry-run` at 4.7-4.9 s and 2.9-3.0 s of system time, against 3.7 s and 0.8 s.
+//!
 //! Invariant: at most [`KEPT_BYTES`] bytes of capacity wait in the pool, so the memory it
 //! adds to what is in use is bounded whatever the model's size.
 
