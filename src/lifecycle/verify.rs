@@ -17,6 +17,7 @@ use crate::error::Category;
 use crate::manifest::ChunkRef;
 use crate::remote::{ErrorKind, Remote};
 use crate::transfer::cpu;
+use crate::transfer::pull::INFLIGHT_KIB;
 use crate::vault::Vault;
 use crate::version::{ModelName, Version};
 
@@ -199,13 +200,9 @@ async fn select(
     }
 }
 
-/// Plaintext bytes of the chunks being read and decoded at once, in KiB permits: 48 MiB (as
-/// a pull), so that verify's memory stays bounded whatever `-j` and the chunk sizes (16 reads
-/// of 16 MiB chunks held, with their decodings, 640 MiB).
-const INFLIGHT_KIB: u32 = 48 * 1024;
-
-/// Reads and decodes `ids`, `jobs` at a time and within [`INFLIGHT_KIB`], recording problems
-/// in `report`.
+/// Reads and decodes `ids`, `jobs` at a time and within a pull's plaintext budget
+/// ([`INFLIGHT_KIB`], 48 MiB), recording problems in `report`: without it, 16 reads of 16 MiB
+/// chunks and their decodings held 640 MiB.
 async fn check_chunks(
     remote: &Remote,
     ids: Vec<ChunkRef>,

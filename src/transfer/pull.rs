@@ -74,7 +74,7 @@ pub struct PullOutcome {
 /// local S3 server (large buffers returned when freed, see `main`): 32 MiB (four large
 /// chunks in flight) 4.9 s, 48 MiB 4.0 s at 110-120 MiB peak RSS, 56 MiB 3.3-3.7 s at
 /// 128-134 MiB, 64 MiB 3.7 s at 138-144 MiB. 48 keeps a pull within 128 MiB.
-const INFLIGHT_KIB: u32 = 48 * 1024;
+pub(crate) const INFLIGHT_KIB: u32 = 48 * 1024;
 /// Files assembled or placed concurrently.
 const FILES_AT_ONCE: usize = 8;
 
