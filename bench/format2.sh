@@ -12,11 +12,11 @@
 # Steps (STEPS="dedupe compression requests speed", the default, selects them):
 #   dedupe       safetensors and torch-zip (bf16): v1 pushed to a fresh file:// vault, then
 #                each edit of checkpoints.py (rewrite10, insert, append) pushed as v2 to a
-#                copy of that vault with a fresh cache; stored = growth of chunks/, changed =
+#                copy of that vault with a fresh cache; stored = growth of chunks/ + packs/, changed =
 #                tensor bytes that differ between v1 and v2 (compared tensor by tensor via the
 #                generator's layout tables). Plus an unknown binary file (random bytes, 10
 #                regions of MIB/100 MiB rewritten, as bench/dedupe.sh does).
-#   compression  v1 of bf16, fp16, f32 safetensors: chunks/ bytes / file bytes.
+#   compression  v1 of bf16, fp16, f32 safetensors: chunks/ + packs/ bytes / file bytes.
 #   requests     requests by method through bench/proxy.py in front of moto: push of a
 #                REQ_MIB (default 512; the issue's 2 GiB with REQ_MIB=2048) safetensors file
 #                of ~10 MiB tensors, and of the 24-file set of make-model-set.sh at SET_SCALE
@@ -112,8 +112,11 @@ unset MVAULT_REMOTE MVAULT_CACHE_DIR MVAULT_CONFIG AWS_PROFILE AWS_SESSION_TOKEN
 export XDG_CONFIG_HOME="$WORK/xdg" XDG_CACHE_HOME="$WORK/xdg/cache" XDG_DATA_HOME="$WORK/xdg/data"
 cd "$WORK" # no stray ./mvault.yaml
 
-chunk_bytes() { if [[ -d "$1/chunks" ]]; then dir_bytes "$1/chunks"; else echo 0; fi; }
-chunk_count() { if [[ -d "$1/chunks" ]]; then find "$1/chunks" -type f | wc -l; else echo 0; fi; }
+# Stored chunk data of a file:// vault: loose chunk objects (chunks/) and packs with their
+# index objects (packs/), which format-2 pushes write for small chunks.
+store_dirs() { local d; for d in "$1/chunks" "$1/packs"; do [[ -d "$d" ]] && printf '%s\n' "$d"; done; return 0; }
+chunk_bytes() { store_dirs "$1" | while read -r d; do dir_bytes "$d"; done | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+chunk_count() { store_dirs "$1" | while read -r d; do find "$d" -type f; done | wc -l; }
 fsize() { stat -c %s "$1"; }
 
 # gen FORMAT DTYPE MIB EDIT OUT [extra args]: a checkpoint and its layout table (OUT.layout.json).
@@ -259,7 +262,7 @@ PY
     done
     echo "### a. dedupe: bytes a second version stores (${MIB} MiB bf16 files, file:// vault)"
     echo
-    echo "stored = growth of the vault's chunks/ (after compression) when v2 is pushed onto v1;"
+    echo "stored = growth of the vault's chunks/ + packs/ (after compression) when v2 is pushed onto v1;"
     echo "changed = tensor bytes of v2 that differ from v1 (unknown: the rewritten bytes). Targets"
     echo "(issue 13): rewrite10 <= 1.05x changed; insert <= changed + 512 KiB; unknown no worse than format 1."
     echo "stored is compressed and changed is raw, so a binary that compresses better gets a lower"
