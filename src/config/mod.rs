@@ -59,12 +59,6 @@ pub enum Error {
     /// `detail` says where the name was looked for (" in FILE (known: ...)"), or why nowhere.
     #[error("provider {name:?} is not defined{detail}")]
     UnknownProvider { name: String, detail: String },
-    #[error("provider {name} is disabled in {}:{line}; set enabled: true", path.display())]
-    Disabled {
-        name: String,
-        path: PathBuf,
-        line: usize,
-    },
 }
 
 /// The parsed config file; [`Config::default`] when there is none. Paths are absolute (a
@@ -175,12 +169,14 @@ impl Config {
             let name = name.to_string();
             return Err(Error::UnknownProvider { name, detail });
         };
+        let (path, line) = (self.path.clone().unwrap_or_default(), p.line);
+        let message = format!("provider {} is disabled; set enabled: true", p.name);
         match p.enabled {
             true => p.spec().cloned(),
-            false => Err(Error::Disabled {
-                name: p.name.clone(),
-                path: self.path.clone().unwrap_or_default(),
-                line: p.line,
+            false => Err(Error::At {
+                path,
+                line,
+                message,
             }),
         }
     }
