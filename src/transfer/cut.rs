@@ -30,6 +30,9 @@ pub(super) struct Encoded {
     pub(super) id: Digest,
     /// Index of the file it belongs to.
     pub(super) file: usize,
+    /// Index of the chunk worker that cut it: chunks of one worker come in file order, so
+    /// packing each worker's chunks apart keeps a file's chunks side by side in its pack.
+    pub(super) stream: usize,
     /// Plaintext length in bytes.
     pub(super) plain_len: u64,
     pub(super) data: Bytes,
@@ -286,7 +289,7 @@ impl Work {
 /// Blocking worker: runs units from the queue until it is empty or the push is failing.
 pub(super) fn chunk_worker(
     work: &Work,
-    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
+    (tx, stream): (&mpsc::Sender<std::result::Result<Encoded, Error>>, usize),
     budget: &Arc<Semaphore>,
 ) -> Result<()> {
     // One read buffer per worker, reused by every unit it runs.
@@ -295,7 +298,7 @@ pub(super) fn chunk_worker(
         let Some(unit) = work.units.lock().expect("units").pop_front() else {
             return Ok(());
         };
-        match run_unit(work, unit, tx, budget, &mut buf) {
+        match run_unit(work, unit, (tx, stream), budget, &mut buf) {
             Ok(true) => {}
             Ok(false) => return Ok(()), // receiver gone: the push is failing elsewhere
             Err(e) => {
@@ -310,7 +313,7 @@ pub(super) fn chunk_worker(
 fn run_unit(
     work: &Work,
     unit: Unit,
-    tx: &mpsc::Sender<std::result::Result<Encoded, Error>>,
+    (tx, stream): (&mpsc::Sender<std::result::Result<Encoded, Error>>, usize),
     budget: &Arc<Semaphore>,
     buf: &mut Vec<u8>,
 ) -> Result<bool> {
@@ -333,6 +336,7 @@ fn run_unit(
         budget,
         pool: &work.pool,
         file: i,
+        stream,
     };
     match unit {
         Unit::Digest { .. } => {
@@ -415,6 +419,7 @@ struct Out<'a> {
     budget: &'a Arc<Semaphore>,
     pool: &'a BufPool,
     file: usize,
+    stream: usize,
 }
 
 /// Which whole-file hash a segment's bytes feed, in order.
@@ -466,6 +471,7 @@ fn cut_segment(
         let enc = Encoded {
             id,
             file: out.file,
+            stream: out.stream,
             plain_len: data.len() as u64,
             data: out.pool.bytes(encoded),
             budget: permit,

@@ -183,11 +183,19 @@ impl Vault {
                 "{name}@{version} in the local cache (offline); pull it once online first"
             )));
         }
-        let m = self.fetch_manifest(name, version).await?;
+        // With the manifest, its signature (one small read, at the same time): later pulls
+        // of the cached version then check it, or place it in the target, without a
+        // request. The signature is cached only after the manifest it belongs to.
+        let (m, sig) = tokio::join!(
+            self.fetch_manifest(name, version),
+            self.read_signature(name, version)
+        );
+        let m = m?;
         self.cache.save_manifest(&self.remote_id, &m, version)?;
-        // With the manifest, its signature (one small read): later pulls of the cached
-        // version then check it, or place it in the target, without a request.
-        self.fetch_signature(name, version).await?;
+        if let Some(b) = sig? {
+            self.cache
+                .save_signature(&self.remote_id, name, version, &b)?;
+        }
         Ok(m)
     }
 

@@ -51,12 +51,23 @@ impl Vault {
         name: &ModelName,
         version: &Version,
     ) -> Result<Option<Vec<u8>>> {
+        let sig = self.read_signature(name, version).await?;
+        if let Some(b) = &sig {
+            self.cache
+                .save_signature(&self.remote_id, name, version, b)?;
+        }
+        Ok(sig)
+    }
+
+    /// Reads the signature object of `name@version` from the remote (`None`: unsigned),
+    /// without caching it.
+    pub(super) async fn read_signature(
+        &self,
+        name: &ModelName,
+        version: &Version,
+    ) -> Result<Option<Vec<u8>>> {
         match self.remote.read(&signature_key(name, version)).await {
-            Ok(b) => {
-                self.cache
-                    .save_signature(&self.remote_id, name, version, &b)?;
-                Ok(Some(b.to_vec()))
-            }
+            Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
