@@ -10,10 +10,11 @@
 //!
 //! Packs (`crate::pack`, manifest format 3): new chunk objects of at most
 //! [`pack::MAX_PACKED_OBJECT`] bytes are appended to an open pack (one per chunk worker, up to
-//! [`OPEN_PACKS`]), sent (pack, then index) once it reaches [`pack::TARGET_BYTES`]; at most [`PACKS_IN_FLIGHT`] full packs are being
-//! sent at once, and a task that fills a pack waits for a slot while holding the open pack,
-//! which holds back the other uploads and so the chunk workers; packed chunks keep their
-//! share of the byte budget until their pack's bytes are sent. Chunks already in a pack the
+//! [`OPEN_PACKS`]), sent (pack, then index) once it reaches [`pack::TARGET_BYTES`]; at most
+//! [`PACKS_IN_FLIGHT`] full packs are being sent at once, and a task that fills a pack waits
+//! for a slot while holding the open pack, which holds back the other uploads and so the
+//! chunk workers; packed chunks keep their share of the byte budget until their pack's bytes
+//! are sent. Chunks already in a pack the
 //! vault lists (one listing of `packs/` and a read of each index, when the vault is small
 //! beside the push) are referenced there. Encrypted vaults store loose chunks only.
 //!
@@ -105,9 +106,9 @@ pub const PACKS_IN_FLIGHT: usize = 3;
 
 /// A push's last, partly filled pack is sent as a pack only if it holds at least this many
 /// bytes (4 MiB, half of [`pack::TARGET_BYTES`]); the smaller ones are merged, and what is
-/// still smaller is stored loose. So a push stores at most 4 MiB loose beside its packs, and a small push (a config, a tokenizer)
-/// stays in loose chunks, which gc reclaims one by one (a pack is reclaimed only once no
-/// version references any chunk in it).
+/// still smaller is stored loose. So a push stores at most 4 MiB loose beside its packs, and
+/// a small push (a config, a tokenizer) stays in loose chunks, which gc reclaims one by one
+/// (a pack is reclaimed only once no version references any chunk in it).
 const MIN_LAST_PACK: usize = pack::TARGET_BYTES / 2;
 
 /// ... or at least this many chunk objects (many small files: loose, each would be a request).
