@@ -1376,6 +1376,42 @@ fn killed_pull_of_one_large_file_resumes_where_it_stopped() {
     );
 }
 
+/// A push ends with one partly filled pack per chunk worker. Each under half a pack would be
+/// stored loose; together they are merged first: two 3 MiB files (one unit each, so on either
+/// worker) end as one pack and nothing loose, and two of 1 MiB (2 MiB together) stay loose.
+#[test]
+fn last_partial_packs_are_merged_before_going_loose() {
+    let env = Env::new(Backend::Fs);
+    for (version, mib, packs_want) in [("1.0.0", 3, 1), ("2.0.0", 1, 0)] {
+        let src = env.path(&format!("model-{version}"));
+        for (i, name) in ["a.bin", "b.bin"].into_iter().enumerate() {
+            let data = noise(seed() ^ (mib << 8) ^ i as u64, (mib * MIB) as usize);
+            write_file(&src.join(name), &data);
+        }
+        // Objects stored: (packs without their indexes, loose chunks).
+        let count = || {
+            let packs = env.list_objects("packs/");
+            let packs = packs.iter().filter(|(k, _)| !k.ends_with(".index")).count();
+            (packs, env.list_objects("chunks/").len())
+        };
+        let (packs0, loose0) = count();
+        env.ok(&["push", s(&src), "--name", "m", "--version", version]);
+        let (packs, loose) = count();
+        let (packs, loose) = (packs - packs0, loose - loose0);
+        assert_eq!(packs, packs_want, "{version}: packs written");
+        match packs_want {
+            1 => assert_eq!(loose, 0, "{version}: nothing loose beside the merged pack"),
+            _ => assert!(
+                loose >= 2,
+                "{version}: 2 MiB of chunks stored loose, {loose} objects"
+            ),
+        }
+        let out = env.path(&format!("out-{version}"));
+        env.ok(&["pull", &format!("m@{version}"), "--to", s(&out)]);
+        assert_same_tree(&src, &out);
+    }
+}
+
 #[test]
 fn a_push_into_a_small_vault_lists_chunks_once_instead_of_a_stat_each() {
     let env = Env::new(Backend::S3);
