@@ -325,7 +325,17 @@ async fn upload_all(
     if let Some(e) = worker_failure.or(failure) {
         return Err(e);
     }
-    packer.flush(remote, stats, opts.jobs).await?;
+    let written = packer.flush(remote, stats, opts.jobs).await?;
+    // A packed chunk gets a new place, but one stored loose in the end is written at the very
+    // key a gc record may name: it is checked again after the manifest, as any rewrite is.
+    let recorded: Vec<Digest> = (written.into_iter())
+        .filter(|id| pending.contains(&remote.stored_id(id)))
+        .collect();
+    if !recorded.is_empty() {
+        let mut r = rewrites.lock().expect("rewrites");
+        r.ids.extend(recorded);
+        r.last = Some(Instant::now());
+    }
     let work = Arc::into_inner(work).expect("workers are done");
     let (mut entries, sha256s) = super::cpu(move || work.finish()).await?;
     let placed = packer.placed.into_inner().expect("placed");
@@ -408,8 +418,8 @@ impl Packer {
     /// Sends the last, partly filled packs: each that holds at least [`MIN_LAST_PACK`] bytes
     /// or [`MIN_LAST_PACK_CHUNKS`] chunks as it is; the others merged into one (each is under
     /// half a pack, so they fit), sent by the same rule or else stored loose, `jobs` chunks at
-    /// once.
-    async fn flush(&self, remote: &Remote, stats: &Stats, jobs: usize) -> Result<()> {
+    /// once. Returns the chunks stored loose.
+    async fn flush(&self, remote: &Remote, stats: &Stats, jobs: usize) -> Result<Vec<Digest>> {
         let big = |b: &pack::Builder| b.bytes() >= MIN_LAST_PACK || b.len() >= MIN_LAST_PACK_CHUNKS;
         let (mut packs, mut last, mut held) = (Vec::new(), pack::Builder::new(), None);
         for open in &self.open {
@@ -446,10 +456,14 @@ impl Packer {
         let packs = futures::stream::iter(packs)
             .map(|(b, budget)| send_pack(remote, b, stats, (None, budget)))
             .buffer_unordered(OPEN_PACKS);
+        let ids: Vec<Digest> = loose.iter().map(|(id, _)| *id).collect();
         let loose = futures::stream::iter(loose)
             .map(|(id, object)| async move { Ok(remote.write_chunk(&id, object).await?) })
             .buffer_unordered(jobs.max(1));
-        futures::stream::select(packs, loose).try_collect().await
+        futures::stream::select(packs, loose)
+            .try_collect::<()>()
+            .await?;
+        Ok(ids)
     }
 }
 
@@ -640,7 +654,8 @@ async fn upload_chunk(
         if let Some(rate) = &opts.rate {
             rate.acquire(len).await;
         }
-        // A packed chunk gets a new place, never the recorded object: nothing to heal.
+        // A chunk that stays in a pack gets a new place, never the recorded object: nothing to
+        // heal (one stored loose at the end is checked again, see `upload_all`).
         packer
             .add(remote, (enc.id, &enc.data, enc.stream), enc.budget, stats)
             .await?;
