@@ -200,7 +200,7 @@ fn a_recorded_chunk_deleted_after_the_push_rewrote_it_is_uploaded_again() {
 
 /// The same race when the push packs: its chunks join packs, but a push this small (3 MiB, under
 /// half a pack) stores them loose in the end, at the keys the gc record names, so they are
-/// rewrites like any other (0.1.x's last-pack path left them out of the check).
+/// rewrites like any other (until 2026-12-04 the last-pack path left them out of the check).
 #[test]
 fn a_recorded_chunk_the_last_pack_stored_loose_is_uploaded_again() {
     recorded_chunk_deleted_after_rewrite(2 << 20, &[]);
