@@ -14,9 +14,9 @@
 //! [`PACKS_IN_FLIGHT`] full packs are being sent at once, and a task that fills a pack waits
 //! for a slot while holding the open pack, which holds back the other uploads and so the
 //! chunk workers; packed chunks keep their share of the byte budget until their pack's bytes
-//! are sent. Chunks already in a pack the
-//! vault lists (one listing of `packs/` and a read of each index, when the vault is small
-//! beside the push) are referenced there. Encrypted vaults store loose chunks only.
+//! are sent. Chunks already in a pack the vault lists (one listing of `packs/` and a read of
+//! each index, when the vault is small beside the push) are referenced there. Encrypted
+//! vaults store loose chunks only.
 //!
 //! gc safety (`docs/FORMAT.md`, "Deletion and gc"): chunks listed in a gc pending record
 //! when the push starts are uploaded again whatever the remote has, and after the manifest
@@ -246,6 +246,18 @@ struct Rewrites {
     last: Option<Instant>,
 }
 
+impl Rewrites {
+    /// Notes `ids` as uploaded again just now (nothing, if there are none).
+    fn note(rewrites: &Mutex<Rewrites>, ids: impl IntoIterator<Item = Digest>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            let mut r = rewrites.lock().expect("rewrites");
+            r.ids.extend(ids);
+            r.last = Some(Instant::now());
+        }
+    }
+}
+
 /// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
 /// with `sha256` each file's SHA-256 (else `None`s), and which chunks of `pending` (listed in
 /// gc records) it uploaded again. With `dry_run`, chunks the remote lacks are counted as sent
@@ -328,14 +340,11 @@ async fn upload_all(
     let written = packer.flush(remote, stats, opts.jobs).await?;
     // A packed chunk gets a new place, but one stored loose in the end is written at the very
     // key a gc record may name: it is checked again after the manifest, as any rewrite is.
-    let recorded: Vec<Digest> = (written.into_iter())
-        .filter(|id| pending.contains(&remote.stored_id(id)))
-        .collect();
-    if !recorded.is_empty() {
-        let mut r = rewrites.lock().expect("rewrites");
-        r.ids.extend(recorded);
-        r.last = Some(Instant::now());
-    }
+    let recorded = written.into_iter();
+    Rewrites::note(
+        &rewrites,
+        recorded.filter(|id| pending.contains(&remote.stored_id(id))),
+    );
     let work = Arc::into_inner(work).expect("workers are done");
     let (mut entries, sha256s) = super::cpu(move || work.finish()).await?;
     let placed = packer.placed.into_inner().expect("placed");
@@ -671,9 +680,7 @@ async fn upload_chunk(
     remote.write_chunk(&enc.id, enc.data.clone()).await?;
     limiter.record(len);
     if recorded {
-        let mut r = rewrites.lock().expect("rewrites");
-        r.ids.push(enc.id);
-        r.last = Some(Instant::now());
+        Rewrites::note(rewrites, [enc.id]);
     }
     Stats::add(&stats.chunks_new, 1);
     Stats::add(&stats.bytes_remote, len);
