@@ -424,35 +424,46 @@ impl Packer {
         Ok(())
     }
 
-    /// Sends the last, partly filled packs: each that holds at least [`MIN_LAST_PACK`] bytes
-    /// or [`MIN_LAST_PACK_CHUNKS`] chunks as it is; the others merged into one (each is under
-    /// half a pack, so they fit), sent by the same rule or else stored loose, `jobs` chunks at
-    /// once. Returns the chunks stored loose.
+    /// Sends the last, partly filled packs, merged into one where that fits a pack: each
+    /// result that holds at least [`MIN_LAST_PACK`] bytes or [`MIN_LAST_PACK_CHUNKS`] chunks
+    /// as a pack, else its chunks stored loose, `jobs` at once. Returns the chunks stored
+    /// loose.
     async fn flush(&self, remote: &Remote, stats: &Stats, jobs: usize) -> Result<Vec<Digest>> {
         let big = |b: &pack::Builder| b.bytes() >= MIN_LAST_PACK || b.len() >= MIN_LAST_PACK_CHUNKS;
-        let (mut packs, mut last, mut held) = (Vec::new(), pack::Builder::new(), None);
+        // The open packs merged while the merge fits one pack (with two open packs under
+        // half-full each, it always does unless both are big).
+        let mut merged: Vec<(pack::Builder, Option<OwnedSemaphorePermit>)> = Vec::new();
         for open in &self.open {
             let (b, budget) = std::mem::take(&mut *open.lock().await);
-            if big(&b) {
-                packs.push((b, budget));
+            if b.is_empty() {
                 continue;
             }
+            let fits = |l: &pack::Builder| {
+                (l.bytes() + b.bytes()) as u64 <= pack::MAX_PACK_BYTES
+                    && l.len() + b.len() <= pack::MAX_PACKED_CHUNKS
+            };
+            let Some((last, held)) = merged.last_mut().filter(|(l, _)| fits(l)) else {
+                merged.push((b, budget));
+                continue;
+            };
             let (_, data, index) = b.finish();
             for e in index.chunks {
                 let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
                 let r = last.push(e.id, &object);
                 self.placed.lock().expect("placed").insert(e.id, r);
             }
-            match (&mut held, budget) {
+            match (held, budget) {
                 (Some(h), Some(b)) => OwnedSemaphorePermit::merge(h, b),
                 (h @ None, b) => *h = b,
                 (Some(_), None) => {}
             }
         }
-        let mut loose = Vec::new();
-        if big(&last) {
-            packs.push((last, held));
-        } else if !last.is_empty() {
+        let (mut packs, mut loose) = (Vec::new(), Vec::new());
+        for (last, held) in merged {
+            if big(&last) {
+                packs.push((last, held));
+                continue;
+            }
             let (_, data, index) = last.finish();
             for e in index.chunks {
                 self.placed.lock().expect("placed").remove(&e.id);
