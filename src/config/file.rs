@@ -28,6 +28,9 @@ const SINGLE: &str = "expected a single value, found ";
 type Leaf = Spanned<Value>;
 /// A section or a provider's `config`: its values by key, with where the mapping starts.
 type Map = Spanned<BTreeMap<String, Leaf>>;
+/// A mapping's entries in file order.
+type Pairs<'m> = Vec<(&'m str, &'m Leaf)>;
+type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping (cloud_storage: ...)")]
@@ -75,11 +78,7 @@ struct Val {
 impl Config {
     /// Parses `text`, read from `path` (used in messages and for relative paths), taking
     /// `${VAR}` values from `env`.
-    pub fn parse(
-        text: &str,
-        path: &Path,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, Error> {
+    pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
         let cx = Cx { path, env: &env };
         // Strict booleans: `yes`/`on` stay strings, so `anonymous: yes` is refused, not `true`.
         let options = serde_saphyr::options! { strict_booleans: true };
@@ -158,7 +157,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     /// The entry of `providers` that comes after `before`.
-    fn provider(&self, item: &Spanned<Entry>, before: &[Provider]) -> Result<Provider, Error> {
+    fn provider(&self, item: &Spanned<Entry>, before: &[Provider]) -> Result<Provider> {
         let (pline, e) = (line(item), &item.value);
         let unnamed = format!("cloud_storage.providers[{}]", before.len());
         let name = self
@@ -185,14 +184,11 @@ impl Cx<'_> {
                 self.bad(pline, &at, "type is required (s3, gcs, azblob, oss or fs)")
             })?,
         };
-        let enabled = match self.leaf(e.enabled.as_ref(), &format!("{at}.enabled"))? {
-            None => true,
-            Some(v) => v
-                .raw
-                .to_ascii_lowercase()
-                .parse()
-                .map_err(|_| self.bad(v.line, &v.key, "expected true or false"))?,
-        };
+        let enabled = self.leaf(e.enabled.as_ref(), &format!("{at}.enabled"))?;
+        let enabled = enabled.map_or(Ok(true), |v| {
+            let bad = |_| self.bad(v.line, &v.key, "expected true or false");
+            v.raw.to_ascii_lowercase().parse().map_err(bad)
+        })?;
         let mut spec = RemoteSpec::local(Path::new(""));
         (spec.backend, spec.label) = (backend, Some(name.raw.clone()));
         let mut p = Provider {
@@ -209,7 +205,7 @@ impl Cx<'_> {
 
     /// Fills in `p.spec` from its `config`. Errors in the file's shape are returned; the first
     /// problem in its values goes to `p.problem`, to be reported when the provider is used.
-    fn remote(&self, p: &mut Provider, config: &Option<Map>) -> Result<(), Error> {
+    fn remote(&self, p: &mut Provider, config: &Option<Map>) -> Result<()> {
         let at = format!("cloud_storage.providers[{}].config", p.name);
         let aliases: Vec<_> = KEY_ALIASES.iter().map(|(alias, _)| *alias).collect();
         let known = [LOCATION_KEYS, OPTION_KEYS, &aliases].concat();
@@ -239,13 +235,12 @@ impl Cx<'_> {
         let given = |k: &str| values.get(k).map(|(v, value)| (v, value.as_deref()));
         let prefix = given("prefix").and_then(|(_, v)| v).unwrap_or("");
         p.spec.prefix = prefix.trim_matches('/').to_string();
-        let (ty, bucket_keys): (&str, &[&str]) = match p.backend {
-            Backend::Fs => ("fs", &["path", "root"]),
-            Backend::Azblob => ("azblob", &["container", "bucket"]),
-            Backend::S3 => ("s3", &["bucket"]),
-            Backend::Gcs => ("gcs", &["bucket"]),
-            Backend::Oss => ("oss", &["bucket"]),
+        let bucket_keys: &[&str] = match p.backend {
+            Backend::Fs => &["path", "root"],
+            Backend::Azblob => &["container", "bucket"],
+            _ => &["bucket"],
         };
+        let ty = p.backend.type_name();
         let (first, only_one) = (bucket_keys[0], bucket_keys.join(", "));
         for (key, (v, _)) in &values {
             if LOCATION_KEYS[..4].contains(key) && !bucket_keys.contains(key) {
@@ -282,12 +277,7 @@ impl Cx<'_> {
     }
 
     /// The entries of mapping `m` (at key `at`) in file order; a key not in `known` is refused.
-    fn entries<'m>(
-        &self,
-        m: &'m Option<Map>,
-        at: &str,
-        known: &[&str],
-    ) -> Result<Vec<(&'m str, &'m Leaf)>, Error> {
+    fn entries<'m>(&self, m: &'m Option<Map>, at: &str, known: &[&str]) -> Result<Pairs<'m>> {
         let mut pairs: Vec<_> = m.iter().flat_map(|m| &m.value).collect();
         pairs.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
         if let Some((key, v)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
@@ -298,7 +288,7 @@ impl Cx<'_> {
     }
 
     /// The scalar at `key` (`None` when absent or null); a list or mapping is an error.
-    fn leaf(&self, s: Option<&Leaf>, key: &str) -> Result<Option<Val>, Error> {
+    fn leaf(&self, s: Option<&Leaf>, key: &str) -> Result<Option<Val>> {
         let Some(s) = s else { return Ok(None) };
         let (line, key) = (line(s), key.to_string());
         let raw = match &s.value {
@@ -318,7 +308,7 @@ impl Cx<'_> {
         (s, key): (Option<&Leaf>, &str),
         read: impl FnOnce(&str) -> Option<T>,
         what: &str,
-    ) -> Result<Option<T>, Error> {
+    ) -> Result<Option<T>> {
         let Some(v) = self.leaf(s, &format!("cloud_storage.{key}"))? else {
             return Ok(None);
         };
@@ -332,13 +322,9 @@ impl Cx<'_> {
         std::path::absolute(&joined).unwrap_or(joined)
     }
 
-    fn at(&self, line: usize, message: String) -> Error {
+    fn at(&self, line: usize, msg: String) -> Error {
         let path = self.path.to_path_buf();
-        Error::At {
-            path,
-            line,
-            message,
-        }
+        Error::At { path, line, msg }
     }
 
     fn bad(&self, line: usize, key: &str, message: impl Display) -> Error {

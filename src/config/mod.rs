@@ -50,11 +50,11 @@ pub enum Error {
     Missing { path: PathBuf },
     #[error("cannot read config file {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: {msg}", path.display())]
     At {
         path: PathBuf,
         line: usize,
-        message: String,
+        msg: String,
     },
     /// `detail` says where the name was looked for (" in FILE (known: ...)"), or why nowhere.
     #[error("provider {name:?} is not defined{detail}")]
@@ -169,16 +169,12 @@ impl Config {
             let name = name.to_string();
             return Err(Error::UnknownProvider { name, detail });
         };
-        let (path, line) = (self.path.clone().unwrap_or_default(), p.line);
-        let message = format!("provider {} is disabled; set enabled: true", p.name);
-        match p.enabled {
-            true => p.spec().cloned(),
-            false => Err(Error::At {
-                path,
-                line,
-                message,
-            }),
+        if !p.enabled {
+            let (path, line) = (self.path.clone().unwrap_or_default(), p.line);
+            let msg = format!("provider {} is disabled; set enabled: true", p.name);
+            return Err(Error::At { path, line, msg });
         }
+        p.spec().cloned()
     }
 
     /// The remote of `default_provider`, if the file sets one.

@@ -32,6 +32,17 @@ impl Backend {
         }
     }
 
+    /// The config-file `type` (`fs`, `s3`, `gcs`, `azblob`, `oss`).
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Backend::Fs => "fs",
+            Backend::S3 => "s3",
+            Backend::Gcs => "gcs",
+            Backend::Azblob => "azblob",
+            Backend::Oss => "oss",
+        }
+    }
+
     /// Parses a config-file `type` (`s3 | gcs | azblob | oss | fs`, plus common synonyms).
     pub fn from_type(t: &str) -> Option<Backend> {
         Some(match t {
