@@ -196,6 +196,10 @@ fn gear_tables() -> &'static (Gear, Gear) {
 /// Hashes the pairs of `data` (a chunk's bytes from its start) from `scan.pair` up to, not
 /// including, pair `end`, with the harder mask before pair `center`; returns the first cut
 /// position found, else leaves `scan` where it stopped.
+///
+/// Whole blocks of [`LANES`] x [`LANE_PAIRS`] pairs go through [`lanes_clear`] first; the
+/// block where it sees a cut candidate, and what is left before a mask's end, are hashed
+/// pair by pair. Both give the same hashes, so the cuts are those of the plain loop.
 fn gear_scan(
     data: &[u8],
     scan: &mut Scan,
@@ -204,6 +208,17 @@ fn gear_scan(
 ) -> Option<usize> {
     let (gear, gear_ls) = gear_tables();
     for (stop, mask) in [(center.min(end), masks.0), (end, masks.1)] {
+        while scan.pair + LANES * LANE_PAIRS <= stop {
+            match lanes_clear(data, *scan, mask) {
+                Some(hash) => {
+                    *scan = Scan {
+                        pair: scan.pair + LANES * LANE_PAIRS,
+                        hash,
+                    }
+                }
+                None => break,
+            }
+        }
         let mask_ls = mask << 1;
         let mut hash = scan.hash;
         let mut i = scan.pair;
@@ -222,6 +237,55 @@ fn gear_scan(
         *scan = Scan { pair: i, hash };
     }
     None
+}
+
+/// Independent hash chains [`lanes_clear`] runs side by side. One chain is bound by the
+/// latency of its shift-and-add (about a byte per cycle); four fill the core's ALUs.
+const LANES: usize = 4;
+/// Pairs per lane in one block: 2 x 2,048 bytes per lane, 16 KiB per block.
+const LANE_PAIRS: usize = 2048;
+
+/// The gear hash after the block of [`LANES`] x [`LANE_PAIRS`] pairs from `scan.pair`, or
+/// `None` if some byte of it is a cut candidate under `mask`.
+///
+/// Lane `k` hashes pairs `k * LANE_PAIRS..` of the block. Lane 0 goes on from `scan.hash`;
+/// the others start from the 32 pairs before their first, because a gear hash keeps only its
+/// last 64 bytes (older ones are shifted out of the 64 bits), and those 32 pairs lie at or
+/// after `scan.pair`, so inside the bytes this chunk's search hashes anyway.
+#[inline(never)]
+fn lanes_clear(data: &[u8], scan: Scan, mask: u64) -> Option<u64> {
+    const WARM: usize = 32;
+    const { assert!(LANE_PAIRS >= WARM) };
+    let (gear, gear_ls) = gear_tables();
+    let mask_ls = mask << 1;
+    let block = &data[2 * scan.pair..2 * (scan.pair + LANES * LANE_PAIRS)];
+    let (pairs, _) = block.as_chunks::<2>();
+    let (lane, _) = pairs.as_chunks::<LANE_PAIRS>();
+    let mut hash = [scan.hash; LANES];
+    for k in 1..LANES {
+        hash[k] = lane[k - 1][LANE_PAIRS - WARM..]
+            .iter()
+            .fold(0u64, |h, &[a, b]| {
+                (h << 2)
+                    .wrapping_add(gear_ls[a as usize])
+                    .wrapping_add(gear[b as usize])
+            });
+    }
+    for t in 0..LANE_PAIRS {
+        for (k, lane) in lane.iter().enumerate() {
+            let [a, b] = lane[t];
+            let h = (hash[k] << 2).wrapping_add(gear_ls[a as usize]);
+            if h & mask_ls == 0 {
+                return None;
+            }
+            let h2 = h.wrapping_add(gear[b as usize]);
+            if h2 & mask == 0 {
+                return None;
+            }
+            hash[k] = h2;
+        }
+    }
+    Some(hash[LANES - 1])
 }
 
 impl<R: Read> Chunker<R> {
@@ -435,13 +499,19 @@ pub(crate) mod tests {
             avg_bytes: 8 * 1024 * 1024,
             max_bytes: 16 * 1024 * 1024,
         };
+        // Long searches with frequent cuts: many fall inside lane blocks (`lanes_clear`).
+        let wide = ChunkParams {
+            min_bytes: 4 * 1024,
+            avg_bytes: 128 * 1024,
+            max_bytes: 1024 * 1024,
+        };
         let random = noise(5, 9 * 1024 * 1024 + 333);
         // Runs of one byte give no cut: chunks of MAX, and a search that spans refills.
         let mut runs = noise(6, 3 * 1024 * 1024);
         runs.extend(std::iter::repeat_n(0u8, 7 * 1024 * 1024 + 5));
         runs.extend(noise(7, 1024 * 1024));
         for (name, data) in [("random", &random), ("runs", &runs)] {
-            for p in [SMALL, ChunkParams::DEFAULT, odd, big] {
+            for p in [SMALL, ChunkParams::DEFAULT, odd, big, wide] {
                 let want = reference_cuts(data, p);
                 for step in [usize::MAX, 1 << 20, 65_537, 4095] {
                     let got: Vec<u64> = Chunker::new(Dribble(data, step), p)
@@ -451,6 +521,67 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// [`lanes_clear`] agrees with the pair-by-pair loop on every block: the same hash after
+    /// it, and `None` exactly when the loop finds a cut candidate in it. Random blocks, and
+    /// blocks of one repeated byte (no candidate) but for 64 random bytes right before a lane:
+    /// the bytes that lane's warm-up has to get right.
+    #[test]
+    fn lane_blocks_hash_as_the_plain_loop() {
+        let (gear, gear_ls) = gear_tables();
+        let plain = |data: &[u8], start: Scan, mask: u64| {
+            let (mut hash, mut candidate) = (start.hash, false);
+            for i in start.pair..start.pair + LANES * LANE_PAIRS {
+                hash = (hash << 2).wrapping_add(gear_ls[data[2 * i] as usize]);
+                candidate |= hash & (mask << 1) == 0;
+                hash = hash.wrapping_add(gear[data[2 * i + 1] as usize]);
+                candidate |= hash & mask == 0;
+            }
+            (!candidate).then_some(hash)
+        };
+        let block = 2 * LANES * LANE_PAIRS;
+        let noisy = noise(9, 4 * block);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let (mut clear, mut found) = (0, 0);
+        for round in 0..1200 {
+            let (data, start, mask) = if round % 3 == 0 {
+                // From no mask bits (a candidate at once) to 25 (rarely one in a block).
+                let pair = rng.usize(..3 * LANES * LANE_PAIRS);
+                let start = Scan {
+                    pair,
+                    hash: rng.u64(..),
+                };
+                (noisy.clone(), start, MASKS[round % MASKS.len()])
+            } else {
+                let mask = MASKS[rng.usize(8..=12)];
+                let mut data = vec![rng.u8(..); block];
+                let Some(steady) = plain(&data, Scan { pair: 0, hash: 0 }, mask) else {
+                    continue;
+                };
+                let lane = 2 * LANE_PAIRS * rng.usize(1..LANES);
+                rng.fill(&mut data[lane - 64..lane]);
+                (
+                    data,
+                    Scan {
+                        pair: 0,
+                        hash: steady,
+                    },
+                    mask,
+                )
+            };
+            let want = plain(&data, start, mask);
+            assert_eq!(lanes_clear(&data, start, mask), want, "round {round}");
+            *if want.is_some() {
+                &mut clear
+            } else {
+                &mut found
+            } += 1;
+        }
+        assert!(
+            clear > 200 && found > 200,
+            "{clear} clear, {found} with a candidate"
+        );
     }
 
     #[test]
