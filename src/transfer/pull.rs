@@ -4,8 +4,9 @@
 //! 1. **Blobs.** For each file the target does not provably hold (state record match, or
 //!    same size and digest when re-hashed), a whole-file blob is made present in the cache:
 //!    under the blob's exclusive lock, chunks come from other cached blobs when present
-//!    (each re-hashed) or from the remote (at most `jobs` requests and 32 MiB of chunk data
-//!    in flight), each checked against its BLAKE3 name and written at its offset in a
+//!    (each re-hashed) or from the remote (requests in flight adapted up to `jobs` by the
+//!    [`Limiter`], and at most [`INFLIGHT_KIB`] KiB of chunk data in flight), each checked
+//!    against its BLAKE3 name and written at its offset in a
 //!    partial file as it arrives, in any order; a hasher thread follows the written prefix,
 //!    so the whole file is checked against its digest as the last chunk lands, and only then
 //!    renamed into `blobs/`. The partial file and a journal of its written chunks survive an
@@ -845,9 +846,9 @@ impl Ctx<'_> {
 
 /// Most plaintext bytes one run of [`pack_runs`] covers (2 MiB): what one ranged read
 /// fetches and the in-flight budget holds for it until written. Larger runs save requests
-/// but hold more of the 32 MiB budget each: measured on a 2 GiB file against a local S3
-/// server, 16 MiB runs (two reads in flight) pulled in 12.6 s, 4 MiB runs in 8.7 s, 2 MiB in
-/// 8.0 s, one request per chunk about as fast as 2 MiB runs.
+/// but hold more of the budget each: measured on a 2 GiB file against a local S3 server
+/// (with a 32 MiB budget then), 16 MiB runs (two reads in flight) pulled in 12.6 s, 4 MiB
+/// runs in 8.7 s, 2 MiB in 8.0 s, one request per chunk about as fast as 2 MiB runs.
 const RUN_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Splits the chunk indexes `todo` (ascending) into runs fetched by one request each: a run
