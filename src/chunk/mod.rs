@@ -242,7 +242,7 @@ fn gear_scan(
 /// Independent hash chains [`lanes_clear`] runs side by side. One chain is bound by the
 /// latency of its shift-and-add (about a byte per cycle); four fill the core's ALUs.
 const LANES: usize = 4;
-/// Pairs per lane in one block: 2 x 2,048 bytes per lane, 16 KiB per block.
+/// Pairs per lane in one block: 2,048 (4 KiB per lane, 16 KiB per block).
 const LANE_PAIRS: usize = 2048;
 
 /// The gear hash after the block of [`LANES`] x [`LANE_PAIRS`] pairs from `scan.pair`, or
