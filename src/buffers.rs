@@ -16,6 +16,7 @@
 //! adds to what is in use is bounded whatever the model's size.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -26,24 +27,39 @@ pub const MIN_POOLED: usize = 4 * 1024 * 1024;
 /// 16 MiB 4.8-9.4 s at 114-131 MiB; 8 MiB 5.8-8.1 s at 92-96 MiB.
 pub const KEPT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Asks the kernel to back the pages of `buf`'s allocation with transparent huge pages
-/// (`madvise(MADV_HUGEPAGE)`; THP is `madvise`-only on most systems): a fresh 4 KiB page
-/// costs a fault each, a 2 MiB page one fault per 512 of them. Measured on a 5 GiB bf16
-/// version in a local vault (`bench/README.md`, "2026-12-04, evening"): `verify` 2.66-2.74 s
-/// without, 1.8-2.1 s with; a cold pull 5.1-6.3 s without, ~3.3 s with. Only the pool's
-/// buffers are advised: a push's long-lived buffers fault once anyway, and advising them
-/// too raised a push's peak RSS by 5 MiB to 127 MiB. The advice changes how pages are
-/// backed, never their contents; errors (no THP, pages larger than 4 KiB) are ignored.
+/// Whether the pool's buffers are advised for huge pages ([`advise_huge_pages`]).
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// From now on, asks the kernel to back each buffer the pool makes or grows with transparent
+/// huge pages (`madvise(MADV_HUGEPAGE)`; THP is `madvise`-only on most systems): a fresh
+/// 4 KiB page costs a fault each, a 2 MiB page one fault per 512 of them. Measured on a
+/// 5 GiB bf16 version in a local vault (`bench/README.md`, "2026-12-04, evening"): `verify`
+/// 2.66-2.74 s without, 1.97-2.02 s with (most runs); a cold pull 5.1-6.3 s without,
+/// 3.2-4.4 s with.
+///
+/// For a process that has made blocks of [`MIN_POOLED`] bytes their own mappings (the
+/// binary's `main` does, with `M_MMAP_THRESHOLD`), so that the advice covers exactly those
+/// buffers and goes away with them; a library user's allocator may put them inside a heap
+/// instead, where the kernel could later fill freed neighbours with huge pages too, so it is
+/// off by default. Only the pool's buffers: a push's long-lived buffers fault once anyway,
+/// and advising every large block raised a push's peak RSS by 5 MiB, to 127 MiB. The advice
+/// changes how pages are backed, never their contents; errors (no THP, pages larger than
+/// 4 KiB) are ignored.
+pub fn advise_huge_pages() {
+    HUGE_PAGES.store(true, Ordering::Relaxed);
+}
+
+/// Advises the pages of `buf`'s allocation as [`advise_huge_pages`] says, if it asked.
 fn advise_huge(buf: &Vec<u8>) {
     #[cfg(target_os = "linux")]
-    if buf.capacity() >= MIN_POOLED {
+    if buf.capacity() >= MIN_POOLED && HUGE_PAGES.load(Ordering::Relaxed) {
         const PAGE: usize = 4096;
         let p = buf.as_ptr() as usize;
         let start = p & !(PAGE - 1);
         let end = (p + buf.capacity()).next_multiple_of(PAGE);
-        // SAFETY: the range covers only pages of `buf`'s live allocation (the allocator's own
-        // header on the first page included); MADV_HUGEPAGE changes neither the mapping's
-        // contents nor its protection.
+        // SAFETY: the range is the pages holding `buf`'s live allocation (and what else lies
+        // on its first and last page, such as the allocator's header); MADV_HUGEPAGE changes
+        // neither their contents nor their protection.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     }
 }
@@ -226,6 +242,7 @@ mod tests {
             return;
         }
         static P: Pool = Pool::new(4 * MIN_POOLED);
+        advise_huge_pages();
         let assert_hg = |b: &Vec<u8>| {
             let flags = vm_flags(b.as_ptr() as usize);
             assert!(flags.split(' ').any(|f| f == "hg"), "{flags}");
