@@ -155,16 +155,16 @@ ensure_s3s() {
 # ---------------------------------------------------------------------------------------------
 # Timing. `timed OUT_PREFIX CMD...` runs CMD under GNU time (when available), stdout to
 # OUT_PREFIX.out, stderr to OUT_PREFIX.err, GNU time's report to OUT_PREFIX.time, and sets
-# T_SECONDS (wall clock, from a monotonic-ish clock) and T_RSS_KB (peak RSS, or empty).
-# Returns CMD's exit status.
+# T_SECONDS (wall clock, from a monotonic-ish clock), T_RSS_KB (peak RSS, or empty) and
+# T_CPU (CPU seconds, user + system, or empty). Returns CMD's exit status.
 
 now_ns() { date +%s%N; }
 
-# shellcheck disable=SC2034 # T_SECONDS and T_RSS_KB are for the caller
+# shellcheck disable=SC2034 # T_SECONDS, T_RSS_KB and T_CPU are for the caller
 timed() {
     local p="$1" rc=0 t0 t1
     shift
-    T_SECONDS="" T_RSS_KB=""
+    T_SECONDS="" T_RSS_KB="" T_CPU=""
     t0=$(now_ns)
     if [[ -n "${GNU_TIME:-}" ]]; then
         "$GNU_TIME" -v -o "$p.time" "$@" >"$p.out" 2>"$p.err" || rc=$?
@@ -175,6 +175,7 @@ timed() {
     T_SECONDS="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
     if [[ -f "$p.time" ]]; then
         T_RSS_KB="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$p.time")"
+        T_CPU="$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$p.time")"
     fi
     return "$rc"
 }

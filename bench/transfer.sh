@@ -247,23 +247,40 @@ done
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
-RESULTS="$WORK/results.tsv" # tool dir dataset run seconds rss_kb check
+RESULTS="$WORK/results.tsv" # tool dir dataset run seconds rss_kb cpu_client cpu_server check
 : >"$RESULTS"
 JSONS="$WORK/mvault-json.txt"
 : >"$JSONS"
 
 # step TOOL DIRECTION DATASET RUN CHECK_DIR CMD... : settle the disk, time CMD, record it.
 # CHECK_DIR (or "-") is compared with the dataset after the command.
+# CPU seconds (user + system, all threads) the server and the latency proxy have used so far:
+# on a small machine they share the cores with the client, so a tool's wall clock is bounded
+# below by (its CPU + theirs) / cores, and a client that uses less CPU leaves more to them.
+CLK_TCK="$(getconf CLK_TCK)"
+server_cpu() {
+    local pid ticks=0 t
+    for pid in ${S3S_PID:-} ${PROXY_PID:-}; do
+        # Fields after the command name, which is in parentheses: utime and stime are the
+        # 12th and 13th of them (fields 14 and 15 of the line).
+        t="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')" || t=0
+        ticks=$((ticks + ${t:-0}))
+    done
+    awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
+}
+
 step() {
     local tool="$1" dir="$2" ds="$3" run="$4" check_dir="$5" check="-" rc=0
     shift 5
-    local p="$WORK/logs/$tool-$dir-$ds-r$run"
+    local p="$WORK/logs/$tool-$dir-$ds-r$run" srv0 srv
     sync
+    srv0="$(server_cpu)"
     timed "$p" "$@" || rc=$?
+    srv="$(awk -v a="$srv0" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')"
     if ((rc != 0)); then
         log "FAILED ($rc): $tool $dir $ds: $*"
         tail -n 15 "$p.err" >&2 || true
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$dir" "$ds" "$run" "-" "-" "FAILED" >>"$RESULTS"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$dir" "$ds" "$run" "-" "-" "-" "-" "FAILED" >>"$RESULTS"
         return 1
     fi
     if [[ "$check_dir" != "-" ]]; then
@@ -275,8 +292,8 @@ step() {
             head -n 5 "$p.diff" >&2
         fi
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$dir" "$ds" "$run" "$T_SECONDS" "${T_RSS_KB:--}" "$check" >>"$RESULTS"
-    log "$(printf '%-7s %-9s %-8s %8.2fs' "$tool" "$dir" "$ds" "$T_SECONDS")${T_RSS_KB:+, peak RSS $((T_RSS_KB / 1024)) MiB}, check $check"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$dir" "$ds" "$run" "$T_SECONDS" "${T_RSS_KB:--}" "${T_CPU:--}" "$srv" "$check" >>"$RESULTS"
+    log "$(printf '%-7s %-9s %-8s %8.2fs' "$tool" "$dir" "$ds" "$T_SECONDS")${T_RSS_KB:+, peak RSS $((T_RSS_KB / 1024)) MiB}${T_CPU:+, CPU ${T_CPU} s}, server CPU ${srv} s, check $check"
 }
 
 # Drops a prefix's objects straight from the server's directory (not timed), and a download.
@@ -363,22 +380,25 @@ echo "mvault transfer benchmark: SCALE=$SCALE RUNS=$RUNS, s3s-fs $S3S_FS_VERSION
 echo "datasets: $sizes"
 echo "seconds = wall clock of the whole command (best of $RUNS); MB/s = dataset bytes / 1e6 / seconds;"
 echo "vs_mvault = seconds / mvault's seconds for the same direction and dataset (> 1: mvault is faster)"
+echo "CPU_s = the tool's CPU seconds (user + system), srv_s = the server's (and the latency proxy's)"
+echo "during that run, floor_s = (CPU_s + srv_s) / cores: the wall clock the run could not beat on"
+echo "this machine, where the server shares the cores (seconds close to floor_s: CPU-bound)"
 echo
 {
     for ds in $DATASETS; do printf 'SIZE\t%s\t%s\n' "$ds" "${DATA_BYTES[$ds]}"; done
     cat "$RESULTS"
-} | awk -F'\t' '
+} | awk -F'\t' -v cores="$(nproc)" '
     $1 == "SIZE" { size[$2] = $3; next }
     {
         k = $1 SUBSEP $2 SUBSEP $3
         if (!(k in seen)) { seen[k] = 1; order[++n] = k; tool[k] = $1; dir[k] = $2; ds[k] = $3 }
         if ($5 == "-") next # failed run
-        if (!(k in best) || $5 + 0 < best[k] + 0) { best[k] = $5; rss[k] = $6; chk[k] = $7 }
-        if ($7 == "MISMATCH") mism[k] = 1
+        if (!(k in best) || $5 + 0 < best[k] + 0) { best[k] = $5; rss[k] = $6; cpu[k] = $7; srv[k] = $8; chk[k] = $9 }
+        if ($9 == "MISMATCH") mism[k] = 1
     }
     END {
-        printf "%-8s %-10s %-9s %9s %9s %10s %9s  %s\n", "tool", "direction", "dataset", "seconds", "MB/s", "vs_mvault", "RSS_MiB", "check"
-        printf "%-8s %-10s %-9s %9s %9s %10s %9s  %s\n", "--------", "----------", "---------", "-------", "-------", "---------", "-------", "-----"
+        printf "%-8s %-10s %-9s %9s %9s %10s %9s %7s %7s %7s  %s\n", "tool", "direction", "dataset", "seconds", "MB/s", "vs_mvault", "RSS_MiB", "CPU_s", "srv_s", "floor_s", "check"
+        printf "%-8s %-10s %-9s %9s %9s %10s %9s %7s %7s %7s  %s\n", "--------", "----------", "---------", "-------", "-------", "---------", "-------", "-----", "-----", "-------", "-----"
         # group rows by dataset, then direction, mvault first
         ndirs = split("push pull-cold pull-warm", dirs, " ")
         for (i = 1; i <= n; i++) {
@@ -397,8 +417,10 @@ echo
                         vs = ((mk in best) && best[mk] > 0) ? sprintf("%.2fx", best[q] / best[mk]) : "-"
                         r = (rss[q] != "-") ? sprintf("%.0f", rss[q] / 1024) : "-"
                         c = (q in mism) ? "MISMATCH" : chk[q]
-                    } else { secs = "FAILED"; mbs = "-"; vs = "-"; r = "-"; c = "-" }
-                    printf "%-8s %-10s %-9s %9s %9s %10s %9s  %s\n", tool[q], dir[q], ds[q], secs, mbs, vs, r, c
+                        cp = cpu[q]; sv = srv[q]
+                        fl = (cp != "-" && sv != "-") ? sprintf("%.2f", (cp + sv) / cores) : "-"
+                    } else { secs = "FAILED"; mbs = "-"; vs = "-"; r = "-"; c = "-"; cp = "-"; sv = "-"; fl = "-" }
+                    printf "%-8s %-10s %-9s %9s %9s %10s %9s %7s %7s %7s  %s\n", tool[q], dir[q], ds[q], secs, mbs, vs, r, cp, sv, fl, c
                 }
             }
         }
