@@ -588,7 +588,7 @@ impl Ctx<'_> {
         for c in &f.chunks {
             offsets.push(offsets.last().expect("one") + c.size);
         }
-        let blocks = Blocks::new(size);
+        let blocks = Arc::new(Blocks::new(size));
         let resumed: Vec<usize> = (0..n).filter(|&i| written[i]).collect();
         let mut ready = Vec::new();
         for &i in &resumed {
@@ -602,7 +602,7 @@ impl Ctx<'_> {
         // alongside the first downloads.
         let batches: Vec<Vec<usize>> = ready.chunks(64).map(<[usize]>::to_vec).collect();
         let head = futures::stream::iter(batches)
-            .map(|list| self.hash_blocks(&file, &blocks, list, path, Vec::new()))
+            .map(|list| self.hash_blocks(&file, &blocks, list, path))
             .buffer_unordered(self.cores);
         let todo: Vec<usize> = (0..n).filter(|&i| !written[i]).collect();
         let runs = pack_runs(&f.chunks, &todo, |id| self.local.contains_key(id));
@@ -610,40 +610,45 @@ impl Ctx<'_> {
         let offsets = &offsets;
         // One write into the file at a time: concurrent positioned writes into one file
         // contend for its inode lock in the kernel, which spins (measured on ext4, a 1.4 GB
-        // pull: 1.8-3.4 s of system time with up to 16 writers, against 1 s for s5cmd).
-        let writer = Arc::new(Mutex::new(()));
+        // pull: 1.8-3.4 s of system time with up to 16 writers, against 1 s for s5cmd). The
+        // lock is taken on the runtime, before the blocking task starts, so that no thread
+        // of the blocking pool sleeps on it.
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
         let fetched = futures::stream::iter(runs)
             .map(|run| {
                 let (file, log, blocks, writer) = (&file, &log, &blocks, &writer);
                 async move {
                     let (pieces, permit) = self.fetch_run(f, run).await?;
-                    // The run's chunks (side by side in the file) in one blocking task: one
-                    // hand-off to the pool per run rather than per chunk.
-                    let (file2, log2, writer) = (file.clone(), log.clone(), writer.clone());
+                    // The run's chunks (side by side in the file) written, journaled and the
+                    // blocks they complete hashed in one blocking task: one hand-off to the
+                    // pool per run rather than per chunk or per step.
+                    let one = writer.clone().lock_owned().await;
+                    let (file, log, blocks) = (file.clone(), log.clone(), blocks.clone());
                     let at: Vec<u64> = pieces.iter().map(|(i, _)| offsets[*i]).collect();
-                    let pieces = cpu(move || {
-                        let _one = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let ends: Vec<u64> = pieces.iter().map(|(i, _)| offsets[*i + 1]).collect();
+                    let bytes = cpu(move || {
                         let mut entries = Vec::with_capacity(4 * pieces.len());
                         for ((i, data), &off) in pieces.iter().zip(&at) {
-                            write_at(&file2, data, off)?;
+                            write_at(&file, data, off)?;
                             entries.extend_from_slice(&(*i as u32).to_le_bytes());
                         }
                         // Journaled once written (a torn entry is cut on resume).
-                        (&*log2).write_all(&entries).map(|()| pieces)
+                        (&*log).write_all(&entries)?;
+                        drop(one);
+                        let mut done = Vec::new();
+                        let mut held = Vec::with_capacity(pieces.len());
+                        for (((_, data), &start), &end) in pieces.into_iter().zip(&at).zip(&ends) {
+                            done.extend(blocks.written(start..end));
+                            held.push((start, data));
+                        }
+                        blocks.hash(&file, done, &held)?;
+                        Ok::<_, std::io::Error>(ends.iter().zip(&at).map(|(e, s)| e - s).sum())
                     })
                     .await
                     .map_err(|e| Error::io(path.display(), e))?;
-                    let mut done = Vec::new();
-                    let mut held = Vec::with_capacity(pieces.len());
-                    for (i, data) in pieces {
-                        let range = offsets[i]..offsets[i + 1];
-                        Stats::add(&self.stats.bytes_local, range.end - range.start);
-                        bar.inc(range.end - range.start);
-                        held.push((range.start, data));
-                        done.extend(blocks.written(range));
-                    }
-                    self.hash_blocks(file, blocks, done, path, held).await?;
                     drop(permit);
+                    Stats::add(&self.stats.bytes_local, bytes);
+                    bar.inc(bytes);
                     Ok::<_, Error>(())
                 }
             })
@@ -654,59 +659,23 @@ impl Ctx<'_> {
         Ok((blocks.root(), resumed.len()))
     }
 
-    /// Hashes blocks `list` of the partial file in one task on the blocking pool (at most one
-    /// per core at once, sharing the decoders' slots): each from `held` (plaintexts just
-    /// written, with their file offsets) when one holds the whole block, else read back from
-    /// the file. With [`HASH_BLOCK`]s of 64 KiB most blocks of a run lie inside one of its
-    /// chunks, so the file is not read again.
+    /// Hashes blocks `list` of the partial file (blocks complete from a resumed pass) in one
+    /// task on the blocking pool, at most one per core at once (sharing the decoders' slots).
     async fn hash_blocks(
         &self,
         file: &Arc<fs::File>,
-        blocks: &Blocks,
+        blocks: &Arc<Blocks>,
         list: Vec<usize>,
         path: &Path,
-        held: Vec<(u64, Bytes)>,
     ) -> Result<()> {
         if list.is_empty() {
             return Ok(());
         }
         let _core = self.decoders.acquire().await.expect("open");
-        let (file, len) = (file.clone(), blocks.len);
-        let parts = cpu(move || {
-            let mut buf = Vec::new();
-            let mut parts = Vec::with_capacity(list.len());
-            for b in list {
-                let r = tree::block_range(len, HASH_BLOCK, b);
-                let inside = held
-                    .iter()
-                    .find(|(at, d)| r.start >= *at && r.end <= at + d.len() as u64);
-                let part = match inside {
-                    Some((at, d)) => {
-                        let from = (r.start - at) as usize;
-                        tree::hash_block(
-                            len,
-                            HASH_BLOCK,
-                            b,
-                            &d[from..from + (r.end - r.start) as usize],
-                        )
-                    }
-                    None => {
-                        buf.resize((r.end - r.start) as usize, 0);
-                        file.read_exact_at(&mut buf, r.start)?;
-                        tree::hash_block(len, HASH_BLOCK, b, &buf)
-                    }
-                };
-                parts.push((b, part));
-            }
-            Ok::<_, std::io::Error>(parts)
-        })
-        .await
-        .map_err(|e| Error::io(path.display(), e))?;
-        let mut slots = blocks.parts.lock().expect("parts");
-        for (b, part) in parts {
-            slots[b] = Some(part);
-        }
-        Ok(())
+        let (file, blocks) = (file.clone(), blocks.clone());
+        cpu(move || blocks.hash(&file, list, &[]))
+            .await
+            .map_err(|e| Error::io(path.display(), e))
     }
 
     /// The plaintexts of chunks `run` of `f` (indexes, with each chunk's), verified, with the
@@ -978,6 +947,44 @@ impl Blocks {
             at = end;
         }
         done
+    }
+
+    /// Hashes blocks `list` of `file` and records their parts: each from `held` (plaintexts
+    /// just written, with their file offsets) when one holds the whole block, else read back
+    /// from the file. With [`HASH_BLOCK`]s of 64 KiB most blocks of a run lie inside one of
+    /// its chunks, so the file is not read again.
+    fn hash(
+        &self,
+        file: &fs::File,
+        list: Vec<usize>,
+        held: &[(u64, Bytes)],
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut parts = Vec::with_capacity(list.len());
+        for b in list {
+            let r = tree::block_range(self.len, HASH_BLOCK, b);
+            let inside = held
+                .iter()
+                .find(|(at, d)| r.start >= *at && r.end <= at + d.len() as u64);
+            let part = match inside {
+                Some((at, d)) => {
+                    let from = (r.start - at) as usize;
+                    let block = &d[from..from + (r.end - r.start) as usize];
+                    tree::hash_block(self.len, HASH_BLOCK, b, block)
+                }
+                None => {
+                    buf.resize((r.end - r.start) as usize, 0);
+                    file.read_exact_at(&mut buf, r.start)?;
+                    tree::hash_block(self.len, HASH_BLOCK, b, &buf)
+                }
+            };
+            parts.push((b, part));
+        }
+        let mut slots = self.parts.lock().expect("parts");
+        for (b, part) in parts {
+            slots[b] = Some(part);
+        }
+        Ok(())
     }
 
     /// The file's BLAKE3, once every block is hashed.
