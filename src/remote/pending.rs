@@ -183,10 +183,12 @@ pub async fn read_records(remote: &Remote, jobs: usize) -> Result<Vec<Record>> {
 /// references such packs. Read when the push starts.
 pub async fn pending_chunks(remote: &Remote, jobs: usize) -> Result<Pending> {
     // Records list stored chunk names: the writer compares them with `Remote::stored_id`,
-    // which needs the vault's encryption resolved (and a refused key fails here, first).
-    remote.sealing().await?;
+    // which needs the vault's encryption resolved (and a refused key fails here, first). The
+    // two reads go out at once: the records do not depend on it, and each is a round trip.
+    let (sealing, records) = tokio::join!(remote.sealing(), read_records(remote, jobs));
+    sealing?;
     let mut pending = Pending::default();
-    for r in read_records(remote, jobs).await? {
+    for r in records? {
         pending.chunks.extend(r.chunks);
         pending.packs.extend(r.packs);
     }

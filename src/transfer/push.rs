@@ -151,26 +151,39 @@ pub async fn push(
     let pending = pending?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
     let budget = listing_budget(total);
-    // After reading the records, as a stat would be (FORMAT.md, push step 3). Without
-    // packing nothing is referenced in a pack either: the version stays format 2. The files
-    // are read and planned meanwhile (local reads, off the runtime); a remote error is
-    // reported before a local one, as when they ran one after the other.
-    let prepare = {
-        let (sources, params) = (sources.clone(), req.chunking);
-        super::cpu(move || prepare_all(sources, params))
-    };
-    let (listed, packed, prepared) = tokio::join!(
-        remote.list_chunks_upto(budget),
-        async {
+    // The listings go out after the records are read, as a stat would (FORMAT.md, push step
+    // 3). Without packing nothing is referenced in a pack either: the version stays format 2.
+    // The files are read and planned meanwhile (local reads, off the runtime), and the
+    // listings are awaited only once the chunk workers have started (`upload_all`), so the
+    // first chunks are cut, hashed and encoded during their round trips.
+    let listings = async {
+        let (listed, packed) = tokio::join!(remote.list_chunks_upto(budget), async {
             match req.pack {
                 true => known_packed(remote, &req.name, budget, &pending, opts).await,
                 false => Ok(None),
             }
-        },
-        prepare,
-    );
-    let (listed, packed) = (listed?, packed?);
-    let prepared = prepared?;
+        });
+        Ok::<_, Error>(Listings {
+            listed: listed?,
+            packed: packed?,
+        })
+    };
+    let mut listings = std::pin::pin!(futures::future::maybe_done(listings));
+    let prepare = {
+        let (sources, params) = (sources.clone(), req.chunking);
+        super::cpu(move || prepare_all(sources, params))
+    };
+    let prepared = match futures::future::select(std::pin::pin!(prepare), listings.as_mut()).await {
+        futures::future::Either::Left((prepared, _)) => prepared?,
+        futures::future::Either::Right(((), prepare)) => prepare.await?,
+    };
+    let known = async {
+        listings.as_mut().await;
+        listings
+            .as_mut()
+            .take_output()
+            .expect("the listings are awaited once")
+    };
     opts.progress
         .start(format!("push {}@{}", req.name, req.version), total);
 
@@ -185,11 +198,7 @@ pub async fn push(
             req.sign_key.is_some() && !req.dry_run,
             req.pack,
         ),
-        Known {
-            pending,
-            listed,
-            packed,
-        },
+        (&pending, known),
         opts,
         &stats,
     )
@@ -266,23 +275,12 @@ async fn upload_all(
     remote: &Remote,
     (sources, files): (&[Source], Vec<Prepared>),
     (params, dry_run, sha256, packing): (ChunkParams, bool, bool, bool),
-    Known {
-        pending,
-        listed,
-        packed,
-    }: Known,
+    (pending, known): (&Pending, impl Future<Output = Result<Listings>>),
     opts: &TransferOptions,
     stats: &Arc<Stats>,
 ) -> Result<(Vec<FileEntry>, Vec<Sha256>, Rewrites)> {
-    let packer = Packer {
-        // Packs only where readers can read them: not in an encrypted vault.
-        enabled: packing && !dry_run && remote.sealing().await? == Sealing::Plain,
-        open: std::array::from_fn(|_| tokio::sync::Mutex::new((pack::Builder::new(), None))),
-        slots: Semaphore::new(PACKS_IN_FLIGHT),
-        known: packed.unwrap_or_default(),
-        placed: Mutex::new(HashMap::new()),
-    };
-    let pending = pending.chunks;
+    // Packs only where readers can read them: not in an encrypted vault.
+    let packing = packing && !dry_run && remote.sealing().await? == Sealing::Plain;
     let bars = FileBars::new(&opts.progress, sources);
     let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
@@ -299,7 +297,26 @@ async fn upload_all(
         }));
     }
     drop(tx);
-
+    let Listings { listed, packed } = match known.await {
+        Ok(k) => k,
+        Err(e) => {
+            // The workers stop at their next send (the channel is closed) or budget wait.
+            drop(rx);
+            budget.close();
+            for h in handles {
+                let _ = h.await.expect("chunk worker panicked");
+            }
+            return Err(e);
+        }
+    };
+    let packer = Packer {
+        enabled: packing,
+        open: std::array::from_fn(|_| tokio::sync::Mutex::new((pack::Builder::new(), None))),
+        slots: Semaphore::new(PACKS_IN_FLIGHT),
+        known: packed.unwrap_or_default(),
+        placed: Mutex::new(HashMap::new()),
+    };
+    let pending = &pending.chunks;
     let seen = Mutex::new(HashSet::new());
     let rewrites = Mutex::new(Rewrites::default());
     let limiter = Limiter::new(opts.jobs, Some(remote.throttles()));
@@ -310,7 +327,7 @@ async fn upload_all(
             .map(|item| async {
                 let enc = item?;
                 let seen = (&seen, dry_run);
-                let sets = (&pending, listed.as_ref(), &rewrites);
+                let sets = (pending, listed.as_ref(), &rewrites);
                 let to = (remote, &limiter, &packer);
                 upload_chunk(to, (enc, &bars), seen, sets, opts, stats).await
             })
@@ -354,10 +371,9 @@ async fn upload_all(
     Ok((entries, sha256s, rewrites.into_inner().expect("rewrites")))
 }
 
-/// What a push knows of the remote's chunks before uploading.
-struct Known {
-    /// What gc pending records list.
-    pending: Pending,
+/// What a push learns of the remote's chunks from its listings (read after the gc records,
+/// FORMAT.md push step 3), before uploading.
+struct Listings {
     /// Loose chunks and their stored sizes, when `chunks/` was listed (else a stat each).
     listed: Option<HashMap<Digest, u64>>,
     /// Packed chunks it may reference (`None`: no packs here).
