@@ -564,13 +564,13 @@ impl Ctx<'_> {
 
     /// One assembly pass: fetches the chunks not yet written, up to `jobs` at once, and
     /// writes each at its offset in `path` (preallocated to the file's size) as it arrives,
-    /// appending its index to `journal` once written. Each 4 MiB block of the file is hashed
-    /// (one per core at once; from the chunk just written when it holds the whole block, else
-    /// read back from the page cache) as soon as its last byte is written, and the file's
-    /// BLAKE3 is merged from the blocks' ([`chunk::tree`]), so verification ends with the last
-    /// write, however large the file. Returns that digest
-    /// and how many chunks were resumed from an earlier pass. On error or cancellation the
-    /// partial and its journal stay for the next pull.
+    /// appending its index to `journal` once written. Each [`HASH_BLOCK`] of the file is
+    /// hashed as soon as its last byte is written, in the task that wrote it (from the chunk
+    /// just written when it holds the whole block, else read back from the page cache), and
+    /// the file's BLAKE3 is merged from the blocks' ([`chunk::tree`]), so verification ends
+    /// with the last write, however large the file. Returns that digest and how many chunks
+    /// were resumed from an earlier pass. On error or cancellation the partial and its
+    /// journal stay for the next pull.
     async fn assemble_once(
         &self,
         f: &FileEntry,
