@@ -252,8 +252,6 @@ RESULTS="$WORK/results.tsv" # tool dir dataset run seconds rss_kb cpu_client cpu
 JSONS="$WORK/mvault-json.txt"
 : >"$JSONS"
 
-# step TOOL DIRECTION DATASET RUN CHECK_DIR CMD... : settle the disk, time CMD, record it.
-# CHECK_DIR (or "-") is compared with the dataset after the command.
 # CPU seconds (user + system, all threads) the server and the latency proxy have used so far:
 # on a small machine they share the cores with the client, so a tool's wall clock is bounded
 # below by (its CPU + theirs) / cores, and a client that uses less CPU leaves more to them.
@@ -269,6 +267,8 @@ server_cpu() {
     awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
 }
 
+# step TOOL DIRECTION DATASET RUN CHECK_DIR CMD... : settle the disk, time CMD, record it.
+# CHECK_DIR (or "-") is compared with the dataset after the command.
 step() {
     local tool="$1" dir="$2" ds="$3" run="$4" check_dir="$5" check="-" rc=0
     shift 5

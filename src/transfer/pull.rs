@@ -624,12 +624,15 @@ impl Ctx<'_> {
                     // pool per run rather than per chunk or per step.
                     let one = writer.clone().lock_owned().await;
                     let (file, log, blocks) = (file.clone(), log.clone(), blocks.clone());
-                    let at: Vec<u64> = pieces.iter().map(|(i, _)| offsets[*i]).collect();
-                    let ends: Vec<u64> = pieces.iter().map(|(i, _)| offsets[*i + 1]).collect();
-                    let bytes = cpu(move || {
+                    let ranges: Vec<std::ops::Range<u64>> = pieces
+                        .iter()
+                        .map(|(i, _)| offsets[*i]..offsets[*i + 1])
+                        .collect();
+                    let bytes = ranges.iter().map(|r| r.end - r.start).sum();
+                    cpu(move || {
                         let mut entries = Vec::with_capacity(4 * pieces.len());
-                        for ((i, data), &off) in pieces.iter().zip(&at) {
-                            write_at(&file, data, off)?;
+                        for ((i, data), r) in pieces.iter().zip(&ranges) {
+                            write_at(&file, data, r.start)?;
                             entries.extend_from_slice(&(*i as u32).to_le_bytes());
                         }
                         // Journaled once written (a torn entry is cut on resume).
@@ -637,12 +640,11 @@ impl Ctx<'_> {
                         drop(one);
                         let mut done = Vec::new();
                         let mut held = Vec::with_capacity(pieces.len());
-                        for (((_, data), &start), &end) in pieces.into_iter().zip(&at).zip(&ends) {
-                            done.extend(blocks.written(start..end));
-                            held.push((start, data));
+                        for ((_, data), r) in pieces.into_iter().zip(ranges) {
+                            held.push((r.start, data));
+                            done.extend(blocks.written(r));
                         }
-                        blocks.hash(&file, done, &held)?;
-                        Ok::<_, std::io::Error>(ends.iter().zip(&at).map(|(e, s)| e - s).sum())
+                        blocks.hash(&file, done, &held)
                     })
                     .await
                     .map_err(|e| Error::io(path.display(), e))?;
