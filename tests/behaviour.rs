@@ -440,3 +440,54 @@ backends! {
     azblob => Backend::Azblob, { create_only },
     oss => Backend::Oss, { create_only },
 }
+
+/// `create_only` (FORMAT.md, "Backend notes"): `checked`, the default on a custom S3
+/// endpoint, stats the manifest key twice (push step 1, then right before the create);
+/// `enforced`, the default on the providers' own services, only once (step 1), the create
+/// left to the store's precondition. Racing pushes through an `enforced` remote still end
+/// with exactly one winner and a whole version: moto answers the losers' creates 412.
+#[test]
+fn s3_create_only_modes_stat_as_documented_and_keep_one_winner() {
+    use crate::common::record::Recorder;
+    use crate::common::{required, s};
+    let ep = required("MVAULT_TEST_S3_ENDPOINT");
+    for (mode, heads) in [
+        ("", 2),
+        ("&create_only=checked", 2),
+        ("&create_only=enforced", 1),
+    ] {
+        let env = Env::new(Backend::S3);
+        let rec = Recorder::start(&ep);
+        let remote = format!("{}{mode}", env.remote.replace(&ep, &rec.endpoint()));
+        let src = env.path("src");
+        write_file(&src.join("w.bin"), &noise(3, 1_500_000));
+        env.ok(&[
+            "-r",
+            &remote,
+            "-q",
+            "push",
+            s(&src),
+            "-n",
+            "m",
+            "--version",
+            "1.0.0",
+        ]);
+        let log = rec.take();
+        let manifest = |method: &str| {
+            log.iter()
+                .filter(|r| r.method == method && r.target.contains("/versions/1.0.0.json"))
+                .count()
+        };
+        assert_eq!(manifest("PUT"), 1, "mode {mode:?}");
+        assert_eq!(manifest("HEAD"), heads, "mode {mode:?}");
+        let put = log.iter().rposition(|r| r.method == "PUT").unwrap();
+        assert!(
+            log[put].target.contains("/versions/1.0.0.json"),
+            "the manifest is written last: {}",
+            log[put].line()
+        );
+    }
+    let mut env = Env::new(Backend::S3);
+    env.remote.push_str("&create_only=enforced");
+    concurrent_push_one_wins(&env);
+}

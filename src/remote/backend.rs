@@ -56,6 +56,45 @@ impl Backend {
     }
 }
 
+/// How a create-only write (manifests, alias revisions, signatures, gc records) makes sure it
+/// creates: the `create_only` option, else a default per store ([`RemoteSpec::create_only`];
+/// docs/FORMAT.md, "Backend notes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOnly {
+    /// Stat the key first and write (with the precondition) only if it is absent: also holds
+    /// on a store that accepts the precondition and ignores it, except for a true race.
+    Checked,
+    /// The store honours the precondition: the conditional write alone decides, one round
+    /// trip less per create.
+    Enforced,
+}
+
+impl CreateOnly {
+    /// The default for `backend` reached at `endpoint` (for GCS, the emulator host counts as
+    /// one; `None`: the provider's own): see [`RemoteSpec::create_only`]. An endpoint that does
+    /// not parse as a URL is not the provider's own.
+    fn default_for(backend: Backend, endpoint: Option<&str>) -> CreateOnly {
+        let own = |suffixes: &[&str]| match endpoint {
+            None => true,
+            Some(e) => url::Url::parse(e).ok().is_some_and(|u| {
+                let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+                suffixes.iter().any(|s| host.ends_with(s) || host == s[1..])
+            }),
+        };
+        let enforced = match backend {
+            Backend::S3 => own(&[".amazonaws.com", ".amazonaws.com.cn"]),
+            Backend::Gcs => own(&[".storage.googleapis.com"]),
+            Backend::Azblob => true,
+            Backend::Oss | Backend::Fs => false,
+        };
+        if enforced {
+            CreateOnly::Enforced
+        } else {
+            CreateOnly::Checked
+        }
+    }
+}
+
 use super::options::{CUSTOMER_KEY_BYTES, OptionError, check_option, parse_customer_key};
 pub use super::options::{OPTION_KEYS, SECRET_KEYS};
 use super::transport::{AzEncryptionScope, GcsKmsKey, S3BucketKey, S3Credentials};
@@ -260,6 +299,34 @@ impl RemoteSpec {
             b if self.prefix.is_empty() => format!("{}://{}", b.scheme(), self.bucket),
             b => format!("{}://{}/{}", b.scheme(), self.bucket, self.prefix),
         }
+    }
+
+    /// How this remote's create-only writes check: the `create_only` option if given, else
+    /// [`CreateOnly::Enforced`] where the store is the provider's own service, which honours
+    /// the precondition (AWS S3 with no endpoint or an `amazonaws.com` one, Google Cloud
+    /// Storage with no endpoint or emulator, every Azure Blob endpoint: Azure and Azurite
+    /// both honour `If-None-Match: *`), and [`CreateOnly::Checked`] elsewhere: other S3 and
+    /// GCS endpoints (compatible servers and emulators that may ignore it), OSS (whose
+    /// precondition has no effect on versioned buckets) and local vaults (which create with
+    /// `link(2)` and never stat).
+    pub fn create_only(&self) -> CreateOnly {
+        match self.opt("create_only") {
+            Some("enforced") => return CreateOnly::Enforced,
+            Some(_) => return CreateOnly::Checked,
+            None => {}
+        }
+        let endpoint = match self.backend {
+            Backend::S3 => self
+                .opt("endpoint")
+                .map(str::to_string)
+                .or_else(|| env_any(&["AWS_ENDPOINT_URL"])),
+            Backend::Gcs => self
+                .opt("endpoint")
+                .map(str::to_string)
+                .or_else(|| env_any(&["STORAGE_EMULATOR_HOST"])),
+            _ => None,
+        };
+        CreateOnly::default_for(self.backend, endpoint.as_deref())
     }
 
     fn opt(&self, key: &str) -> Option<&str> {
@@ -801,6 +868,60 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_only_defaults_to_enforced_on_the_providers_own_service() {
+        use CreateOnly::{Checked, Enforced};
+        for (backend, endpoint, want) in [
+            (Backend::S3, None, Enforced),
+            (
+                Backend::S3,
+                Some("https://s3.eu-west-1.amazonaws.com"),
+                Enforced,
+            ),
+            (
+                Backend::S3,
+                Some("https://S3.cn-north-1.amazonaws.com.cn"),
+                Enforced,
+            ),
+            (Backend::S3, Some("http://127.0.0.1:9000"), Checked),
+            (Backend::S3, Some("https://minio.example.com"), Checked),
+            (
+                Backend::S3,
+                Some("https://amazonaws.com.evil.example"),
+                Checked,
+            ),
+            (Backend::S3, Some("not a url"), Checked),
+            (Backend::Gcs, None, Enforced),
+            (
+                Backend::Gcs,
+                Some("https://storage.googleapis.com"),
+                Enforced,
+            ),
+            (Backend::Gcs, Some("http://127.0.0.1:4443"), Checked),
+            (Backend::Gcs, Some("127.0.0.1:4443"), Checked),
+            (Backend::Azblob, None, Enforced),
+            (Backend::Azblob, Some("http://127.0.0.1:10000"), Enforced),
+            (Backend::Oss, None, Checked),
+            (
+                Backend::Oss,
+                Some("https://oss-cn-hangzhou.aliyuncs.com"),
+                Checked,
+            ),
+            (Backend::Fs, None, Checked),
+        ] {
+            let got = CreateOnly::default_for(backend, endpoint);
+            assert_eq!(got, want, "{backend:?} at {endpoint:?}");
+        }
+        // The option overrides the default either way, whatever the environment says.
+        let minio = "s3://b/p?endpoint=http://127.0.0.1:9000&create_only=enforced";
+        let s = RemoteSpec::parse_url(minio).unwrap();
+        assert_eq!(s.create_only(), Enforced);
+        let aws = "s3://b/p?endpoint=https://s3.amazonaws.com&create_only=Checked";
+        assert_eq!(RemoteSpec::parse_url(aws).unwrap().create_only(), Checked);
+        let e = RemoteSpec::parse_url("s3://b/p?create_only=trusted").unwrap_err();
+        assert!(e.to_string().contains("checked, enforced"), "{e}");
+    }
 
     #[test]
     fn parses_cloud_urls() {

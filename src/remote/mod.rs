@@ -30,8 +30,8 @@ pub use pending::{
 };
 
 pub use backend::{
-    Backend, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError, Sse,
-    check_endpoint, redact_query, redact_url,
+    Backend, CreateOnly, OPTION_KEYS, RemoteSpec, SECRET_KEYS, SSE_CUSTOMER_KEY_ENV, SpecError,
+    Sse, check_endpoint, redact_query, redact_url,
 };
 pub use options::{OptionError, check_option};
 pub use sealed::Sealing;
@@ -425,6 +425,9 @@ pub struct Remote {
     /// Throttling answers (HTTP 429, S3 `SlowDown`) seen, retried or not.
     throttles: Arc<AtomicU64>,
     conditional_writes: bool,
+    /// Whether a create-only write stats its key first ([`CreateOnly::Checked`], or a store
+    /// without conditional writes) rather than leaving it to the precondition alone.
+    stat_before_create: bool,
     /// For local-directory vaults, the root directory: create-only writes there bypass
     /// OpenDAL so that readers never see a half-written file (see [`Remote::create_only`]).
     fs_root: Option<Arc<std::path::Path>>,
@@ -474,6 +477,7 @@ impl Remote {
             retries: Arc::new(AtomicU64::new(0)),
             throttles: Arc::new(AtomicU64::new(0)),
             conditional_writes,
+            stat_before_create: true,
             fs_root: None,
             keys: None,
             sealing: Arc::default(),
@@ -492,6 +496,8 @@ impl Remote {
             })?;
             remote.retry.max_attempts = retries + 1;
         }
+        remote.stat_before_create =
+            spec.create_only() == CreateOnly::Checked || !remote.conditional_writes;
         if spec.backend == Backend::Fs {
             remote.fs_root = Some(std::path::Path::new(&spec.bucket).into());
         }
@@ -710,8 +716,8 @@ impl Remote {
     /// Writes `data` at `key` only if nothing is there yet.
     ///
     /// Uses the store's create-only write (`If-None-Match: *` or equivalent) where it has one,
-    /// after a cheap existence check (which also covers stores that accept but ignore the
-    /// precondition). If the object exists, it is read back: identical bytes mean an earlier
+    /// after a cheap existence check unless the remote is [`CreateOnly::Enforced`] (the check
+    /// also covers stores that accept but ignore the precondition). If the object exists, it is read back: identical bytes mean an earlier
     /// attempt of ours succeeded ([`Created::AlreadyIdentical`]); anything else is a
     /// [`ErrorKind::Conflict`].
     ///
@@ -749,7 +755,7 @@ impl Remote {
                 .create_only_fs(root.clone(), key, (data, limit), same)
                 .await;
         }
-        if self.size_of(key).await?.is_none() {
+        if !self.stat_before_create || self.size_of(key).await?.is_none() {
             let r = self
                 .retrying("create", key, || async {
                     let w = self.op.write_with(key, data.clone());

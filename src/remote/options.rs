@@ -30,6 +30,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "sse_customer_key_file",
     "sse_bucket_key",
     "encryption_scope",
+    "create_only",
 ];
 
 /// Option keys whose values are secrets.
@@ -68,6 +69,8 @@ pub enum OptionError {
     NotCustomerKey,
     /// `sse_customer_key_file` that is empty.
     EmptyPath,
+    /// `create_only` that is not one of [`CREATE_ONLY_MODES`].
+    NotCreateOnly,
 }
 
 /// Values of the `sse` option, in normal form (input is case-insensitive, `aws:kms` is read
@@ -77,6 +80,13 @@ pub enum OptionError {
 /// Azure Blob customer-provided keys). Which backend takes which is checked when the
 /// operator is built (`RemoteSpec::operator`).
 pub const SSE_MODES: &[&str] = &["aes256", "kms", "sm4", "customer"];
+
+/// Values of the `create_only` option (any case): how a create-only write (manifests, alias
+/// revisions, signatures) makes sure it creates. `checked`: stat the key first, then write with
+/// the store's precondition, which also covers stores that accept the precondition and ignore
+/// it; `enforced`: the store honours the precondition, the write alone decides (one round trip
+/// less). The default depends on the store (`RemoteSpec::create_only`).
+pub const CREATE_ONLY_MODES: &[&str] = &["checked", "enforced"];
 
 impl OptionError {
     /// The problem as one sentence, with the value shown as `shown` (e.g. `"soon"`, or the
@@ -96,6 +106,9 @@ impl OptionError {
                 e.g. from `openssl rand -base64 32`)"
                 .to_string(),
             OptionError::EmptyPath => "must name a file".to_string(),
+            OptionError::NotCreateOnly => {
+                format!("{shown} is not one of {}", CREATE_ONLY_MODES.join(", "))
+            }
         }
     }
 }
@@ -104,7 +117,8 @@ impl OptionError {
 /// (`true`/`false`, any case) in lower case, `timeout` and `stall_timeout` (`120`, `90s`,
 /// `2m`, ...) in whole seconds, `retries` as a plain number; `endpoint` must carry no
 /// user-info; `sse` in lower case ([`SSE_MODES`]); `sse_kms_key_id` printable ASCII;
-/// `sse_customer_key` the base64 form of 32 bytes; other values are kept as given.
+/// `sse_customer_key` the base64 form of 32 bytes; `create_only` in lower case
+/// ([`CREATE_ONLY_MODES`]); other values are kept as given.
 pub fn check_option(key: &str, value: &str) -> Result<String, OptionError> {
     if !OPTION_KEYS.contains(&key) {
         return Err(OptionError::Unknown);
@@ -144,6 +158,10 @@ pub fn check_option(key: &str, value: &str) -> Result<String, OptionError> {
             .map(|_| value.trim().to_string())
             .ok_or(OptionError::NotCustomerKey),
         "sse_customer_key_file" if value.is_empty() => Err(OptionError::EmptyPath),
+        "create_only" => match value.to_ascii_lowercase() {
+            v if CREATE_ONLY_MODES.contains(&v.as_str()) => Ok(v),
+            _ => Err(OptionError::NotCreateOnly),
+        },
         _ => Ok(value.to_string()),
     }
 }
@@ -215,6 +233,9 @@ mod tests {
             ("sse_customer_key_file", "", Err(OptionError::EmptyPath)),
             ("sse_bucket_key", "TRUE", Ok("true")),
             ("sse_bucket_key", "1", Err(OptionError::NotBool)),
+            ("create_only", "Enforced", Ok("enforced")),
+            ("create_only", "checked", Ok("checked")),
+            ("create_only", "trust", Err(OptionError::NotCreateOnly)),
         ] {
             let got = check_option(key, value);
             assert_eq!(got.as_deref().map_err(Clone::clone), want, "{key}={value}");
