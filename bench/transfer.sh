@@ -203,7 +203,12 @@ export RCLONE_CONFIG_BENCH_NO_CHECK_BUCKET=true
 # ... unsupported transport"), and no client needs a CA bundle for http://127.0.0.1.
 RC=(env -u AWS_CA_BUNDLE "${RCLONE:-rclone}")
 
-mv_remote() { printf 's3://%s/%s?endpoint=%s&region=%s' "$BUCKET" "$1" "$ENDPOINT" "$REGION"; }
+# s3s-fs honours `If-None-Match: *` (412), as AWS S3 does, where `create_only=enforced` is
+# mvault's default: the bench pushes as a push to AWS would (no stat before the manifest).
+mv_remote() {
+    printf 's3://%s/%s?endpoint=%s&region=%s&create_only=enforced' \
+        "$BUCKET" "$1" "$ENDPOINT" "$REGION"
+}
 
 # ---------------------------------------------------------------------------------------------
 # Datasets
