@@ -1,6 +1,8 @@
 //! Fault tolerance, end to end on S3 (moto), with the real binary:
 //! - a fault-injecting HTTP proxy between mvault and the store (resets, truncated responses,
 //!   500/503, delays): push and pull still end byte-exact, and the retries show in the summary;
+//! - stalled transfers (a download that stops mid-body, an upload never answered): cancelled
+//!   after `stall_timeout` and retried, or, if they keep stalling, an error naming the stall;
 //! - `kill -9` in the middle of a push or a pull: the version never shows half-written, and
 //!   the rerun sends or fetches only what is missing;
 //! - `--limit-rate` really slows transfers down (lower bounds only, never an upper timing bound);
@@ -46,6 +48,9 @@ enum Mode {
     StallChunkGets { first: usize },
     /// Flip a byte in the body of the first `first` chunk GETs ([`Fault::Flip`]).
     FlipChunkGets { first: usize },
+    /// Leave the first `first` chunk PUTs (loose chunks and packs) unanswered
+    /// ([`Fault::Hang`]); forward everything else.
+    HangChunkPuts { first: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +74,9 @@ enum Fault {
     /// Forward, and answer with the last byte of the body flipped (damage in transit that
     /// no transport checksum caught).
     Flip,
+    /// Read the whole request, forward nothing and answer nothing, holding the connection
+    /// open until the client gives up (an upload whose answer never comes).
+    Hang,
 }
 
 const FAULTS: [Fault; 6] = [
@@ -123,19 +131,25 @@ struct Shared {
     log: Mutex<Vec<Seen>>,
     /// Requests read but not yet finished.
     inflight: AtomicI64,
-    /// Chunk GETs stalled or flipped so far ([`Mode::StallChunkGets`], [`Mode::FlipChunkGets`]).
+    /// Chunk requests stalled, flipped or left hanging so far ([`Mode::StallChunkGets`],
+    /// [`Mode::FlipChunkGets`], [`Mode::HangChunkPuts`]).
     stalled: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
     fn pick(&self, head: &Head) -> Option<Fault> {
         let chunk_get = head.method == "GET" && is_chunk_target(&head.target);
-        if let Mode::StallChunkGets { first } | Mode::FlipChunkGets { first } = self.mode {
-            let fault = match self.mode {
-                Mode::StallChunkGets { .. } => Fault::Stall,
-                _ => Fault::Flip,
+        let chunk_put = head.method == "PUT" && is_chunk_target(&head.target);
+        if let Mode::StallChunkGets { first }
+        | Mode::FlipChunkGets { first }
+        | Mode::HangChunkPuts { first } = self.mode
+        {
+            let (fault, chosen) = match self.mode {
+                Mode::StallChunkGets { .. } => (Fault::Stall, chunk_get),
+                Mode::FlipChunkGets { .. } => (Fault::Flip, chunk_get),
+                _ => (Fault::Hang, chunk_put),
             };
-            return (chunk_get && self.stalled.fetch_add(1, Ordering::SeqCst) < first)
+            return (chosen && self.stalled.fetch_add(1, Ordering::SeqCst) < first)
                 .then_some(fault);
         }
         let Mode::Faults { p } = self.mode else {
@@ -451,6 +465,10 @@ async fn handle(
             return false;
         }
         Some(Fault::Delay) => tokio::time::sleep(Duration::from_millis(200)).await,
+        Some(Fault::Hang) => {
+            hold_until_client_leaves(client).await;
+            return false;
+        }
         _ => {}
     }
     let resp = match forward(&sh.upstream, head, body).await {
@@ -470,16 +488,7 @@ async fn handle(
             let cut = resp.len() / 2;
             let _ = client.write_all(&resp[..cut]).await;
             let _ = client.flush().await;
-            // Nothing more until the client hangs up (or two minutes, a test's bound).
-            let mut sink = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(120), async {
-                while let Ok(n) = client.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            })
-            .await;
+            hold_until_client_leaves(client).await;
             false
         }
         Some(Fault::Truncate) => {
@@ -503,6 +512,19 @@ async fn handle(
             keep
         }
     }
+}
+
+/// Sends nothing more until the client hangs up (or two minutes, a test's bound).
+async fn hold_until_client_leaves(client: &mut BufReader<TcpStream>) {
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Drops the connection with a TCP reset (SO_LINGER 0).
@@ -1288,6 +1310,79 @@ fn a_pull_that_keeps_stalling_ends_with_an_error_naming_the_stall() {
         !out.join("weights.bin").exists(),
         "nothing is placed by a failed pull"
     );
+}
+
+/// An upload whose answer never comes (the store hung after the body) is cancelled after
+/// `stall_timeout` and sent again: the push completes, the retries show in its summary, and
+/// the version pulls byte-exact (the model's chunks go into packs; the next test's 2 MiB file
+/// stays in loose chunks).
+#[test]
+fn stalled_uploads_are_cancelled_and_retried() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x0b10, 6 * MIB as usize),
+    );
+    for i in 0..40 {
+        let name = format!("shard{i:02}.bin");
+        write_file(&src.join(name), &noise(seed() ^ i, 200_000));
+    }
+    let proxy = Proxy::start(Mode::HangChunkPuts { first: 3 }, seed());
+    let remote = format!("{}&stall_timeout=1", proxy.remote_for(&env));
+    let args = ["push", s(&src), "--name", "up", "--version", "1.0.0"];
+    let push = json_via(&env, &remote, &args);
+    proxy.wait_idle();
+    let log = proxy.log();
+    let hung: Vec<&Seen> = log
+        .iter()
+        .filter(|r| r.fault == Some(Fault::Hang))
+        .collect();
+    assert_eq!(
+        hung.len(),
+        3,
+        "the proxy left three chunk uploads unanswered"
+    );
+    assert!(
+        hung.iter().all(|r| r.is_chunk_put() && r.body_len > 0),
+        "{hung:?}"
+    );
+    assert!(
+        u64_at(&push, "/summary/retries") >= 3,
+        "every unanswered upload was sent again: {push}"
+    );
+    assert!(
+        u64_at(&push, "/summary/packs_new") >= 1,
+        "the model has packed chunks: {push}"
+    );
+    let out = env.path("out");
+    env.ok(&["pull", "up@1.0.0", "--to", s(&out)]);
+    assert_same_tree(&src, &out);
+}
+
+/// An upload that is never answered, however often it is sent, ends the push with exit 1 and
+/// an error naming the stall and its bound; no version is published.
+#[test]
+fn a_push_that_keeps_stalling_ends_with_an_error_naming_the_stall() {
+    let env = Env::new(Backend::S3);
+    let src = env.path("model");
+    write_file(
+        &src.join("weights.bin"),
+        &noise(seed() ^ 0x0b11, 2 * MIB as usize),
+    );
+    let proxy = Proxy::start(Mode::HangChunkPuts { first: usize::MAX }, seed());
+    let remote = format!("{}&stall_timeout=1&retries=1", proxy.remote_for(&env));
+    let args = ["push", s(&src), "--name", "up", "--version", "1.0.0"];
+    let run = run_via(&env, &remote, &args);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "a stalled push fails: {err}");
+    assert!(
+        err.contains("stalled") && err.contains("stall_timeout"),
+        "the error names the stall and the bound: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    let info = env.run(&["info", "up@1.0.0"]);
+    assert_ne!(info.status.code(), Some(0), "no version was published");
 }
 
 /// Journal of a partial download in the cache: chunk indexes written, 4 bytes each.
