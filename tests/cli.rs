@@ -2,7 +2,7 @@
 
 use assert_cmd::prelude::*;
 
-use crate::common::{Backend, Env, dead_port, noise, write_file};
+use crate::common::{Backend, Env, dead_port, noise, s, write_file};
 
 #[test]
 fn help_describes_every_command() {
@@ -344,4 +344,135 @@ fn push_dry_run_predicts_the_push_and_writes_nothing() {
             "--dry-run",
         ],
     );
+}
+
+/// Progress off a terminal (issue 14): a status line on stderr every
+/// `MVAULT_PROGRESS_INTERVAL` seconds (percent never going back, no ETA before the first
+/// second), `--json` progress as JSON lines whose figures add up (one `start`, `file_done`
+/// once per file with its size, `progress` bytes never going back, `finish` with every byte),
+/// and nothing at all with `-q`.
+#[test]
+fn progress_is_readable_off_a_terminal_and_as_json_lines() {
+    use std::collections::BTreeMap;
+    let env = Env::new(Backend::Fs);
+    let src = env.path("model");
+    let sizes = [
+        ("a.bin", 1_500_000usize),
+        ("sub/b.bin", 1_000_000),
+        ("c.json", 500),
+    ];
+    for (p, n) in sizes {
+        write_file(&src.join(p), &noise(n as u64, n));
+    }
+    let total: u64 = sizes.iter().map(|(_, n)| *n as u64).sum();
+    // 2.5 MB at 1 MiB/s: over two seconds, so several reports at 0.2 s.
+    let stderr_of = |args: &[&str]| {
+        let o = env
+            .cmd()
+            .env("MVAULT_PROGRESS_INTERVAL", "0.2")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(o.status.success(), "{args:?}: {err}");
+        err
+    };
+    let push = [
+        "push",
+        s(&src),
+        "-n",
+        "m",
+        "--version",
+        "1.0.0",
+        "--limit-rate",
+        "1M",
+    ];
+    let err = stderr_of(&push);
+    let status: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("mvault: push m@1.0.0: "))
+        .collect();
+    assert!(status.len() >= 3, "status lines every 0.2 s: {err}");
+    let mut last = 0;
+    for (i, l) in status.iter().enumerate() {
+        // `1.29 MiB of 2.38 MiB (53%), 1.90 MiB/s, ETA 1s, 1 file active`
+        assert!(
+            l.contains(" of 2.38 MiB (") && l.contains("/s, ETA "),
+            "{l}"
+        );
+        let pct: u64 = l
+            .split('(')
+            .nth(1)
+            .unwrap()
+            .split('%')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(last <= pct && pct <= 100, "percent goes back: {err}");
+        last = pct;
+        if i == 0 {
+            assert!(l.contains("ETA ?"), "no ETA in the first second: {l}");
+        }
+    }
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("pushed m@1.0.0 to "),
+        "the summary comes last: {err}"
+    );
+
+    let out = env.path("out");
+    let pull = [
+        "--json",
+        "pull",
+        "m@1.0.0",
+        "--to",
+        s(&out),
+        "--limit-rate",
+        "1M",
+    ];
+    let err = stderr_of(&pull);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap().to_string();
+    assert_eq!(kind(&events[0]), "start", "{err}");
+    assert_eq!(events[0]["total_bytes"], total, "{err}");
+    assert_eq!(kind(events.last().unwrap()), "finish", "{err}");
+    assert_eq!(events.last().unwrap()["bytes"], total, "{err}");
+    let mut done = BTreeMap::new();
+    let mut last = 0;
+    for e in &events[1..events.len() - 1] {
+        match kind(e).as_str() {
+            "file_done" => {
+                let size = e["size"].as_u64().unwrap();
+                let path = e["path"].as_str().unwrap().to_string();
+                assert!(
+                    done.insert(path, size).is_none(),
+                    "a file done twice: {err}"
+                );
+            }
+            "progress" => {
+                let bytes = e["bytes"].as_u64().unwrap();
+                assert!(last <= bytes && bytes <= total, "{err}");
+                assert_eq!(e["total_bytes"], total, "{err}");
+                assert_eq!(e["operation"], "pull m@1.0.0", "{err}");
+                last = bytes;
+            }
+            other => panic!("unexpected event {other}: {err}"),
+        }
+    }
+    assert!(last > 0, "progress events while the pull ran: {err}");
+    let want: BTreeMap<String, u64> = sizes
+        .iter()
+        .map(|(p, n)| (p.to_string(), *n as u64))
+        .collect();
+    assert_eq!(done, want, "{err}");
+
+    let out2 = env.path("out2");
+    let quiet = ["-q", "pull", "m@1.0.0", "--to", s(&out2)];
+    assert_eq!(stderr_of(&quiet), "", "-q prints nothing on stderr");
 }

@@ -4,9 +4,11 @@
 //!   multi-progress), with bytes, rate and ETA;
 //! - **log** (stderr is not a terminal: CI logs, Kubernetes): one status line on stderr every
 //!   [`Progress::interval`] (5 s unless `MVAULT_PROGRESS_INTERVAL` says otherwise, in seconds),
-//!   `mvault: pull bert@1.0.0: 512.0 MiB of 1.3 GiB (38%), 210.4 MiB/s, ETA 4s, 3 files active`;
+//!   `mvault: pull bert@1.0.0: 512.00 MiB of 1.30 GiB (38%), 210.40 MiB/s, ETA 4s, 3 files active`
+//!   (ETA `4m05s`, `2h03m` when longer, `?` during the first [`ETA_AFTER`]);
 //! - **json** (`--json`): the same as JSON lines on stderr, for tools: `start`, `progress`
-//!   (every interval), `file_done` (pull, each file verified), `finish` (see [`Event`]);
+//!   (every interval), `file_done` (each file, once verified or all its chunks stored),
+//!   `finish` (see [`Event`]);
 //! - **hidden** (`--quiet`, library default), or a caller's own bar ([`Progress::from_bar`],
 //!   which the Python package reads for its `progress=` callback).
 //!
@@ -44,7 +46,8 @@ pub enum Event<'a> {
         bytes: u64,
         total_bytes: u64,
         bytes_per_sec: u64,
-        /// Seconds left at the current rate; absent before any byte moved.
+        /// Seconds left at the current rate; absent (`null`) during the phase's first
+        /// [`ETA_AFTER`] and while no byte has moved, when a rate means nothing yet.
         eta_secs: Option<u64>,
         active_files: usize,
     },
@@ -56,6 +59,20 @@ pub enum Event<'a> {
         bytes: u64,
         elapsed_secs: f64,
     },
+}
+
+/// A phase shows no ETA before it has run this long: bytes are counted as whole chunks are
+/// done, so the first moments' rate can be a thousandth of the real one (a 1 s pull showed
+/// `ETA 32110s` at 0.2 s).
+pub const ETA_AFTER: Duration = Duration::from_secs(1);
+
+/// `secs` as people read a time left: `45s`, `4m05s`, `2h03m`.
+fn eta_text(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// A cheap, cloneable handle; every method is a no-op when hidden.
@@ -238,10 +255,15 @@ impl Progress {
     /// One status line (log) or `progress` event (json) of the running phase.
     fn report(&self) {
         let inner = &self.inner;
-        let operation = inner.state.lock().expect("progress lock").operation.clone();
+        let (operation, started) = {
+            let phase = inner.state.lock().expect("progress lock");
+            (phase.operation.clone(), phase.started)
+        };
         let (bytes, total) = (inner.total.position(), inner.total.length().unwrap_or(0));
         let rate = inner.total.per_sec();
-        let eta = (rate > 0.0).then(|| (total.saturating_sub(bytes) as f64 / rate).ceil() as u64);
+        let settled = started.is_some_and(|t| t.elapsed() >= ETA_AFTER);
+        let eta = (settled && rate > 0.0 && bytes > 0)
+            .then(|| (total.saturating_sub(bytes) as f64 / rate).ceil() as u64);
         let active = inner.active.load(Ordering::Relaxed);
         match inner.display {
             Display::Json => emit(&Event::Progress {
@@ -254,7 +276,8 @@ impl Progress {
             }),
             _ => {
                 let pct = (bytes * 100).checked_div(total).unwrap_or(100);
-                let eta = eta.map_or_else(|| "ETA ?".to_string(), |s| format!("ETA {s}s"));
+                let eta =
+                    eta.map_or_else(|| "ETA ?".to_string(), |s| format!("ETA {}", eta_text(s)));
                 let files = match active {
                     1 => ", 1 file active".to_string(),
                     n if n > 1 => format!(", {n} files active"),
@@ -360,6 +383,14 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"event":"file_done","path":"a/b","size":7}"#
         );
+    }
+
+    #[test]
+    fn eta_reads_as_minutes_and_hours() {
+        let cases = [(0, "0s"), (45, "45s"), (60, "1m00s"), (245, "4m05s")];
+        for (secs, want) in cases.into_iter().chain([(3600, "1h00m"), (7380, "2h03m")]) {
+            assert_eq!(eta_text(secs), want, "{secs}");
+        }
     }
 
     #[test]
