@@ -445,7 +445,8 @@ backends! {
 /// endpoint, stats the manifest key twice (push step 1, then right before the create);
 /// `enforced`, the default on the providers' own services, only once (step 1), the create
 /// left to the store's precondition. Racing pushes through an `enforced` remote still end
-/// with exactly one winner and a whole version: moto answers the losers' creates 412.
+/// with exactly one winner and a whole version (losers stopped at step 1 or by the store's
+/// 412, whichever comes first; the next test stages the 412 itself).
 #[test]
 fn s3_create_only_modes_stat_as_documented_and_keep_one_winner() {
     use crate::common::record::Recorder;
@@ -490,4 +491,58 @@ fn s3_create_only_modes_stat_as_documented_and_keep_one_winner() {
     let mut env = Env::new(Backend::S3);
     env.remote.push_str("&create_only=enforced");
     concurrent_push_one_wins(&env);
+}
+
+/// An `enforced` create-only write where the object already exists, staged through the
+/// library (a push cannot be stopped between its checks): no stat is sent, moto's 412
+/// decides, identical bytes (a retried write that hit its own success) are
+/// `AlreadyIdentical` and different bytes a conflict, the stored object unchanged.
+#[test]
+fn s3_enforced_create_only_leaves_it_to_the_precondition() {
+    use crate::common::record::Recorder;
+    use crate::common::required;
+    use mvault::remote::{Created, ErrorKind, Remote, RemoteSpec};
+    let env = Env::new(Backend::S3);
+    let ep = required("MVAULT_TEST_S3_ENDPOINT");
+    let rec = Recorder::start(&ep);
+    let url = env.remote.replace(&ep, &rec.endpoint()) + "&create_only=enforced";
+    let mut spec = RemoteSpec::parse_url(&url).unwrap();
+    for (k, var) in [
+        ("access_key", "MVAULT_TEST_S3_ACCESS_KEY"),
+        ("secret_key", "MVAULT_TEST_S3_SECRET_KEY"),
+    ] {
+        spec.options.insert(k.into(), required(var));
+    }
+    let remote = Remote::open(&spec).unwrap();
+    let key = "models/m/versions/1.0.0.json";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (first, same, other) = rt.block_on(async {
+        let first = remote.create_only(key, "first\n".into()).await;
+        let same = remote.create_only(key, "first\n".into()).await;
+        let other = remote.create_only(key, "second\n".into()).await;
+        (first, same, other)
+    });
+    assert_eq!(first.unwrap(), Created::New);
+    assert_eq!(same.unwrap(), Created::AlreadyIdentical);
+    assert_eq!(other.unwrap_err().kind, ErrorKind::Conflict);
+    assert_eq!(env.read_object(key), b"first\n");
+    let log = rec.take();
+    let on_key: Vec<_> = log
+        .iter()
+        .filter(|r| r.target.contains("/versions/1.0.0.json"))
+        .collect();
+    let lines: Vec<String> = on_key
+        .iter()
+        .map(|r| format!("{} {:?}", r.line(), r.status))
+        .collect();
+    assert!(
+        on_key.iter().all(|r| r.method != "HEAD"),
+        "no stat: {lines:?}"
+    );
+    let puts: Vec<Option<u16>> = on_key
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(puts, [Some(200), Some(412), Some(412)], "{lines:?}");
 }

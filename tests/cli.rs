@@ -365,7 +365,8 @@ fn progress_is_readable_off_a_terminal_and_as_json_lines() {
         write_file(&src.join(p), &noise(n as u64, n));
     }
     let total: u64 = sizes.iter().map(|(_, n)| *n as u64).sum();
-    // 2.5 MB at 1 MiB/s: over two seconds, so several reports at 0.2 s.
+    // 2.5 MB at 1 MiB/s: over a second even after the limiter's first second of burst, so
+    // several reports at 0.2 s.
     let stderr_of = |args: &[&str]| {
         let o = env
             .cmd()

@@ -70,24 +70,43 @@ pub enum CreateOnly {
 }
 
 impl CreateOnly {
-    /// The default for `backend` reached at `endpoint` (for GCS, the emulator host counts as
-    /// one; `None`: the provider's own): see [`RemoteSpec::create_only`]. An endpoint that does
-    /// not parse as a URL is not the provider's own.
+    /// The default for `backend` reached at `endpoint` (`None`: the provider's own; for GCS
+    /// the emulator host counts as an endpoint): see [`RemoteSpec::create_only`]. Only hosts
+    /// of the provider's storage service count as its own (an S3-compatible server on EC2
+    /// or behind an AWS load balancer is under `amazonaws.com` too); an endpoint that does
+    /// not parse as a URL is not.
     fn default_for(backend: Backend, endpoint: Option<&str>) -> CreateOnly {
-        let own = |suffixes: &[&str]| match endpoint {
-            None => true,
-            Some(e) => url::Url::parse(e).ok().is_some_and(|u| {
-                let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
-                suffixes.iter().any(|s| host.ends_with(s) || host == s[1..])
-            }),
+        let host = endpoint.map(|e| {
+            url::Url::parse(e)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .unwrap_or_default()
+        });
+        let under = |host: &str, domains: &[&str]| {
+            domains
+                .iter()
+                .any(|d| host.strip_suffix(d).is_some_and(|rest| rest.ends_with('.')))
         };
-        let enforced = match backend {
-            Backend::S3 => own(&[".amazonaws.com", ".amazonaws.com.cn"]),
-            Backend::Gcs => own(&[".storage.googleapis.com"]),
-            Backend::Azblob => true,
-            Backend::Oss | Backend::Fs => false,
+        let own = match (backend, host.as_deref()) {
+            (Backend::Oss | Backend::Fs, _) => false,
+            (_, None) => true,
+            // `s3.eu-west-1...`, `bucket.s3...`, `s3-fips...`, `s3-accesspoint...`,
+            // `s3express-...`, `...vpce-....s3.<region>.vpce...`: a label naming S3.
+            (Backend::S3, Some(h)) => {
+                let s3 = |l: &str| l == "s3" || l.starts_with("s3-") || l.starts_with("s3express-");
+                under(h, &["amazonaws.com", "amazonaws.com.cn"]) && h.split('.').any(s3)
+            }
+            (Backend::Gcs, Some(h)) => h == "storage.googleapis.com",
+            (Backend::Azblob, Some(h)) => under(
+                h,
+                &[
+                    "blob.core.windows.net",
+                    "blob.core.chinacloudapi.cn",
+                    "blob.core.usgovcloudapi.net",
+                ],
+            ),
         };
-        if enforced {
+        if own {
             CreateOnly::Enforced
         } else {
             CreateOnly::Checked
@@ -303,30 +322,77 @@ impl RemoteSpec {
 
     /// How this remote's create-only writes check: the `create_only` option if given, else
     /// [`CreateOnly::Enforced`] where the store is the provider's own service, which honours
-    /// the precondition (AWS S3 with no endpoint or an `amazonaws.com` one, Google Cloud
-    /// Storage with no endpoint or emulator, every Azure Blob endpoint: Azure and Azurite
-    /// both honour `If-None-Match: *`), and [`CreateOnly::Checked`] elsewhere: other S3 and
-    /// GCS endpoints (compatible servers and emulators that may ignore it), OSS (whose
-    /// precondition has no effect on versioned buckets) and local vaults (which create with
-    /// `link(2)` and never stat).
+    /// the precondition (AWS S3 with no endpoint or an S3 host under `amazonaws.com`, Google
+    /// Cloud Storage with no endpoint or emulator, or `storage.googleapis.com`, Azure Blob
+    /// under `blob.core.windows.net` and the sovereign clouds' domains), and
+    /// [`CreateOnly::Checked`] elsewhere: other endpoints (compatible servers and emulators
+    /// that may ignore it; Azurite honours it but is checked too), OSS (whose precondition has
+    /// no effect on versioned buckets) and local vaults (which create with `link(2)`, never
+    /// stat, and ignore the option). The endpoint is found as the operator finds it: the
+    /// `endpoint` option, else (S3) `AWS_ENDPOINT_URL`, `AWS_ENDPOINT` or `AWS_S3_ENDPOINT`,
+    /// (GCS) `STORAGE_EMULATOR_HOST`, (Azure) the connection string's.
     pub fn create_only(&self) -> CreateOnly {
+        self.create_only_in(&|k| std::env::var(k).ok())
+    }
+
+    /// [`RemoteSpec::create_only`] with the environment read through `env`.
+    fn create_only_in(&self, env: &dyn Fn(&str) -> Option<String>) -> CreateOnly {
         match self.opt("create_only") {
             Some("enforced") => return CreateOnly::Enforced,
+            // Values are checked when a spec is parsed; one set by hand otherwise gets the
+            // safe choice.
             Some(_) => return CreateOnly::Checked,
             None => {}
         }
-        let endpoint = match self.backend {
-            Backend::S3 => self
-                .opt("endpoint")
-                .map(str::to_string)
-                .or_else(|| env_any(&["AWS_ENDPOINT_URL"])),
-            Backend::Gcs => self
-                .opt("endpoint")
-                .map(str::to_string)
-                .or_else(|| env_any(&["STORAGE_EMULATOR_HOST"])),
-            _ => None,
-        };
+        let set = |k: &str| env(k).filter(|v| !v.is_empty());
+        let endpoint = self.opt("endpoint").map(str::to_string).or_else(|| {
+            match self.backend {
+                // OpenDAL's S3 service reads these, in this order, when no endpoint is set.
+                Backend::S3 => env("AWS_ENDPOINT_URL")
+                    .or_else(|| env("AWS_ENDPOINT"))
+                    .or_else(|| env("AWS_S3_ENDPOINT")),
+                Backend::Gcs => set("STORAGE_EMULATOR_HOST"),
+                Backend::Azblob => self.azure_endpoint(&set),
+                Backend::Oss | Backend::Fs => None,
+            }
+        });
         CreateOnly::default_for(self.backend, endpoint.as_deref())
+    }
+
+    /// The Blob endpoint an Azure remote without an `endpoint` option reaches, as
+    /// `azblob_operator` builds it: the connection string's (option or
+    /// `AZURE_STORAGE_CONNECTION_STRING`: `BlobEndpoint`, else the account under
+    /// `EndpointSuffix`, `core.windows.net` by default, or the local emulator's for
+    /// `UseDevelopmentStorage=true`; `""`, which is no one's, if it names none of these),
+    /// else the named account's.
+    fn azure_endpoint(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let conn = self
+            .opt("connection_string")
+            .map(str::to_string)
+            .or_else(|| env("AZURE_STORAGE_CONNECTION_STRING"));
+        let account =
+            |named: Option<&str>, suffix: &str| named.map(|a| format!("https://{a}.blob.{suffix}"));
+        let Some(conn) = conn else {
+            let named = self
+                .opt("account_name")
+                .map(str::to_string)
+                .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
+                .or_else(|| env("AZURE_STORAGE_ACCOUNT_NAME"));
+            return account(named.as_deref(), "core.windows.net");
+        };
+        let pairs: std::collections::HashMap<&str, &str> = conn
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        if let Some(e) = pairs.get("BlobEndpoint") {
+            return Some(e.to_string());
+        }
+        if pairs.get("UseDevelopmentStorage") == Some(&"true") {
+            return Some("http://127.0.0.1:10000/devstoreaccount1".into());
+        }
+        let suffix = pairs.get("EndpointSuffix").unwrap_or(&"core.windows.net");
+        Some(account(pairs.get("AccountName").copied(), suffix).unwrap_or_default())
     }
 
     fn opt(&self, key: &str) -> Option<&str> {
@@ -872,7 +938,7 @@ mod tests {
     #[test]
     fn create_only_defaults_to_enforced_on_the_providers_own_service() {
         use CreateOnly::{Checked, Enforced};
-        for (backend, endpoint, want) in [
+        let cases: &[(Backend, Option<&str>, CreateOnly)] = &[
             (Backend::S3, None, Enforced),
             (
                 Backend::S3,
@@ -884,14 +950,47 @@ mod tests {
                 Some("https://S3.cn-north-1.amazonaws.com.cn"),
                 Enforced,
             ),
+            (
+                Backend::S3,
+                Some("https://b.s3.dualstack.eu-west-1.amazonaws.com"),
+                Enforced,
+            ),
+            (
+                Backend::S3,
+                Some("https://s3-fips.us-east-1.amazonaws.com"),
+                Enforced,
+            ),
+            (
+                Backend::S3,
+                Some("https://s3express-control.us-east-1.amazonaws.com"),
+                Enforced,
+            ),
+            (
+                Backend::S3,
+                Some("https://b.vpce-1a.s3.us-east-1.vpce.amazonaws.com"),
+                Enforced,
+            ),
             (Backend::S3, Some("http://127.0.0.1:9000"), Checked),
             (Backend::S3, Some("https://minio.example.com"), Checked),
             (
                 Backend::S3,
-                Some("https://amazonaws.com.evil.example"),
+                Some("https://s3.amazonaws.com.evil.example"),
+                Checked,
+            ),
+            (Backend::S3, Some("https://s3.notamazonaws.com"), Checked),
+            // An S3-compatible server on EC2, or behind an AWS load balancer.
+            (
+                Backend::S3,
+                Some("http://ec2-1-2-3-4.compute-1.amazonaws.com:9000"),
+                Checked,
+            ),
+            (
+                Backend::S3,
+                Some("https://minio.elb.amazonaws.com"),
                 Checked,
             ),
             (Backend::S3, Some("not a url"), Checked),
+            (Backend::S3, Some(""), Checked),
             (Backend::Gcs, None, Enforced),
             (
                 Backend::Gcs,
@@ -901,7 +1000,23 @@ mod tests {
             (Backend::Gcs, Some("http://127.0.0.1:4443"), Checked),
             (Backend::Gcs, Some("127.0.0.1:4443"), Checked),
             (Backend::Azblob, None, Enforced),
-            (Backend::Azblob, Some("http://127.0.0.1:10000"), Enforced),
+            (
+                Backend::Azblob,
+                Some("https://acct.blob.core.windows.net"),
+                Enforced,
+            ),
+            (
+                Backend::Azblob,
+                Some("https://acct.blob.core.chinacloudapi.cn/"),
+                Enforced,
+            ),
+            (
+                Backend::Azblob,
+                Some("http://127.0.0.1:10000/devstoreaccount1"),
+                Checked,
+            ),
+            (Backend::Azblob, Some("https://blob.example.com"), Checked),
+            (Backend::Azblob, Some(""), Checked),
             (Backend::Oss, None, Checked),
             (
                 Backend::Oss,
@@ -909,7 +1024,8 @@ mod tests {
                 Checked,
             ),
             (Backend::Fs, None, Checked),
-        ] {
+        ];
+        for &(backend, endpoint, want) in cases {
             let got = CreateOnly::default_for(backend, endpoint);
             assert_eq!(got, want, "{backend:?} at {endpoint:?}");
         }
@@ -921,6 +1037,83 @@ mod tests {
         assert_eq!(RemoteSpec::parse_url(aws).unwrap().create_only(), Checked);
         let e = RemoteSpec::parse_url("s3://b/p?create_only=trusted").unwrap_err();
         assert!(e.to_string().contains("checked, enforced"), "{e}");
+    }
+
+    #[test]
+    fn create_only_finds_the_endpoint_where_the_operator_does() {
+        use CreateOnly::{Checked, Enforced};
+        let spec = |url: &str| RemoteSpec::parse_url(url).unwrap();
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let none = vars(&[]);
+        let s3 = spec("s3://b/p");
+        assert_eq!(s3.create_only_in(&none), Enforced);
+        // OpenDAL's S3 service falls back to these, in this order.
+        for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AWS_S3_ENDPOINT"] {
+            let env = move |k: &str| (k == var).then(|| "http://ceph:7480".to_string());
+            assert_eq!(s3.create_only_in(&env), Checked, "{var}");
+        }
+        let first = vars(&[
+            ("AWS_ENDPOINT_URL", "https://s3.eu-west-1.amazonaws.com"),
+            ("AWS_S3_ENDPOINT", "http://ceph:7480"),
+        ]);
+        assert_eq!(s3.create_only_in(&first), Enforced);
+        let option = spec("s3://b/p?endpoint=http://127.0.0.1:9000");
+        let aws = vars(&[("AWS_ENDPOINT_URL", "https://s3.amazonaws.com")]);
+        assert_eq!(
+            option.create_only_in(&aws),
+            Checked,
+            "the option comes first"
+        );
+
+        let gcs = spec("gs://b/p");
+        assert_eq!(gcs.create_only_in(&none), Enforced);
+        let emulator = vars(&[("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")]);
+        assert_eq!(gcs.create_only_in(&emulator), Checked);
+
+        let az = spec("az://c/p");
+        for (conn, want) in [
+            (
+                "AccountName=a;AccountKey=k;EndpointSuffix=core.windows.net",
+                Enforced,
+            ),
+            (
+                "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=k",
+                Enforced,
+            ),
+            (
+                "AccountName=a;AccountKey=k;EndpointSuffix=core.chinacloudapi.cn",
+                Enforced,
+            ),
+            (
+                "AccountName=a;BlobEndpoint=https://a.blob.core.windows.net/;",
+                Enforced,
+            ),
+            (
+                "AccountName=a;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1",
+                Checked,
+            ),
+            (
+                "BlobEndpoint=https://blob.example.com;AccountName=a",
+                Checked,
+            ),
+            ("UseDevelopmentStorage=true", Checked),
+            ("AccountKey=k", Checked),
+        ] {
+            let env = move |k: &str| (k == "AZURE_STORAGE_CONNECTION_STRING").then(|| conn.into());
+            assert_eq!(az.create_only_in(&env), want, "{conn}");
+        }
+        let account = vars(&[("AZURE_STORAGE_ACCOUNT", "a")]);
+        assert_eq!(az.create_only_in(&account), Enforced);
+        assert_eq!(az.create_only_in(&none), Enforced);
+        let custom = spec("az://c/p?endpoint=http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(custom.create_only_in(&account), Checked);
     }
 
     #[test]

@@ -717,9 +717,9 @@ impl Remote {
     ///
     /// Uses the store's create-only write (`If-None-Match: *` or equivalent) where it has one,
     /// after a cheap existence check unless the remote is [`CreateOnly::Enforced`] (the check
-    /// also covers stores that accept but ignore the precondition). If the object exists, it is read back: identical bytes mean an earlier
-    /// attempt of ours succeeded ([`Created::AlreadyIdentical`]); anything else is a
-    /// [`ErrorKind::Conflict`].
+    /// also covers stores that accept but ignore the precondition). If the object exists, it
+    /// is read back: identical bytes mean an earlier attempt of ours succeeded
+    /// ([`Created::AlreadyIdentical`]); anything else is a [`ErrorKind::Conflict`].
     ///
     /// Refuses (kind [`ErrorKind::Other`]) data longer than [`read_limit`]`(key)`: no reader
     /// would accept it.
