@@ -59,15 +59,32 @@ pub struct Cli {
 pub struct Global {
     /// Where the vault lives: a URL (s3://bucket/prefix?endpoint=URL&region=R, gs://, az://,
     /// oss://, file:///path), a local path, or a provider name from the config file.
-    #[arg(short, long, global = true, env = "MVAULT_REMOTE", alias = "provider")]
+    /// `push` also takes a comma-separated list (`-r a,b`) of providers to push to.
+    //
+    // Environment values are never shown in help: a URL may carry a secret option.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "MVAULT_REMOTE",
+        hide_env_values = true,
+        visible_alias = "provider"
+    )]
     pub remote: Option<String>,
 
-    /// Config file (default: ./mvault.yaml, then $XDG_CONFIG_HOME/mvault/config.yaml).
-    #[arg(short, long, global = true, env = "MVAULT_CONFIG")]
+    /// Config file (default: ./mvault.yaml, then ./cloud_storage_config.yaml, then
+    /// $XDG_CONFIG_HOME/mvault/config.yaml).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "MVAULT_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
 
     /// Local cache directory (default: $XDG_CACHE_HOME/mvault).
-    #[arg(long, global = true, env = "MVAULT_CACHE_DIR")]
+    #[arg(long, global = true, env = "MVAULT_CACHE_DIR", hide_env_values = true)]
     pub cache_dir: Option<PathBuf>,
 
     /// Machine-readable output on stdout; transfers report progress as JSON lines on stderr.
@@ -84,6 +101,7 @@ pub struct Global {
         long,
         global = true,
         env = "MVAULT_ENCRYPTION_KEY_FILE",
+        hide_env_values = true,
         value_name = "FILE"
     )]
     pub encryption_key_file: Option<PathBuf>,
@@ -259,6 +277,17 @@ pub fn main() -> i32 {
                 exit::OK
             };
             let _ = e.print();
+            // Scripts that parse stdout get the documented failure document for usage
+            // errors found by the parser too (`--help` and `--version` are not errors).
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                let _ = output::json(&json::Failure {
+                    error: json::FailureBody {
+                        category: Some(Category::Usage),
+                        exit_code: code,
+                        message: parse_error_line(&e),
+                    },
+                });
+            }
             return code;
         }
     };
@@ -355,8 +384,29 @@ fn init_logging(g: &Global) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(output::ScrubbedStderr::default)
+        // Plain text: the scrubber escapes control characters, colour codes included.
+        .with_ansi(false)
         .with_target(false)
         .try_init();
+}
+
+/// The parser's error as one line: its text up to the usage, without clap's `error: `
+/// prefix, lines joined (`the following required arguments were not provided: --name <NAME>`).
+fn parse_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let text: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = text.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    if line.is_empty() {
+        "invalid arguments; see --help".to_owned()
+    } else {
+        line.to_owned()
+    }
 }
 
 /// The message of an error chain as the user sees it (see [`crate::one_line`]).
