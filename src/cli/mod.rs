@@ -160,6 +160,9 @@ pub enum Command {
     Rm {
         /// NAME@VERSION.
         model: String,
+        /// Remove it even if an alias points at it (the alias then points at nothing).
+        #[arg(long)]
+        force: bool,
     },
     /// Ensure models are present under a directory, then run a command (container entrypoint).
     ///

@@ -150,6 +150,8 @@ fn redact_query_values(word: &str) -> String {
     };
     let (head, tail) = word.split_at(q + 1);
     let end = tail.find(ends_url_part).unwrap_or(tail.len());
+    // Punctuation ending the word ends the sentence, not the value (`URL?x=y: reason`).
+    let end = tail[..end].trim_end_matches([':', ';', '.']).len();
     let (query, after) = tail.split_at(end);
     if !query.contains('=') {
         return word.to_string();
@@ -298,6 +300,11 @@ mod tests {
         assert_eq!(
             scrub_message("remote \"s3:/b/p?secret_key=X&region=r\": bad, what?"),
             "remote \"s3:/b/p?secret_key=***&region=***\": bad, what?"
+        );
+        // A word's closing punctuation belongs to the sentence, not to the last value.
+        assert_eq!(
+            scrub_message("remote ./dir?x=y: a local path; s3://b?k=v; end s3://b?k=v."),
+            "remote ./dir?x=***: a local path; s3://b?k=***; end s3://b?k=***."
         );
     }
 

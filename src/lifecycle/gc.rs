@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use super::{Error, Result, all_versions, chunk_id, each_manifest, present};
 use crate::chunk::Digest;
+use crate::error::Category;
 use crate::remote::{
     ObjectInfo, RECORD_MAX_CHUNKS, Record, Remote, SWEEP_BOUND, manifest_key, read_records,
     write_record,
@@ -450,9 +451,10 @@ pub async fn prune(
     let aliased = aliased_versions(vault, name).await?;
     doomed.retain(|v| !aliased.contains(v));
     for v in &doomed {
-        match vault.rm(name, v).await {
+        match vault.rm(name, v, false).await {
             Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
+            // Removed meanwhile, or aliased meanwhile (spared).
+            Err(e) if e.is_not_found() || e.category() == Category::Conflict => {}
             Err(e) => return Err(e.into()),
         }
     }

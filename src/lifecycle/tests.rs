@@ -254,7 +254,7 @@ async fn rollback_to_a_removed_version_is_not_found() {
     alias_set(vault, &n("m"), &v("2.0.0"), &a("prod"), false)
         .await
         .unwrap();
-    vault.rm(&n("m"), &v("1.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("1.0.0"), false).await.unwrap();
     let e = rollback(vault, &n("m"), &a("prod"), false)
         .await
         .unwrap_err();
@@ -541,7 +541,7 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
         .write("chunks/README", Bytes::from_static(b"not a chunk"))
         .await
         .unwrap();
-    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("2.0.0"), false).await.unwrap();
     let later = Duration::from_secs(1);
 
     // Within the grace period nothing goes.
@@ -598,7 +598,7 @@ async fn gc_deletes_exactly_unreferenced_old_chunks() {
 async fn gc_records_first_and_sweeps_a_ripe_record_later() {
     let (env, keep, garbage) = two_versions_sharing_a_file().await;
     let vault = &env.vault;
-    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("2.0.0"), false).await.unwrap();
     let hour = Duration::from_secs(3600);
     let records = || async { env.remote().list_objects(PENDING_DIR).await.unwrap().len() };
 
@@ -665,7 +665,7 @@ async fn gc_aborts_on_unreadable_manifests() {
     let vault = &env.vault;
     env.push("m", "1.0.0", &[("a.bin", noise(1, 40_000))]).await;
     env.push("m", "2.0.0", &[("a.bin", noise(2, 40_000))]).await;
-    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("2.0.0"), false).await.unwrap();
     let before = env.chunk_ids().await;
     let later = Duration::from_secs(1);
 
@@ -697,7 +697,7 @@ async fn gc_keeps_chunks_of_unknown_age() {
     // The memory store reports no modification time: unreferenced chunks are kept.
     let env = Env::memory();
     env.push("m", "1.0.0", &[("a.bin", noise(1, 40_000))]).await;
-    env.vault.rm(&n("m"), &v("1.0.0")).await.unwrap();
+    env.vault.rm(&n("m"), &v("1.0.0"), false).await.unwrap();
     let before = env.chunk_ids().await;
     let r = gc(&env.vault, &opts(Duration::ZERO, false)).await.unwrap();
     assert_eq!((r.deleted, r.kept_young), (0, before.len() as u64));
@@ -859,7 +859,7 @@ async fn packs_are_reused_reclaimed_whole_and_never_reused_once_recorded() {
     assert_eq!(new.len(), 2, "b.bin in two new packs");
     assert_eq!(stored_packs(&env).await, (packs(&m2), true));
 
-    vault.rm(&n("m"), &v("2.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("2.0.0"), false).await.unwrap();
     let later = Duration::from_secs(1);
     let swept = gc_at(vault, &opts(Duration::ZERO, false), later)
         .await
@@ -870,7 +870,7 @@ async fn packs_are_reused_reclaimed_whole_and_never_reused_once_recorded() {
 
     // b.bin pushed, removed, and its packs recorded by a gc (seen two hours from now).
     let m3 = env.push("m", "3.0.0", &[("b.bin", b.clone())]).await;
-    vault.rm(&n("m"), &v("3.0.0")).await.unwrap();
+    vault.rm(&n("m"), &v("3.0.0"), false).await.unwrap();
     let hour = Duration::from_secs(3600);
     let recorded = gc_at(vault, &opts(hour, false), 2 * hour).await.unwrap();
     assert_eq!((recorded.chunks_recorded, recorded.deleted), (2, 0));

@@ -231,6 +231,13 @@ impl RemoteSpec {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (k, v) = (decode(k), decode(v));
+            if k == "sse_customer_key" {
+                return Err(invalid(&format!(
+                    "sse_customer_key is not accepted in a URL (it would show in process lists \
+                     and shell history); use sse_customer_key_file=PATH, {SSE_CUSTOMER_KEY_ENV} \
+                     or the config file"
+                )));
+            }
             let v = match check_option(&k, &v) {
                 Ok(v) => v,
                 Err(OptionError::Unknown) => {
@@ -245,13 +252,6 @@ impl RemoteSpec {
                 }
                 Err(e) => return Err(invalid(&format!("{k}: {}", e.message(&format!("{v:?}"))))),
             };
-            if k == "sse_customer_key" {
-                return Err(invalid(&format!(
-                    "sse_customer_key is not accepted in a URL (it would show in process lists \
-                     and shell history); use sse_customer_key_file=PATH, {SSE_CUSTOMER_KEY_ENV} \
-                     or the config file"
-                )));
-            }
             options.insert(k, v);
         }
         if backend == Backend::Fs {
@@ -296,7 +296,7 @@ impl RemoteSpec {
         }
         if s.contains('?') {
             return Err(invalid(
-                "a local path cannot carry a ?query; for options use file:///abs/path?KEY=VALUE",
+                "a local path cannot carry options; give them in a file:///abs/path URL's query",
             ));
         }
         let abs = std::path::absolute(Path::new(s)).map_err(|e| invalid(&e.to_string()))?;
@@ -863,8 +863,11 @@ fn env_any(names: &[&str]) -> Option<String> {
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
+/// Percent-decodes a query key or value. A `+` stays a `+` (it is not the space of HTML
+/// forms): base64 secrets and keys carry `+`, and turning it into a space made a valid key
+/// read as malformed.
 fn decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
@@ -934,6 +937,17 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_option_values_keep_their_plus_signs() {
+        let spec =
+            RemoteSpec::parse_url("s3://b/p?secret_key=ab%2Fc+d%2B&region=us-east-1").unwrap();
+        assert_eq!(spec.options["secret_key"], "ab/c+d+");
+        let e = RemoteSpec::parse_url("s3://b/p?sse=customer&sse_customer_key=bad")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not accepted in a URL"), "{e}");
+    }
 
     #[test]
     fn create_only_defaults_to_enforced_on_the_providers_own_service() {

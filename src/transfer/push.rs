@@ -845,6 +845,18 @@ pub fn origin() -> Origin {
     }
 }
 
+/// A push input that cannot be read as given: the user's mistake (exit 2) when it does not
+/// exist, else the I/O error it is.
+fn input_error(p: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Error::Input(format!(
+            "push input {} does not exist (give the model's files or directory)",
+            p.display()
+        )),
+        _ => Error::io(p.display(), e),
+    }
+}
+
 /// Expands the push arguments into files with their manifest paths, sorted by path.
 /// Symlinks to files are followed; symlinked directories and special files (FIFOs, sockets,
 /// devices) are refused, as are names a manifest may not hold (`.mvault` first, `..`, ...).
@@ -853,7 +865,7 @@ pub fn origin() -> Origin {
 fn collect_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| Error::io(p.display(), e))?;
+        let meta = std::fs::metadata(p).map_err(|e| input_error(p, e))?;
         if meta.is_dir() {
             walk_dir(p, p, &mut out)?;
         } else if meta.is_file() {

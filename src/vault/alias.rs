@@ -399,7 +399,7 @@ pub async fn alias_target(vault: &Vault, name: &ModelName, alias: &Alias) -> Res
 
 fn not_set(vault: &Vault, name: &ModelName, alias: &Alias) -> Error {
     Error::NotFound(format!(
-        "alias {alias} of {name} on {}",
+        "alias {alias} of {name} not found on {}",
         vault.remote().name()
     ))
 }
@@ -491,13 +491,13 @@ pub async fn rollback(
     let stack = doc.stack()?;
     let Some(to) = stack.len().checked_sub(2).map(|i| stack[i].clone()) else {
         return Err(Error::NotFound(format!(
-            "previous target of alias {alias} of {name} (it has had no earlier target to roll back to)"
+            "alias {alias} of {name} has had no earlier target to roll back to"
         )));
     };
     let manifest = match vault.fetch_manifest(name, &to).await {
         Err(e) if e.is_not_found() => {
             return Err(Error::NotFound(format!(
-                "{name}@{to}, the previous target of alias {alias} (it was removed)"
+                "{name}@{to}, the previous target of alias {alias}, was removed: set the alias with `mvault alias set`"
             )));
         }
         r => r?,

@@ -23,8 +23,9 @@ pub enum Error {
     /// check.
     #[error(transparent)]
     Trust(#[from] trust::Error),
-    /// A model, version or alias that does not exist (the text names it and where).
-    #[error("{0} not found")]
+    /// A model, version or alias that does not exist: the text is a whole sentence naming
+    /// it, where it was looked for and, where there is one, the remedy.
+    #[error("{0}")]
     NotFound(String),
     /// A manifest that does not parse or validate.
     #[error("integrity check failed: {context}: {source}")]

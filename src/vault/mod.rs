@@ -130,7 +130,7 @@ impl Vault {
         let vs = self.remote.list_versions(name).await?;
         if vs.is_empty() {
             return Err(Error::NotFound(format!(
-                "model {name} on {}",
+                "model {name} not found on {}",
                 self.remote.name()
             )));
         }
@@ -143,7 +143,18 @@ impl Vault {
         let offline = lookup == Lookup::Offline;
         let version = match &r.selector {
             Selector::Exact(v) => v.clone(),
-            Selector::Alias(a) if !offline => alias_target(self, &r.name, a).await?,
+            Selector::Alias(a) if !offline => {
+                let v = alias_target(self, &r.name, a).await?;
+                return match self.manifest(&r.name, &v, lookup).await {
+                    Err(e) if e.is_not_found() => Err(Error::NotFound(format!(
+                        "alias {a} of {} points at {v}, which was removed from {}: set the \
+                         alias again (`mvault alias set` or `mvault rollback`)",
+                        r.name,
+                        self.remote.name()
+                    ))),
+                    r => r,
+                };
+            }
             sel => {
                 let available = if offline {
                     self.cache.cached_versions(&self.remote_id, &r.name)
@@ -157,7 +168,7 @@ impl Vault {
                         self.remote.name()
                     };
                     Error::NotFound(format!(
-                        "no version of {} matching {} in {place}",
+                        "no version of {} matches {} in {place}",
                         r.name, sel
                     ))
                 })?
@@ -180,7 +191,7 @@ impl Vault {
         }
         if lookup == Lookup::Offline {
             return Err(Error::NotFound(format!(
-                "{name}@{version} in the local cache (offline); pull it once online first"
+                "{name}@{version} is not in the local cache (offline): pull it once online first"
             )));
         }
         // With the manifest, its signature (one small read, at the same time): later pulls
@@ -206,7 +217,7 @@ impl Vault {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => {
                 return Err(Error::NotFound(format!(
-                    "{name}@{version} on {}",
+                    "{name}@{version} not found on {}",
                     self.remote.name()
                 )));
             }
@@ -365,14 +376,31 @@ impl Vault {
         Ok(self.cache.snapshot_dir(&self.remote_id, &name, &v))
     }
 
-    /// Deletes a version's manifest. Its chunks stay until `gc` finds them unreferenced.
-    pub async fn rm(&self, name: &ModelName, version: &Version) -> Result<()> {
+    /// Deletes a version's manifest. Its chunks stay until `gc` finds them unreferenced. A
+    /// version an alias points at is refused ([`Error::Conflict`], naming the aliases) unless
+    /// `force`: removing it would leave the alias pointing at nothing.
+    pub async fn rm(&self, name: &ModelName, version: &Version, force: bool) -> Result<()> {
         let key = manifest_key(name, version);
         if self.remote.size_of(&key).await?.is_none() {
             return Err(Error::NotFound(format!(
-                "{name}@{version} on {}",
+                "{name}@{version} not found on {}",
                 self.remote.name()
             )));
+        }
+        if !force {
+            let aliases: Vec<String> = alias_list(self, name)
+                .await?
+                .into_iter()
+                .filter(|a| a.version.parse::<Version>().is_ok_and(|v| v == *version))
+                .map(|a| a.alias)
+                .collect();
+            if !aliases.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "{name}@{version} is the target of alias {}: move the alias first \
+                     (`mvault alias set`) or pass --force to remove it anyway",
+                    aliases.join(", ")
+                )));
+            }
         }
         self.remote.delete(&key).await?;
         // After the manifest, so a version never appears unsigned while it still exists; a

@@ -54,9 +54,18 @@ pub enum PushResult {
 
 /// Reads a `--metadata-file`: a JSON object (see [`merge_metadata`]).
 pub fn read_metadata_file(path: &Path) -> Result<Map<String, Value>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: format!("metadata file {}", path.display()),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+            Error::Input(format!("metadata file {} does not exist", path.display()))
+        }
+        std::io::ErrorKind::InvalidData => Error::Input(format!(
+            "metadata file {}: not UTF-8 text (expected a JSON object)",
+            path.display()
+        )),
+        _ => Error::Io {
+            path: format!("metadata file {}", path.display()),
+            source,
+        },
     })?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(obj)) => Ok(obj),
@@ -115,7 +124,14 @@ pub fn models_in_dir(dir: &Path) -> Result<Vec<(ModelName, PathBuf)>> {
         source,
     };
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io)? {
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Error::Input(format!(
+            "models directory {} does not exist or is not a directory",
+            dir.display()
+        )),
+        _ => io(e),
+    })?;
+    for e in entries {
         let e = e.map_err(io)?;
         let file_name = e.file_name();
         let Some(n) = file_name.to_str().filter(|n| !n.starts_with('.')) else {

@@ -345,12 +345,14 @@ impl Vault {
         Info::new(py, &m, aliases)
     }
 
-    /// Deletes `NAME@VERSION` (an exact version). Its chunks stay until `mvault gc`.
-    fn rm(&self, py: Python<'_>, r#ref: &str) -> PyResult<()> {
+    /// Deletes `NAME@VERSION` (an exact version). Its chunks stay until `mvault gc`. Raises
+    /// Conflict if an alias points at it, unless `force`.
+    #[pyo3(signature = (r#ref, *, force=false))]
+    fn rm(&self, py: Python<'_>, r#ref: &str, force: bool) -> PyResult<()> {
         let (name, version) = exact(r#ref)?;
         let v = &self.inner;
         run(py, None, move || async move {
-            v.rm(&name, &version).await.map_err(to_py_err)
+            v.rm(&name, &version, force).await.map_err(to_py_err)
         })
     }
 

@@ -107,7 +107,7 @@ def seed_s3(tmp_path, monkeypatch):
     # Earlier runs against the same server: start from an empty bucket.
     for name in v.list():
         for ver in v.versions(name):
-            v.rm(f"{name}@{ver}")
+            v.rm(f"{name}@{ver}", force=True)
     return v
 
 

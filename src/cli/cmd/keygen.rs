@@ -68,7 +68,7 @@ pub async fn signature(ctx: &Context, a: &SignatureArgs) -> Result<i32> {
     let verified = vault.check_signature(&name, &version).await?;
     let Some(bytes) = vault.signature(&name, &version, Lookup::Remote).await? else {
         return Err(crate::vault::Error::NotFound(format!(
-            "a signature of {name}@{version} on {} (it was pushed without --sign-key)",
+            "{name}@{version} on {} has no signature (it was pushed without --sign-key)",
             vault.remote().name()
         ))
         .into());

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<i32> {
         Command::List => models::list(ctx).await,
         Command::Versions { name } => models::versions(ctx, name).await,
         Command::Info { model } => models::info(ctx, model).await,
-        Command::Rm { model } => models::rm(ctx, model).await,
+        Command::Rm { model, force } => models::rm(ctx, model, *force).await,
         Command::Cache { action } => cache::cache(ctx, action),
         Command::Remotes => remotes::remotes(ctx),
         Command::Sync(a) => sync::sync(ctx, a).await,

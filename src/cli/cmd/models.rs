@@ -18,6 +18,9 @@ pub async fn list(ctx: &Context) -> Result<i32> {
     let mut rows = Vec::new();
     for n in &names {
         let vs = vault.remote().list_versions(n).await?;
+        if vs.is_empty() {
+            continue; // only aliases left (its versions removed with `rm --force`)
+        }
         let latest = Selector::Latest.pick(&vs).map(|v| v.to_string());
         rows.push((n, vs.len(), latest));
     }
@@ -186,11 +189,11 @@ fn signed_line(s: Option<&crate::vault::SignatureInfo>) -> String {
     }
 }
 
-pub async fn rm(ctx: &Context, model: &str) -> Result<i32> {
+pub async fn rm(ctx: &Context, model: &str, force: bool) -> Result<i32> {
     let (name, version) = exact_ref(model)?;
     let vault = ctx.vault()?;
     ctx.note_model(name.as_str(), Some(&version.to_string()));
-    vault.rm(&name, &version).await?;
+    vault.rm(&name, &version, force).await?;
     if ctx.json {
         output::json(&Removed {
             removed: format!("{name}@{version}"),

@@ -175,8 +175,9 @@ class Vault:
         """The next patch version after the latest release, ``1.0.0`` for a new model."""
     def info(self, ref: str) -> Info:
         """The metadata of ``ref``, with the aliases pointing at it."""
-    def rm(self, ref: str) -> None:
-        """Deletes ``NAME@VERSION``; chunks stay until gc."""
+    def rm(self, ref: str, *, force: bool = False) -> None:
+        """Deletes ``NAME@VERSION``; chunks stay until gc. Raises Conflict if an alias
+        points at it, unless ``force``."""
     def alias_set(self, ref: str, alias: str, *, force: bool = False) -> AliasChange:
         """Points ``alias`` at ``NAME@VERSION``; history is kept."""
     def aliases(self, name: str) -> List[AliasInfo]:
