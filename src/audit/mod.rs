@@ -80,6 +80,24 @@ pub struct Record {
     /// Error message, already scrubbed of secrets by the caller.
     #[serde(default)]
     pub error: Option<String>,
+    /// What the command did beyond model and version, in a few words (`alias prod -> 1.2.0
+    /// (was 1.1.0)`, `removed 1.0.0, 1.1.0`, `2 missing, 0 damaged`); absent when nothing
+    /// to add. Already scrubbed of secrets by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `m` cut to at most [`MAX_ERROR_LEN`] bytes (on a character boundary, `…` appended).
+fn cut(mut m: String) -> String {
+    if m.len() > MAX_ERROR_LEN {
+        let mut at = MAX_ERROR_LEN;
+        while !m.is_char_boundary(at) {
+            at -= 1;
+        }
+        m.truncate(at);
+        m.push('…');
+    }
+    m
 }
 
 impl Record {
@@ -98,6 +116,7 @@ impl Record {
             mb_per_s: 0.0,
             result: RESULT_OK.to_string(),
             error: None,
+            detail: None,
         }
     }
 
@@ -116,17 +135,13 @@ impl Record {
     /// Marks the record failed. `message` must already be free of secrets; it is cut to
     /// [`MAX_ERROR_LEN`] bytes.
     pub fn set_error(&mut self, message: impl std::fmt::Display) {
-        let mut m = message.to_string();
-        if m.len() > MAX_ERROR_LEN {
-            let mut cut = MAX_ERROR_LEN;
-            while !m.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            m.truncate(cut);
-            m.push('…');
-        }
         self.result = RESULT_ERROR.to_string();
-        self.error = Some(m);
+        self.error = Some(cut(message.to_string()));
+    }
+
+    /// Sets [`Record::detail`], cut to [`MAX_ERROR_LEN`] bytes like an error message.
+    pub fn set_detail(&mut self, detail: impl std::fmt::Display) {
+        self.detail = Some(cut(detail.to_string()));
     }
 
     pub fn is_ok(&self) -> bool {

@@ -8,13 +8,27 @@ use super::context::Notes;
 use super::output;
 use crate::audit::{AuditLog, Record};
 
-/// Writes the command's record. `error` must be the already scrubbed message.
-pub fn finish(log: &AuditLog, command: &str, started: Instant, notes: Notes, error: Option<&str>) {
+/// How a command ended, for its record.
+pub enum Outcome<'a> {
+    /// It failed with this (already scrubbed) message.
+    Failed(&'a str),
+    /// It ran to its end and exits with this code: a code other than 0 (`verify` found
+    /// damage, `usage` passed its cost alert) is recorded as a failure too.
+    Exited(i32),
+}
+
+/// Writes the command's record.
+pub fn finish(log: &AuditLog, command: &str, started: Instant, notes: Notes, end: Outcome<'_>) {
     let mut r = Record::new(command, notes.remote.as_deref().unwrap_or("-"));
     r.set_transfer(notes.bytes, started.elapsed());
     (r.model, r.version) = (notes.model, notes.version);
-    if let Some(e) = error {
-        r.set_error(output::scrub_message(e));
+    if let Some(d) = notes.detail {
+        r.set_detail(output::scrub_message(&d));
+    }
+    match end {
+        Outcome::Failed(e) => r.set_error(output::scrub_message(e)),
+        Outcome::Exited(0) => {}
+        Outcome::Exited(code) => r.set_error(format!("exit code {code}")),
     }
     log.append_or_warn(&r);
 }

@@ -41,6 +41,8 @@ pub struct Notes {
     pub version: Option<String>,
     /// Local (logical) bytes moved, over the whole command.
     pub bytes: u64,
+    /// What the command did, for the record's `detail` (see [`crate::audit::Record`]).
+    pub detail: Option<String>,
 }
 
 impl Context {
@@ -172,6 +174,12 @@ impl Context {
             n.model = Some(model.to_string());
             n.version = version.map(str::to_string);
         });
+    }
+
+    /// Notes what the command did (the last note wins).
+    pub fn note_detail(&self, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.note(|n| n.detail = Some(detail));
     }
 
     /// Adds local bytes moved.

@@ -33,6 +33,15 @@ pub struct FailureBody {
     pub message: String,
 }
 
+/// One failed push of several (`push --json` to several providers or models), a line beside
+/// the pushed ones: `{"model_name": ..., "remote": ..., "error": {...}}` as in [`Failure`].
+#[derive(Debug, Serialize)]
+pub struct PushFailed<'a> {
+    pub model_name: &'a str,
+    pub remote: &'a str,
+    pub error: FailureBody,
+}
+
 /// `pull --json`.
 #[derive(Debug, Serialize)]
 pub struct Pulled {

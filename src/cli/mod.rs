@@ -317,13 +317,12 @@ pub fn main() -> i32 {
         .map(|e| output::scrub_message(&one_line(e)));
     if let Some(ctx) = ctx.as_ref().filter(|_| command != "stats") {
         let notes = std::mem::take(&mut *ctx.notes.lock().expect("audit notes"));
-        audit_trail::finish(
-            &ctx.audit_log(),
-            command,
-            started,
-            notes,
-            message.as_deref(),
-        );
+        let end = match (&result, &message) {
+            (_, Some(m)) => audit_trail::Outcome::Failed(m),
+            (Ok(code), None) => audit_trail::Outcome::Exited(*code),
+            (Err(_), None) => unreachable!("an error has a message"),
+        };
+        audit_trail::finish(&ctx.audit_log(), command, started, notes, end);
     }
     match result {
         Ok(code) => code,

@@ -166,6 +166,11 @@ impl Config {
                 (Some(p), true) => format!(" in {} (it defines no providers)", p.display()),
                 (Some(p), false) => format!(" in {} (known: {})", p.display(), known.join(", ")),
             };
+            let detail = if name.contains(',') {
+                format!("{detail}; only push takes several providers (-r a,b)")
+            } else {
+                detail
+            };
             let name = name.to_string();
             return Err(Error::UnknownProvider { name, detail });
         };

@@ -701,6 +701,26 @@ impl RemoteSpec {
         if let Some(v) = self.opt("credential_path") {
             b = b.credential_path(v);
         }
+        // A key file that cannot be read is named here: OpenDAL's signer only says that it
+        // found no credential, and the remedy it leads to is the setting already made.
+        let key_file = match self.opt("credential_path") {
+            Some(v) => Some((v.to_string(), "the credential_path option")),
+            None if self.opt("credential").is_none()
+                && emulator.is_none()
+                && self.opt("anonymous") != Some("true") =>
+            {
+                env_any(&["GOOGLE_APPLICATION_CREDENTIALS"])
+                    .map(|v| (v, "GOOGLE_APPLICATION_CREDENTIALS"))
+            }
+            None => None,
+        };
+        if let Some((path, from)) = key_file
+            && let Err(e) = std::fs::File::open(&path)
+        {
+            return Err(self.invalid(&format!(
+                "the GCS key file {path} ({from}) cannot be read: {e}"
+            )));
+        }
         let op = self.finish(b)?;
         match self.sse()? {
             Sse::None => Ok(op),

@@ -161,7 +161,7 @@ impl Error {
                  default 30s)"
                     .to_string()
             }
-            _ => first_line(e.message()),
+            _ => store_reason(&e),
         };
         if kind == ErrorKind::Unavailable || kind == ErrorKind::Other {
             // The root of the transport error chain says *why* a connection failed
@@ -352,6 +352,40 @@ async fn read_range_of(
     Ok(crate::buffers::into_bytes(out))
 }
 
+/// What the store said, as one line: OpenDAL's message, with a service's error document
+/// shown as `Code: message` rather than its Rust form (`S3Error { code: "InternalError",
+/// message: "boom", .. }`), and the HTTP status when there is no message (an error answer to
+/// a HEAD has no body).
+fn store_reason(e: &opendal::Error) -> String {
+    let message = e.message();
+    let field = |name: &str| {
+        let start = message.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = message[start..].find('"')?;
+        Some(&message[start..start + len]).filter(|v| !v.is_empty())
+    };
+    if message.contains("Error {") {
+        match (field("code"), field("message")) {
+            (Some(code), Some(text)) => return first_line(&format!("{code}: {text}")),
+            (Some(one), None) | (None, Some(one)) => return first_line(one),
+            (None, None) => {}
+        }
+    }
+    if message.trim().is_empty() {
+        let text = e.to_string();
+        if let Some(at) = text.find("status: ") {
+            let code: String = text[at + 8..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if !code.is_empty() {
+                return format!("HTTP {code} with no error message");
+            }
+        }
+        return "the store answered with an error and no message".to_string();
+    }
+    first_line(message)
+}
+
 /// The first line of an error text, at most 300 characters, with URL query strings removed
 /// (they may carry signatures or SAS tokens).
 fn first_line(s: &str) -> String {
@@ -537,7 +571,7 @@ impl Remote {
                     let mut err =
                         Error::from_dal((&self.name, self.op.info().scheme()), op, path, e);
                     if !err.is_retryable() || attempt >= self.retry.max_attempts {
-                        if err.is_retryable() {
+                        if err.is_retryable() && attempt > 1 {
                             err.message = format!("{} (after {attempt} attempts)", err.message);
                         }
                         return Err(err);
@@ -1060,5 +1094,27 @@ impl Remote {
             .collect();
         vs.sort();
         Ok(vs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_reasons_read_as_sentences() {
+        let e = |m: &str| opendal::Error::new(opendal::ErrorKind::Unexpected, m);
+        let s3 =
+            r#"S3Error { code: "InternalError", message: "boom", resource: "", request_id: "" }"#;
+        assert_eq!(store_reason(&e(s3)), "InternalError: boom");
+        assert_eq!(
+            store_reason(&e(
+                r#"S3Error { code: "SlowDown", message: "", resource: "" }"#
+            )),
+            "SlowDown"
+        );
+        let head = e("").with_context("response", "Parts { status: 500, version: HTTP/1.1 }");
+        assert_eq!(store_reason(&head), "HTTP 500 with no error message");
+        assert_eq!(store_reason(&e("plain text\nmore")), "plain text");
     }
 }

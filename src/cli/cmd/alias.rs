@@ -41,7 +41,9 @@ pub async fn alias(ctx: &Context, action: &AliasAction) -> Result<i32> {
         } => {
             let (name, version) = exact_ref(model)?;
             let alias: Alias = alias.parse()?;
+            ctx.note_model(name.as_str(), Some(&version.to_string()));
             let change = vault::alias_set(&vault, &name, &version, &alias, *force).await?;
+            ctx.note_detail(alias_detail(&alias, &change));
             warn_skipped(&change.skipped);
             if ctx.json {
                 output::json(&moved(&name, &alias, change))?;
@@ -78,6 +80,14 @@ pub async fn alias(ctx: &Context, action: &AliasAction) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// An alias move for the audit record: `alias prod -> 1.2.0 (was 1.1.0)`.
+fn alias_detail(alias: &Alias, change: &vault::AliasChange) -> String {
+    match &change.from {
+        Some(from) => format!("alias {alias} -> {} (was {from})", change.to),
+        None => format!("alias {alias} -> {}", change.to),
+    }
+}
+
 /// Warns on stderr about damaged alias revisions a `--force` wrote past.
 fn warn_skipped(skipped: &[String]) {
     for s in skipped {
@@ -90,7 +100,10 @@ pub async fn rollback(ctx: &Context, name: &str, alias: &str, force: bool) -> Re
     let vault = ctx.vault()?;
     let name: ModelName = name.parse()?;
     let alias: Alias = alias.parse()?;
+    ctx.note_model(name.as_str(), None);
     let change = vault::rollback(&vault, &name, &alias, force).await?;
+    ctx.note_model(name.as_str(), Some(&change.to.to_string()));
+    ctx.note_detail(alias_detail(&alias, &change));
     warn_skipped(&change.skipped);
     if ctx.json {
         output::json(&moved(&name, &alias, change))?;

@@ -80,9 +80,22 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
         seed: a.seed.unwrap_or_else(|| fastrand::u64(..)),
     });
     let (name, version) = vault.verify_selection(model).await?;
+    if let Some(n) = &name {
+        ctx.note_model(
+            n.as_str(),
+            version.as_ref().map(|v| v.to_string()).as_deref(),
+        );
+    }
     let vault = vault.with_trusted_keys(ctx.trusted_keys(&a.trust)?);
     check_signatures(&vault, name.as_ref(), version.as_ref()).await?;
     let report = lifecycle::verify(&vault, name.as_ref(), version.as_ref(), sample).await?;
+    ctx.note_detail(format!(
+        "{} versions, {} chunks checked: {} missing, {} damaged",
+        report.versions_checked,
+        report.chunks_checked,
+        report.missing.len(),
+        report.damaged.len()
+    ));
     if ctx.json {
         output::json(&report)?;
     } else {
@@ -162,6 +175,13 @@ pub async fn gc(ctx: &Context, a: &GcArgs) -> Result<i32> {
     let vault = ctx.vault()?.with_jobs(ctx.jobs(a.scan.jobs)?);
     let (dry_run, grace) = (a.dry_run, &a.grace);
     let report = lifecycle::gc(&vault, &gc_options(grace, dry_run, a.force)?).await?;
+    ctx.note_detail(format!(
+        "{} {} chunks, recorded {}{}",
+        if dry_run { "would delete" } else { "deleted" },
+        report.deleted,
+        report.chunks_recorded,
+        if dry_run { " (dry run)" } else { "" }
+    ));
     if ctx.json {
         output::json(&report)?;
     } else {
@@ -194,9 +214,12 @@ pub async fn prune(ctx: &Context, a: &PruneArgs) -> Result<i32> {
     let name: ModelName = a.name.parse()?;
     let opts = gc_options(&a.grace, dry_run, a.force)?;
     opts.validate()?;
+    ctx.note_model(name.as_str(), None);
     let removed = lifecycle::prune(&vault, &name, keep, dry_run).await?;
-    let gc = lifecycle::gc(&vault, &opts).await?;
     let removed: Vec<String> = removed.iter().map(|v| v.to_string()).collect();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    ctx.note_detail(format!("{verb} {}", removed.join(", ")));
+    let gc = lifecycle::gc(&vault, &opts).await?;
     if ctx.json {
         output::json(&Pruned { removed, gc })?;
     } else {

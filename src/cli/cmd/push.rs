@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::chunk::ChunkParams;
 use crate::cli::context::Context;
-use crate::cli::output;
 use crate::cli::{TransferArgs, UsageError, code_of, exit};
+use crate::cli::{json, output};
 use crate::transfer::PushRequest;
 use crate::util::human_bytes;
 use crate::vault::{self, PushOutcome, PushResult, Vault};
@@ -144,16 +144,28 @@ pub async fn push(ctx: &Context, a: &PushArgs) -> Result<i32> {
             error, category, ..
         } = &mut o.result
         {
-            *error = output::scrub_message(error);
+            let message = output::scrub_message(error);
             eprintln!(
                 "mvault: {} on {}: {}",
                 o.model_name,
                 o.remote,
-                output::terminal_safe(error)
+                output::terminal_safe(&message)
             );
-            failure = failure.or(Some(code_of(Some(*category))));
-        }
-        if ctx.json {
+            let exit_code = code_of(Some(*category));
+            failure = failure.or(Some(exit_code));
+            if ctx.json {
+                // The documented failure document, beside the model and remote it is for.
+                output::json_line(&json::PushFailed {
+                    model_name: &o.model_name,
+                    remote: &o.remote,
+                    error: json::FailureBody {
+                        category: Some(*category),
+                        exit_code,
+                        message,
+                    },
+                })?;
+            }
+        } else if ctx.json {
             output::json_line(&o)?;
         }
     }

@@ -1,6 +1,6 @@
 //! `mvault stats`: a summary of the audit log.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 
 use crate::cli::audit_table;
@@ -31,7 +31,8 @@ pub fn stats(ctx: &Context, a: &StatsArgs) -> Result<i32> {
     let records = log.read_since(since)?;
     let stats = crate::audit::summarize(&records);
     if let Some(path) = &a.metrics_file {
-        crate::audit::write_metrics_file(path, &stats)?;
+        crate::audit::write_metrics_file(path, &stats)
+            .with_context(|| format!("metrics file {}", path.display()))?;
     }
     if ctx.json {
         output::json(&stats)?;

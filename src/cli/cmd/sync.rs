@@ -62,6 +62,18 @@ pub async fn sync(ctx: &Context, a: &SyncArgs) -> Result<i32> {
     )
     .await?;
     ctx.note_bytes(report.summary.bytes_local);
+    if let Some(r) = &r {
+        ctx.note_model(r.name.as_str(), None);
+    }
+    ctx.note_detail(format!(
+        "to {}: copied {}",
+        to.remote().name(),
+        if report.copied.is_empty() {
+            "nothing".to_string()
+        } else {
+            report.copied.join(", ")
+        }
+    ));
     if ctx.json {
         output::json(&report)?;
     } else {
