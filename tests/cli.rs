@@ -477,3 +477,86 @@ fn progress_is_readable_off_a_terminal_and_as_json_lines() {
     let quiet = ["-q", "pull", "m@1.0.0", "--to", s(&out2)];
     assert_eq!(stderr_of(&quiet), "", "-q prints nothing on stderr");
 }
+
+/// Review fixes of 2026-12-07: usage errors are exit 2 with `--json`'s failure document even
+/// when the parser finds them; a missing push input is a usage error naming it; `rm` refuses
+/// an aliased version unless `--force`, and a pull through the then dangling alias says so;
+/// the audit log records what alias and verify did, and a verify that exits 5 as a failure;
+/// `--help` never shows a secret from the environment, and logs carry no colour codes.
+#[test]
+fn review_fixes_usage_errors_aliased_rm_and_audit_details() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    write_file(&src.join("w.bin"), &noise(7, 100_000));
+    let dir = src.to_str().unwrap();
+
+    let out = env.run(&["--json", "push", dir, "--version", "1.0.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("failure document");
+    assert_eq!(j["error"]["category"], "usage", "{j}");
+    assert!(
+        j["error"]["message"].as_str().unwrap().contains("--name"),
+        "{j}"
+    );
+    let missing = env.path("nope");
+    let e = env.fails(
+        2,
+        &[
+            "push",
+            missing.to_str().unwrap(),
+            "--name",
+            "a",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(e.contains("does not exist"), "{e}");
+
+    env.ok(&["push", dir, "--name", "a", "--version", "1.0.0", "-q"]);
+    env.ok(&["alias", "set", "a@1.0.0", "prod"]);
+    let e = env.fails(4, &["rm", "a@1.0.0"]);
+    assert!(e.contains("alias prod") && e.contains("--force"), "{e}");
+    env.ok(&["info", "a@1.0.0"]);
+    env.ok(&["rm", "a@1.0.0", "--force"]);
+    // (From a cache that never held it: a cached manifest is still that version's.)
+    let out = env.path("out");
+    let e = env.fails_in("c2", 3, &["pull", "a@prod", "--to", out.to_str().unwrap()]);
+    assert!(e.contains("points at 1.0.0, which was removed"), "{e}");
+
+    env.ok(&["push", dir, "--name", "a", "--version", "2.0.0", "-q"]);
+    env.ok(&["alias", "set", "a@2.0.0", "prod"]);
+    let manifest = env.path("vault/models/a/versions/3.0.0.json");
+    write_file(&manifest, b"{\"format\": 2}");
+    env.fails(5, &["verify"]);
+    let log = std::fs::read_to_string(env.path("data/mvault/logs/audit.jsonl")).expect("audit");
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    let alias = records
+        .iter()
+        .rev()
+        .find(|r| r["command"] == "alias")
+        .expect("alias record");
+    assert_eq!(alias["model"], "a", "{alias}");
+    assert_eq!(alias["version"], "2.0.0", "{alias}");
+    assert_eq!(
+        alias["detail"], "alias prod -> 2.0.0 (was 1.0.0)",
+        "{alias}"
+    );
+    let verify = records.last().unwrap();
+    assert_eq!(verify["command"], "verify", "{verify}");
+    assert_eq!(verify["result"], "error", "{verify}");
+
+    let mut c = env.cmd();
+    c.env("MVAULT_REMOTE", "s3://b/p?secret_key=HELPLEAKSECRET")
+        .args(["list", "--help"]);
+    let help = c.output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("HELPLEAK"));
+    let out = env.run(&["-vv", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG") && !stderr.contains("\\x1b"),
+        "{stderr}"
+    );
+}
