@@ -717,7 +717,7 @@ impl RemoteSpec {
         if let Some((path, from)) = key_file
             && let Err(e) = std::fs::File::open(&path)
         {
-            return Err(self.invalid(&format!(
+            return Err(self.invalid(format!(
                 "the GCS key file {path} ({from}) cannot be read: {e}"
             )));
         }
