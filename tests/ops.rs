@@ -1012,7 +1012,9 @@ fn alias_lifecycle(b: Backend) {
     }
     // A removed target cannot be rolled back to.
     env.ok(&["alias", "set", "m@3.0.0", "staging"]);
-    env.ok(&["rm", "m@1.0.0"]);
+    // rm refuses a version an alias points at (production: 1.0.0) unless forced.
+    env.fails(4, &["rm", "m@1.0.0"]);
+    env.ok(&["rm", "m@1.0.0", "--force"]);
     env.fails(3, &["rollback", "m", "staging"]);
 }
 
