@@ -317,10 +317,9 @@ pub fn main() -> i32 {
         .map(|e| output::scrub_message(&one_line(e)));
     if let Some(ctx) = ctx.as_ref().filter(|_| command != "stats") {
         let notes = std::mem::take(&mut *ctx.notes.lock().expect("audit notes"));
-        let end = match (&result, &message) {
-            (_, Some(m)) => audit_trail::Outcome::Failed(m),
-            (Ok(code), None) => audit_trail::Outcome::Exited(*code),
-            (Err(_), None) => unreachable!("an error has a message"),
+        let end = match &result {
+            Ok(code) => audit_trail::Outcome::Exited(*code),
+            Err(_) => audit_trail::Outcome::Failed(message.as_deref().unwrap_or_default()),
         };
         audit_trail::finish(&ctx.audit_log(), command, started, notes, end);
     }
