@@ -180,7 +180,7 @@ fn pages_and_api(env: &Env, secrets: &[&str]) {
         "<svg",
         "<td>pull</td>",
         "<td>push</td>",
-        "bert@9.9.9 on ",
+        "bert@9.9.9 not found on ",
     ] {
         assert!(transfers.body.contains(want), "transfers page lacks {want}");
     }
