@@ -527,7 +527,11 @@ fn review_fixes_usage_errors_aliased_rm_and_audit_details() {
     env.ok(&["alias", "set", "a@2.0.0", "prod"]);
     let manifest = env.path("vault/models/a/versions/3.0.0.json");
     write_file(&manifest, b"{\"format\": 2}");
-    env.fails(5, &["verify"]);
+    let e = env.fails(5, &["verify"]);
+    assert!(
+        e.contains("a@3.0.0: manifest unreadable") && e.contains("1 manifests unreadable"),
+        "{e}"
+    );
     let log = std::fs::read_to_string(env.path("data/mvault/logs/audit.jsonl")).expect("audit");
     let records: Vec<serde_json::Value> = log
         .lines()

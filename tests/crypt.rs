@@ -277,6 +277,9 @@ fn fs_missing_wrong_key_and_plaintext_push_refused_writing_nothing() {
     assert!(err.contains("--sign-key on an encrypted vault"), "{err}");
     env.fails(2, &["verify"]);
     env.fails(2, &["gc", "--force", "--grace", "0s"]);
+    env.fails(2, &["versions", "m"]);
+    // Keys only: no key needed.
+    assert!(env.ok(&["list"]).contains('m'));
     assert_eq!(objects(&env), before, "a refused command changed the vault");
     // Through the config file and the environment variable too.
     let cfg = env.path("mvault.yaml");

@@ -427,10 +427,13 @@ async fn mark(vault: &Vault, seen: &mut HashSet<String>) -> Result<HashSet<Obj>>
     Ok(marked)
 }
 
-/// Removes all but the newest `keep` versions of `name` (semver order), never a version an
-/// alias currently points at. Returns the versions removed (with `dry_run`: that would be),
-/// ascending. Chunks are reclaimed by a later [`gc`]. Aliases are read again just before
-/// deleting, so a version aliased meanwhile is spared.
+/// Removes the versions of `name` older than its newest `keep` releases (semver order),
+/// never a version an alias currently points at. Pre-releases are not counted: one newer than
+/// the oldest release kept stays (a `2.0.0-rc.1` never pushes out the `1.4.0` that `latest`
+/// means), one older goes. A model with no release counts its pre-releases instead. Returns
+/// the versions removed (with `dry_run`: that would be), ascending. Chunks are reclaimed by a
+/// later [`gc`]. Aliases are read again just before deleting, so a version aliased meanwhile
+/// is spared.
 pub async fn prune(
     vault: &Vault,
     name: &ModelName,
@@ -438,7 +441,7 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<Vec<Version>> {
     let versions = vault.versions(name).await?;
-    let old = versions.len().saturating_sub(keep);
+    let old = prune_cut(&versions, keep);
     let aliased = aliased_versions(vault, name).await?;
     let mut doomed: Vec<Version> = versions[..old]
         .iter()
@@ -461,9 +464,41 @@ pub async fn prune(
     Ok(doomed)
 }
 
+/// How many of `versions` (ascending) are older than the newest `keep` releases: the index
+/// of the oldest release kept (0 when there are at most `keep` releases). Without releases,
+/// pre-releases are counted as releases would be.
+fn prune_cut(versions: &[Version], keep: usize) -> usize {
+    let releases: Vec<usize> = (0..versions.len())
+        .filter(|&i| !versions[i].is_prerelease())
+        .collect();
+    if releases.is_empty() {
+        return versions.len().saturating_sub(keep);
+    }
+    match keep {
+        0 => versions.len(),
+        k if k >= releases.len() => 0,
+        k => releases[releases.len() - k],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_counts_releases_and_keeps_newer_prereleases() {
+        let vs = |l: &[&str]| -> Vec<Version> { l.iter().map(|s| s.parse().unwrap()).collect() };
+        let v = vs(&["1.0.0", "1.1.0-rc.1", "1.1.0", "1.2.0", "2.0.0-rc.1", "2.0.0-rc.2"]);
+        assert_eq!(prune_cut(&v, 1), 3, "1.2.0 and the rcs after it stay");
+        assert_eq!(prune_cut(&v, 2), 2, "1.1.0 is the oldest kept");
+        assert_eq!(prune_cut(&v, 3), 0);
+        assert_eq!(prune_cut(&v, 9), 0);
+        assert_eq!(prune_cut(&v, 0), v.len());
+        let pre = vs(&["1.0.0-a", "1.0.0-b", "1.0.0-c"]);
+        assert_eq!(prune_cut(&pre, 2), 1);
+        assert_eq!(prune_cut(&pre, 5), 0);
+        assert_eq!(prune_cut(&[], 1), 0);
+    }
 
     #[test]
     fn times_without_a_fraction_compare_in_whole_seconds() {

@@ -55,7 +55,7 @@ pub struct GcArgs {
 pub struct PruneArgs {
     /// Model name.
     pub name: String,
-    /// Versions to keep.
+    /// Releases to keep (newest first); pre-releases newer than the oldest one kept stay too.
     #[arg(long)]
     pub keep: usize,
     /// Show what would be removed; remove nothing.
@@ -89,8 +89,12 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
     let vault = vault.with_trusted_keys(ctx.trusted_keys(&a.trust)?);
     check_signatures(&vault, name.as_ref(), version.as_ref()).await?;
     let report = lifecycle::verify(&vault, name.as_ref(), version.as_ref(), sample).await?;
+    let manifests = match report.bad_manifests.len() {
+        0 => String::new(),
+        n => format!(", {n} manifests unreadable"),
+    };
     ctx.note_detail(format!(
-        "{} versions, {} chunks checked: {} missing, {} damaged",
+        "{} versions, {} chunks checked: {} missing, {} damaged{manifests}",
         report.versions_checked,
         report.chunks_checked,
         report.missing.len(),
@@ -109,12 +113,16 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
                 users.join(", ")
             );
         }
+        for p in &report.bad_manifests {
+            eprintln!("{}: manifest unreadable: {}", p.version, p.detail);
+        }
         let seed = report
             .seed
             .map(|s| format!(" (sample seed {s})"))
             .unwrap_or_default();
         ctx.info(&format!(
-            "verified {} versions: {} of {} chunks checked ({}){seed}, {} missing, {} damaged",
+            "verified {} versions: {} of {} chunks checked ({}){seed}, {} missing, {} \
+             damaged{manifests}",
             report.versions_checked,
             report.chunks_checked,
             report.chunks_referenced,
