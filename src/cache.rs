@@ -15,10 +15,16 @@
 //! Invariants: a file appears under `blobs/` only by an atomic rename after its digest was
 //! checked, so a killed process leaves at most garbage in `tmp/`; whoever assembles a blob
 //! holds its lock, so concurrent pullers download each file once.
+//!
+//! The cache is untrusted like the remote: blobs, manifests and signatures are read without
+//! following symlinks, only when regular files, and documents at most
+//! [`crate::remote::MAX_DOCUMENT_BYTES`] long ([`read_document`]); anything else counts as
+//! absent.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::chunk::Digest;
@@ -98,9 +104,10 @@ impl Cache {
         self.sharded("blobs", d, "")
     }
 
-    /// True when a blob of that digest and size is present.
+    /// True when a blob of that digest and size is present: a regular file (not a symlink
+    /// to one) of that size.
     pub fn has_blob(&self, d: &Digest, size: u64) -> bool {
-        fs::metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
+        fs::symlink_metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
     /// A fresh temporary path under `tmp/`, unique to this process and call.
@@ -136,9 +143,19 @@ impl Cache {
         Ok(dest)
     }
 
-    /// Removes a blob found to be damaged.
+    /// Removes whatever is at a blob's path (a damaged blob, a symlink, a directory: never
+    /// followed). Call only while holding the blob's exclusive lock.
     pub fn discard_blob(&self, d: &Digest) {
-        let _ = fs::remove_file(self.blob_path(d));
+        let path = self.blob_path(d);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let _ = fs::remove_dir_all(&path);
+            }
+            Ok(_) => {
+                let _ = fs::remove_file(&path);
+            }
+            Err(_) => {}
+        }
     }
 
     /// Blocks until this process holds a shared lock on blob `d`: while held, `prune` does
@@ -186,7 +203,7 @@ impl Cache {
         name: &ModelName,
         version: &Version,
     ) -> Option<Manifest> {
-        let bytes = fs::read(self.manifest_path(remote_id, name, version)).ok()?;
+        let bytes = read_document(&self.manifest_path(remote_id, name, version))?;
         let m = Manifest::from_json(&bytes).ok()?;
         m.expect_identity(name, version).ok()?;
         Some(m)
@@ -203,14 +220,7 @@ impl Cache {
         let path = self
             .manifest_path(remote_id, name, version)
             .with_extension("sig");
-        let file = File::open(path).ok()?;
-        let mut buf = Vec::new();
-        io::Read::read_to_end(
-            &mut io::Read::take(file, crate::remote::MAX_DOCUMENT_BYTES),
-            &mut buf,
-        )
-        .ok()?;
-        Some(buf)
+        read_document(&path)
     }
 
     /// Stores a version's signature object beside its cached manifest (atomically).
@@ -261,7 +271,9 @@ impl Cache {
         let Ok(name) = m.model_name.parse::<ModelName>() else {
             return Ok(()); // save_manifest reports it
         };
-        if self.manifest_path(remote_id, &name, version).is_file() {
+        if fs::symlink_metadata(self.manifest_path(remote_id, &name, version))
+            .is_ok_and(|m| m.is_file())
+        {
             return Ok(());
         }
         self.save_manifest(remote_id, m, version)
@@ -291,9 +303,7 @@ impl Cache {
     pub fn chunk_index(&self, wanted: &HashSet<Digest>) -> HashMap<Digest, LocalChunk> {
         let mut found = HashMap::new();
         for path in walk_files(&self.root.join("manifests")) {
-            let Some(m) = fs::read(&path)
-                .ok()
-                .and_then(|b| Manifest::from_json(&b).ok())
+            let Some(m) = read_document(&path).and_then(|b| Manifest::from_json(&b).ok())
             else {
                 continue;
             };
@@ -318,6 +328,43 @@ impl Cache {
         }
         found
     }
+}
+
+/// The regular file at `path` in the cache, read whole if at most
+/// [`crate::remote::MAX_DOCUMENT_BYTES`] long: opened with `O_NOFOLLOW | O_NONBLOCK` (a
+/// symlink or FIFO never hangs the read or leads out of the cache) and checked with `fstat`.
+/// Anything else is absent (`None`), and an entry that is not a regular file is discarded so
+/// that a fresh copy can take its place.
+fn read_document(path: &Path) -> Option<Vec<u8>> {
+    let limit = crate::remote::MAX_DOCUMENT_BYTES;
+    let discard = || {
+        if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+            let _ = fs::remove_file(path);
+        }
+    };
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            discard(); // a symlink
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        discard();
+        return None;
+    }
+    if meta.len() > limit {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut buf).ok()?;
+    (buf.len() as u64 <= limit).then_some(buf)
 }
 
 /// Opens (creating it and its directory if needed) a file used only for advisory locks.
@@ -438,8 +485,15 @@ impl Cache {
         let path = self.pin_path(remote_id, name.as_str(), &version.canonical());
         let file = open_lock_file(&path).map_err(at(&path))?;
         file.lock_shared().map_err(at(&path))?;
+        // Touched through the fd of what is checked to be a regular file: a FIFO does not
+        // block the open, a symlink is not followed out of the cache.
         let manifest = self.manifest_path(remote_id, name, version);
-        if let Ok(f) = File::options().write(true).open(&manifest) {
+        if let Ok(f) = File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&manifest)
+            && f.metadata().is_ok_and(|m| m.is_file())
+        {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
         Ok(Pin { _file: file })
@@ -450,8 +504,8 @@ impl Cache {
         let mut out: Vec<CachedVersion> = walk_files(&self.root.join("manifests"))
             .into_iter()
             .filter_map(|path| {
-                let meta = fs::metadata(&path).ok()?;
-                let m = Manifest::from_json(&fs::read(&path).ok()?).ok()?;
+                let meta = fs::symlink_metadata(&path).ok()?;
+                let m = Manifest::from_json(&read_document(&path)?).ok()?;
                 let remote_id = path.parent()?.parent()?.file_name()?.to_str()?.to_string();
                 let cached_bytes = m
                     .files

@@ -192,24 +192,6 @@ pub struct Summary {
     pub mb_per_s: f64,
 }
 
-/// Writes a version's signature object into a pull target as `.mvault/<model>.sig` (what
-/// `model_signing verify key DIR --signature DIR/.mvault/<model>.sig` reads), or removes a
-/// stale one of an earlier pull when the version has none. `.mvault` is reached as the state
-/// record is (never through a symlink).
-pub fn place_signature(
-    target: &std::path::Path,
-    model: &crate::version::ModelName,
-    signature: Option<&[u8]>,
-) -> Result<()> {
-    let dir = target::TargetDir::open(target)?;
-    let file = format!("{model}.sig");
-    match signature {
-        Some(bytes) => dir.write_record(&file, bytes)?,
-        None => dir.remove_record(&file)?,
-    }
-    Ok(())
-}
-
 /// Runs CPU-bound `f` on the blocking pool.
 pub(crate) async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)

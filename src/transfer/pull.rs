@@ -21,7 +21,15 @@
 //!    delete it underneath.
 //!
 //! A file in the target that no earlier pull of this model wrote (a user's file) is never
-//! overwritten unless its content already matches or the caller passes `force`.
+//! overwritten unless its content already matches or the caller passes `force`. Whatever
+//! would keep the new version from being placed (a foreign entry in a directory that must
+//! become a file, a symlink or foreign file where a directory must be) is refused in the
+//! plan, before anything is downloaded, deleted or placed.
+//!
+//! The whole pull, from reading the state record to writing it and the signature, holds the
+//! target's exclusive lock ([`TargetDir::lock`]): a second pull into the same target waits.
+//! Holding it, the pull removes the temporary files a killed pull left in the directories it
+//! places into.
 //!
 //! A state record in `<target>/.mvault/<name>.json` (sizes and mtimes of what was
 //! materialized) makes the next warm pull a handful of `stat` calls. The record is
@@ -43,7 +51,7 @@ use tokio::sync::Semaphore;
 
 use super::engine::Limiter;
 pub use super::target::LinkMode;
-use super::target::{self, Entry, TargetDir};
+use super::target::{self, Entry, Record, TargetDir};
 use super::{Error, FileProgress, Result, Stats, Summary, TransferOptions, cpu};
 use crate::cache::{Cache, LocalChunk};
 use crate::chunk::{self, Digest, tree};
@@ -115,15 +123,17 @@ fn record_name(model: &str) -> String {
 /// manifest could not hold (`../x`, absolute, under `.mvault`, repeated) are dropped, with a
 /// warning; files are then checked by content.
 fn read_state(dir: &TargetDir, model: &str) -> Result<Option<TargetState>> {
-    let Some(bytes) = dir.read_record(&record_name(model))? else {
-        return Ok(None);
-    };
     let warn = |what: &str| {
         tracing::warn!(
             "{}: state record .mvault/{} {what} (files are checked by content)",
             dir.root().display(),
             record_name(model)
         )
+    };
+    let bytes = match dir.read_record(&record_name(model))? {
+        Record::Absent => return Ok(None),
+        Record::Unusable => Vec::new(), // a symlink or special file: damaged
+        Record::Bytes(b) => b,
     };
     let Some(mut state) = serde_json::from_slice::<TargetState>(&bytes)
         .ok()
@@ -188,19 +198,23 @@ enum Plan {
     Place,
 }
 
-/// Pulls a version into `req.target`. `remote` is `None` offline: everything must then come
-/// from the cache.
+/// Pulls a version into `req.target`, and writes its signature object there as
+/// `.mvault/<model>.sig` (or removes a stale one when `signature` is `None`), all under the
+/// target's lock. `remote` is `None` offline: everything must then come from the cache.
 pub async fn pull(
     remote: Option<&Remote>,
     cache: &Cache,
     req: &PullRequest,
     opts: &TransferOptions,
+    signature: Option<&[u8]>,
 ) -> Result<PullOutcome> {
     let started = Instant::now();
     let m = &req.manifest;
     m.validate()?;
     let target = &req.target;
     let dir = Arc::new(TargetDir::open(target)?);
+    let d = dir.clone();
+    let _lock = cpu(move || d.lock()).await?;
     let previous = read_state(&dir, &m.model_name)?;
     let recorded: HashMap<&str, &FileState> = previous
         .iter()
@@ -209,15 +223,7 @@ pub async fn pull(
         .collect();
 
     let plans: Vec<Plan> = futures::stream::iter(&m.files)
-        .map(|f| {
-            plan_file(
-                &dir,
-                f,
-                recorded.get(f.path.as_str()).copied(),
-                previous.as_ref(),
-                req,
-            )
-        })
+        .map(|f| plan_file(&dir, f, &recorded, req))
         .buffered(FILES_AT_ONCE)
         .try_collect()
         .await?;
@@ -270,8 +276,17 @@ pub async fn pull(
         .flatten()
         .collect();
 
-    // Phase 2: clear what the previous version had and this one lacks, then place.
+    // Phase 2: sweep what a killed pull left, clear what the previous version had and this
+    // one lacks, then place.
     let warm = todo.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
+    if !todo.is_empty() {
+        let dirs: HashSet<Option<&str>> = std::iter::once(Some(manifest::RESERVED_SEGMENT))
+            .chain(m.files.iter().map(|f| f.path.rsplit_once('/').map(|(d, _)| d)))
+            .collect();
+        for d in dirs {
+            dir.remove_stale_temps(d)?;
+        }
+    }
     if let Some(prev) = &previous {
         let keep: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
         for f in prev
@@ -304,6 +319,7 @@ pub async fn pull(
         let name = record_name(&m.model_name);
         cpu(move || d.write_record(&name, &json)).await?;
     }
+    place_signature(&dir, &m.model_name, signature)?;
     let retries = remote.map_or(0, Remote::retries);
     Ok(PullOutcome {
         target: target.clone(),
@@ -311,25 +327,52 @@ pub async fn pull(
     })
 }
 
+/// Writes a version's signature object into the target as `.mvault/<model>.sig` (what
+/// `model_signing verify key DIR --signature DIR/.mvault/<model>.sig` reads), or removes a
+/// stale one of an earlier pull when the version has none. `.mvault` is reached as the state
+/// record is (never through a symlink).
+fn place_signature(dir: &TargetDir, model: &str, signature: Option<&[u8]>) -> Result<()> {
+    let file = format!("{model}.sig");
+    match signature {
+        Some(bytes) => dir.write_record(&file, bytes)?,
+        None => dir.remove_record(&file)?,
+    }
+    Ok(())
+}
+
 /// Decides what to do with `f`'s path in the target: keep what is there when it provably
 /// is `f` (recorded size and mtime, or, with `verify` or without a record, the same
-/// content), else place the blob. Refuses, before anything is downloaded, to replace a
-/// file or symlink that no earlier pull of this model wrote (unless `force`), or a
-/// directory that is not the previous version's.
+/// content), else place the blob. `recorded` is the previous pull's record by path.
+/// Refuses, before anything is downloaded, deleted or placed, whatever placing `f` would
+/// then fail on or destroy: a file or symlink that no earlier pull of this model wrote
+/// (unless `force`: exit 4, or 2 for a symlink or special file); a directory unless it
+/// holds only unchanged files of the previous version (phase 2 deletes those and so the
+/// directory); a symlink or non-directory where `f` needs a directory, unless it is an
+/// unchanged file of the previous version (exit 2, `force` or not: it names the blocker).
 async fn plan_file(
     dir: &Arc<TargetDir>,
     f: &FileEntry,
-    recorded: Option<&FileState>,
-    previous: Option<&TargetState>,
+    recorded: &HashMap<&str, &FileState>,
     req: &PullRequest,
 ) -> Result<Plan> {
+    let shown = |rel: &str| dir.root().join(rel).display().to_string();
+    // An unchanged file of the previous version: phase 2 deletes it if this one lacks it.
+    let previous_file = |rel: &str, entry: &Entry| {
+        recorded.get(rel).is_some_and(|s| {
+            *entry
+                == Entry::File {
+                    size: s.size,
+                    mtime_ns: s.mtime_ns,
+                }
+        })
+    };
     // A few `fstatat`s: cheap enough for the reactor (the warm path is only this).
     let entry = dir.entry(&f.path)?;
-    let ours = recorded.is_some();
+    let recorded_here = recorded.get(f.path.as_str()).copied();
     match entry {
         Entry::Missing => Ok(Plan::Place),
         Entry::File { size, mtime_ns } => {
-            if let Some(s) = recorded
+            if let Some(s) = recorded_here
                 && !req.verify
                 && s.digest == f.digest
                 && s.size == size
@@ -349,41 +392,66 @@ async fn plan_file(
                     }));
                 }
             }
-            if ours || req.force {
+            if recorded_here.is_some() || req.force {
                 Ok(Plan::Place) // repair mvault's own file, or overwrite as asked
             } else {
-                Err(Error::WouldOverwrite(
-                    dir.root().join(&f.path).display().to_string(),
-                ))
+                Err(Error::WouldOverwrite(shown(&f.path)))
             }
         }
         Entry::Dir => {
-            let under = format!("{}/", f.path);
-            if previous.is_some_and(|p| p.files.iter().any(|s| s.path.starts_with(&under))) {
-                Ok(Plan::Place) // the previous version's directory, cleared before placing
-            } else {
-                Err(Error::Input(format!(
+            let d = dir.clone();
+            let rel = f.path.clone();
+            let under = format!("{rel}/");
+            let owned: HashMap<String, (u64, i128)> = recorded
+                .iter()
+                .filter(|(p, _)| p.starts_with(&under))
+                .map(|(p, s)| (p.to_string(), (s.size, s.mtime_ns)))
+                .collect();
+            let foreign = cpu(move || {
+                d.foreign_below(&rel, |p, e| {
+                    owned.get(p).is_some_and(|&(size, mtime_ns)| {
+                        *e == Entry::File { size, mtime_ns }
+                    })
+                })
+            })
+            .await?;
+            match foreign {
+                None => Ok(Plan::Place), // the previous version's directory, cleared first
+                Some(p) if p == f.path => Err(Error::Input(format!(
                     "{}: is a directory, the model has a file there; remove it or pull elsewhere",
-                    dir.root().join(&f.path).display()
-                )))
+                    shown(&f.path)
+                ))),
+                Some(p) => Err(Error::Input(format!(
+                    "{}: is a directory, the model has a file there, and {} in it is not an \
+                     unchanged file of the previous pull; move that away or pull elsewhere",
+                    shown(&f.path),
+                    shown(&p)
+                ))),
             }
         }
-        // Below a file of the previous version (`a` becoming `a/b`): cleared before placing.
-        Entry::Other
-            if previous.is_some_and(|p| {
-                p.files.iter().any(|s| {
-                    f.path.starts_with(&s.path)
-                        && f.path.as_bytes().get(s.path.len()) == Some(&b'/')
-                })
-            }) =>
+        Entry::Blocked { ancestor, .. }
+            if dir.entry(&ancestor).is_ok_and(|e| previous_file(&ancestor, &e)) =>
         {
-            Ok(Plan::Place)
+            Ok(Plan::Place) // `a` becoming `a/b`: phase 2 deletes the old file `a` first
         }
+        Entry::Blocked {
+            ancestor,
+            symlink: true,
+        } => Err(Error::Input(format!(
+            "{}: is a symlink, the model has a directory there; refusing to follow it \
+             (remove it, or pull elsewhere)",
+            shown(&ancestor)
+        ))),
+        Entry::Blocked { ancestor, .. } => Err(Error::Input(format!(
+            "{}: is not a directory (or was changed since mvault wrote it), the model has a \
+             directory there; remove it or pull elsewhere",
+            shown(&ancestor)
+        ))),
         Entry::Other if req.force => Ok(Plan::Place),
         Entry::Other => Err(Error::Input(format!(
-            "{}: is a symlink, special file, or below one; refusing to replace or follow it \
-             (remove it, or pass --force to replace it)",
-            dir.root().join(&f.path).display()
+            "{}: is a symlink or special file; refusing to replace or follow it (remove it, \
+             or pass --force to replace it)",
+            shown(&f.path)
         ))),
     }
 }
@@ -427,9 +495,9 @@ impl Ctx<'_> {
         if present && hash_path(blob).await? == f.digest {
             return Ok(Assembly::Assembled); // just proven good
         }
-        if present {
-            self.cache.discard_blob(&f.digest);
-        }
+        // Whatever is at the blob's path is not a good blob (absent, damaged, the wrong
+        // size, or not a regular file at all): out of the way of the commit.
+        self.cache.discard_blob(&f.digest);
         let partial = self.assemble(f).await?;
         self.cache.commit_blob(&partial, &f.digest)?;
         let _ = fs::remove_file(self.cache.partial_paths(&f.digest).1);

@@ -925,6 +925,14 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
             tracing::info!("skipping {}: mvault's own pull records", path.display());
             continue;
         }
+        if lmeta.is_file() && super::target::is_temp_name(entry.file_name().as_encoded_bytes()) {
+            // A pull killed while placing left it: never part of a model.
+            tracing::info!(
+                "skipping {}: a temporary file of an interrupted pull",
+                path.display()
+            );
+            continue;
+        }
         if meta.is_dir() {
             if lmeta.is_symlink() {
                 return Err(Error::Input(format!(

@@ -13,6 +13,7 @@ pub mod push;
 mod signature;
 pub mod startup;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use alias::{
@@ -275,9 +276,7 @@ impl Vault {
         // Before anything is placed: with trusted keys, a version failing the check stops here.
         let signature = self.checked_signature(m, offline).await?;
         let remote = (!offline).then_some(&self.remote);
-        let out = transfer::pull(remote, &self.cache, req, opts).await?;
-        transfer::place_signature(&out.target, &name, signature.as_deref())?;
-        Ok(out)
+        Ok(transfer::pull(remote, &self.cache, req, opts, signature.as_deref()).await?)
     }
 
     /// [`Vault::enforce_cache_limits`] after a successful pull: problems are warnings.
@@ -310,7 +309,8 @@ impl Vault {
     /// Makes every model of `refs` present under `dir/<name>/` (a container's start-up),
     /// four at a time: resolves each (from the cache when pinned), then pulls it; the cache
     /// limits are applied once, after all of them. Returns each version's outcome in the
-    /// order of `refs`; a failure is the error.
+    /// order of `refs`; a failure is the error. Two refs of one model name (they would share
+    /// `dir/<name>/`) are refused before anything is resolved.
     pub async fn pull_into(
         &self,
         refs: &[ModelRef],
@@ -320,6 +320,17 @@ impl Vault {
         force: bool,
     ) -> Result<Vec<(Manifest, PullOutcome)>> {
         use futures::StreamExt;
+        let mut seen: HashMap<&ModelName, &ModelRef> = HashMap::new();
+        for r in refs {
+            if let Some(first) = seen.insert(&r.name, r) {
+                return Err(Error::Input(format!(
+                    "{first} and {r} both go to {}: one directory holds one version of a \
+                     model; name {} once",
+                    dir.join(r.name.as_str()).display(),
+                    r.name
+                )));
+            }
+        }
         let lookup = if offline {
             Lookup::Offline
         } else {

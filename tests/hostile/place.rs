@@ -443,7 +443,7 @@ fn users_own_file_is_not_overwritten() {
         "{err}"
     );
     assert_eq!(fs::read(t.join("model.bin")).unwrap(), b"my own notes");
-    assert!(!t.join(".mvault").exists(), "nothing recorded");
+    assert!(!t.join(".mvault/m.json").exists(), "nothing recorded");
     // A symlink of the user's is not replaced either.
     let link_t = env.path("lt");
     fs::create_dir_all(&link_t).unwrap();
@@ -488,4 +488,270 @@ fn format1_fixture_vault_reads() {
     env.ok(&with(v, &["info", "fixture@1.0.0"]));
     env.ok(&with(v, &["alias", "ls", "fixture"]));
     env.ok(&with(v, &["gc", "--dry-run"]));
+}
+
+/// Pushes v1 (`config.json`, `readme.txt`, `sub/w.bin`) and v2 (`config.json`, and `sub` a
+/// file) of model `m`; returns their source directories.
+fn push_sub_versions(env: &Env) -> (PathBuf, PathBuf) {
+    let v1 = env.path("v1");
+    write_file(&v1.join("config.json"), b"{\"a\":1}");
+    write_file(&v1.join("readme.txt"), b"hello");
+    write_file(&v1.join("sub/w.bin"), &noise(20, 300_000));
+    push(env, &v1, "m", "1.0.0");
+    let v2 = env.path("v2");
+    write_file(&v2.join("config.json"), b"{\"a\":1}");
+    write_file(&v2.join("sub"), &noise(21, 1000));
+    push(env, &v2, "m", "2.0.0");
+    (v1, v2)
+}
+
+/// The version a target's state record of `m` names.
+fn recorded_version(target: &Path) -> String {
+    let rec: Value =
+        serde_json::from_slice(&fs::read(target.join(".mvault/m.json")).unwrap()).unwrap();
+    rec["version"].as_str().unwrap().to_string()
+}
+
+/// Review finding 1: a directory of the previous version that holds a foreign entry (a
+/// user's file, an empty directory, a changed file) where the new version has a file is
+/// refused in the plan (exit 2, naming it) before anything is deleted or placed; so is an
+/// old file the user replaced where the new version needs a directory.
+#[test]
+fn version_switch_refuses_foreign_entries_before_touching_the_target() {
+    let env = Env::new(Backend::Fs);
+    let (v1, v2) = push_sub_versions(&env);
+    let t = env.path("t");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t)]);
+    let user = t.join("sub/user.txt");
+    write_file(&user, b"user");
+    let err = env.fails(2, &["pull", "m@2.0.0", "--to", s(&t)]);
+    assert!(err.contains("sub/user.txt") && err.contains("move"), "{err}");
+    assert!(t.join("readme.txt").exists() && t.join("sub/w.bin").exists(), "deleted");
+    assert_eq!(recorded_version(&t), "1.0.0");
+    fs::remove_file(&user).unwrap();
+    fs::create_dir(t.join("sub/empty")).unwrap();
+    let err = env.fails(2, &["pull", "m@2.0.0", "--to", s(&t)]);
+    assert!(err.contains("sub/empty"), "{err}");
+    fs::remove_dir(t.join("sub/empty")).unwrap();
+    env.ok(&["pull", "m@2.0.0", "--to", s(&t)]);
+    assert_same_tree(&v2, &t);
+
+    // Back to v1, with the old file `sub` replaced by the user's own.
+    fs::remove_file(t.join("sub")).unwrap();
+    write_file(&t.join("sub"), b"mine");
+    let err = env.fails(2, &["pull", "m@1.0.0", "--to", s(&t)]);
+    assert!(err.contains("/sub:") && !err.contains("--force"), "{err}");
+    assert!(!t.join("readme.txt").exists(), "placed before refusing");
+    assert_eq!(fs::read(t.join("sub")).unwrap(), b"mine");
+    fs::remove_file(t.join("sub")).unwrap();
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t)]);
+    assert_same_tree(&v1, &t);
+}
+
+/// Review finding 7: a symlink where the model needs a directory is named and refused in
+/// the plan, `--force` or not (it cannot help), before anything is placed.
+#[test]
+fn symlinked_ancestor_is_refused_in_the_plan() {
+    let env = Env::new(Backend::Fs);
+    let (v1, _) = push_sub_versions(&env);
+    let t = env.path("t");
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(&t).unwrap();
+    std::os::unix::fs::symlink(&outside, t.join("sub")).unwrap();
+    for force in [false, true] {
+        let mut args = vec!["pull", "m@1.0.0", "--to", s(&t)];
+        if force {
+            args.push("--force");
+        }
+        let err = env.fails(2, &args);
+        assert!(
+            err.contains("/sub:") && err.contains("symlink") && !err.contains("--force"),
+            "{err}"
+        );
+        assert!(!t.join("readme.txt").exists(), "placed before refusing");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
+    fs::remove_file(t.join("sub")).unwrap();
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t)]);
+    assert_same_tree(&v1, &t);
+}
+
+/// Review finding 2: a second pull into the same target waits for the first (and says
+/// so), so the target ends as exactly the version pulled last; `run` refuses two selectors
+/// of one model.
+#[test]
+fn pulls_into_one_target_take_turns() {
+    let env = Env::new(Backend::Fs);
+    let v1 = env.path("v1");
+    write_file(&v1.join("a.bin"), &noise(30, 3 << 20));
+    write_file(&v1.join("small.txt"), b"x");
+    push(&env, &v1, "m", "1.0.0");
+    let v2 = env.path("v2");
+    write_file(&v2.join("a.bin"), &noise(31, 3 << 20));
+    write_file(&v2.join("other.txt"), b"y");
+    push(&env, &v2, "m", "2.0.0");
+    let t = env.path("t");
+    let spawn = |v: &str| {
+        env.cmd()
+            .args(["pull", v, "--to", s(&t), "--limit-rate", "2M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn("m@1.0.0");
+    wait_for_download(&env, &mut first);
+    let second = spawn("m@2.0.0");
+    let (a, b) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let waited = String::from_utf8_lossy(&b.stderr);
+    assert!(b.status.success(), "{waited}");
+    assert!(waited.contains("waiting for another pull"), "{waited}");
+    assert_same_tree(&v2, &t);
+    assert_eq!(recorded_version(&t), "2.0.0");
+
+    let runs = env.path("runs");
+    let err = env.fails(2, &["run", "--to", s(&runs), "m@1.0.0", "m@2.0.0"]);
+    assert!(err.contains("m@1.0.0") && err.contains("m@2.0.0"), "{err}");
+    assert!(!runs.join("m").exists());
+}
+
+/// The cached manifest of `m@1.0.0` (the only one).
+fn cached_manifest(env: &Env) -> PathBuf {
+    crate::common::walk(&env.cache_dir().join("manifests"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a cached manifest")
+}
+
+/// Runs `mvault ARGS`, killing it (and failing) if it takes longer than 30 s.
+fn run_bounded(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("mvault {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Review finding 3: a cached manifest that is a FIFO or a symlink to `/dev/zero` neither
+/// hangs a pull nor eats memory: it counts as absent and is fetched again.
+#[test]
+fn special_cached_manifest_is_fetched_again() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), &noise(40, 10_000));
+    push(&env, &src, "m", "1.0.0");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&env.path("t0"))]);
+    let cm = cached_manifest(&env);
+    for (i, plant) in ["fifo", "zero"].into_iter().enumerate() {
+        fs::remove_file(&cm).unwrap();
+        if plant == "fifo" {
+            assert!(Command::new("mkfifo").arg(&cm).status().unwrap().success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &cm).unwrap();
+        }
+        let t = env.path(&format!("t{}", i + 1));
+        let out = run_bounded(&env, &["pull", "m@1.0.0", "--to", s(&t)]);
+        assert!(
+            out.status.success(),
+            "{plant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_same_tree(&src, &t);
+        assert!(fs::symlink_metadata(&cm).unwrap().is_file(), "{plant} kept");
+    }
+}
+
+/// Review finding 4: a cached blob replaced by a symlink (to a file of the right size) is
+/// not trusted: the pull fetches the blob again and places the right bytes.
+#[test]
+fn symlinked_cache_blob_is_fetched_again() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    let data = noise(41, 300_000);
+    write_file(&src.join("w.bin"), &data);
+    push(&env, &src, "m", "1.0.0");
+    let first = env.path("first");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&first)]);
+    let blob = blob_of(&env, &first, "w.bin");
+    let fake = env.path("fake.bin");
+    write_file(&fake, &noise(42, 300_000));
+    for link in ["auto", "copy"] {
+        fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink(&fake, &blob).unwrap();
+        let t = env.path(link);
+        env.ok(&["pull", "m@1.0.0", "--to", s(&t), "--link", link]);
+        assert!(fs::read(t.join("w.bin")).unwrap() == data, "{link}");
+    }
+    assert!(fs::symlink_metadata(&blob).unwrap().is_file(), "not healed");
+    assert_eq!(fs::read(&fake).unwrap(), noise(42, 300_000));
+}
+
+/// Review finding 5: placement temporaries a killed pull left (exact name pattern, regular
+/// files) are removed by the next pull into the target, and a push of the directory skips
+/// them; a user's file of a similar name is left alone.
+#[test]
+fn stale_placement_temps_are_swept_and_not_pushed() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), &noise(43, 10_000));
+    write_file(&src.join("d/b.bin"), &noise(44, 10_000));
+    push(&env, &src, "m", "1.0.0");
+    let t = env.path("t");
+    let stale = [t.join(".mvault-0123abcd.tmp"), t.join("d/.mvault-deadbeef.tmp")];
+    for p in &stale {
+        write_file(p, &noise(45, 5000));
+    }
+    let similar = t.join(".mvault-0123ABCD.tmp");
+    write_file(&similar, b"mine");
+    let pushed = env.path("pushed");
+    fs::create_dir_all(&pushed).unwrap();
+    fs::copy(src.join("a.bin"), pushed.join("a.bin")).unwrap();
+    fs::copy(&stale[0], pushed.join(".mvault-0123abcd.tmp")).unwrap();
+    push(&env, &pushed, "p", "1.0.0");
+    let info = env.json(&["info", "p@1.0.0"]);
+    assert_eq!(info["files"].as_array().unwrap().len(), 1, "{info}");
+
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t)]);
+    for p in &stale {
+        assert!(!p.exists(), "{} kept", p.display());
+    }
+    assert_eq!(fs::read(&similar).unwrap(), b"mine");
+}
+
+/// Review finding 6: a state record that is a symlink is ignored with a warning (files are
+/// checked by content, the record rewritten by rename); what it points to is untouched.
+#[test]
+fn symlinked_state_record_is_ignored() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), &noise(46, 10_000));
+    push(&env, &src, "m", "1.0.0");
+    let outside = env.path("outside.txt");
+    write_file(&outside, b"secret");
+    let t = env.path("t");
+    fs::create_dir_all(t.join(".mvault")).unwrap();
+    std::os::unix::fs::symlink(&outside, t.join(".mvault/m.json")).unwrap();
+    let out = env.run(&["pull", "m@1.0.0", "--to", s(&t)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("damaged"), "{err}");
+    assert_same_tree(&src, &t);
+    assert_eq!(fs::read(&outside).unwrap(), b"secret");
+    assert!(fs::symlink_metadata(t.join(".mvault/m.json")).unwrap().is_file());
 }
