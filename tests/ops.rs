@@ -879,6 +879,35 @@ fn fs_sync_fs_to_fs() {
     sync_between(&a, &b, &[]);
 }
 
+/// A destination version with other content than the source's is a conflict (exit 4, naming
+/// it), never "already there" (until 2026-12-08 it was counted present and sync exited 0); one
+/// with the source's manifest is present.
+#[test]
+fn fs_sync_refuses_a_destination_version_that_differs() {
+    let (a, b) = (Env::new(Backend::Fs), Env::new(Backend::Fs));
+    let one = seed_dir(&a, "one", &[("w.bin", 51, 300_000)]);
+    let two = seed_dir(&b, "two", &[("w.bin", 52, 300_000)]);
+    push(&a, &one, "s", "1.0.0");
+    push(&b, &two, "s", "1.0.0");
+    let args = [
+        "sync",
+        "--from",
+        a.remote.as_str(),
+        "--to",
+        b.remote.as_str(),
+    ];
+    let e = a.fails(4, &args);
+    assert!(e.contains("s@1.0.0") && e.contains("other content"), "{e}");
+    pull_same(&b, b.cmd(), &[], "s@1.0.0", &two);
+
+    b.ok(&["rm", "s@1.0.0"]);
+    let j = a.json(&args);
+    assert_eq!(j["copied"], serde_json::json!(["s@1.0.0"]), "{j}");
+    let j = a.json(&args);
+    assert_eq!(j["present"], serde_json::json!(["s@1.0.0"]), "{j}");
+    pull_same(&b, b.cmd(), &[], "s@1.0.0", &one);
+}
+
 #[test]
 fn s3_sync_local_to_s3() {
     let (a, b) = (Env::new(Backend::Fs), Env::new(Backend::S3));

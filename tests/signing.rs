@@ -477,6 +477,62 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
     a.ok_in("cache2", &["pull", "m@1.0.0", "--trusted-key", &key]);
 }
 
+/// A signature object without its manifest (left by an interrupted or older `rm`, or planted)
+/// is garbage: a push of that version deletes it before uploading anything, so a signed push
+/// publishes its own signature (until 2026-12-08 it exited 4 after publishing the version) and
+/// an unsigned push an unsigned version (it looked signed); sync does the same on its
+/// destination.
+#[test]
+fn a_stale_signature_object_never_stands_beside_a_new_version() {
+    let (env, key) = signed(Backend::Fs, 14);
+    let sig = |v: &str| format!("models/m/signatures/{v}.sig");
+    let has_sig = |e: &Env, v: &str| {
+        e.list_objects("models/m/signatures/")
+            .iter()
+            .any(|(k, _)| k.ends_with(&format!("/{v}.sig")))
+    };
+    let stale = env.read_object(&sig("1.0.0"));
+    env.delete_object("models/m/versions/1.0.0.json");
+
+    let k = env.path("k");
+    let src = model(&env, 15);
+    let out = env.run(&[
+        "push",
+        s(&src),
+        "-n",
+        "m",
+        "-V",
+        "1.0.0",
+        "--sign-key",
+        s(&k),
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("deleting models/m/signatures/1.0.0.sig"), "{e}");
+    assert_ne!(env.read_object(&sig("1.0.0")), stale);
+    let to = env.path("out");
+    env.ok_in(
+        "c2",
+        &["pull", "m@1.0.0", "--to", s(&to), "--trusted-key", &key],
+    );
+    crate::common::assert_same_tree(&src, &to);
+
+    env.write_object(&sig("1.1.0"), stale.clone());
+    env.ok(&["push", s(&model(&env, 16)), "-n", "m", "-V", "1.1.0"]);
+    assert!(!has_sig(&env, "1.1.0"));
+    let info = env.json(&["info", "m@1.1.0"]);
+    assert_eq!(info["signature"], serde_json::Value::Null, "{info}");
+
+    // Sync: the destination's stale objects are replaced by the source's, or deleted.
+    let b = Env::new(Backend::Fs);
+    b.write_object(&sig("1.0.0"), b"garbage".to_vec());
+    b.write_object(&sig("1.1.0"), stale);
+    env.ok(&["sync", "--from", &env.remote, "--to", &b.remote]);
+    assert_eq!(b.read_object(&sig("1.0.0")), env.read_object(&sig("1.0.0")));
+    assert!(!has_sig(&b, "1.1.0"));
+    b.ok(&["pull", "m@1.0.0", "--trusted-key", &key]);
+}
+
 /// The "Signatures" golden vector of `docs/FORMAT.md` states the fixture's values: the
 /// manifest's SHA-256, each file's, and the subject digest R of the statement.
 #[test]

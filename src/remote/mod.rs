@@ -5,7 +5,8 @@
 //! - `chunks/<first 2 hex>/<64 hex>`: immutable chunk objects, named by BLAKE3 of plaintext;
 //! - `models/<name>/versions/<canonical semver>.json`: manifests, written create-only, last;
 //! - `models/<name>/aliases/<alias>/<20-digit revision>.json`: alias revisions, create-only;
-//! - `models/<name>/signatures/<canonical semver>.sig`: signature bundles, create-only.
+//! - `models/<name>/signatures/<canonical semver>.sig`: signature bundles, written by the
+//!   manifest's creator right after it.
 //!
 //! Errors are mapped once, here, into [`Error`] with a [`ErrorKind`] callers can match and a
 //! retryable flag; transient failures are retried with exponential backoff and jitter.
@@ -494,8 +495,8 @@ pub fn manifest_key(name: &ModelName, version: &Version) -> String {
     format!("models/{}/versions/{}.json", name, version.canonical())
 }
 
-/// Key of a version's signature object (`docs/FORMAT.md`, "Signatures"), create-only,
-/// written after the manifest.
+/// Key of a version's signature object (`docs/FORMAT.md`, "Signatures"), written by the
+/// manifest's creator after the manifest; garbage while no manifest exists.
 pub fn signature_key(name: &ModelName, version: &Version) -> String {
     format!("models/{}/signatures/{}.sig", name, version.canonical())
 }

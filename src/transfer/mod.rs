@@ -8,6 +8,7 @@
 mod cut;
 pub mod engine;
 mod progress;
+mod publish;
 pub mod pull;
 mod push;
 pub mod ratelimit;
@@ -59,6 +60,19 @@ pub enum Error {
         /// The remote's display name.
         remote: String,
     },
+    /// Sync: the destination has the version with other content than the source's.
+    #[error(
+        "{version} exists on {remote} with other content than on {source_remote}; versions are \
+         immutable: rm it there to copy it again, or leave it out of the sync"
+    )]
+    VersionDiffers {
+        /// `name@version`.
+        version: String,
+        /// The destination's display name.
+        remote: String,
+        /// The source's display name.
+        source_remote: String,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("integrity check failed: {0}")]
@@ -81,7 +95,9 @@ impl Error {
             Error::Pending(e) => e.category(),
             Error::Trust(e) => e.category(),
             Error::NotFound(_) => Category::NotFound,
-            Error::VersionExists { .. } | Error::WouldOverwrite(_) => Category::Conflict,
+            Error::VersionExists { .. }
+            | Error::VersionDiffers { .. }
+            | Error::WouldOverwrite(_) => Category::Conflict,
             Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
             Error::Input(_) => Category::Usage,
             Error::Cache(_) | Error::Io { .. } => Category::Failure,

@@ -35,12 +35,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::cut::{Encoded, Prepared, Sha256, Work, chunk_worker, prepare_all};
 use super::engine::Limiter;
+use super::publish::{self, Rewrites};
 use super::{Error, FileProgress, Progress, Result, Stats, Summary, TransferOptions};
 use crate::chunk::plan;
 use crate::chunk::{self, ChunkParams, Digest};
 use crate::manifest::{self, Chunking, FileEntry, Manifest, Origin};
 use crate::pack::{self, PackRef};
-use crate::remote::{Created, ErrorKind, Pending, Remote, SWEEP_BOUND, Sealing, manifest_key};
+use crate::remote::{ErrorKind, Pending, Remote, Sealing, manifest_key};
 use crate::version::{ModelName, Version};
 
 /// What to push.
@@ -64,8 +65,8 @@ pub struct PushRequest {
     /// `false` stores every chunk loose (format 2). Encrypted vaults never pack.
     pub pack: bool,
     /// Sign the version with this key: each file's SHA-256 is computed in the read that
-    /// computes its BLAKE3, and the signature object (`crate::trust`) is written create-only
-    /// after the manifest.
+    /// computes its BLAKE3, and the signature object (`crate::trust`) is written after the
+    /// manifest (see `super::publish`).
     pub sign_key: Option<Arc<crate::trust::SignKey>>,
 }
 
@@ -136,19 +137,7 @@ pub async fn push(
         ));
     }
     let sources = collect_sources(&req.paths)?;
-    let key = manifest_key(&req.name, &req.version);
-    // Independent reads at once: each is a round trip to the store.
-    let (exists, pending) = tokio::join!(
-        remote.size_of(&key),
-        crate::remote::pending_chunks(remote, opts.jobs)
-    );
-    if exists?.is_some() {
-        return Err(Error::VersionExists {
-            version: format!("{}@{}", req.name, req.version),
-            remote: remote.name().to_string(),
-        });
-    }
-    let pending = pending?;
+    let pending = publish::begin(remote, &req.name, &req.version, opts.jobs).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
     let budget = listing_budget(total);
     // The listings go out after the records are read, as a stat would (FORMAT.md, push step
@@ -215,20 +204,7 @@ pub async fn push(
         return Ok((m, stats.summary(started, remote.retries())));
     }
     let json = m.to_json();
-    match remote
-        .create_manifest(&key, Bytes::from(json.clone()))
-        .await
-    {
-        Ok(Created::New | Created::AlreadyIdentical) => {}
-        Err(e) if e.kind == ErrorKind::Conflict => {
-            return Err(Error::VersionExists {
-                version: format!("{}@{}", req.name, req.version),
-                remote: remote.name().to_string(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if let Some(sign_key) = &req.sign_key {
+    let signature = req.sign_key.as_ref().map(|sign_key| {
         let files: Vec<crate::trust::FileSha256> = m
             .files
             .iter()
@@ -238,33 +214,34 @@ pub async fn push(
                 sha256: sha256.expect("hashed: signing was asked for"),
             })
             .collect();
-        let bundle = crate::trust::sign(sign_key, &json, &m, &files);
-        let sig_key = crate::remote::signature_key(&req.name, &req.version);
-        remote.create_only(&sig_key, Bytes::from(bundle)).await?;
-    }
-    heal(remote, &m, &locals, rewrites, opts, &stats).await?;
+        Bytes::from(crate::trust::sign(sign_key, &json, &m, &files))
+    });
+    let at = locations(&m, &locals, &rewrites.ids);
+    let version = format!("{}@{}", m.model_name, m.version);
+    let write_again = |id: Digest| {
+        let (path, offset, len) = at[&id].clone(); // every rewritten chunk is the manifest's
+        let (version, stats) = (version.clone(), &stats);
+        async move {
+            let data = super::cpu(move || read_chunk_at(&path, offset, len, &id, &version)).await?;
+            if let Some(rate) = &opts.rate {
+                rate.acquire(data.len() as u64).await;
+            }
+            Stats::add(&stats.bytes_remote, data.len() as u64);
+            Stats::add(&stats.chunks_new, 1);
+            Ok(remote.write_chunk(&id, data).await?)
+        }
+    };
+    publish::publish(
+        remote,
+        (&req.name, &req.version),
+        (Bytes::from(json), signature),
+        rewrites,
+        opts.jobs,
+        write_again,
+    )
+    .await?;
     opts.progress.finish();
     Ok((m, stats.summary(started, remote.retries())))
-}
-
-/// Chunks this push uploaded again because a gc pending record listed them.
-#[derive(Debug, Default)]
-struct Rewrites {
-    ids: Vec<Digest>,
-    /// When the last of those uploads finished.
-    last: Option<Instant>,
-}
-
-impl Rewrites {
-    /// Notes `ids` as uploaded again just now (nothing, if there are none).
-    fn note(rewrites: &Mutex<Rewrites>, ids: impl IntoIterator<Item = Digest>) {
-        let mut ids = ids.into_iter().peekable();
-        if ids.peek().is_some() {
-            let mut r = rewrites.lock().expect("rewrites");
-            r.ids.extend(ids);
-            r.last = Some(Instant::now());
-        }
-    }
 }
 
 /// Runs the chunk-and-upload pipeline over all files; returns manifest entries in path order,
@@ -715,30 +692,15 @@ async fn upload_chunk(
     Ok(())
 }
 
-/// After the manifest is written: once [`SWEEP_BOUND`] has passed since the last rewrite of a
-/// recorded chunk, stats every rewritten chunk and uploads again any that a racing gc sweep
-/// deleted (its stat came before our rewrite, its delete after), re-reading it from the
-/// local file. A gc deletes nothing more than `SWEEP_BOUND` after a stat that saw the chunk
-/// older than its record, so one check suffices. Fails with an integrity error, naming the
-/// version, if a file no longer holds the chunk.
-async fn heal(
-    remote: &Remote,
+/// Where each chunk of `ids` (all of them chunks of `m`) is, to be read again: (local file,
+/// byte offset, plaintext length), from `m`'s files and their local paths `locals`.
+fn locations(
     m: &Manifest,
     locals: &[PathBuf],
-    rewrites: Rewrites,
-    opts: &TransferOptions,
-    stats: &Stats,
-) -> Result<()> {
-    let Some(last) = rewrites.last else {
-        return Ok(());
-    };
-    // One second beyond the bound: margin for the two hosts' clocks running at slightly
-    // different rates (assumption A3 in FORMAT.md).
-    let wait = SWEEP_BOUND + std::time::Duration::from_secs(1);
-    tokio::time::sleep((last + wait).saturating_duration_since(Instant::now())).await;
-    let wanted: HashSet<Digest> = rewrites.ids.into_iter().collect();
-    // Where each rewritten chunk is: (local file, byte offset, plaintext length).
-    let mut at: HashMap<Digest, (PathBuf, u64, u64)> = HashMap::new();
+    ids: &[Digest],
+) -> HashMap<Digest, (PathBuf, u64, u64)> {
+    let wanted: HashSet<&Digest> = ids.iter().collect();
+    let mut at = HashMap::new();
     for (f, local) in m.files.iter().zip(locals) {
         let mut offset = 0;
         for c in &f.chunks {
@@ -748,33 +710,7 @@ async fn heal(
             offset += c.size;
         }
     }
-    let version = format!("{}@{}", m.model_name, m.version);
-    let healed: Vec<bool> = futures::stream::iter(at)
-        .map(|(id, (path, offset, len))| {
-            let version = version.clone();
-            async move {
-                if remote.chunk_size(&id).await?.is_some() {
-                    return Ok(false);
-                }
-                let data =
-                    super::cpu(move || read_chunk_at(&path, offset, len, &id, &version)).await?;
-                if let Some(rate) = &opts.rate {
-                    rate.acquire(data.len() as u64).await;
-                }
-                Stats::add(&stats.bytes_remote, data.len() as u64);
-                remote.write_chunk(&id, data).await?;
-                Ok::<_, Error>(true)
-            }
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
-    let n = healed.iter().filter(|h| **h).count() as u64;
-    if n > 0 {
-        tracing::warn!("{version}: uploaded again {n} chunks that a concurrent gc deleted");
-        Stats::add(&stats.chunks_new, n);
-    }
-    Ok(())
+    at
 }
 
 /// Encodes the `len` bytes at `offset` of `path`, which must hash to `id`.

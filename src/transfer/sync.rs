@@ -4,15 +4,18 @@
 //! from the source, verified against its name, and written as is (re-sealed with the
 //! destination's key when either vault is encrypted: the key-rotation path); then the manifest
 //! is created create-only, then its signature object if it has one. Versions already on the
-//! destination are skipped without reading their chunks, so re-running a finished sync copies
-//! nothing. With trusted keys, a version whose signature on the source fails the check
-//! (`crate::trust`) stops the sync before any of its chunks is copied.
+//! destination with the source's manifest are skipped without reading their chunks, so
+//! re-running a finished sync copies nothing; one there with another manifest is a conflict.
+//! With trusted keys, a version whose signature on the source fails the check (`crate::trust`)
+//! stops the sync before any of its chunks is copied.
 //!
-//! gc safety on the destination, as for a push (`docs/FORMAT.md`, "Deletion and gc"): a chunk
-//! a pending gc record of the destination lists is copied again even if present, and once
-//! [`SWEEP_BOUND`] has passed after the last such copy, each is checked and copied once more
-//! if a racing sweep deleted it.
+//! gc safety on the destination, as for a push (`docs/FORMAT.md`, "Deletion and gc"), through
+//! the same steps ([`super::publish`]), once per version: the destination's pending gc records
+//! are read when the version's copy starts, a chunk they list is copied again even if
+//! present, and once [`crate::remote::SWEEP_BOUND`] has passed after the last such copy, each
+//! is checked and copied once more if a racing sweep deleted it.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -20,10 +23,11 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use super::publish::{self, Rewrites};
 use super::{Error, Result, Stats, Summary, TransferOptions, cpu};
 use crate::chunk;
 use crate::manifest::{ChunkRef, Manifest};
-use crate::remote::{ErrorKind, Remote, SWEEP_BOUND, manifest_key, pending_chunks, signature_key};
+use crate::remote::{ErrorKind, Pending, Remote, manifest_key, signature_key};
 use crate::trust::TrustedKeys;
 use crate::version::{ModelName, Selector, Version};
 
@@ -52,11 +56,9 @@ pub async fn sync(
         Some(n) => vec![n.clone()],
         None => src.list_models().await?,
     };
-    let pending = pending_chunks(dst, opts.jobs).await?;
     let cx = SyncCx {
         src,
         dst,
-        pending: &pending,
         opts,
         stats: &stats,
         inflight: tokio::sync::Semaphore::new(INFLIGHT_KIB),
@@ -66,7 +68,7 @@ pub async fn sync(
     for model in &models {
         for v in select_versions(src, model, selector).await? {
             let label = format!("{model}@{v}");
-            if dst.size_of(&manifest_key(model, &v)).await?.is_some() {
+            if is_present(src, dst, model, &v).await? {
                 present.push(label);
                 continue;
             }
@@ -78,6 +80,27 @@ pub async fn sync(
         copied,
         present,
         summary: stats.summary(started, src.retries() + dst.retries()),
+    })
+}
+
+/// Whether `dst` already has `model@v` as `src` has it: `false` if `dst` lacks its manifest,
+/// `true` if the manifest there is the source's, byte for byte (as sync copies it; opened
+/// first where sealed); any other manifest is [`Error::VersionDiffers`], since a copy that
+/// differs from its source is no backup of it. Signature objects are not compared.
+async fn is_present(src: &Remote, dst: &Remote, model: &ModelName, v: &Version) -> Result<bool> {
+    let key = manifest_key(model, v);
+    let theirs = match dst.read_manifest(&key).await {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if src.read_manifest(&key).await? == theirs {
+        return Ok(true);
+    }
+    Err(Error::VersionDiffers {
+        version: format!("{model}@{v}"),
+        remote: dst.name().to_string(),
+        source_remote: src.name().to_string(),
     })
 }
 
@@ -103,8 +126,6 @@ async fn select_versions(
 struct SyncCx<'a> {
     src: &'a Remote,
     dst: &'a Remote,
-    /// Chunks the destination's pending gc records list.
-    pending: &'a crate::remote::Pending,
     opts: &'a TransferOptions,
     stats: &'a Stats,
     /// Chunk bytes being copied (stored object and its decoded check), in KiB permits.
@@ -116,14 +137,6 @@ struct SyncCx<'a> {
 /// Bytes of chunks being copied at once (64 MiB: a chunk object and its decoded plaintext
 /// each count), whatever `jobs` allows: up to 16 MiB chunks, 64 at once, would be 2 GiB.
 const INFLIGHT_KIB: usize = 64 * 1024;
-
-/// Chunks of one version copied again because a pending gc record listed them, and when the
-/// last of those copies finished.
-#[derive(Default)]
-struct Rewrites {
-    chunks: Vec<ChunkRef>,
-    last: Option<Instant>,
-}
 
 async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result<()> {
     let (src, dst) = (cx.src, cx.dst);
@@ -145,58 +158,39 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
         };
         crate::trust::verify(sig, &m.to_json(), &m, keys, &label)?;
     }
+    // The destination's records as of now: read again for every version (module text).
+    let pending = publish::begin(dst, model, v, cx.opts.jobs).await?;
     let rewrites = Mutex::new(Rewrites::default());
-    futures::stream::iter(m.unique_chunks())
-        .map(|c| copy_chunk(cx, c, &rewrites))
+    let chunks = m.unique_chunks();
+    futures::stream::iter(chunks.iter().cloned())
+        .map(|c| copy_chunk(cx, c, &pending, &rewrites))
         .buffer_unordered(cx.opts.jobs.max(1))
         .try_collect::<()>()
         .await?;
-    match dst.create_manifest(&key, raw).await {
-        Ok(_) => {}
-        Err(e) if e.kind == ErrorKind::Conflict => {
-            return Err(Error::VersionExists {
-                version: format!("{model}@{v}"),
-                remote: dst.name().to_string(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if let Some(sig) = signature {
-        dst.create_only(&sig_key, sig).await?;
-    }
-    heal(cx, rewrites.into_inner().expect("rewrites")).await
-}
-
-/// After the manifest is written: once [`SWEEP_BOUND`] (plus a second for clock rates) has
-/// passed since the last rewrite of a recorded chunk, copies again any of them a racing gc
-/// sweep deleted.
-async fn heal(cx: &SyncCx<'_>, rewrites: Rewrites) -> Result<()> {
-    let Some(last) = rewrites.last else {
-        return Ok(());
-    };
-    let wait = SWEEP_BOUND + std::time::Duration::from_secs(1);
-    tokio::time::sleep((last + wait).saturating_duration_since(Instant::now())).await;
-    futures::stream::iter(rewrites.chunks)
-        .map(|c| async move {
-            if cx.dst.chunk_size(&c.id).await?.is_none() {
-                tracing::warn!(
-                    "chunk {} was deleted by a gc during the sync; copying it again",
-                    c.id
-                );
-                transfer_chunk(cx, c).await?;
-            }
-            Ok::<_, Error>(())
-        })
-        .buffer_unordered(cx.opts.jobs.max(1))
-        .try_collect::<()>()
-        .await
+    let refs: HashMap<_, _> = chunks.into_iter().map(|c| (c.id, c)).collect();
+    let write_again = |id| transfer_chunk(cx, refs[&id].clone()); // rewrites are the manifest's
+    publish::publish(
+        dst,
+        (model, v),
+        (raw, signature),
+        rewrites.into_inner().expect("rewrites"),
+        cx.opts.jobs,
+        write_again,
+    )
+    .await
 }
 
 /// Copies `c` unless the destination has it with the source's size and no pending gc record
-/// lists it; a listed chunk is copied whatever the destination has, and noted in `rewrites`.
-async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) -> Result<()> {
+/// (`pending`) lists it; a listed chunk is copied whatever the destination has, and noted in
+/// `rewrites`.
+async fn copy_chunk(
+    cx: &SyncCx<'_>,
+    c: ChunkRef,
+    pending: &Pending,
+    rewrites: &Mutex<Rewrites>,
+) -> Result<()> {
     let (src, dst) = (cx.src, cx.dst);
-    let recorded = cx.pending.chunks.contains(&dst.stored_id(&c.id));
+    let recorded = pending.chunks.contains(&dst.stored_id(&c.id));
     // The destination always gets loose chunks (readers fall back to them when a manifest's
     // pack is absent); one it has with the source's encoded size is kept.
     let src_len = || async {
@@ -214,9 +208,7 @@ async fn copy_chunk(cx: &SyncCx<'_>, c: ChunkRef, rewrites: &Mutex<Rewrites>) ->
     }
     transfer_chunk(cx, c.clone()).await?;
     if recorded {
-        let mut r = rewrites.lock().expect("rewrites");
-        r.chunks.push(c);
-        r.last = Some(Instant::now());
+        Rewrites::note(rewrites, [c.id]);
     }
     Ok(())
 }

@@ -440,3 +440,47 @@ fn gc_sweeping_while_a_sync_reuses_recorded_chunks() {
     env.ok(&["pull", "m@2.0.0", "--to", s(&out)]);
     crate::common::assert_same_tree(&v2, &out);
 }
+
+/// A sync reads the destination's gc records again for every version it copies (until
+/// 2026-12-08 it read them once per run): v1's chunks are recorded on the destination while
+/// the sync copies an unrelated version, and the record is ripe when the sync moves on to v2
+/// (v1's content plus new bytes); a sweep then, after v2's copy has looked at v1's chunks and
+/// before its manifest, must not leave the synced v2 broken.
+#[test]
+fn gc_recording_during_a_long_sync_is_seen_by_its_later_versions() {
+    let env = Env::new(Backend::Fs);
+    let v2 = seed_v1_and_v2(&env, 3 << 20, 2 << 20);
+    env.ok(&["rm", "m@1.0.0"]);
+    let other = env.path("other-vault");
+    let first = env.path("first");
+    write_file(&first.join("c.bin"), &noise(45, 3 << 20));
+    for (dir, version) in [(&first, "1.5.0"), (&v2, "2.0.0")] {
+        let to = ["-r", s(&other), "push", s(dir), "--name", "m", "--no-pack"];
+        env.ok(&[&to[..], &["--version", version]].concat());
+    }
+    let sync = env
+        .cmd()
+        .args(["sync", "--from", s(&other), "--to", s(&env.path("vault"))])
+        .args(["m", "--limit-rate", "1M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // During the copy of 1.5.0: v1's old chunks are recorded, and the record made ripe.
+    wait_for("the sync copies a chunk", || has_fresh_chunk(&env));
+    let j = env.json(&["gc"]);
+    assert_eq!(count(&j, "records_written"), 1, "{j}");
+    backdate(&records(&env), 2 * DAY);
+    let first_manifest = env.path("vault/models/m/versions/1.5.0.json");
+    assert!(!first_manifest.exists(), "1.5.0 was copied before gc ran");
+    // During the copy of 2.0.0 (its 2 MiB of new bytes take 2 s at 1M): a sweep.
+    wait_for("1.5.0 is published", || first_manifest.exists());
+    std::thread::sleep(Duration::from_millis(500));
+    let j = env.json(&["gc"]);
+    assert_eq!(count(&j, "records_swept"), 1, "{j}");
+    finish(sync);
+    env.ok(&["verify", "m@2.0.0"]);
+    let out = env.path("out");
+    env.ok(&["pull", "m@2.0.0", "--to", s(&out)]);
+    crate::common::assert_same_tree(&v2, &out);
+}
