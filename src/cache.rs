@@ -303,8 +303,7 @@ impl Cache {
     pub fn chunk_index(&self, wanted: &HashSet<Digest>) -> HashMap<Digest, LocalChunk> {
         let mut found = HashMap::new();
         for path in walk_files(&self.root.join("manifests")) {
-            let Some(m) = read_document(&path).and_then(|b| Manifest::from_json(&b).ok())
-            else {
+            let Some(m) = read_document(&path).and_then(|b| Manifest::from_json(&b).ok()) else {
                 continue;
             };
             for f in &m.files {

@@ -880,7 +880,7 @@ fn fs_sync_fs_to_fs() {
 }
 
 /// A destination version with other content than the source's is a conflict (exit 4, naming
-/// it), never "already there" (until 2026-12-08 it was counted present and sync exited 0); one
+/// it), never "already there" (until 2026-12-07 it was counted present and sync exited 0); one
 /// with the source's manifest is present.
 #[test]
 fn fs_sync_refuses_a_destination_version_that_differs() {

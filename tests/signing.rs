@@ -479,7 +479,7 @@ fn verify_sync_and_rm_keep_signatures_with_their_versions() {
 
 /// A signature object without its manifest (left by an interrupted or older `rm`, or planted)
 /// is garbage: a push of that version deletes it before uploading anything, so a signed push
-/// publishes its own signature (until 2026-12-08 it exited 4 after publishing the version) and
+/// publishes its own signature (until 2026-12-07 it exited 4 after publishing the version) and
 /// an unsigned push an unsigned version (it looked signed); sync does the same on its
 /// destination.
 #[test]

@@ -488,7 +488,14 @@ mod tests {
     #[test]
     fn prune_counts_releases_and_keeps_newer_prereleases() {
         let vs = |l: &[&str]| -> Vec<Version> { l.iter().map(|s| s.parse().unwrap()).collect() };
-        let v = vs(&["1.0.0", "1.1.0-rc.1", "1.1.0", "1.2.0", "2.0.0-rc.1", "2.0.0-rc.2"]);
+        let v = vs(&[
+            "1.0.0",
+            "1.1.0-rc.1",
+            "1.1.0",
+            "1.2.0",
+            "2.0.0-rc.1",
+            "2.0.0-rc.2",
+        ]);
         assert_eq!(prune_cut(&v, 1), 3, "1.2.0 and the rcs after it stay");
         assert_eq!(prune_cut(&v, 2), 2, "1.1.0 is the oldest kept");
         assert_eq!(prune_cut(&v, 3), 0);

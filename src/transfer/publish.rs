@@ -13,7 +13,7 @@
 //! (after the manifest), so a signature object of a version whose manifest does not exist is
 //! garbage (left by an `rm` interrupted between its two deletes, by an older mvault's `rm`, or
 //! planted). [`begin`] deletes it, so that a version is never published beside a signature of
-//! other content, and [`publish`] overwrites whatever is there with the new signature.
+//! other content, and [`publish`] then creates the new signature create-only.
 //!
 //! Invariant (the gc guarantee of FORMAT.md): a version whose manifest is created less than
 //! one grace period after its own [`begin`] has every chunk stored when [`publish`] returns
@@ -100,8 +100,8 @@ pub(super) async fn begin(
 
 /// After every chunk of `name@version` is stored (push steps 4 to 6): creates its manifest
 /// `json` create-only ([`Error::VersionExists`] if another writer created it first), then
-/// writes its signature object `signature`, if any, over whatever is there (we created the
-/// manifest, so nothing there can be its signature), then heals: once [`SWEEP_BOUND`] (plus
+/// creates its signature object `signature`, if any (create-only: [`begin`] deleted a stale
+/// one), then heals: once [`SWEEP_BOUND`] (plus
 /// a second for the two hosts' clock rates, assumption A3) has passed since the last
 /// rewrite, stats each rewritten chunk and calls `write_again` for each one a racing sweep
 /// deleted (its stat came before our rewrite, its delete after). A sweep deletes nothing
@@ -127,10 +127,13 @@ where
         Err(e) if e.kind == ErrorKind::Conflict => return Err(exists(remote, name, version)),
         Err(e) => return Err(e.into()),
     }
-    if let Some(sig) = signature {
-        let key = crate::remote::signature_key(name, version);
-        remote.create_only(&key, sig).await?;
-    }
+    let signed = match signature {
+        Some(sig) => remote
+            .create_only(&signature_key(name, version), sig)
+            .await
+            .map(drop),
+        None => Ok(()),
+    };
     heal(
         remote,
         &format!("{name}@{version}"),
@@ -138,7 +141,8 @@ where
         jobs,
         write_again,
     )
-    .await
+    .await?;
+    Ok(signed?)
 }
 
 async fn heal<Fut>(

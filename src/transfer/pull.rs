@@ -281,7 +281,11 @@ pub async fn pull(
     let warm = todo.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
     if !todo.is_empty() {
         let dirs: HashSet<Option<&str>> = std::iter::once(Some(manifest::RESERVED_SEGMENT))
-            .chain(m.files.iter().map(|f| f.path.rsplit_once('/').map(|(d, _)| d)))
+            .chain(
+                m.files
+                    .iter()
+                    .map(|f| f.path.rsplit_once('/').map(|(d, _)| d)),
+            )
             .collect();
         for d in dirs {
             dir.remove_stale_temps(d)?;
@@ -409,9 +413,9 @@ async fn plan_file(
                 .collect();
             let foreign = cpu(move || {
                 d.foreign_below(&rel, |p, e| {
-                    owned.get(p).is_some_and(|&(size, mtime_ns)| {
-                        *e == Entry::File { size, mtime_ns }
-                    })
+                    owned
+                        .get(p)
+                        .is_some_and(|&(size, mtime_ns)| *e == Entry::File { size, mtime_ns })
                 })
             })
             .await?;
@@ -430,7 +434,9 @@ async fn plan_file(
             }
         }
         Entry::Blocked { ancestor, .. }
-            if dir.entry(&ancestor).is_ok_and(|e| previous_file(&ancestor, &e)) =>
+            if dir
+                .entry(&ancestor)
+                .is_ok_and(|e| previous_file(&ancestor, &e)) =>
         {
             Ok(Plan::Place) // `a` becoming `a/b`: phase 2 deletes the old file `a` first
         }

@@ -68,7 +68,10 @@ pub enum Entry {
     Other,
     /// Unreachable: `ancestor` (a relative path, a proper prefix of the path asked about) is
     /// a symlink (`symlink`) or another non-directory where a directory should be.
-    Blocked { ancestor: String, symlink: bool },
+    Blocked {
+        ancestor: String,
+        symlink: bool,
+    },
 }
 
 impl Entry {
@@ -99,12 +102,19 @@ enum Walk {
     /// A directory is missing (and was not to be created).
     Missing,
     /// `walked` (relative) is a symlink or not a directory.
-    Blocked { walked: String, symlink: bool },
+    Blocked {
+        walked: String,
+        symlink: bool,
+    },
 }
+
+/// A directory's handle and its names, each with what it is ([`TargetDir::list`]).
+type Listing = (OwnedFd, Vec<(String, Entry)>);
 
 /// An exclusive hold on a pull target ([`TargetDir::lock`]), released on drop.
 pub struct TargetLock {
-    _file: File,
+    /// `None` for a target this process cannot write ([`TargetDir::lock`]).
+    _file: Option<File>,
 }
 
 /// Name of the lock file under `.mvault/` (records are `<model>.json` and `<model>.sig`).
@@ -149,6 +159,9 @@ impl TargetDir {
     /// user chose it); everything below it is walked without following any.
     pub fn open(root: &Path) -> Result<TargetDir> {
         let shown = root.display().to_string();
+        if std::fs::symlink_metadata(root).is_ok_and(|m| !m.is_dir() && !m.is_symlink()) {
+            return Err(Error::NotADirectory { path: shown });
+        }
         std::fs::create_dir_all(root).map_err(|e| Error::Io {
             path: shown.clone(),
             source: e,
@@ -226,8 +239,7 @@ impl TargetDir {
                         Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
                             Ok(Walk::Blocked {
                                 walked,
-                                symlink: FileType::from_raw_mode(st.st_mode)
-                                    == FileType::Symlink,
+                                symlink: FileType::from_raw_mode(st.st_mode) == FileType::Symlink,
                             })
                         }
                         _ => Err(io_err(self.shown(&walked))(e)),
@@ -264,7 +276,7 @@ impl TargetDir {
 
     /// The names in directory `dirs` (relative; `None` is the root), each with what it is;
     /// `None` when the directory cannot be reached.
-    fn list(&self, dirs: Option<&str>) -> Result<Option<(OwnedFd, Vec<(String, Entry)>)>> {
+    fn list(&self, dirs: Option<&str>) -> Result<Option<Listing>> {
         let Walk::Dir(fd) = self.walk(dirs, false)? else {
             return Ok(None);
         };
@@ -273,7 +285,10 @@ impl TargetDir {
         for e in rustix::fs::Dir::read_from(&fd).map_err(io_err(shown.clone()))? {
             let e = e.map_err(io_err(shown.clone()))?;
             let Ok(name) = e.file_name().to_str() else {
-                out.push((String::from_utf8_lossy(e.file_name().to_bytes()).into(), Entry::Other));
+                out.push((
+                    String::from_utf8_lossy(e.file_name().to_bytes()).into(),
+                    Entry::Other,
+                ));
                 continue;
             };
             if name == "." || name == ".." {
@@ -337,21 +352,34 @@ impl TargetDir {
     /// Takes the target's exclusive lock (`flock` on `.mvault/pull.lock`, made if needed and
     /// opened without following a symlink), waiting, with one line of information, while
     /// another pull holds it. Blocking: call off the async runtime.
+    ///
+    /// A target this process cannot write (a read-only mount, say, where a container finds
+    /// its models already pulled) is not locked: no pull of ours can change it, and one that
+    /// needs to place a file fails there with its own error.
     pub fn lock(&self) -> Result<TargetLock> {
-        let dir = self.records_dir(true)?.expect("created");
+        let unwritable = |e: &Error| {
+            matches!(e, Error::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)))
+        };
+        let dir = match self.records_dir(true) {
+            Ok(dir) => dir.expect("created"),
+            Err(e) if unwritable(&e) => return Ok(TargetLock { _file: None }),
+            Err(e) => return Err(e),
+        };
         let shown = self.shown(&format!("{RESERVED_SEGMENT}/{LOCK_FILE}"));
-        let fd = rustix::fs::openat(
+        let fd = match rustix::fs::openat(
             &dir,
             LOCK_FILE,
             OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o666),
-        )
-        .map_err(|e| match e {
-            Errno::LOOP => Error::Symlink {
-                path: shown.clone(),
-            },
-            e => io_err(shown.clone())(e),
-        })?;
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => return Err(Error::Symlink { path: shown }),
+            Err(Errno::ROFS | Errno::ACCESS | Errno::PERM) => {
+                return Ok(TargetLock { _file: None });
+            }
+            Err(e) => return Err(io_err(shown)(e)),
+        };
         let st = rustix::fs::fstat(&fd).map_err(io_err(shown.clone()))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(Error::NotRegular { path: shown });
@@ -370,9 +398,14 @@ impl TargetDir {
                     source,
                 })?;
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(Error::Io { path: shown, source }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: shown,
+                    source,
+                });
+            }
         }
-        Ok(TargetLock { _file: file })
+        Ok(TargetLock { _file: Some(file) })
     }
 
     /// BLAKE3 of the regular file at `rel` (opened without following symlinks).
@@ -437,13 +470,7 @@ impl TargetDir {
 
     /// Links or copies `blob` to `tmp` in `dir`; `Ok(false)` when a copy finds the blob is
     /// not a regular file (a hard link of a symlink is caught by the caller's hash).
-    fn put_temp(
-        &self,
-        dir: &OwnedFd,
-        tmp: &str,
-        blob: &Path,
-        mode: LinkMode,
-    ) -> io::Result<bool> {
+    fn put_temp(&self, dir: &OwnedFd, tmp: &str, blob: &Path, mode: LinkMode) -> io::Result<bool> {
         if mode != LinkMode::Copy {
             match rustix::fs::linkat(CWD, blob, dir, tmp, AtFlags::empty()) {
                 Ok(()) => return Ok(true),

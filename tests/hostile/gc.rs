@@ -442,7 +442,7 @@ fn gc_sweeping_while_a_sync_reuses_recorded_chunks() {
 }
 
 /// A sync reads the destination's gc records again for every version it copies (until
-/// 2026-12-08 it read them once per run): v1's chunks are recorded on the destination while
+/// 2026-12-07 it read them once per run): v1's chunks are recorded on the destination while
 /// the sync copies an unrelated version, and the record is ripe when the sync moves on to v2
 /// (v1's content plus new bytes); a sweep then, after v2's copy has looked at v1's chunks and
 /// before its manifest, must not leave the synced v2 broken.

@@ -525,8 +525,14 @@ fn version_switch_refuses_foreign_entries_before_touching_the_target() {
     let user = t.join("sub/user.txt");
     write_file(&user, b"user");
     let err = env.fails(2, &["pull", "m@2.0.0", "--to", s(&t)]);
-    assert!(err.contains("sub/user.txt") && err.contains("move"), "{err}");
-    assert!(t.join("readme.txt").exists() && t.join("sub/w.bin").exists(), "deleted");
+    assert!(
+        err.contains("sub/user.txt") && err.contains("move"),
+        "{err}"
+    );
+    assert!(
+        t.join("readme.txt").exists() && t.join("sub/w.bin").exists(),
+        "deleted"
+    );
     assert_eq!(recorded_version(&t), "1.0.0");
     fs::remove_file(&user).unwrap();
     fs::create_dir(t.join("sub/empty")).unwrap();
@@ -713,7 +719,10 @@ fn stale_placement_temps_are_swept_and_not_pushed() {
     write_file(&src.join("d/b.bin"), &noise(44, 10_000));
     push(&env, &src, "m", "1.0.0");
     let t = env.path("t");
-    let stale = [t.join(".mvault-0123abcd.tmp"), t.join("d/.mvault-deadbeef.tmp")];
+    let stale = [
+        t.join(".mvault-0123abcd.tmp"),
+        t.join("d/.mvault-deadbeef.tmp"),
+    ];
     for p in &stale {
         write_file(p, &noise(45, 5000));
     }
@@ -753,5 +762,26 @@ fn symlinked_state_record_is_ignored() {
     assert!(err.contains("damaged"), "{err}");
     assert_same_tree(&src, &t);
     assert_eq!(fs::read(&outside).unwrap(), b"secret");
-    assert!(fs::symlink_metadata(t.join(".mvault/m.json")).unwrap().is_file());
+    assert!(
+        fs::symlink_metadata(t.join(".mvault/m.json"))
+            .unwrap()
+            .is_file()
+    );
+}
+
+/// Review finding: `pull --to FILE` names the file and the remedy (exit 2), and leaves it.
+#[test]
+fn pull_to_a_file_is_refused_naming_it() {
+    let env = Env::new(Backend::Fs);
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), &noise(47, 1000));
+    push(&env, &src, "m", "1.0.0");
+    let file = env.path("taken");
+    write_file(&file, b"mine");
+    let err = env.fails(2, &["pull", "m@1.0.0", "--to", s(&file)]);
+    assert!(
+        err.contains("taken: exists and is not a directory"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"mine");
 }

@@ -540,7 +540,8 @@ pub fn ensure<'py>(
 
 /// The models a directory stands for (`mvault push --models-dir`): [(name, pathlib.Path)],
 /// sorted by name; each entry not starting with `.` is one model, a sub-directory named after
-/// itself, a file after its name up to the first `.`. An empty directory is a ConfigError.
+/// itself, a file after its name up to the first `.`. An empty or missing directory is a
+/// ConfigError.
 #[pyfunction]
 pub fn models_in_dir<'py>(py: Python<'py>, dir: PathBuf) -> PyResult<Bound<'py, PyList>> {
     let models = vault::models_in_dir(&dir).map_err(to_py_err)?;

@@ -277,7 +277,7 @@ def test_upload_script_versions_and_flags(local_config, tmp_path):
     r = run_script("upload_models_to_cloud", "--model-name", "nope")
     assert r.returncode == 3
     r = run_script("upload_models_to_cloud", "--models-dir", "missing-dir")
-    assert r.returncode == 1 and "missing-dir" in r.stderr
+    assert r.returncode == 2 and "missing-dir" in r.stderr
     r = run_script("upload_models_to_cloud", "--provider", "nope")
     assert r.returncode == 2
     r = run_script("upload_models_to_cloud", "--list")

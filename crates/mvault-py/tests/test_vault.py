@@ -434,7 +434,7 @@ def test_models_in_dir(tmp_path):
     empty.mkdir()
     with pytest.raises(mvault.ConfigError):
         mvault.models_in_dir(empty)
-    with pytest.raises(mvault.RemoteError):
+    with pytest.raises(mvault.ConfigError, match="missing does not exist"):
         mvault.models_in_dir(tmp_path / "missing")
 
 
