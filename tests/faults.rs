@@ -1189,12 +1189,12 @@ fn access_denied_fails_at_once_without_retries() {
             .iter()
             .map(|s| format!("{} {}", s.method, s.target))
             .collect();
-        // A command may start with up to three independent reads at once (push: the version
-        // check, the vault's encryption record and the gc records' listing; pull: the
-        // manifest and its signature); none may be sent again.
+        // A command may start with up to four independent reads at once (push: the version
+        // check, its stale signature check, the vault's encryption record and the gc records'
+        // listing; pull: the manifest and its signature); none may be sent again.
         let distinct: std::collections::HashSet<&String> = seen.iter().collect();
         assert!(
-            (1..=3).contains(&seen.len()) && distinct.len() == seen.len(),
+            (1..=4).contains(&seen.len()) && distinct.len() == seen.len(),
             "{what}: a permanent error must not be retried; requests: {seen:#?}"
         );
     }

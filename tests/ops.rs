@@ -879,16 +879,23 @@ fn fs_sync_fs_to_fs() {
     sync_between(&a, &b, &[]);
 }
 
-/// A destination version with other content than the source's is a conflict (exit 4, naming
-/// it), never "already there" (until 2026-12-07 it was counted present and sync exited 0); one
-/// with the source's manifest is present.
+/// A destination version with other content than the source's is left as it is and
+/// reported (exit 4 once the rest is copied, naming it), never counted "already there" (until
+/// 2026-12-07 it was, and sync exited 0); one pushed to both separately with the same files
+/// (another `created_at`) is present.
 #[test]
-fn fs_sync_refuses_a_destination_version_that_differs() {
+fn fs_sync_reports_a_destination_version_that_differs() {
     let (a, b) = (Env::new(Backend::Fs), Env::new(Backend::Fs));
     let one = seed_dir(&a, "one", &[("w.bin", 51, 300_000)]);
     let two = seed_dir(&b, "two", &[("w.bin", 52, 300_000)]);
+    let three = seed_dir(&a, "three", &[("w.bin", 53, 300_000)]);
+    let four = seed_dir(&a, "four", &[("w.bin", 54, 300_000)]);
     push(&a, &one, "s", "1.0.0");
     push(&b, &two, "s", "1.0.0");
+    push(&a, &three, "s", "2.0.0");
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // another created_at
+    push(&b, &three, "s", "2.0.0");
+    push(&a, &four, "s", "3.0.0");
     let args = [
         "sync",
         "--from",
@@ -896,15 +903,27 @@ fn fs_sync_refuses_a_destination_version_that_differs() {
         "--to",
         b.remote.as_str(),
     ];
+    let j = json_code(&a, &args, 4);
+    assert_eq!(j["copied"], serde_json::json!(["s@3.0.0"]), "{j}");
+    assert_eq!(j["present"], serde_json::json!(["s@2.0.0"]), "{j}");
+    assert_eq!(j["differs"], serde_json::json!(["s@1.0.0"]), "{j}");
     let e = a.fails(4, &args);
-    assert!(e.contains("s@1.0.0") && e.contains("other content"), "{e}");
+    assert!(
+        e.contains("s@1.0.0 on") && e.contains("other content") && e.contains("rm"),
+        "{e}"
+    );
     pull_same(&b, b.cmd(), &[], "s@1.0.0", &two);
+    pull_same(&b, b.cmd(), &[], "s@3.0.0", &four);
 
     b.ok(&["rm", "s@1.0.0"]);
     let j = a.json(&args);
     assert_eq!(j["copied"], serde_json::json!(["s@1.0.0"]), "{j}");
     let j = a.json(&args);
-    assert_eq!(j["present"], serde_json::json!(["s@1.0.0"]), "{j}");
+    assert_eq!(
+        j["present"],
+        serde_json::json!(["s@1.0.0", "s@2.0.0", "s@3.0.0"]),
+        "{j}"
+    );
     pull_same(&b, b.cmd(), &[], "s@1.0.0", &one);
 }
 

@@ -496,6 +496,15 @@ fn a_stale_signature_object_never_stands_beside_a_new_version() {
 
     let k = env.path("k");
     let src = model(&env, 15);
+    // A dry run only says so.
+    let out = env.run(&["push", s(&src), "-n", "m", "-V", "1.0.0", "--dry-run"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains("would delete models/m/signatures/1.0.0.sig"),
+        "{e}"
+    );
+    assert_eq!(env.read_object(&sig("1.0.0")), stale);
     let out = env.run(&[
         "push",
         s(&src),

@@ -249,6 +249,12 @@ pub fn note(quiet: bool, text: &str) {
     }
 }
 
+/// Prints why a command that did its work exits non-zero, even when quiet: `mvault: TEXT`
+/// on stderr, as a failure's line is.
+pub fn error_line(text: &str) {
+    eprintln!("mvault: {}", terminal_safe(&scrub_message(text)));
+}
+
 /// Prints a warning on stderr, even when quiet: `mvault: warning: TEXT`.
 pub fn warn(text: &str) {
     eprintln!("mvault: warning: {}", terminal_safe(&scrub_message(text)));

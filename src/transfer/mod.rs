@@ -60,19 +60,6 @@ pub enum Error {
         /// The remote's display name.
         remote: String,
     },
-    /// Sync: the destination has the version with other content than the source's.
-    #[error(
-        "{version} exists on {remote} with other content than on {source_remote}; versions are \
-         immutable: rm it there to copy it again, or leave it out of the sync"
-    )]
-    VersionDiffers {
-        /// `name@version`.
-        version: String,
-        /// The destination's display name.
-        remote: String,
-        /// The source's display name.
-        source_remote: String,
-    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("integrity check failed: {0}")]
@@ -95,9 +82,7 @@ impl Error {
             Error::Pending(e) => e.category(),
             Error::Trust(e) => e.category(),
             Error::NotFound(_) => Category::NotFound,
-            Error::VersionExists { .. }
-            | Error::VersionDiffers { .. }
-            | Error::WouldOverwrite(_) => Category::Conflict,
+            Error::VersionExists { .. } | Error::WouldOverwrite(_) => Category::Conflict,
             Error::Integrity(_) | Error::Manifest(_) => Category::Integrity,
             Error::Input(_) => Category::Usage,
             Error::Cache(_) | Error::Io { .. } => Category::Failure,

@@ -66,11 +66,13 @@ fn exists(remote: &Remote, name: &ModelName, version: &Version) -> Error {
 /// [`Error::VersionExists`] if its manifest exists; deletes its signature object if one
 /// exists without the manifest (module text); returns what the gc pending records list now.
 /// The three reads go out at once.
+///
+/// With `dry_run` (a push that sends nothing) the stale signature is only reported.
 pub(super) async fn begin(
     remote: &Remote,
-    name: &ModelName,
-    version: &Version,
+    (name, version): (&ModelName, &Version),
     jobs: usize,
+    dry_run: bool,
 ) -> Result<Pending> {
     let key = manifest_key(name, version);
     let sig_key = signature_key(name, version);
@@ -88,12 +90,23 @@ pub(super) async fn begin(
         if remote.size_of(&key).await?.is_some() {
             return Err(exists(remote, name, version));
         }
-        tracing::warn!(
-            "deleting {sig_key} on {}: a signature object without its version's manifest \
-             (left by an interrupted or older rm)",
-            remote.name()
-        );
-        remote.delete(&sig_key).await?;
+        let what = "a signature object without its version's manifest (left by an \
+                    interrupted or older rm)";
+        if dry_run {
+            tracing::warn!("would delete {sig_key} on {}: {what}", remote.name());
+            return Ok(pending?);
+        }
+        tracing::warn!("deleting {sig_key} on {}: {what}", remote.name());
+        remote.delete(&sig_key).await.map_err(|mut e| {
+            if e.kind == ErrorKind::PermissionDenied {
+                e.message = format!(
+                    "{}; it is {what}: have it deleted by an identity allowed to delete (the \
+                     admin policy), then push {name}@{version} again",
+                    e.message
+                );
+            }
+            e
+        })?;
     }
     Ok(pending?)
 }

@@ -137,7 +137,7 @@ pub async fn push(
         ));
     }
     let sources = collect_sources(&req.paths)?;
-    let pending = publish::begin(remote, &req.name, &req.version, opts.jobs).await?;
+    let pending = publish::begin(remote, (&req.name, &req.version), opts.jobs, req.dry_run).await?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
     let budget = listing_budget(total);
     // The listings go out after the records are read, as a stat would (FORMAT.md, push step

@@ -4,8 +4,9 @@
 //! from the source, verified against its name, and written as is (re-sealed with the
 //! destination's key when either vault is encrypted: the key-rotation path); then the manifest
 //! is created create-only, then its signature object if it has one. Versions already on the
-//! destination with the source's manifest are skipped without reading their chunks, so
-//! re-running a finished sync copies nothing; one there with another manifest is a conflict.
+//! destination with the source's content (version checksum) are skipped without reading their
+//! chunks, so re-running a finished sync copies nothing; one there with other content is left
+//! as it is and reported ([`SyncReport::differs`]).
 //! With trusted keys, a version whose signature on the source fails the check (`crate::trust`)
 //! stops the sync before any of its chunks is copied.
 //!
@@ -36,9 +37,22 @@ use crate::version::{ModelName, Selector, Version};
 pub struct SyncReport {
     /// `name@version` created on the destination.
     pub copied: Vec<String>,
-    /// `name@version` already present on the destination.
+    /// `name@version` already present on the destination, with the source's content.
     pub present: Vec<String>,
+    /// `name@version` the destination holds with other content (another version checksum,
+    /// or a manifest it cannot read): left as they are, since versions are immutable; the
+    /// CLI exits 4 when there are any.
+    pub differs: Vec<String>,
     pub summary: Summary,
+}
+
+/// What the destination holds of a version ([`presence`]).
+enum Presence {
+    Absent,
+    /// Its manifest, with the source's version checksum.
+    Same,
+    /// Its manifest, with other content (or unreadable there): the reason.
+    Differs(String),
 }
 
 /// Copies `name[@selector]` (or every model when `name` is `None`) from `src` to `dst`.
@@ -64,43 +78,57 @@ pub async fn sync(
         inflight: tokio::sync::Semaphore::new(INFLIGHT_KIB),
         trusted,
     };
-    let (mut copied, mut present) = (Vec::new(), Vec::new());
+    let (mut copied, mut present, mut differs) = (Vec::new(), Vec::new(), Vec::new());
     for model in &models {
         for v in select_versions(src, model, selector).await? {
             let label = format!("{model}@{v}");
-            if is_present(src, dst, model, &v).await? {
-                present.push(label);
-                continue;
+            match presence(src, dst, model, &v).await? {
+                Presence::Absent => {
+                    copy_version(&cx, model, &v).await?;
+                    copied.push(label);
+                }
+                Presence::Same => present.push(label),
+                Presence::Differs(why) => {
+                    tracing::warn!(
+                        "{label} exists on {} with other content than on {} ({why}); \
+                         versions are immutable, so it is left as it is: rm it there to copy \
+                         it again",
+                        dst.name(),
+                        src.name()
+                    );
+                    differs.push(label);
+                }
             }
-            copy_version(&cx, model, &v).await?;
-            copied.push(label);
         }
     }
     Ok(SyncReport {
         copied,
         present,
+        differs,
         summary: stats.summary(started, src.retries() + dst.retries()),
     })
 }
 
-/// Whether `dst` already has `model@v` as `src` has it: `false` if `dst` lacks its manifest,
-/// `true` if the manifest there is the source's, byte for byte (as sync copies it; opened
-/// first where sealed); any other manifest is [`Error::VersionDiffers`], since a copy that
-/// differs from its source is no backup of it. Signature objects are not compared.
-async fn is_present(src: &Remote, dst: &Remote, model: &ModelName, v: &Version) -> Result<bool> {
+/// What `dst` holds of `model@v`: one stat when it lacks the version (the common case of a
+/// sync); else both manifests are read and their version checksums compared (the files'
+/// paths, sizes and digests: a version pushed to both vaults separately, say with
+/// `push --all-providers`, is the same version though its `created_at` differs).
+async fn presence(src: &Remote, dst: &Remote, model: &ModelName, v: &Version) -> Result<Presence> {
     let key = manifest_key(model, v);
+    if dst.size_of(&key).await?.is_none() {
+        return Ok(Presence::Absent);
+    }
     let theirs = match dst.read_manifest(&key).await {
         Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Presence::Absent), // removed since
         Err(e) => return Err(e.into()),
     };
-    if src.read_manifest(&key).await? == theirs {
-        return Ok(true);
-    }
-    Err(Error::VersionDiffers {
-        version: format!("{model}@{v}"),
-        remote: dst.name().to_string(),
-        source_remote: src.name().to_string(),
+    let ours = Manifest::from_json(&src.read_manifest(&key).await?)
+        .map_err(|e| Error::Integrity(format!("{key} on {}: {e}", src.name())))?;
+    Ok(match Manifest::from_json(&theirs) {
+        Ok(m) if m.checksum == ours.checksum => Presence::Same,
+        Ok(_) => Presence::Differs("another version checksum".into()),
+        Err(e) => Presence::Differs(format!("its manifest there does not read: {e}")),
     })
 }
 
@@ -159,7 +187,7 @@ async fn copy_version(cx: &SyncCx<'_>, model: &ModelName, v: &Version) -> Result
         crate::trust::verify(sig, &m.to_json(), &m, keys, &label)?;
     }
     // The destination's records as of now: read again for every version (module text).
-    let pending = publish::begin(dst, model, v, cx.opts.jobs).await?;
+    let pending = publish::begin(dst, (model, v), cx.opts.jobs, false).await?;
     let rewrites = Mutex::new(Rewrites::default());
     let chunks = m.unique_chunks();
     futures::stream::iter(chunks.iter().cloned())

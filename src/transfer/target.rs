@@ -113,8 +113,16 @@ type Listing = (OwnedFd, Vec<(String, Entry)>);
 
 /// An exclusive hold on a pull target ([`TargetDir::lock`]), released on drop.
 pub struct TargetLock {
-    /// `None` for a target this process cannot write ([`TargetDir::lock`]).
-    _file: Option<File>,
+    /// `None` for a target this process cannot write or lock ([`TargetDir::lock`]).
+    file: Option<File>,
+}
+
+impl TargetLock {
+    /// Whether the lock is really held (not skipped on an unwritable or unlockable target):
+    /// only then are temporary names proven to be a killed pull's.
+    pub fn held(&self) -> bool {
+        self.file.is_some()
+    }
 }
 
 /// Name of the lock file under `.mvault/` (records are `<model>.json` and `<model>.sig`).
@@ -355,7 +363,8 @@ impl TargetDir {
     ///
     /// A target this process cannot write (a read-only mount, say, where a container finds
     /// its models already pulled) is not locked: no pull of ours can change it, and one that
-    /// needs to place a file fails there with its own error.
+    /// needs to place a file fails there with its own error. Nor is one on a filesystem
+    /// without locks (a warning): there pulls run as they did before the lock existed.
     pub fn lock(&self) -> Result<TargetLock> {
         let unwritable = |e: &Error| {
             matches!(e, Error::Io { source, .. }
@@ -363,20 +372,18 @@ impl TargetDir {
         };
         let dir = match self.records_dir(true) {
             Ok(dir) => dir.expect("created"),
-            Err(e) if unwritable(&e) => return Ok(TargetLock { _file: None }),
+            Err(e) if unwritable(&e) => return Ok(TargetLock { file: None }),
             Err(e) => return Err(e),
         };
         let shown = self.shown(&format!("{RESERVED_SEGMENT}/{LOCK_FILE}"));
-        let fd = match rustix::fs::openat(
-            &dir,
-            LOCK_FILE,
-            OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o666),
-        ) {
+        // Read-write: NFS emulates flock with POSIX locks, whose exclusive kind needs it.
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&dir, LOCK_FILE, flags, Mode::from_raw_mode(0o666)) {
             Ok(fd) => fd,
             Err(Errno::LOOP) => return Err(Error::Symlink { path: shown }),
             Err(Errno::ROFS | Errno::ACCESS | Errno::PERM) => {
-                return Ok(TargetLock { _file: None });
+                return Ok(TargetLock { file: None });
             }
             Err(e) => return Err(io_err(shown)(e)),
         };
@@ -385,27 +392,35 @@ impl TargetDir {
             return Err(Error::NotRegular { path: shown });
         }
         let file = File::from(fd);
-        match file.try_lock() {
-            Ok(()) => {}
+        let locked = match file.try_lock() {
+            Ok(()) => Ok(()),
             Err(std::fs::TryLockError::WouldBlock) => {
                 // Shown by default (not `-q`): a pull that seems to hang should say why.
                 tracing::warn!(
                     "Blocking waiting for another pull into {} to finish",
                     self.root.display()
                 );
-                file.lock().map_err(|source| Error::Io {
-                    path: shown,
-                    source,
-                })?;
+                file.lock()
             }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(Error::Io {
-                    path: shown,
-                    source,
-                });
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        };
+        match locked {
+            Ok(()) => Ok(TargetLock { file: Some(file) }),
+            // A filesystem without locks (some network mounts): pull as before there were any.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOLCK | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBADF)
+                ) =>
+            {
+                tracing::warn!("{shown}: cannot be locked ({e}); pulling without the lock");
+                Ok(TargetLock { file: None })
             }
+            Err(source) => Err(Error::Io {
+                path: shown,
+                source,
+            }),
         }
-        Ok(TargetLock { _file: Some(file) })
     }
 
     /// BLAKE3 of the regular file at `rel` (opened without following symlinks).

@@ -88,5 +88,15 @@ pub async fn sync(ctx: &Context, a: &SyncArgs) -> Result<i32> {
             report.summary.chunks_reused
         ));
     }
-    Ok(exit::OK)
+    if report.differs.is_empty() {
+        return Ok(exit::OK);
+    }
+    output::error_line(&format!(
+        "{} on {} with other content than on {}: versions are immutable; rm them there to copy \
+         them again, or leave them out of the sync",
+        report.differs.join(", "),
+        to.remote().name(),
+        from.remote().name()
+    ));
+    Ok(exit::CONFLICT)
 }

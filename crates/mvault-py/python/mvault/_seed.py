@@ -114,7 +114,7 @@ class CloudStorageManager:
         if not as_file:
             return str(v.pull(ref, to=dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mvault-", suffix=".tmp", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".mvault-copy-", suffix=".part", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as out, open(files[0], "rb") as src:
                 shutil.copyfileobj(src, out, 16 << 20)
