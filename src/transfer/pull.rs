@@ -214,7 +214,7 @@ pub async fn pull(
     let target = &req.target;
     let dir = Arc::new(TargetDir::open(target)?);
     let d = dir.clone();
-    let lock = cpu(move || d.lock()).await?;
+    let locked = cpu(move || d.lock()).await?;
     let previous = read_state(&dir, &m.model_name)?;
     let recorded: HashMap<&str, &FileState> = previous
         .iter()
@@ -279,7 +279,7 @@ pub async fn pull(
     // Phase 2: sweep what a killed pull left, clear what the previous version had and this
     // one lacks, then place.
     let warm = todo.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
-    if !todo.is_empty() && lock.held() {
+    if !todo.is_empty() && locked {
         let dirs: HashSet<Option<&str>> = [None, Some(manifest::RESERVED_SEGMENT)]
             .into_iter()
             .chain(

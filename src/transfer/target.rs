@@ -111,20 +111,6 @@ enum Walk {
 /// A directory's handle and its names, each with what it is ([`TargetDir::list`]).
 type Listing = (OwnedFd, Vec<(String, Entry)>);
 
-/// An exclusive hold on a pull target ([`TargetDir::lock`]), released on drop.
-pub struct TargetLock {
-    /// `None` for a target this process cannot write or lock ([`TargetDir::lock`]).
-    file: Option<File>,
-}
-
-impl TargetLock {
-    /// Whether the lock is really held (not skipped on an unwritable or unlockable target):
-    /// only then are temporary names proven to be a killed pull's.
-    pub fn held(&self) -> bool {
-        self.file.is_some()
-    }
-}
-
 /// Name of the lock file under `.mvault/` (records are `<model>.json` and `<model>.sig`).
 const LOCK_FILE: &str = "pull.lock";
 
@@ -142,6 +128,10 @@ pub(crate) fn is_temp_name(name: &[u8]) -> bool {
 pub struct TargetDir {
     root: PathBuf,
     fd: OwnedFd,
+    /// The locked `.mvault/pull.lock` once [`TargetDir::lock`] took it: held as long as this
+    /// handle lives, so as long as any blocking placement that holds the handle still runs
+    /// (an abandoned pull future, a Python Ctrl-C, leaves those to finish).
+    lock: std::sync::OnceLock<File>,
 }
 
 fn io_err(path: impl Into<String>) -> impl FnOnce(Errno) -> Error {
@@ -183,6 +173,7 @@ impl TargetDir {
         Ok(TargetDir {
             root: root.to_path_buf(),
             fd,
+            lock: std::sync::OnceLock::new(),
         })
     }
 
@@ -358,21 +349,23 @@ impl TargetDir {
     }
 
     /// Takes the target's exclusive lock (`flock` on `.mvault/pull.lock`, made if needed and
-    /// opened without following a symlink), waiting, with one line of information, while
-    /// another pull holds it. Blocking: call off the async runtime.
+    /// opened without following a symlink) for as long as this handle lives, waiting, with
+    /// one line of information, while another pull holds it. Returns whether it is held
+    /// (only then are temporary names proven to be a killed pull's). Call once per handle.
+    /// Blocking: call off the async runtime.
     ///
     /// A target this process cannot write (a read-only mount, say, where a container finds
     /// its models already pulled) is not locked: no pull of ours can change it, and one that
     /// needs to place a file fails there with its own error. Nor is one on a filesystem
     /// without locks (a warning): there pulls run as they did before the lock existed.
-    pub fn lock(&self) -> Result<TargetLock> {
+    pub fn lock(&self) -> Result<bool> {
         let unwritable = |e: &Error| {
             matches!(e, Error::Io { source, .. }
                 if matches!(source.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)))
         };
         let dir = match self.records_dir(true) {
             Ok(dir) => dir.expect("created"),
-            Err(e) if unwritable(&e) => return Ok(TargetLock { file: None }),
+            Err(e) if unwritable(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
         let shown = self.shown(&format!("{RESERVED_SEGMENT}/{LOCK_FILE}"));
@@ -383,7 +376,7 @@ impl TargetDir {
             Ok(fd) => fd,
             Err(Errno::LOOP) => return Err(Error::Symlink { path: shown }),
             Err(Errno::ROFS | Errno::ACCESS | Errno::PERM) => {
-                return Ok(TargetLock { file: None });
+                return Ok(false);
             }
             Err(e) => return Err(io_err(shown)(e)),
         };
@@ -405,7 +398,7 @@ impl TargetDir {
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         };
         match locked {
-            Ok(()) => Ok(TargetLock { file: Some(file) }),
+            Ok(()) => Ok(self.lock.set(file).is_ok()),
             // A filesystem without locks (some network mounts): pull as before there were any.
             Err(e)
                 if matches!(
@@ -414,7 +407,7 @@ impl TargetDir {
                 ) =>
             {
                 tracing::warn!("{shown}: cannot be locked ({e}); pulling without the lock");
-                Ok(TargetLock { file: None })
+                Ok(false)
             }
             Err(source) => Err(Error::Io {
                 path: shown,
