@@ -725,27 +725,49 @@ impl Remote {
     }
 
     /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
+    /// On a local vault the object appears whole: written to a temporary file beside it, then
+    /// renamed over it, so concurrent writers of one chunk (two pushes sharing content) never
+    /// see or leave each other's partial bytes.
     pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
-        self.retrying("write", key, || async {
-            let w = self.op.write_with(key, self.body(&data));
-            w.content_type(content_type(key)).await.map(|_| ())
+        if let Some(root) = &self.fs_root {
+            return self.write_fs(root.clone(), key, data).await;
+        }
+        self.retrying("write", key, || {
+            let w = self.op.write_with(key, data.clone());
+            async move { w.content_type(content_type(key)).await.map(|_| ()) }
         })
         .await
     }
 
-    /// `data` as a write body: on a local vault in pieces of at most
-    /// [`crate::util::WRITE_PIECE_BYTES`] (no copy), which the file system backend writes one
-    /// `write` at a time (one large buffer becomes 2 MiB writes, several times costlier).
-    fn body(&self, data: &Bytes) -> opendal::Buffer {
+    /// [`Remote::write`] on a local vault: a `.mvault-*.tmp` file in the object's directory
+    /// (which listings of chunks skip, its name being no chunk id), written in pieces of at
+    /// most [`crate::util::WRITE_PIECE_BYTES`] (large writes cost the page cache several times
+    /// more system time), then renamed over `key`.
+    async fn write_fs(&self, root: Arc<std::path::Path>, key: &str, data: Bytes) -> Result<()> {
         use crate::util::WRITE_PIECE_BYTES as PIECE;
-        if self.fs_root.is_none() || data.len() <= PIECE {
-            return data.clone().into();
-        }
-        let pieces: Vec<Bytes> = (0..data.len())
-            .step_by(PIECE)
-            .map(|at| data.slice(at..(at + PIECE).min(data.len())))
-            .collect();
-        opendal::Buffer::from(pieces)
+        let path = root.join(key);
+        let written = tokio::task::spawn_blocking(move || {
+            let dir = path.parent().expect("key has a directory");
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".mvault-")
+                .suffix(".tmp")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .tempfile_in(dir)?;
+            for piece in data.chunks(PIECE) {
+                std::io::Write::write_all(&mut tmp, piece)?;
+            }
+            tmp.persist(&path).map(drop).map_err(|e| e.error)
+        })
+        .await
+        .expect("write task panicked");
+        written.map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                _ => ErrorKind::Other,
+            };
+            Error::new(kind, "write", key, &self.name, e.to_string()).with_source(e)
+        })
     }
 
     /// Writes `data` at `key` only if nothing is there yet.
