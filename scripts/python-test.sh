@@ -22,6 +22,8 @@ rm -rf "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION" "tqdm==$TQDM_VERSION"
 
+# The CLI too: tests use `mvault keygen` (a no-op after `scripts/test.sh`'s cargo tests).
+cargo build --release --locked --bin mvault
 rm -f "${CARGO_TARGET_DIR:-target}"/wheels/mvault-*.whl
 "$VENV/bin/maturin" build --release --locked -m crates/mvault-py/Cargo.toml
 wheels=("${CARGO_TARGET_DIR:-target}"/wheels/mvault-*.whl)

@@ -141,17 +141,10 @@ impl Context {
     /// by ':'; empty = none), else `signing.trusted_keys` of the config. A key file that cannot
     /// be read or is no P-256 public key is a usage error (exit 2).
     pub fn trusted_keys(&self, t: &TrustArgs) -> Result<TrustedKeys> {
-        let from_env: Option<Vec<PathBuf>> = std::env::var_os("MVAULT_TRUSTED_KEYS").map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        });
-        let paths = if !t.trusted_keys.is_empty() {
-            t.trusted_keys.clone()
-        } else if let Some(env) = from_env {
-            env
+        let paths = if t.trusted_keys.is_empty() {
+            vault::default_trusted_key_paths(&self.config)
         } else {
-            self.config.trusted_keys.clone()
+            t.trusted_keys.clone()
         };
         Ok(TrustedKeys::load(&paths)?)
     }

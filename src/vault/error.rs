@@ -2,7 +2,7 @@
 //! vault. Lower layers' errors are kept whole as sources.
 
 use crate::error::Category;
-use crate::{cache, config, manifest, remote, transfer, trust, version};
+use crate::{cache, config, crypt, manifest, remote, transfer, trust, version};
 
 /// Why a vault operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub enum Error {
     /// check.
     #[error(transparent)]
     Trust(#[from] trust::Error),
+    /// An encryption key file that cannot be used.
+    #[error(transparent)]
+    Crypt(#[from] crypt::Error),
     /// A model, version or alias that does not exist: the text is a whole sentence naming
     /// it, where it was looked for and, where there is one, the remedy.
     #[error("{0}")]
@@ -60,6 +63,7 @@ impl Error {
             Error::Remote(e) => e.category(),
             Error::Transfer(e) => e.category(),
             Error::Trust(e) => e.category(),
+            Error::Crypt(e) => e.category(),
             Error::Cache(_) | Error::Io { .. } => Category::Failure,
             Error::Spec(_) | Error::Config(_) | Error::Name(_) | Error::Input(_) => Category::Usage,
             Error::NotFound(_) => Category::NotFound,

@@ -22,7 +22,9 @@ pub use alias::{
 };
 pub use error::{Error, Result};
 pub use info::{Info, InfoFile};
-pub use open::{cache_identity, open, resolve_spec};
+pub use open::{
+    cache_identity, default_encryption_key_file, default_trusted_key_paths, open, resolve_spec,
+};
 pub use push::{
     PushOutcome, PushResult, merge_metadata, models_in_dir, push_many, read_metadata_file,
 };

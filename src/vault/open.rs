@@ -1,6 +1,7 @@
 //! Which remote a name means, and opening it: the policy every front end (CLI, Python) shares.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Result, Vault};
 use crate::cache::Cache;
@@ -37,10 +38,43 @@ pub fn cache_identity(spec: &RemoteSpec) -> String {
     }
 }
 
-/// Opens the vault `remote` names (see [`resolve_spec`]) with the cache at `cache_dir` and the
-/// config's cache limits applied after pulls (what the Python package's `Vault()` does; the CLI
-/// resolves the spec itself first, to register its secrets with the output scrubber).
-pub fn open(remote: Option<&str>, config: &Config, cache_dir: &Path) -> Result<Vault> {
+/// Opens the vault `remote` names (see [`resolve_spec`]) with the cache at `cache_dir`, the
+/// config's cache limits applied after pulls, and the encryption key in `key_file` (`None`:
+/// none; [`default_encryption_key_file`] is what a front end passes when not told). What the
+/// Python package's `Vault()` does; the CLI resolves the spec itself first, to register its
+/// secrets with the output scrubber.
+pub fn open(
+    remote: Option<&str>,
+    config: &Config,
+    cache_dir: &Path,
+    key_file: Option<&Path>,
+) -> Result<Vault> {
     let spec = resolve_spec(remote, config)?;
-    Ok(Vault::open_spec(&spec, Cache::open(cache_dir)?)?.with_cache_limits(config.cache.clone()))
+    let keys = key_file.map(crate::crypt::Keys::load).transpose()?;
+    let remote = crate::remote::Remote::open(&spec)?.with_keys(keys.map(Arc::new));
+    Ok(
+        Vault::new(remote, &cache_identity(&spec), Cache::open(cache_dir)?)
+            .with_cache_limits(config.cache.clone()),
+    )
+}
+
+/// The encryption key file when none is given explicitly: `$MVAULT_ENCRYPTION_KEY_FILE` (if
+/// set and not empty), else `encryption.key_file` of `config`.
+pub fn default_encryption_key_file(config: &Config) -> Option<PathBuf> {
+    std::env::var_os("MVAULT_ENCRYPTION_KEY_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| config.encryption_key_file.clone())
+}
+
+/// The trusted public keys when none are given explicitly: `$MVAULT_TRUSTED_KEYS` (paths
+/// separated by `:`; set but empty means none), else `signing.trusted_keys` of `config`.
+/// Pulls, `run`/`ensure`, `verify` and `sync` then require a signature by one of them.
+pub fn default_trusted_key_paths(config: &Config) -> Vec<PathBuf> {
+    match std::env::var_os("MVAULT_TRUSTED_KEYS") {
+        Some(v) => std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => config.trusted_keys.clone(),
+    }
 }

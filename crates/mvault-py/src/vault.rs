@@ -29,7 +29,9 @@ use crate::types::{AliasChange, AliasInfo, Info, PushResult, UsageReport, Verify
 /// path, or a provider of the config file; `None`: `$MVAULT_REMOTE` (as the CLI's `-r`), else
 /// the config's default provider, else the local vault under `$XDG_DATA_HOME/mvault/vault`. `config`: the config file (default: the
 /// CLI's search order, `./cloud_storage_config.yaml` included). `cache_dir`: default
-/// `$MVAULT_CACHE_DIR`, else `$XDG_CACHE_HOME/mvault`.
+/// `$MVAULT_CACHE_DIR`, else `$XDG_CACHE_HOME/mvault`. `encryption_key_file`: the vault's
+/// encryption key (`mvault keygen --encryption`); default `$MVAULT_ENCRYPTION_KEY_FILE`, else
+/// the config's `encryption.key_file`.
 #[pyclass(module = "mvault", frozen)]
 pub struct Vault {
     inner: vault::Vault,
@@ -37,12 +39,17 @@ pub struct Vault {
     name: String,
 }
 
-/// Transfer settings of the config file.
+/// Settings of the config file and the environment, as the CLI applies them.
 #[derive(Clone)]
 struct Settings {
     /// `transfer.jobs`.
     jobs: Option<usize>,
     rate: Option<Arc<RateLimiter>>,
+    /// Keys a pull requires a signature by when the call names none: `$MVAULT_TRUSTED_KEYS`,
+    /// else `signing.trusted_keys` ([`vault::default_trusted_key_paths`]).
+    trusted_keys: Vec<PathBuf>,
+    /// `signing.key`: what a push signs with when the call names no key.
+    sign_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -52,7 +59,15 @@ impl Settings {
             rate: config
                 .rate_limit_bytes_per_sec
                 .map(|r| Arc::new(RateLimiter::new(r))),
+            trusted_keys: vault::default_trusted_key_paths(config),
+            sign_key: config.sign_key.clone(),
         }
+    }
+
+    /// The trusted keys of a call: `given` (an empty list: none), else the default.
+    fn trusted(&self, given: Option<Vec<PathBuf>>) -> PyResult<mvault::trust::TrustedKeys> {
+        let paths = given.unwrap_or_else(|| self.trusted_keys.clone());
+        mvault::trust::TrustedKeys::load(&paths).map_err(to_py_err)
     }
 
     fn options(&self, jobs: Option<usize>, progress: Progress) -> PyResult<TransferOptions> {
@@ -75,16 +90,20 @@ fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(mvault::util::cache_dir)
 }
 
-/// Opens a vault as the CLI does; blocking, call with the GIL released.
+/// Opens a vault as the CLI does (the encryption key: `key_file`, else
+/// `$MVAULT_ENCRYPTION_KEY_FILE`, else `encryption.key_file`); blocking, call with the GIL
+/// released.
 fn open(
     remote: Option<&str>,
     config: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 ) -> PyResult<(vault::Vault, Settings)> {
     let _rt = crate::run::runtime().enter();
     let config = Config::load(config.as_deref()).map_err(to_py_err)?;
     let cache_dir = cache_dir.unwrap_or_else(default_cache_dir);
-    let inner = vault::open(remote, &config, &cache_dir).map_err(to_py_err)?;
+    let key_file = key_file.or_else(|| vault::default_encryption_key_file(&config));
+    let inner = vault::open(remote, &config, &cache_dir, key_file.as_deref()).map_err(to_py_err)?;
     Ok((inner, Settings::of(&config)))
 }
 
@@ -127,19 +146,21 @@ fn hidden(sink: &Option<Sink>) -> Progress {
 #[pymethods]
 impl Vault {
     #[new]
-    #[pyo3(signature = (remote=None, *, config=None, cache_dir=None))]
+    #[pyo3(signature = (remote=None, *, config=None, cache_dir=None, encryption_key_file=None))]
     fn new(
         py: Python<'_>,
         remote: Option<String>,
         config: Option<PathBuf>,
         cache_dir: Option<PathBuf>,
+        encryption_key_file: Option<PathBuf>,
     ) -> PyResult<Vault> {
         let remote = remote.or_else(|| {
             std::env::var("MVAULT_REMOTE")
                 .ok()
                 .filter(|r| !r.trim().is_empty())
         });
-        let (inner, settings) = py.detach(|| open(remote.as_deref(), config, cache_dir))?;
+        let (inner, settings) =
+            py.detach(|| open(remote.as_deref(), config, cache_dir, encryption_key_file))?;
         let name = inner.remote().name().to_string();
         Ok(Vault {
             inner,
@@ -166,7 +187,8 @@ impl Vault {
     /// flight. `progress`: a callable `f(done_bytes, total_bytes)`, or True for a tqdm bar.
     /// Raises Conflict if the version exists (nothing is changed); Ctrl-C cancels the push
     /// before its manifest is written, so the version does not appear. `sign_key`: path of a
-    /// private key (PEM, `mvault keygen`) to sign the version with.
+    /// private key (PEM, `mvault keygen`) to sign the version with; default the config's
+    /// `signing.key`.
     #[pyo3(signature = (paths, name, version, *, description="", metrics=None, params=None, tags=None, metadata=None, jobs=None, progress=None, sign_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn push(
@@ -185,6 +207,7 @@ impl Vault {
         sign_key: Option<PathBuf>,
     ) -> PyResult<PushResult> {
         let sign_key = sign_key
+            .or_else(|| self.settings.sign_key.clone())
             .map(|p| mvault::trust::SignKey::load(&p).map(Arc::new))
             .transpose()
             .map_err(to_py_err)?;
@@ -232,8 +255,10 @@ impl Vault {
     /// file; `offline` uses the local cache only; `force` replaces files in `to` that mvault
     /// did not write (Conflict otherwise); `link`: "auto" (hard link, else copy), "hard",
     /// "copy". `progress` as in push. Ctrl-C cancels it and leaves no partial file in `to`.
-    /// `trusted_keys`: paths of public keys (PEM, `mvault keygen`'s FILE.pub); when given,
-    /// the version must be signed by one of them (IntegrityError before anything is placed).
+    /// `trusted_keys`: paths of public keys (PEM, `mvault keygen`'s FILE.pub); the version
+    /// must then be signed by one of them (IntegrityError before anything is placed). Default:
+    /// `$MVAULT_TRUSTED_KEYS` (paths separated by ':'), else the config's
+    /// `signing.trusted_keys`, as the CLI; `[]` requires no signature.
     #[pyo3(signature = (r#ref, to=None, *, verify=false, offline=false, force=false, link="auto", jobs=None, progress=None, trusted_keys=None))]
     #[allow(clippy::too_many_arguments)]
     fn pull<'py>(
@@ -251,8 +276,7 @@ impl Vault {
     ) -> PyResult<Bound<'py, PyAny>> {
         let r: ModelRef = parse(r#ref)?;
         let link = link_arg(link)?;
-        let keys = mvault::trust::TrustedKeys::load(&trusted_keys.unwrap_or_default())
-            .map_err(to_py_err)?;
+        let keys = self.settings.trusted(trusted_keys)?;
         let sink = Sink::from_arg(py, progress, &format!("pull {ref}"))?;
         let opts = self.settings.options(jobs, hidden(&sink))?;
         let trusting = self.inner.clone().with_trusted_keys(keys);
@@ -490,9 +514,10 @@ fn random_seed() -> u64 {
 /// (or one comma-separated str); default `$MVAULT_MODELS`. `dir`: default `$MVAULT_MODELS_DIR`,
 /// then `$MODEL_PATH`, then `./models`. `remote`: default `$MVAULT_REMOTE`, then
 /// `s3://$MODELS_S3_BUCKET`, then the config's default provider. A pinned version already in
-/// place costs no request; `offline` never touches the network.
+/// place costs no request; `offline` never touches the network. `trusted_keys` and
+/// `encryption_key_file` as for `Vault.pull` and `Vault()`.
 #[pyfunction]
-#[pyo3(signature = (models=None, dir=None, *, remote=None, config=None, cache_dir=None, offline=false, force=false, jobs=None))]
+#[pyo3(signature = (models=None, dir=None, *, remote=None, config=None, cache_dir=None, offline=false, force=false, jobs=None, trusted_keys=None, encryption_key_file=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn ensure<'py>(
     py: Python<'py>,
@@ -504,6 +529,8 @@ pub fn ensure<'py>(
     offline: bool,
     force: bool,
     jobs: Option<usize>,
+    trusted_keys: Option<Vec<PathBuf>>,
+    encryption_key_file: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let models: Vec<String> = match models.filter(|m| !m.is_none()) {
         None => vault::models_from_env(),
@@ -523,8 +550,10 @@ pub fn ensure<'py>(
     let refs: Vec<ModelRef> = models.iter().map(|m| parse(m)).collect::<PyResult<_>>()?;
     let dir = vault::models_dir(dir);
     let remote = vault::startup_remote(remote.as_deref());
-    let (v, settings) = py.detach(|| open(remote.as_deref(), config, cache_dir))?;
+    let (v, settings) =
+        py.detach(|| open(remote.as_deref(), config, cache_dir, encryption_key_file))?;
     let opts = settings.options(jobs, Progress::hidden())?;
+    let v = v.with_trusted_keys(settings.trusted(trusted_keys)?);
     let d = &dir;
     let pulled = run(py, None, move || async move {
         v.pull_into(&refs, d, &opts, offline, force)

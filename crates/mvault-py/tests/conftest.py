@@ -47,6 +47,8 @@ def isolated_env(tmp_path, monkeypatch):
         "MVAULT_CONFIG",
         "MVAULT_REMOTE",
         "MVAULT_CACHE_DIR",
+        "MVAULT_TRUSTED_KEYS",
+        "MVAULT_ENCRYPTION_KEY_FILE",
         "MVAULT_MODELS",
         "MVAULT_MODELS_DIR",
         "MODEL_PATH",
@@ -135,3 +137,14 @@ def script(name: str) -> str:
     p = pathlib.Path(sys.executable).parent / name
     assert p.exists(), f"{p}: console script not installed"
     return str(p)
+
+
+@pytest.fixture
+def mvault_cli():
+    """The `mvault` binary of this checkout (`scripts/python-test.sh` builds it), for what the
+    package does not do itself, such as `mvault keygen`."""
+    target = os.environ.get("CARGO_TARGET_DIR") or str(pathlib.Path(__file__).parents[3] / "target")
+    path = pathlib.Path(target) / "release" / "mvault"
+    if not path.is_file():
+        pytest.fail(f"{path} missing: build it with cargo build --release")
+    return str(path)

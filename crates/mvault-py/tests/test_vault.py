@@ -466,3 +466,51 @@ def test_calls_release_the_gil(tmp_path, model_dir):
     assert ended - started > 0.5
     during = [x for x in ticks if started < x < ended]
     assert len(during) > 20, (len(during), ended - started)
+
+
+def test_keys_of_the_environment_and_config_apply_as_in_the_cli(
+    tmp_path, model_dir, monkeypatch, mvault_cli
+):
+    import subprocess
+
+    sk, ek = tmp_path / "release.key", tmp_path / "vault.key"
+    subprocess.run([mvault_cli, "keygen", "--out", str(sk)], check=True, capture_output=True)
+    subprocess.run(
+        [mvault_cli, "keygen", "--encryption", "--out", str(ek)], check=True, capture_output=True
+    )
+    root = str(tmp_path / "vault")
+    mvault.Vault(root).push([model_dir], "u", "1.0.0")  # unsigned
+
+    # MVAULT_TRUSTED_KEYS: an unsigned version is refused before anything is placed, by
+    # pull and ensure alike; trusted_keys=[] asks for no signature.
+    monkeypatch.setenv("MVAULT_TRUSTED_KEYS", f"{sk}.pub")
+    v = mvault.Vault(root)
+    with pytest.raises(mvault.IntegrityError):
+        v.pull("u@1.0.0", to=tmp_path / "t1")
+    assert not (tmp_path / "t1" / "config.json").exists()
+    with pytest.raises(mvault.IntegrityError):
+        mvault.ensure(["u@1.0.0"], tmp_path / "models", remote=root)
+    assert files_of(v.pull("u@1.0.0", to=tmp_path / "t2", trusted_keys=[])) == files_of(model_dir)
+
+    # signing.key of the config: a push signs by default, so the trusted pull passes.
+    cfg = tmp_path / "sign.yaml"
+    cfg.write_text(f"cloud_storage:\n  signing:\n    key: {sk}\n")
+    mvault.Vault(root, config=cfg).push([model_dir], "s", "1.0.0")
+    assert files_of(v.pull("s@1.0.0", to=tmp_path / "t3")) == files_of(model_dir)
+    assert mvault.ensure(["s@1.0.0"], tmp_path / "models", remote=root)["s"].is_dir()
+    monkeypatch.delenv("MVAULT_TRUSTED_KEYS")
+
+    # MVAULT_ENCRYPTION_KEY_FILE: the new vault is sealed; without the key it is refused.
+    monkeypatch.setenv("MVAULT_ENCRYPTION_KEY_FILE", str(ek))
+    enc = tmp_path / "enc"
+    mvault.Vault(str(enc)).push([model_dir], "e", "1.0.0")
+    assert (enc / "encryption.json").is_file()
+    stored = b"".join(p.read_bytes() for p in enc.rglob("*") if p.is_file())
+    assert b'{"layers": 12}' not in stored and len(stored) > 3 * 1024 * 1024
+    got = mvault.Vault(str(enc)).pull("e@1.0.0", to=tmp_path / "t4")
+    assert files_of(got) == files_of(model_dir)
+    monkeypatch.delenv("MVAULT_ENCRYPTION_KEY_FILE")
+    with pytest.raises(mvault.ConfigError, match="encrypted"):
+        mvault.Vault(str(enc), cache_dir=tmp_path / "c2").pull("e@1.0.0", to=tmp_path / "t5")
+    keyed = mvault.Vault(str(enc), cache_dir=tmp_path / "c3", encryption_key_file=ek)
+    assert files_of(keyed.pull("e@1.0.0", to=tmp_path / "t6")) == files_of(model_dir)

@@ -129,10 +129,13 @@ class Vault:
         *,
         config: Optional[PathArg] = None,
         cache_dir: Optional[PathArg] = None,
+        encryption_key_file: Optional[PathArg] = None,
     ) -> None:
         """``remote``: URL, local path or config provider; None: ``$MVAULT_REMOTE``, else the
         config's default, else the local vault. ``config``: config file; ``cache_dir``: the
-        local cache (default ``$MVAULT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mvault``)."""
+        local cache (default ``$MVAULT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mvault``).
+        ``encryption_key_file``: the vault's key (default ``$MVAULT_ENCRYPTION_KEY_FILE``, else
+        the config's ``encryption.key_file``)."""
     @property
     def remote(self) -> str:
         """The remote's display name (no secrets)."""
@@ -151,7 +154,8 @@ class Vault:
         progress: ProgressArg = None,
         sign_key: Optional[PathArg] = None,
     ) -> PushResult:
-        """Pushes files and directories as ``name@version``; Conflict if it exists."""
+        """Pushes files and directories as ``name@version``; Conflict if it exists. Signed
+        with ``sign_key`` (default: the config's ``signing.key``)."""
     def pull(
         self,
         ref: str,
@@ -166,7 +170,9 @@ class Vault:
         trusted_keys: Optional[Sequence[PathArg]] = None,
     ) -> pathlib.Path:
         """Pulls ``ref`` into ``to`` (default: the cached snapshot) and returns the directory.
-        With ``trusted_keys`` (public key files) the version must be signed by one of them."""
+        With ``trusted_keys`` (public key files; default ``$MVAULT_TRUSTED_KEYS``, else the
+        config's ``signing.trusted_keys``; ``[]``: none) the version must be signed by one of
+        them."""
     def list(self) -> List[str]:
         """Model names, sorted."""
     def versions(self, name: str) -> List[str]:
@@ -207,8 +213,11 @@ def ensure(
     offline: bool = False,
     force: bool = False,
     jobs: Optional[int] = None,
+    trusted_keys: Optional[Sequence[PathArg]] = None,
+    encryption_key_file: Optional[PathArg] = None,
 ) -> Dict[str, pathlib.Path]:
-    """Makes every model present under ``dir/<name>/`` (what ``mvault run`` does)."""
+    """Makes every model present under ``dir/<name>/`` (what ``mvault run`` does);
+    ``trusted_keys`` and ``encryption_key_file`` as for ``Vault.pull`` and ``Vault()``."""
 
 def models_in_dir(dir: PathArg) -> List[Tuple[str, pathlib.Path]]:
     """The models a directory stands for (``push --models-dir``)."""
