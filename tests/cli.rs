@@ -564,3 +564,35 @@ fn review_fixes_usage_errors_aliased_rm_and_audit_details() {
         "{stderr}"
     );
 }
+
+/// A metadata file's `description` yields to `--description` and never lands in the extra
+/// metadata (until 2026-12-07 it did); a known key of the wrong type is exit 2, nothing pushed.
+#[test]
+fn metadata_file_merges_under_the_flags_and_refuses_wrong_types() {
+    let env = Env::new(Backend::Fs);
+    let dir = env.path("m");
+    write_file(&dir.join("w.bin"), &noise(5, 10_000));
+    let meta = env.path("meta.json");
+    write_file(
+        &meta,
+        br#"{"description": "from file", "owner": "me", "tags": {"team": "nlp"}}"#,
+    );
+    let push = |version: &str, extra: &[&str]| {
+        let mut args = vec!["push", s(&dir), "--name", "m", "--version", version];
+        args.extend_from_slice(&["--metadata-file", s(&meta)]);
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let args = push("1.0.0", &["--description", "explicit"]);
+    env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let info = env.json(&["info", "m@1.0.0"]);
+    assert_eq!(info["description"], "explicit", "{info}");
+    assert_eq!(info["extra"], serde_json::json!({"owner": "me"}), "{info}");
+    assert_eq!(info["tags"]["team"], "nlp", "{info}");
+
+    write_file(&meta, br#"{"tags": "nlp"}"#);
+    let args = push("2.0.0", &[]);
+    let e = env.fails(2, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.contains("tags must be an object"), "{e}");
+    env.fails(3, &["info", "m@2.0.0"]);
+}

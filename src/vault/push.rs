@@ -85,11 +85,30 @@ pub fn read_metadata_file(path: &Path) -> Result<Map<String, Value>> {
 /// `training_config` (objects) merge under the metrics and params; `tags` (an object) under
 /// the tags, non-string values as their JSON text; fields mvault computes itself
 /// (`model_name`, `version`, `created_at`, `file_size`, `checksum`, `files`) are ignored;
-/// every other key is kept as extra metadata.
-pub fn merge_metadata(req: &mut PushRequest, obj: Map<String, Value>) {
+/// every other key is kept as extra metadata. One of the four known keys with a value of
+/// another type is refused ([`Error::Input`], naming it), nothing merged.
+pub fn merge_metadata(req: &mut PushRequest, obj: Map<String, Value>) -> Result<()> {
+    let expect = |key: &str, kind: &str| {
+        Err(Error::Input(format!(
+            "metadata: {key} must be {kind}; fix the metadata (file) and push again"
+        )))
+    };
+    for (k, v) in &obj {
+        match (k.as_str(), v) {
+            ("description", v) if !v.is_string() => return expect(k, "a string"),
+            ("performance_metrics" | "training_config" | "tags", v) if !v.is_object() => {
+                return expect(k, "an object");
+            }
+            _ => {}
+        }
+    }
     for (k, v) in obj {
         match (k.as_str(), v) {
-            ("description", Value::String(s)) if req.description.is_empty() => req.description = s,
+            ("description", Value::String(s)) => {
+                if req.description.is_empty() {
+                    req.description = s;
+                }
+            }
             ("performance_metrics", Value::Object(o)) => merge_under(&mut req.metrics, o),
             ("training_config", Value::Object(o)) => merge_under(&mut req.params, o),
             ("tags", Value::Object(o)) => {
@@ -107,6 +126,7 @@ pub fn merge_metadata(req: &mut PushRequest, obj: Map<String, Value>) {
             }
         }
     }
+    Ok(())
 }
 
 fn merge_under(dst: &mut Map<String, Value>, src: Map<String, Value>) {

@@ -237,7 +237,7 @@ impl Vault {
                         "metadata must be a dict or the path of a JSON file",
                     ));
                 };
-                vault::merge_metadata(&mut req, obj);
+                vault::merge_metadata(&mut req, obj).map_err(to_py_err)?;
             }
         }
         let sink = Sink::from_arg(py, progress, &format!("push {name}@{version}"))?;

@@ -195,7 +195,7 @@ fn request(a: &PushArgs, name: ModelName, version: Version) -> Result<PushReques
         sign_key: None,
     };
     if let Some(path) = &a.metadata_file {
-        vault::merge_metadata(&mut req, vault::read_metadata_file(path)?);
+        vault::merge_metadata(&mut req, vault::read_metadata_file(path)?)?;
     }
     Ok(req)
 }
