@@ -80,6 +80,9 @@ pub fn add_exceptions(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ty.setattr("exit_code", code)?;
         m.add(name, ty)?;
     }
+    // Only `verify` sets it on the instance; everywhere else `e.report` is None.
+    py.get_type::<IntegrityError>()
+        .setattr("report", py.None())?;
     Ok(())
 }
 

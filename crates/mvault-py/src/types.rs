@@ -212,9 +212,13 @@ impl AliasChange {
 #[pymethods]
 impl AliasChange {
     fn __repr__(&self) -> String {
+        let previous = self
+            .previous
+            .as_ref()
+            .map_or_else(|| "None".to_string(), |p| format!("{p:?}"));
         format!(
-            "AliasChange({}@{}: {:?} -> {:?})",
-            self.model_name, self.alias, self.previous, self.version
+            "AliasChange({}@{}: {previous} -> {:?})",
+            self.model_name, self.alias, self.version
         )
     }
 }
@@ -348,8 +352,12 @@ impl UsageReport {
 impl UsageReport {
     fn __repr__(&self) -> String {
         format!(
-            "UsageReport(versions={}, logical_bytes={}, stored_bytes={}, dedupe_ratio={:?})",
-            self.versions, self.logical_bytes, self.stored_bytes, self.dedupe_ratio
+            "UsageReport(versions={}, logical_bytes={}, stored_bytes={}, dedupe_ratio={})",
+            self.versions,
+            self.logical_bytes,
+            self.stored_bytes,
+            self.dedupe_ratio
+                .map_or_else(|| "None".to_string(), |r| format!("{r:.4}"))
         )
     }
 }

@@ -149,11 +149,13 @@ impl Vault {
     #[pyo3(signature = (remote=None, *, config=None, cache_dir=None, encryption_key_file=None))]
     fn new(
         py: Python<'_>,
-        remote: Option<String>,
+        remote: Option<PathBuf>,
         config: Option<PathBuf>,
         cache_dir: Option<PathBuf>,
         encryption_key_file: Option<PathBuf>,
     ) -> PyResult<Vault> {
+        // A str (URL, path, provider) or an os.PathLike.
+        let remote = remote.map(|r| r.to_string_lossy().into_owned());
         let remote = remote.or_else(|| {
             std::env::var("MVAULT_REMOTE")
                 .ok()

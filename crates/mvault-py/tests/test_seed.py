@@ -208,6 +208,9 @@ def test_cloud_storage_manager_on_a_local_vault(local_config, tmp_path):
     p = m.download_model("eitp_gpt2", "v1.0.0", "local", "dl/eitp_gpt2.pt")
     assert p == "dl/eitp_gpt2.pt"
     assert (tmp_path / p).read_bytes() == (models / "model_20251003_004528" / "model.pt").read_bytes()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / p).stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain write makes it
     assert os.access(tmp_path / p, os.W_OK)  # a copy of its own, not the read-only cache file
     # ... unless it is an existing directory or ends with a separator.
     (tmp_path / "dldir").mkdir()

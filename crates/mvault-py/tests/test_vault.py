@@ -514,3 +514,14 @@ def test_keys_of_the_environment_and_config_apply_as_in_the_cli(
         mvault.Vault(str(enc), cache_dir=tmp_path / "c2").pull("e@1.0.0", to=tmp_path / "t5")
     keyed = mvault.Vault(str(enc), cache_dir=tmp_path / "c3", encryption_key_file=ek)
     assert files_of(keyed.pull("e@1.0.0", to=tmp_path / "t6")) == files_of(model_dir)
+
+
+def test_small_api_edges(tmp_path, model_dir):
+    # A pathlib.Path is a remote too; IntegrityError.report is None unless verify set it.
+    v = mvault.Vault(tmp_path / "vault")
+    v.push([model_dir], "m", "1.0.0")
+    assert mvault.Vault(str(tmp_path / "vault")).versions("m") == ["1.0.0"]
+    assert mvault.IntegrityError("x").report is None
+    # Reprs read as Python.
+    assert repr(v.alias_set("m@1.0.0", "prod")) == "AliasChange(m@prod: None -> \"1.0.0\")"
+    assert "Some(" not in repr(v.usage())

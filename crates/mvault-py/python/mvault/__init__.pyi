@@ -24,9 +24,10 @@ class Conflict(Error):
     """The version exists, an alias changed concurrently, a target file would be overwritten (4)."""
 
 class IntegrityError(Error):
-    """A damaged or hostile object, manifest or file (5). From ``verify``: has ``report``."""
+    """A damaged or hostile object, manifest or file (5). From ``verify``: ``report`` is its
+    VerifyReport (else None)."""
 
-    report: "VerifyReport"
+    report: Optional["VerifyReport"]
 
 class ConfigError(Error):
     """Bad arguments, names, versions, remote URLs, push inputs or config files (2)."""
@@ -125,7 +126,7 @@ class Vault:
 
     def __init__(
         self,
-        remote: Optional[str] = None,
+        remote: Union[None, str, "os.PathLike[str]"] = None,
         *,
         config: Optional[PathArg] = None,
         cache_dir: Optional[PathArg] = None,

@@ -27,6 +27,13 @@ def _files(d: Path) -> List[Path]:
     ]
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class CloudStorageManager:
     """Uploads, downloads and lists models on the providers of ``cloud_storage_config.yaml``.
 
@@ -118,6 +125,7 @@ class CloudStorageManager:
         try:
             with os.fdopen(fd, "wb") as out, open(files[0], "rb") as src:
                 shutil.copyfileobj(src, out, 16 << 20)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain write would not
             os.replace(tmp, dest)
         except BaseException:
             try:
