@@ -475,6 +475,19 @@ pub struct Remote {
     missing_packs: Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
 }
 
+/// A new temporary file `.mvault-*.tmp` in the directory of local object `path` (made if
+/// needed), readable as an object written by `std::fs::write` would be (0666 less umask): what
+/// a local vault's writes fill, then rename into place. Chunk listings skip the name.
+fn temp_beside(path: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().expect("key has a directory");
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(".mvault-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
 /// Content type stored with an object (some stores and emulators require one).
 fn content_type(key: &str) -> &'static str {
     if key.ends_with(".json") {
@@ -747,13 +760,7 @@ impl Remote {
         use crate::util::WRITE_PIECE_BYTES as PIECE;
         let path = root.join(key);
         let written = tokio::task::spawn_blocking(move || {
-            let dir = path.parent().expect("key has a directory");
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".mvault-")
-                .suffix(".tmp")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-                .tempfile_in(dir)?;
+            let mut tmp = temp_beside(&path)?;
             for piece in data.chunks(PIECE) {
                 std::io::Write::write_all(&mut tmp, piece)?;
             }
@@ -850,15 +857,8 @@ impl Remote {
         let path = root.join(key);
         let bytes = data.clone();
         let linked = tokio::task::spawn_blocking(move || {
-            let dir = path.parent().expect("key has a directory");
-            std::fs::create_dir_all(dir)?;
-            // Readable as an object written by `std::fs::write` would be (0666 less umask),
-            // and linked into place only if nothing is there (create-only).
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".mvault-")
-                .suffix(".tmp")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-                .tempfile_in(dir)?;
+            // Linked into place only if nothing is there (create-only).
+            let mut tmp = temp_beside(&path)?;
             std::io::Write::write_all(&mut tmp, &bytes)?;
             tmp.persist_noclobber(&path).map(drop).map_err(|e| e.error)
         })

@@ -109,18 +109,15 @@ pub async fn sync(
     })
 }
 
-/// What `dst` holds of `model@v`: one stat when it lacks the version (the common case of a
-/// sync); else both manifests are read and their version checksums compared (the files'
-/// paths, sizes and digests: a version pushed to both vaults separately, say with
-/// `push --all-providers`, is the same version though its `created_at` differs).
+/// What `dst` holds of `model@v`: one read that finds nothing when it lacks the version (the
+/// common case of a sync); else the source's manifest is read too and their version checksums
+/// compared (the files' paths, sizes and digests: a version pushed to both vaults separately,
+/// say with `push --all-providers`, is the same version though its `created_at` differs).
 async fn presence(src: &Remote, dst: &Remote, model: &ModelName, v: &Version) -> Result<Presence> {
     let key = manifest_key(model, v);
-    if dst.size_of(&key).await?.is_none() {
-        return Ok(Presence::Absent);
-    }
     let theirs = match dst.read_manifest(&key).await {
         Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Presence::Absent), // removed since
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Presence::Absent),
         Err(e) => return Err(e.into()),
     };
     let ours = Manifest::from_json(&src.read_manifest(&key).await?)
