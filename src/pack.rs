@@ -130,10 +130,24 @@ impl Index {
     }
 }
 
-/// A pack being filled by a push.
+/// Objects shorter than this (64 KiB) are copied into a shared buffer as they join a pack;
+/// longer ones are kept as they are, as their own part of the pack's body (no copy).
+const COALESCE_BELOW: usize = 64 * 1024;
+/// Size of the shared buffers small objects are copied into (1 MiB).
+const COALESCE_BUFFER: usize = 1024 * 1024;
+
+/// A pack being filled by a push. Its bytes are kept as parts, sent one after the other as
+/// the pack's body: a chunk object of [`COALESCE_BELOW`] or more is a part of its own (the
+/// buffer it was encoded into, not copied), smaller ones share parts of about
+/// [`COALESCE_BUFFER`]. An object never spans two parts. So a pack holds its bytes once, plus
+/// at most one partly filled shared buffer.
 pub struct Builder {
     id: Digest,
-    data: BytesMut,
+    parts: Vec<Bytes>,
+    /// The shared buffer small objects are being copied into (not yet in `parts`).
+    tail: BytesMut,
+    /// Bytes in `parts` and `tail`.
+    len: usize,
     index: Vec<IndexEntry>,
 }
 
@@ -150,25 +164,35 @@ impl Builder {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
         Builder {
             id: Digest(id),
-            data: BytesMut::new(),
+            parts: Vec::new(),
+            tail: BytesMut::new(),
+            len: 0,
             index: Vec::new(),
         }
     }
 
     /// Appends a chunk object (`object.len()` at most [`MAX_PACKED_OBJECT`]); returns where it
-    /// will be.
-    pub fn push(&mut self, id: Digest, object: &[u8]) -> PackRef {
+    /// will be. The pack keeps `object` itself (a reference) unless it is small.
+    pub fn push(&mut self, id: Digest, object: Bytes) -> PackRef {
         debug_assert!(object.len() <= MAX_PACKED_OBJECT);
         let r = PackRef {
             id: self.id,
-            offset: self.data.len() as u64,
+            offset: self.len as u64,
             len: object.len() as u64,
         };
-        if self.data.capacity() == 0 {
-            // Once, at the most a pack can hold: filling it never reallocates (and copies).
-            self.data.reserve(MAX_PACK_BYTES as usize);
+        if object.len() < COALESCE_BELOW {
+            if self.tail.len() + object.len() > COALESCE_BUFFER {
+                self.seal_tail();
+            }
+            if self.tail.capacity() == 0 {
+                self.tail.reserve(COALESCE_BUFFER);
+            }
+            self.tail.extend_from_slice(&object);
+        } else {
+            self.seal_tail();
+            self.parts.push(object);
         }
-        self.data.extend_from_slice(object);
+        self.len += r.len as usize;
         self.index.push(IndexEntry {
             id,
             offset: r.offset,
@@ -177,10 +201,17 @@ impl Builder {
         r
     }
 
+    /// Moves the shared buffer, if it holds anything, to the parts.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.parts.push(std::mem::take(&mut self.tail).freeze());
+        }
+    }
+
     /// Whether the pack has reached [`TARGET_BYTES`], or [`MAX_PACKED_CHUNKS`] chunk objects
     /// (many tiny files), and should be sent.
     pub fn is_full(&self) -> bool {
-        self.data.len() >= TARGET_BYTES || self.index.len() >= MAX_PACKED_CHUNKS
+        self.len >= TARGET_BYTES || self.index.len() >= MAX_PACKED_CHUNKS
     }
 
     pub fn is_empty(&self) -> bool {
@@ -194,19 +225,39 @@ impl Builder {
 
     /// Bytes in the pack so far.
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
-    /// The pack's id, bytes and index.
-    pub fn finish(self) -> (Digest, Bytes, Index) {
+    /// The pack's id, its bytes as parts to send in order, and its index.
+    pub fn finish(mut self) -> (Digest, Vec<Bytes>, Index) {
+        self.seal_tail();
         (
             self.id,
-            self.data.freeze(),
+            self.parts,
             Index {
                 format: 1,
                 chunks: self.index,
             },
         )
+    }
+
+    /// The pack's chunk objects in order, each as its id and bytes (slices of the parts,
+    /// not copies): to move them to another pack, or to store them loose.
+    pub fn into_objects(self) -> Vec<(Digest, Bytes)> {
+        let (_, parts, index) = self.finish();
+        let mut objects = Vec::with_capacity(index.chunks.len());
+        let mut entries = index.chunks.into_iter().peekable();
+        let mut start = 0u64; // pack offset of the current part
+        for part in parts {
+            let end = start + part.len() as u64;
+            while let Some(e) = entries.next_if(|e| e.offset + e.len <= end) {
+                let at = (e.offset - start) as usize;
+                objects.push((e.id, part.slice(at..at + e.len as usize)));
+            }
+            start = end;
+        }
+        debug_assert!(entries.next().is_none(), "every object lies in one part");
+        objects
     }
 }
 
@@ -241,11 +292,12 @@ mod tests {
         let mut b = Builder::new();
         let one = chunk::encode(b"first chunk");
         let two = chunk::encode(&[7u8; 5000]);
-        let r1 = b.push(Digest::of(b"first chunk"), &one);
-        let r2 = b.push(Digest::of(&[7u8; 5000]), &two);
+        let r1 = b.push(Digest::of(b"first chunk"), Bytes::from(one.clone()));
+        let r2 = b.push(Digest::of(&[7u8; 5000]), Bytes::from(two));
         assert_eq!((r1.offset, r1.len), (0, one.len() as u64));
         assert_eq!(r2.offset, one.len() as u64);
-        let (id, data, index) = b.finish();
+        let (id, parts, index) = b.finish();
+        let data = parts.concat();
         assert_eq!(r1.id, id);
         let back = Index::from_json(&index.to_json()).unwrap();
         assert_eq!(back, index);
@@ -258,11 +310,48 @@ mod tests {
     }
 
     #[test]
+    fn large_objects_are_kept_small_ones_shared_and_every_object_comes_back() {
+        let mut b = Builder::new();
+        let mut objects = Vec::new();
+        // Small ones filling more than one shared buffer, then large ones between small ones.
+        let sizes = (0..40)
+            .map(|i| 30_000 + i)
+            .chain([200_000, 10, 70_000, 65_536, 5]);
+        for (i, n) in sizes.enumerate() {
+            let object = Bytes::from(vec![i as u8; n]);
+            let id = Digest::of(&object);
+            let r = b.push(id, object.clone());
+            assert_eq!((r.offset, r.len), (b.bytes() as u64 - n as u64, n as u64));
+            objects.push((id, object));
+        }
+        let large = objects[40].1.clone();
+        let (_, parts, index) = {
+            let mut copy = Builder::new();
+            for (id, o) in &objects {
+                copy.push(*id, o.clone());
+            }
+            copy.finish()
+        };
+        // The large object is the very buffer pushed, not a copy.
+        assert!(parts.iter().any(|p| p.as_ptr() == large.as_ptr()));
+        assert!(parts.iter().all(|p| p.len() <= 1024 * 1024));
+        let data = parts.concat();
+        assert_eq!(index.pack_len(), data.len() as u64);
+        for (e, (id, o)) in index.chunks.iter().zip(&objects) {
+            assert_eq!(
+                (&e.id, &data[e.offset as usize..(e.offset + e.len) as usize]),
+                (id, &o[..])
+            );
+        }
+        assert_eq!(b.into_objects(), objects);
+    }
+
+    #[test]
     fn a_pack_of_tiny_chunks_is_full_before_its_index_is_too_long() {
         let mut b = Builder::new();
         let object = chunk::encode(b"x");
         while !b.is_full() {
-            b.push(Digest::of(b"x"), &object);
+            b.push(Digest::of(b"x"), Bytes::from(object.clone()));
         }
         let (_, _, index) = b.finish();
         assert_eq!(index.chunks.len(), MAX_PACKED_CHUNKS);

@@ -740,8 +740,10 @@ impl Remote {
     /// Writes an object unconditionally (chunks: content-addressed, so rewriting is harmless).
     /// On a local vault the object appears whole: written to a temporary file beside it, then
     /// renamed over it, so concurrent writers of one chunk (two pushes sharing content) never
-    /// see or leave each other's partial bytes.
-    pub async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+    /// see or leave each other's partial bytes. `data` may be in parts ([`opendal::Buffer`]
+    /// of several [`Bytes`]): they are sent one after the other, never copied into one.
+    pub async fn write(&self, key: &str, data: impl Into<opendal::Buffer>) -> Result<()> {
+        let data: opendal::Buffer = data.into();
         if let Some(root) = &self.fs_root {
             return self.write_fs(root.clone(), key, data).await;
         }
@@ -756,13 +758,23 @@ impl Remote {
     /// (which listings of chunks skip, its name being no chunk id), written in pieces of at
     /// most [`crate::util::WRITE_PIECE_BYTES`] (large writes cost the page cache several times
     /// more system time), then renamed over `key`.
-    async fn write_fs(&self, root: Arc<std::path::Path>, key: &str, data: Bytes) -> Result<()> {
+    async fn write_fs(
+        &self,
+        root: Arc<std::path::Path>,
+        key: &str,
+        data: opendal::Buffer,
+    ) -> Result<()> {
         use crate::util::WRITE_PIECE_BYTES as PIECE;
         let path = root.join(key);
         let written = tokio::task::spawn_blocking(move || {
             let mut tmp = temp_beside(&path)?;
-            for piece in data.chunks(PIECE) {
-                std::io::Write::write_all(&mut tmp, piece)?;
+            for piece in data.flat_map(|part| {
+                let n = part.len();
+                (0..n)
+                    .step_by(PIECE)
+                    .map(move |at| part.slice(at..n.min(at + PIECE)))
+            }) {
+                std::io::Write::write_all(&mut tmp, &piece)?;
             }
             tmp.persist(&path).map(drop).map_err(|e| e.error)
         })

@@ -298,9 +298,11 @@ impl Remote {
     /// Stores a pack object (`docs/FORMAT.md`, "Packs"); its index follows with
     /// [`Remote::write_pack_index`], never before, so that an index never names a pack that is
     /// not stored. Plaintext vaults only.
-    pub async fn write_pack(&self, id: &crate::chunk::Digest, data: Bytes) -> Result<()> {
+    /// `parts` are the pack's bytes in order ([`crate::pack::Builder::finish`]), sent as one
+    /// body without being copied into one buffer.
+    pub async fn write_pack(&self, id: &crate::chunk::Digest, parts: Vec<Bytes>) -> Result<()> {
         debug_assert!(self.keys.is_none());
-        self.write(&crate::pack::pack_key(id), data).await
+        self.write(&crate::pack::pack_key(id), parts).await
     }
 
     /// Stores the index of pack `id`, once the pack itself is stored (FORMAT.md, "Packs": a

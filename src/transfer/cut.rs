@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::push::{IN_FLIGHT_BYTES, Source};
+use super::push::{MIN_IN_FLIGHT_BYTES, Source};
 use super::{Error, Result};
 use crate::chunk::plan::{self, Cut, Segment, TensorRange};
 use crate::chunk::{self, ChunkParams, Chunker, Digest, tree};
@@ -36,7 +36,7 @@ pub(super) struct Encoded {
     /// Plaintext length in bytes.
     pub(super) plain_len: u64,
     pub(super) data: Bytes,
-    /// Its share of [`IN_FLIGHT_BYTES`]: its encoded length in bytes (at least 1). Returned
+    /// Its share of the byte budget ([`super::push::in_flight_bytes`]): its encoded length in bytes (at least 1). Returned
     /// when the chunk is dropped (uploaded), or passed on to the pack that holds its bytes.
     pub(super) budget: OwnedSemaphorePermit,
 }
@@ -239,6 +239,27 @@ impl Work {
             sha256,
             pool: BufPool::default(),
         }
+    }
+
+    /// The most bytes a worker's read buffer grows to while running these units: a CDC
+    /// segment's chunker buffer ([`crate::chunk::Chunker::buffer_bytes`]), a whole segment's
+    /// length, 1 MiB for a file's digest, 64 KiB for digest blocks.
+    pub(super) fn read_buffer_bytes(&self) -> usize {
+        let cdc = |p: &ChunkParams| crate::chunk::Chunker::<std::io::Empty>::buffer_bytes(p);
+        let mut most = 1024 * 1024;
+        for p in &self.files {
+            if p.segments.len() <= 1 {
+                most = most.max(cdc(&self.fallback));
+                continue;
+            }
+            for seg in &p.segments {
+                most = most.max(match seg.cut {
+                    Cut::Whole => seg.len as usize,
+                    Cut::Cdc(params) => cdc(&params),
+                });
+            }
+        }
+        most
     }
 
     /// Records parts of file `i`'s digest tree.
@@ -450,7 +471,7 @@ fn cut_segment(
         }
         // The plaintext's length first (the encoding is at most that, or raw), then only the
         // encoding's, so the budget bounds the bytes held, not the bytes cut.
-        let permits = data.len().clamp(1, IN_FLIGHT_BYTES) as u32;
+        let permits = data.len().clamp(1, MIN_IN_FLIGHT_BYTES) as u32;
         let Ok(mut permit) =
             futures::executor::block_on(out.budget.clone().acquire_many_owned(permits))
         else {
@@ -622,12 +643,31 @@ impl BufPool {
         self.0.lock().expect("pool").pop().unwrap_or_default()
     }
 
-    /// `buf` as bytes that return it to the pool when dropped.
-    fn bytes(&self, buf: Vec<u8>) -> Bytes {
+    /// `buf` as bytes that return it to the pool when dropped. A chunk object small enough
+    /// to go into a pack ([`crate::pack::MAX_PACKED_OBJECT`]) may wait there for a while: its
+    /// buffer is first cut to its length if it has more than 1/8 spare (a pooled buffer of a
+    /// larger chunk, or zstd's bound around compressed bytes), so that the memory it holds is
+    /// what its share of the byte budget counts.
+    fn bytes(&self, mut buf: Vec<u8>) -> Bytes {
+        if buf.len() <= crate::pack::MAX_PACKED_OBJECT && buf.capacity() > buf.len() + buf.len() / 8
+        {
+            buf.shrink_to_fit();
+            return Bytes::from(buf);
+        }
         Bytes::from_owner(Pooled {
             buf,
             pool: self.clone(),
         })
+    }
+
+    /// Keeps `buf` for [`BufPool::take`], if the pool has room.
+    fn give(&self, buf: Vec<u8>) {
+        let mut free = self.0.lock().expect("pool");
+        if free.len() < POOL_KEPT && buf.capacity() <= MIN_IN_FLIGHT_BYTES {
+            // Smallest first: `take` pops the largest.
+            let at = free.partition_point(|b| b.capacity() < buf.capacity());
+            free.insert(at, buf);
+        }
     }
 }
 
@@ -648,13 +688,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        let mut free = self.pool.0.lock().expect("pool");
-        if free.len() < POOL_KEPT && buf.capacity() <= IN_FLIGHT_BYTES {
-            // Smallest first: `take` pops the largest.
-            let at = free.partition_point(|b| b.capacity() < buf.capacity());
-            free.insert(at, buf);
-        }
+        self.pool.give(std::mem::take(&mut self.buf));
     }
 }
 
@@ -733,16 +767,53 @@ mod tests {
     fn pooled_buffers_come_back_and_the_pool_is_bounded() {
         let pool = BufPool::default();
         let mut buf = pool.take();
-        buf.extend_from_slice(b"chunk");
+        // Longer than a packed object: lent out as it is.
+        let big = vec![7u8; crate::pack::MAX_PACKED_OBJECT + 1];
+        buf.extend_from_slice(&big);
         let cap = buf.capacity();
         let bytes = pool.bytes(buf);
-        assert_eq!(&bytes[..], b"chunk");
+        assert_eq!(&bytes[..], &big[..]);
         let clone = bytes.clone();
         drop(bytes);
         assert!(pool.0.lock().unwrap().is_empty(), "still lent out");
         drop(clone);
         assert_eq!(pool.take().capacity(), cap, "the buffer came back");
-        drop(pool.bytes(Vec::with_capacity(IN_FLIGHT_BYTES + 1)));
+        let mut huge = Vec::with_capacity(MIN_IN_FLIGHT_BYTES + 1);
+        huge.extend_from_slice(&big);
+        drop(pool.bytes(huge));
         assert!(pool.0.lock().unwrap().is_empty(), "too large to keep");
+    }
+
+    #[test]
+    fn a_packable_chunk_holds_little_more_than_its_length() {
+        let pool = BufPool::default();
+        // A small chunk encoded into a large (pooled) buffer: cut to its length.
+        let mut buf = Vec::with_capacity(8 * 1024 * 1024);
+        buf.extend_from_slice(&[1u8; 100_000]);
+        let bytes = pool.bytes(buf);
+        assert_eq!(&bytes[..], &[1u8; 100_000][..]);
+        drop(bytes);
+        assert!(pool.0.lock().unwrap().is_empty(), "not pooled once cut");
+        // One with less than 1/8 spare is lent out as it is, and comes back.
+        let mut buf = Vec::with_capacity(1_100_000);
+        buf.extend_from_slice(&[2u8; 1_000_000]);
+        let cap = buf.capacity();
+        drop(pool.bytes(buf));
+        assert_eq!(pool.take().capacity(), cap);
+    }
+
+    #[test]
+    fn the_budget_is_what_the_read_buffers_leave() {
+        use super::super::push::{PIPELINE_BYTES, in_flight_bytes};
+        const MIB: usize = 1024 * 1024;
+        // 512 KiB chunks (6 MiB buffers) on two cores; 16 MiB tensor chunks (20 MiB buffers).
+        assert_eq!(in_flight_bytes(2, 6 * MIB), PIPELINE_BYTES - 12 * MIB);
+        assert_eq!(in_flight_bytes(2, 20 * MIB), MIN_IN_FLIGHT_BYTES);
+        assert_eq!(in_flight_bytes(64, 20 * MIB), MIN_IN_FLIGHT_BYTES);
+        assert_eq!(in_flight_bytes(1, 0), PIPELINE_BYTES);
+        use super::super::push::packs_in_flight;
+        assert_eq!(packs_in_flight(MIN_IN_FLIGHT_BYTES), 3);
+        assert_eq!(packs_in_flight(PIPELINE_BYTES - 12 * MIB), 5);
+        assert_eq!(packs_in_flight(PIPELINE_BYTES), 5);
     }
 }

@@ -3,7 +3,7 @@
 //! Pipeline: each file's layout is read and planned into segments (`chunk::plan`); blocking
 //! workers (one per core) cut, hash and encode them (`super::cut`), so one large model file is
 //! chunked on every core. Encoded chunks go over a channel bounded by a byte budget
-//! ([`IN_FLIGHT_BYTES`]); the async side uploads them, as many at once as the
+//! ([`in_flight_bytes`]); the async side uploads them, as many at once as the
 //! [`super::engine::Limiter`] allows, skipping chunks the remote already has (one listing of
 //! `chunks/` when the vault is small beside the push, else a stat of each). The manifest is
 //! written only after every chunk upload has succeeded.
@@ -11,7 +11,7 @@
 //! Packs (`crate::pack`, manifest format 3): new chunk objects of at most
 //! [`pack::MAX_PACKED_OBJECT`] bytes are appended to an open pack (one per chunk worker, up to
 //! [`OPEN_PACKS`]), sent (pack, then index) once it reaches [`pack::TARGET_BYTES`]; at most
-//! [`PACKS_IN_FLIGHT`] full packs are being sent at once, and a task that fills a pack waits
+//! [`packs_in_flight`] full packs are being sent at once, and a task that fills a pack waits
 //! for a slot while holding the open pack, which holds back the other uploads and so the
 //! chunk workers; packed chunks keep their share of the byte budget until their pack's bytes
 //! are sent. Chunks already in a pack the vault lists (one listing of `packs/` and a read of
@@ -78,20 +78,37 @@ pub(super) struct Source {
     pub(super) size: u64,
 }
 
+/// Memory a push's chunk pipeline may hold (68 MiB): the chunk workers' read buffers plus the
+/// encoded chunks between them and the remote ([`in_flight_bytes`]). This bounds a push's
+/// memory, however large the model.
+pub const PIPELINE_BYTES: usize = 68 * 1024 * 1024;
+
+/// The least byte budget for encoded chunks (32 MiB): at least [`OPEN_PACKS`] x
+/// [`pack::TARGET_BYTES`] + [`chunk::MAX_CHUNK_BYTES`], so that a worker's largest chunk always
+/// fits beside the open packs, which wait for more chunks while under [`pack::TARGET_BYTES`] (a
+/// full one is sent, which needs no budget). Before packs counted in the budget, a push of
+/// 1.5 GiB of checkpoints held four packs of 12 MiB beside a 24 MiB budget: 146-154 MiB peak
+/// RSS.
+pub const MIN_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+const _: () = assert!(
+    MIN_IN_FLIGHT_BYTES as u64
+        >= (OPEN_PACKS * pack::TARGET_BYTES) as u64 + crate::chunk::MAX_CHUNK_BYTES
+);
+
 /// Bytes of encoded chunks held between the chunk workers and the remote, across all
 /// workers: in the channel, being uploaded, or in a pack, open or being sent (each chunk's
 /// share is taken at its plaintext length before it is encoded, then cut to its encoded
-/// length). With the workers' read buffers (20 MiB each) this bounds a push's memory, however
-/// large the model. At least [`OPEN_PACKS`] x [`pack::TARGET_BYTES`] +
-/// [`chunk::MAX_CHUNK_BYTES`], so that a worker's largest chunk always fits beside the open
-/// packs, which wait for more chunks while under [`pack::TARGET_BYTES`] (a full one is sent,
-/// which needs no budget). Before packs counted here, a push of 1.5 GiB of checkpoints held
-/// four packs of 12 MiB beside a 24 MiB budget: 146-154 MiB peak RSS.
-pub const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-const _: () = assert!(
-    IN_FLIGHT_BYTES as u64
-        >= (OPEN_PACKS * pack::TARGET_BYTES) as u64 + crate::chunk::MAX_CHUNK_BYTES
-);
+/// length). What [`PIPELINE_BYTES`] leaves beside `workers` read buffers of `read_buffer`
+/// bytes each, and at least [`MIN_IN_FLIGHT_BYTES`]: a model of big tensors (16 MiB chunks,
+/// 20 MiB read buffers) gets 32 MiB on two cores, a set cut into 512 KiB chunks (6 MiB
+/// buffers) 56 MiB, so more packs are in flight while their responses are awaited. Measured
+/// with 20 ms added to every request (420 MB set, 2 cores, by hand): 32 MiB pushed in
+/// 1.28-1.34 s at 79 MiB peak RSS, 56 MiB in 1.09-1.13 s at 108-113 MiB.
+pub fn in_flight_bytes(workers: usize, read_buffer: usize) -> usize {
+    PIPELINE_BYTES
+        .saturating_sub(workers.saturating_mul(read_buffer))
+        .max(MIN_IN_FLIGHT_BYTES)
+}
 
 /// Packs being filled at once: chunk worker `w` appends to open pack `w % OPEN_PACKS`. A
 /// worker cuts its units in file order, so a file's consecutive chunks lie side by side in
@@ -100,10 +117,14 @@ const _: () = assert!(
 pub const OPEN_PACKS: usize = 2;
 
 /// Full packs being sent at once (each at most [`pack::MAX_PACK_BYTES`], 12 MiB; their bytes
-/// count in [`IN_FLIGHT_BYTES`]). Measured with 20 ms added to every request (420 MB set,
+/// count in the byte budget): as many as the budget holds beside the [`OPEN_PACKS`] being
+/// filled, at least 3 and at most 5. Measured with 20 ms added to every request (420 MB set,
 /// `bench/transfer.sh`): two packs in flight pushed in 1.66 s, three in 1.36-1.45 s (s5cmd
-/// 1.54 s).
-pub const PACKS_IN_FLIGHT: usize = 3;
+/// 1.54 s); by hand, three with a 32 MiB budget in 1.28-1.34 s, five with 56 MiB in
+/// 1.09-1.13 s.
+pub fn packs_in_flight(budget: usize) -> usize {
+    (budget.saturating_sub(OPEN_PACKS * pack::TARGET_BYTES) / pack::TARGET_BYTES).clamp(3, 5)
+}
 
 /// A push's last, partly filled pack is sent as a pack only if it holds at least this many
 /// bytes (4 MiB, half of [`pack::TARGET_BYTES`]); the smaller ones are merged, and what is
@@ -261,11 +282,12 @@ async fn upload_all(
     let bars = FileBars::new(&opts.progress, sources);
     let work = Arc::new(Work::new(files, params, sha256));
     let (tx, rx) = mpsc::channel::<std::result::Result<Encoded, Error>>(opts.jobs.max(1) * 2);
-    let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .min(work.units.lock().expect("units").len().max(1));
+    let budget_bytes = in_flight_bytes(workers, work.read_buffer_bytes());
+    let budget = Arc::new(Semaphore::new(budget_bytes));
     let mut handles = Vec::new();
     for stream in 0..workers {
         let (work, tx, budget) = (work.clone(), tx.clone(), budget.clone());
@@ -289,7 +311,7 @@ async fn upload_all(
     let packer = Packer {
         enabled: packing,
         open: std::array::from_fn(|_| tokio::sync::Mutex::new((pack::Builder::new(), None))),
-        slots: Semaphore::new(PACKS_IN_FLIGHT),
+        slots: Semaphore::new(packs_in_flight(budget_bytes)),
         known: packed.unwrap_or_default(),
         placed: Mutex::new(HashMap::new()),
     };
@@ -361,9 +383,9 @@ struct Listings {
 struct Packer {
     enabled: bool,
     /// The packs being filled (one per stream of chunks, see [`OPEN_PACKS`]), and their
-    /// chunks' shares of [`IN_FLIGHT_BYTES`] (`None` while empty).
+    /// chunks' shares of [`in_flight_bytes`] (`None` while empty).
     open: [tokio::sync::Mutex<(pack::Builder, Option<OwnedSemaphorePermit>)>; OPEN_PACKS],
-    /// One permit per full pack being sent ([`PACKS_IN_FLIGHT`]).
+    /// One permit per full pack being sent ([`packs_in_flight`]).
     slots: Semaphore,
     /// Chunks found in the vault's packs (none recorded by gc), by id.
     known: HashMap<Digest, PackRef>,
@@ -391,7 +413,7 @@ impl Packer {
     async fn add(
         &self,
         remote: &Remote,
-        (id, object, stream): (Digest, &Bytes, usize),
+        (id, object, stream): (Digest, Bytes, usize),
         budget: OwnedSemaphorePermit,
         stats: &Stats,
     ) -> Result<()> {
@@ -439,11 +461,9 @@ impl Packer {
                 merged.push((b, budget));
                 continue;
             };
-            let (_, data, index) = b.finish();
-            for e in index.chunks {
-                let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
-                let r = last.push(e.id, &object);
-                self.placed.lock().expect("placed").insert(e.id, r);
+            for (id, object) in b.into_objects() {
+                let r = last.push(id, object);
+                self.placed.lock().expect("placed").insert(id, r);
             }
             match (held, budget) {
                 (Some(h), Some(b)) => OwnedSemaphorePermit::merge(h, b),
@@ -457,11 +477,9 @@ impl Packer {
                 packs.push((last, held));
                 continue;
             }
-            let (_, data, index) = last.finish();
-            for e in index.chunks {
-                self.placed.lock().expect("placed").remove(&e.id);
-                let object = data.slice(e.offset as usize..(e.offset + e.len) as usize);
-                loose.push((e.id, object));
+            for (id, object) in last.into_objects() {
+                self.placed.lock().expect("placed").remove(&id);
+                loose.push((id, object));
             }
         }
         // All at once: one after the other, a small push's up to 255 loose chunks cost as
@@ -480,8 +498,8 @@ impl Packer {
     }
 }
 
-/// Uploads a pack, then its index. The pack's slot (of [`PACKS_IN_FLIGHT`]) and its share of
-/// [`IN_FLIGHT_BYTES`] bound the memory its bytes hold, so they are given back once the bytes
+/// Uploads a pack, then its index. The pack's slot (of [`packs_in_flight`]) and its share of
+/// [`in_flight_bytes`] bound the memory its bytes hold, so they are given back once the bytes
 /// are sent: the small index that follows does not hold up the next pack (at 20 ms per
 /// request, holding it meant two round trips per pack with two packs in flight).
 async fn send_pack(
@@ -670,7 +688,12 @@ async fn upload_chunk(
         // A chunk that stays in a pack gets a new place, never the recorded object: nothing to
         // heal (one stored loose at the end is checked again, see `upload_all`).
         packer
-            .add(remote, (enc.id, &enc.data, enc.stream), enc.budget, stats)
+            .add(
+                remote,
+                (enc.id, enc.data.clone(), enc.stream),
+                enc.budget,
+                stats,
+            )
             .await?;
         limiter.record(len);
         Stats::add(&stats.chunks_new, 1);
