@@ -13,6 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MATURIN_VERSION=1.9.6
 PYTEST_VERSION=9.2.0
 TQDM_VERSION=4.67.1
+NUMPY_VERSION=2.4.6 # metadata from numpy scalars and arrays (test_vault.py)
 VENV=.tools/py-venv
 PYTHON=${PYTHON:-python3}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
@@ -20,7 +21,8 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION" "tqdm==$TQDM_VERSION"
+    "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION" "tqdm==$TQDM_VERSION" \
+    "numpy==$NUMPY_VERSION"
 
 # The CLI too: tests use `mvault keygen` (a no-op after `scripts/test.sh`'s cargo tests).
 cargo build --release --locked --bin mvault

@@ -4,7 +4,7 @@ use pyo3::IntoPyObjectExt;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Value};
 
 use mvault::error::Category;
@@ -128,6 +128,9 @@ pub fn to_py<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound
     json_to_py(py, &v)
 }
 
+/// A metadata value as JSON: None, bool, int, float, str, lists and tuples, dicts and other
+/// mappings (str keys), and numpy's scalars and arrays (as their `tolist()`: `np.float32(0.5)`
+/// is 0.5, an array a nested list). NaN and infinity are refused: JSON has neither.
 pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
@@ -154,9 +157,6 @@ pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::String(s.to_cow()?.into_owned()));
     }
-    if let Ok(d) = obj.cast::<PyDict>() {
-        return Ok(Value::Object(dict_to_map(d)?));
-    }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut out = Vec::new();
         for x in obj.try_iter()? {
@@ -164,27 +164,56 @@ pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         }
         return Ok(Value::Array(out));
     }
+    if obj.cast::<PyMapping>().is_ok() {
+        return Ok(Value::Object(mapping_to_map(obj)?));
+    }
+    if from_numpy(obj)? && obj.hasattr("tolist")? {
+        // Python scalars and (nested) lists of them: never numpy objects again.
+        return py_to_json(&obj.call_method0("tolist")?);
+    }
     Err(PyTypeError::new_err(format!(
-        "metadata values must be None, bool, int, float, str, list or dict, not {}",
+        "metadata values must be None, bool, int, float, str, list, dict (or another mapping) \
+         or a numpy scalar or array, not {}",
         obj.get_type().name()?
     )))
 }
 
-pub fn dict_to_map(d: &Bound<'_, PyDict>) -> PyResult<Map<String, Value>> {
-    let mut m = Map::new();
-    for (k, v) in d.iter() {
-        let k = k
-            .cast::<PyString>()
+/// Whether `obj`'s type is numpy's (`numpy.float32`, `numpy.ndarray`, ...).
+fn from_numpy(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let module = obj.get_type().module()?;
+    let module = module.to_cow()?;
+    Ok(module == "numpy" || module.starts_with("numpy."))
+}
+
+/// A dict or any other mapping (`collections.abc.Mapping`) of str keys, as a JSON object.
+pub fn mapping_to_map(obj: &Bound<'_, PyAny>) -> PyResult<Map<String, Value>> {
+    let key = |k: &Bound<'_, PyAny>| -> PyResult<String> {
+        Ok(k.cast::<PyString>()
             .map_err(|_| PyTypeError::new_err("metadata keys must be str"))?
             .to_cow()?
-            .into_owned();
-        m.insert(k, py_to_json(&v)?);
+            .into_owned())
+    };
+    let mut m = Map::new();
+    if let Ok(d) = obj.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            m.insert(key(&k)?, py_to_json(&v)?);
+        }
+        return Ok(m);
+    }
+    let mapping = obj.cast::<PyMapping>().map_err(|_| {
+        PyTypeError::new_err("metadata must be a dict (or another mapping of str keys)")
+    })?;
+    for item in mapping.items()?.iter() {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        m.insert(key(&k)?, py_to_json(&v)?);
     }
     Ok(m)
 }
 
-pub fn opt_map(d: Option<&Bound<'_, PyDict>>) -> PyResult<Map<String, Value>> {
-    d.map(dict_to_map)
+/// [`mapping_to_map`] of an optional argument (`None`: empty).
+pub fn opt_map(d: Option<&Bound<'_, PyAny>>) -> PyResult<Map<String, Value>> {
+    d.filter(|d| !d.is_none())
+        .map(mapping_to_map)
         .transpose()
         .map(Option::unwrap_or_default)
 }

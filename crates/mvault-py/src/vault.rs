@@ -18,7 +18,7 @@ use mvault::vault::{self, Lookup};
 use mvault::version::{Alias, ModelName, ModelRef, Selector, Version};
 
 use crate::convert::{
-    ConfigError, IntegrityError, dict_to_map, opt_map, parse, path_obj, to_py_err,
+    ConfigError, IntegrityError, mapping_to_map, opt_map, parse, path_obj, to_py_err,
 };
 use crate::run::{Sink, run};
 use crate::types::{AliasChange, AliasInfo, Info, PushResult, UsageReport, VerifyReport};
@@ -200,8 +200,8 @@ impl Vault {
         name: &str,
         version: &str,
         description: &str,
-        metrics: Option<&Bound<'_, PyDict>>,
-        params: Option<&Bound<'_, PyDict>>,
+        metrics: Option<&Bound<'_, PyAny>>,
+        params: Option<&Bound<'_, PyAny>>,
         tags: Option<BTreeMap<String, String>>,
         metadata: Option<&Bound<'_, PyAny>>,
         jobs: Option<usize>,
@@ -230,13 +230,13 @@ impl Vault {
         match metadata.filter(|m| !m.is_none()) {
             None => {}
             Some(m) => {
-                let obj = if let Ok(d) = m.cast::<PyDict>() {
-                    dict_to_map(d)?
+                let obj = if m.cast::<pyo3::types::PyMapping>().is_ok() {
+                    mapping_to_map(m)?
                 } else if let Ok(path) = m.extract::<PathBuf>() {
                     vault::read_metadata_file(&path).map_err(to_py_err)?
                 } else {
                     return Err(PyTypeError::new_err(
-                        "metadata must be a dict or the path of a JSON file",
+                        "metadata must be a dict (or another mapping) or the path of a JSON file",
                     ));
                 };
                 vault::merge_metadata(&mut req, obj).map_err(to_py_err)?;

@@ -200,6 +200,69 @@ def test_remote_error_for_an_unreachable_store(tmp_path, monkeypatch):
     assert "\n" not in str(e.value)
 
 
+def test_push_metadata_from_numpy_and_mappings(vault, model_dir):
+    # What training loops hand over: numpy scalars and arrays, and mappings other than dict.
+    import collections
+    import types
+
+    import numpy as np
+
+    class Config(collections.abc.Mapping):
+        def __init__(self, **kv):
+            self._kv = kv
+
+        def __getitem__(self, k):
+            return self._kv[k]
+
+        def __iter__(self):
+            return iter(self._kv)
+
+        def __len__(self):
+            return len(self._kv)
+
+    vault.push(
+        model_dir,
+        "bert",
+        "1.0.0",
+        metrics={
+            "accuracy": np.float32(0.5),
+            "loss": np.float64(0.25),
+            "steps": np.int64(1200),
+            "converged": np.bool_(True),
+            "per_class": np.array([0.5, 0.75], dtype=np.float32),
+            "confusion": np.array([[3, 1], [0, 4]]),
+        },
+        params=types.MappingProxyType({"epochs": np.int32(3), "opt": Config(name="adam")}),
+        metadata=Config(dataset="wiki", tags={"team": "nlp"}),
+    )
+    info = vault.info("bert@1.0.0")
+    assert info.performance_metrics == {
+        "accuracy": 0.5,
+        "loss": 0.25,
+        "steps": 1200,
+        "converged": True,
+        "per_class": [0.5, 0.75],
+        "confusion": [[3, 1], [0, 4]],
+    }
+    assert type(info.performance_metrics["steps"]) is int
+    assert type(info.performance_metrics["converged"]) is bool
+    assert info.training_config == {"epochs": 3, "opt": {"name": "adam"}}
+    assert info.extra == {"dataset": "wiki"}
+    assert info.tags == {"team": "nlp"}
+
+    for bad, what in [
+        ({"loss": np.float32("nan")}, "NaN"),
+        ({"ids": {1, 2}}, "set"),
+        ({1: 0.5}, "keys must be str"),
+    ]:
+        with pytest.raises(TypeError, match=what):
+            vault.push(model_dir, "bert", "2.0.0", metrics=bad)
+    with pytest.raises(TypeError, match="mapping"):
+        vault.push(model_dir, "bert", "2.0.0", params=[("epochs", 3)])
+    with pytest.raises(mvault.NotFound):
+        vault.info("bert@2.0.0")
+
+
 def test_push_metadata_dict_and_file(vault, model_dir, tmp_path):
     # As the seed's metadata: known keys merge, explicit arguments win, others are kept.
     r = vault.push(
