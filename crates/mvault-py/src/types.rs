@@ -361,3 +361,95 @@ impl UsageReport {
         )
     }
 }
+
+/// What `Vault.gc` did (`mvault gc --json`). Counts are of chunk objects unless they say
+/// records (a pack with its index counts as one object); bytes are stored bytes.
+#[pyclass(module = "mvault", frozen, get_all)]
+#[derive(Clone)]
+pub struct GcReport {
+    pub scanned_chunks: u64,
+    pub scanned_packs: u64,
+    /// Distinct chunks referenced by at least one version.
+    pub referenced: u64,
+    /// Chunks deleted (with dry_run: that would be).
+    pub deleted: u64,
+    pub bytes_deleted: u64,
+    /// Unreferenced, but younger than the grace period (or of unknown age): kept.
+    pub kept_young: u64,
+    /// Unreferenced, waiting in a record that is not ripe yet.
+    pub kept_pending: u64,
+    /// In a ripe record, but written again since: kept.
+    pub kept_rewritten: u64,
+    /// In a ripe record, but their stat answered too slowly to delete them safely.
+    pub kept_slow: u64,
+    /// Deletes that finished late (a racing push may have lost the chunk: verify tells).
+    pub late_deletes: u64,
+    /// Chunks written into this run's record, for a gc at least the grace period later.
+    pub chunks_recorded: u64,
+    pub records_written: u64,
+    pub records_swept: u64,
+    pub records_pending: u64,
+    /// Manifests read for the mark.
+    pub manifests: u64,
+    pub dry_run: bool,
+    pub grace_seconds: u64,
+}
+
+impl GcReport {
+    pub fn new(r: &lifecycle::GcReport) -> GcReport {
+        GcReport {
+            scanned_chunks: r.scanned_chunks,
+            scanned_packs: r.scanned_packs,
+            referenced: r.referenced,
+            deleted: r.deleted,
+            bytes_deleted: r.bytes_deleted,
+            kept_young: r.kept_young,
+            kept_pending: r.kept_pending,
+            kept_rewritten: r.kept_rewritten,
+            kept_slow: r.kept_slow,
+            late_deletes: r.late_deletes,
+            chunks_recorded: r.chunks_recorded,
+            records_written: r.records_written,
+            records_swept: r.records_swept,
+            records_pending: r.records_pending,
+            manifests: r.manifests,
+            dry_run: r.dry_run,
+            grace_seconds: r.grace_seconds,
+        }
+    }
+}
+
+#[pymethods]
+impl GcReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "GcReport(deleted={}, bytes_deleted={}, chunks_recorded={}, kept_pending={}, \
+             referenced={}, dry_run={})",
+            self.deleted,
+            self.bytes_deleted,
+            self.chunks_recorded,
+            self.kept_pending,
+            self.referenced,
+            if self.dry_run { "True" } else { "False" }
+        )
+    }
+}
+
+/// What `Vault.prune` did: the versions removed (with dry_run: that would be), ascending, and
+/// the gc that followed.
+#[pyclass(module = "mvault", frozen, get_all)]
+pub struct PruneResult {
+    pub removed: Vec<String>,
+    pub gc: GcReport,
+}
+
+#[pymethods]
+impl PruneResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "PruneResult(removed={:?}, gc={})",
+            self.removed,
+            self.gc.__repr__()
+        )
+    }
+}

@@ -21,7 +21,9 @@ use crate::convert::{
     ConfigError, IntegrityError, mapping_to_map, opt_map, parse, path_obj, to_py_err,
 };
 use crate::run::{Sink, run};
-use crate::types::{AliasChange, AliasInfo, Info, PushResult, UsageReport, VerifyReport};
+use crate::types::{
+    AliasChange, AliasInfo, GcReport, Info, PruneResult, PushResult, UsageReport, VerifyReport,
+};
 
 /// A vault: one remote plus the local cache.
 ///
@@ -450,11 +452,7 @@ impl Vault {
         jobs: Option<usize>,
         check: bool,
     ) -> PyResult<VerifyReport> {
-        let v = match jobs {
-            Some(0) => return Err(ConfigError::new_err("jobs must be at least 1")),
-            Some(j) => self.inner.clone().with_jobs(j),
-            None => self.inner.clone(),
-        };
+        let v = with_jobs(&self.inner, jobs)?;
         let sample = sample.map(|fraction| Sample {
             fraction,
             seed: seed.unwrap_or_else(random_seed),
@@ -498,6 +496,100 @@ impl Vault {
         })?;
         UsageReport::new(py, &report)
     }
+
+    /// Reclaims chunks no version references, in two runs at least `grace` apart (as
+    /// `mvault gc`): this run records the unreferenced chunks older than `grace` and deletes
+    /// those recorded by a run at least `grace` ago that are still unreferenced. `grace`: "24h",
+    /// "30m", seconds, or a datetime.timedelta; below 1h only with `force` (unsafe while pushes
+    /// run). `dry_run` writes and deletes nothing. Returns a GcReport.
+    #[pyo3(signature = (*, grace=None, dry_run=false, force=false, jobs=None))]
+    fn gc(
+        &self,
+        py: Python<'_>,
+        grace: Option<&Bound<'_, PyAny>>,
+        dry_run: bool,
+        force: bool,
+        jobs: Option<usize>,
+    ) -> PyResult<GcReport> {
+        let opts = gc_options(grace, dry_run, force)?;
+        let v = with_jobs(&self.inner, jobs)?;
+        let report = run(py, None, move || async move {
+            lifecycle::gc(&v, &opts).await.map_err(to_py_err)
+        })?;
+        Ok(GcReport::new(&report))
+    }
+
+    /// Removes the versions of `name` older than its newest `keep` releases, never one an
+    /// alias points at (pre-releases newer than the oldest release kept stay), then runs
+    /// `gc` with `grace` and `force` (as `mvault prune NAME --keep N`). Returns a PruneResult.
+    #[pyo3(signature = (name, keep, *, dry_run=false, grace=None, force=false, jobs=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn prune(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        keep: usize,
+        dry_run: bool,
+        grace: Option<&Bound<'_, PyAny>>,
+        force: bool,
+        jobs: Option<usize>,
+    ) -> PyResult<PruneResult> {
+        let name = parse::<ModelName>(name)?;
+        let opts = gc_options(grace, dry_run, force)?;
+        opts.validate().map_err(to_py_err)?;
+        let v = with_jobs(&self.inner, jobs)?;
+        let (removed, report) = run(py, None, move || async move {
+            let removed = lifecycle::prune(&v, &name, keep, dry_run)
+                .await
+                .map_err(to_py_err)?;
+            let report = lifecycle::gc(&v, &opts).await.map_err(to_py_err)?;
+            Ok((removed, report))
+        })?;
+        Ok(PruneResult {
+            removed: removed.iter().map(|v| v.to_string()).collect(),
+            gc: GcReport::new(&report),
+        })
+    }
+}
+
+/// The vault with `jobs` requests at once, if given (at least 1).
+fn with_jobs(v: &vault::Vault, jobs: Option<usize>) -> PyResult<vault::Vault> {
+    match jobs {
+        Some(0) => Err(ConfigError::new_err("jobs must be at least 1")),
+        Some(j) => Ok(v.clone().with_jobs(j)),
+        None => Ok(v.clone()),
+    }
+}
+
+/// gc options from Python arguments: `grace` as "24h"-style text, seconds (int or float) or
+/// a `datetime.timedelta` (default 24 hours, as the CLI's `--grace`).
+fn gc_options(
+    grace: Option<&Bound<'_, PyAny>>,
+    dry_run: bool,
+    force: bool,
+) -> PyResult<lifecycle::GcOptions> {
+    let bad = || {
+        ConfigError::new_err(
+            "grace must be a duration such as \"24h\" or \"30m\", seconds, or a datetime.timedelta",
+        )
+    };
+    let secs: f64 = match grace.filter(|g| !g.is_none()) {
+        None => 24.0 * 3600.0,
+        Some(g) if g.is_instance_of::<PyString>() => {
+            mvault::util::parse_duration_secs(&g.extract::<String>()?).ok_or_else(bad)? as f64
+        }
+        Some(g) if g.hasattr("total_seconds")? => g.call_method0("total_seconds")?.extract()?,
+        Some(g) if g.is_instance_of::<pyo3::types::PyBool>() => return Err(bad()),
+        Some(g) => g.extract::<f64>().map_err(|_| bad())?,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(lifecycle::GcOptions {
+        grace: std::time::Duration::from_secs_f64(secs),
+        dry_run,
+        force,
+    })
 }
 
 fn random_seed() -> u64 {

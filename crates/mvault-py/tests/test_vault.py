@@ -588,3 +588,47 @@ def test_small_api_edges(tmp_path, model_dir):
     # Reprs read as Python.
     assert repr(v.alias_set("m@1.0.0", "prod")) == "AliasChange(m@prod: None -> \"1.0.0\")"
     assert "Some(" not in repr(v.usage())
+
+
+def test_prune_and_gc(vault, model_dir, tmp_path):
+    def version(n):
+        d = tmp_path / f"v{n}"
+        d.mkdir()
+        (d / "weights.bin").write_bytes(os.urandom(1024 * 1024))
+        return d
+
+    for v in ("1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1"):
+        vault.push(version(v), "bert", v)
+    vault.alias_set("bert@1.0.0", "production")
+    before = vault.usage().stored_bytes
+
+    # Without force a short grace is refused before anything is removed.
+    with pytest.raises(mvault.ConfigError, match="grace"):
+        vault.prune("bert", 1, grace="30m")
+    assert vault.versions("bert") == ["1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1"]
+
+    dry = vault.prune("bert", 1, dry_run=True, grace=datetime.timedelta(hours=2))
+    assert isinstance(dry, mvault.PruneResult)
+    assert dry.removed == ["1.1.0"]  # 1.0.0 is aliased, the rc is newer than 1.2.0
+    assert dry.gc.dry_run and dry.gc.grace_seconds == 7200
+    assert vault.versions("bert") == ["1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1"]
+
+    # grace=0 with force: one run records and deletes (unsafe while pushes run).
+    r = vault.prune("bert", 1, grace=0, force=True)
+    assert r.removed == ["1.1.0"]
+    assert vault.versions("bert") == ["1.0.0", "1.2.0", "2.0.0-rc.1"]
+    assert r.gc.deleted >= 1 and r.gc.bytes_deleted >= 1024 * 1024
+    assert vault.usage().stored_bytes <= before - 1024 * 1024
+    assert vault.verify().ok
+    assert files_of(vault.pull("bert@1.2.0", to=tmp_path / "out")) == files_of(tmp_path / "v1.2.0")
+
+    # Nothing left to reclaim; the default grace records nothing this young.
+    g = vault.gc()
+    assert isinstance(g, mvault.GcReport)
+    assert (g.deleted, g.chunks_recorded, g.dry_run, g.grace_seconds) == (0, 0, False, 86400)
+    assert g.referenced >= 3
+    for bad in ("soon", -1, True, float("nan")):
+        with pytest.raises(mvault.ConfigError, match="grace"):
+            vault.gc(grace=bad)
+    with pytest.raises(mvault.ConfigError):
+        vault.gc(grace="2h", jobs=0)

@@ -121,6 +121,35 @@ class UsageReport:
     dedupe_ratio: Optional[float]
     monthly_cost: List[Dict[str, Any]]
 
+class GcReport:
+    """What ``Vault.gc`` did; counts are of chunk objects unless they say records."""
+
+    scanned_chunks: int
+    scanned_packs: int
+    referenced: int
+    deleted: int
+    bytes_deleted: int
+    kept_young: int
+    kept_pending: int
+    kept_rewritten: int
+    kept_slow: int
+    late_deletes: int
+    chunks_recorded: int
+    records_written: int
+    records_swept: int
+    records_pending: int
+    manifests: int
+    dry_run: bool
+    grace_seconds: int
+
+class PruneResult:
+    """What ``Vault.prune`` did: versions removed (ascending) and the gc that followed."""
+
+    removed: List[str]
+    gc: GcReport
+
+GraceArg = Union[None, str, int, float, datetime.timedelta]
+
 class Vault:
     """A vault: one remote plus the local cache, opened as the CLI opens it."""
 
@@ -203,6 +232,28 @@ class Vault:
         """Re-reads and checks remote chunks; with ``check`` damage raises IntegrityError."""
     def usage(self) -> UsageReport:
         """Logical vs stored bytes, dedupe ratio, monthly cost estimates."""
+    def gc(
+        self,
+        *,
+        grace: GraceArg = None,
+        dry_run: bool = False,
+        force: bool = False,
+        jobs: Optional[int] = None,
+    ) -> GcReport:
+        """Reclaims unreferenced chunks in two runs at least ``grace`` apart (default 24h;
+        below 1h only with ``force``), as ``mvault gc``."""
+    def prune(
+        self,
+        name: str,
+        keep: int,
+        *,
+        dry_run: bool = False,
+        grace: GraceArg = None,
+        force: bool = False,
+        jobs: Optional[int] = None,
+    ) -> PruneResult:
+        """Removes versions older than the newest ``keep`` releases (never an aliased one),
+        then runs ``gc``, as ``mvault prune NAME --keep N``."""
 
 def ensure(
     models: Union[None, str, Sequence[str]] = None,
