@@ -135,6 +135,33 @@ impl Vault {
         Ok(Some(trust::verify(&sig, &m.to_json(), &m, keys, &label)?))
     }
 
+    /// With trusted keys, checks the signature of each version a `verify` selected (`version`
+    /// of `name`, every version of `name`, or every version of every model): the first that
+    /// is unsigned or fails is the error. Without trusted keys: nothing to check.
+    pub async fn check_signatures(
+        &self,
+        name: Option<&ModelName>,
+        version: Option<&Version>,
+    ) -> Result<()> {
+        if self.trust.is_none() {
+            return Ok(());
+        }
+        let names = match name {
+            Some(n) => vec![n.clone()],
+            None => self.list().await?,
+        };
+        for n in &names {
+            let versions = match version {
+                Some(v) => vec![v.clone()],
+                None => self.versions(n).await?,
+            };
+            for v in &versions {
+                self.check_signature(n, v).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Who signed `m` (for `info`), its signature read as `lookup` says: `None` if unsigned.
     /// With trusted keys the signature is verified and a failure is reported in
     /// [`SignatureInfo::problem`], not as an error.

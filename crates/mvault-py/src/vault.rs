@@ -441,8 +441,11 @@ impl Vault {
     /// or of one version (`NAME@VERSION`, `NAME@latest`, `NAME@ALIAS`); `sample` (0 < p <= 1)
     /// checks a random part of the chunks, `seed` makes the choice repeatable. Returns a
     /// VerifyReport; with `check=True` (the default) damage raises IntegrityError instead,
-    /// with the report as its `report` attribute (as `mvault verify` exits 5).
-    #[pyo3(signature = (r#ref=None, *, sample=None, seed=None, jobs=None, check=true))]
+    /// with the report as its `report` attribute (as `mvault verify` exits 5). With trusted
+    /// keys (`trusted_keys`, default as in `pull`) every selected version's signature is
+    /// checked first: an unsigned or badly signed one raises IntegrityError.
+    #[pyo3(signature = (r#ref=None, *, sample=None, seed=None, jobs=None, check=true, trusted_keys=None))]
+    #[allow(clippy::too_many_arguments)]
     fn verify(
         &self,
         py: Python<'_>,
@@ -451,8 +454,10 @@ impl Vault {
         seed: Option<u64>,
         jobs: Option<usize>,
         check: bool,
+        trusted_keys: Option<Vec<PathBuf>>,
     ) -> PyResult<VerifyReport> {
-        let v = with_jobs(&self.inner, jobs)?;
+        let keys = self.settings.trusted(trusted_keys)?;
+        let v = with_jobs(&self.inner, jobs)?.with_trusted_keys(keys);
         let sample = sample.map(|fraction| Sample {
             fraction,
             seed: seed.unwrap_or_else(random_seed),
@@ -460,6 +465,9 @@ impl Vault {
         let report = run(py, None, move || async move {
             let (name, version) = v
                 .verify_selection(r#ref.as_deref())
+                .await
+                .map_err(to_py_err)?;
+            v.check_signatures(name.as_ref(), version.as_ref())
                 .await
                 .map_err(to_py_err)?;
             lifecycle::verify(&v, name.as_ref(), version.as_ref(), sample)

@@ -561,7 +561,17 @@ def test_keys_of_the_environment_and_config_apply_as_in_the_cli(
     mvault.Vault(root, config=cfg).push([model_dir], "s", "1.0.0")
     assert files_of(v.pull("s@1.0.0", to=tmp_path / "t3")) == files_of(model_dir)
     assert mvault.ensure(["s@1.0.0"], tmp_path / "models", remote=root)["s"].is_dir()
+    # verify checks signatures with the same keys: s is signed, u is not.
+    assert v.verify("s@1.0.0").ok
+    with pytest.raises(mvault.IntegrityError, match="u@1.0.0"):
+        v.verify("u")
+    with pytest.raises(mvault.IntegrityError):
+        v.verify()  # every version of every model
+    assert v.verify("u", trusted_keys=[]).ok
     monkeypatch.delenv("MVAULT_TRUSTED_KEYS")
+    assert mvault.Vault(root).verify().ok
+    with pytest.raises(mvault.IntegrityError):
+        mvault.Vault(root).verify("u@1.0.0", trusted_keys=[f"{sk}.pub"])
 
     # MVAULT_ENCRYPTION_KEY_FILE: the new vault is sealed; without the key it is refused.
     monkeypatch.setenv("MVAULT_ENCRYPTION_KEY_FILE", str(ek))

@@ -87,7 +87,9 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
         );
     }
     let vault = vault.with_trusted_keys(ctx.trusted_keys(&a.trust)?);
-    check_signatures(&vault, name.as_ref(), version.as_ref()).await?;
+    vault
+        .check_signatures(name.as_ref(), version.as_ref())
+        .await?;
     let report = lifecycle::verify(&vault, name.as_ref(), version.as_ref(), sample).await?;
     let manifests = match report.bad_manifests.len() {
         0 => String::new(),
@@ -136,32 +138,6 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<i32> {
     } else {
         exit::INTEGRITY
     })
-}
-
-/// With trusted keys, checks the signature of each version `verify` selected (every version
-/// of `name`, or of every model); the first that fails is the error (exit 5).
-async fn check_signatures(
-    vault: &crate::vault::Vault,
-    name: Option<&crate::version::ModelName>,
-    version: Option<&crate::version::Version>,
-) -> Result<()> {
-    if vault.trusted_keys().is_none() {
-        return Ok(());
-    }
-    let names = match name {
-        Some(n) => vec![n.clone()],
-        None => vault.list().await?,
-    };
-    for n in &names {
-        let versions = match version {
-            Some(v) => vec![v.clone()],
-            None => vault.versions(n).await?,
-        };
-        for v in &versions {
-            vault.check_signature(n, v).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Parses `--grace AGE` into gc options.

@@ -228,8 +228,11 @@ class Vault:
         seed: Optional[int] = None,
         jobs: Optional[int] = None,
         check: bool = True,
+        trusted_keys: Optional[Sequence[PathArg]] = None,
     ) -> VerifyReport:
-        """Re-reads and checks remote chunks; with ``check`` damage raises IntegrityError."""
+        """Re-reads and checks remote chunks; with ``check`` damage raises IntegrityError.
+        With ``trusted_keys`` (default as in ``pull``) every selected version must be signed
+        by one of them (IntegrityError otherwise)."""
     def usage(self) -> UsageReport:
         """Logical vs stored bytes, dedupe ratio, monthly cost estimates."""
     def gc(
