@@ -41,6 +41,11 @@ pub struct ChunkParams {
 }
 
 impl ChunkParams {
+    /// Bytes of the read buffer a [`Chunker`] with these parameters uses: `max_bytes` + 4 MiB.
+    pub fn read_buffer_bytes(&self) -> usize {
+        READ_BUFFER_BYTES.max(self.max_bytes as usize + READ_BUFFER_BYTES)
+    }
+
     /// The parameters of format 1: 512 KiB average (128 KiB min, 2 MiB max).
     ///
     /// Why 512 KiB: fine-tuned checkpoints change whole tensors of a few MiB. A changed region
@@ -293,18 +298,13 @@ impl<R: Read> Chunker<R> {
         Chunker::with_buffer(reader, params, Vec::new())
     }
 
-    /// Bytes of the read buffer a chunker with `params` uses: `max_bytes` + 4 MiB.
-    pub fn buffer_bytes(params: &ChunkParams) -> usize {
-        READ_BUFFER_BYTES.max(params.max_bytes as usize + READ_BUFFER_BYTES)
-    }
-
     /// A chunker reading into `buf` (grown to the buffer size if shorter), so that a worker
     /// chunking many segments reuses one buffer; [`Chunker::into_buffer`] gives it back.
     pub fn with_buffer(reader: R, params: ChunkParams, mut buf: Vec<u8>) -> Self {
         let bits = logarithm2(params.avg_bytes);
         // Normalization level 1, as `fastcdc::v2020::FastCDC::new` uses.
         let masks = (MASKS[(bits + 1) as usize], MASKS[(bits - 1) as usize]);
-        let cap = Chunker::<R>::buffer_bytes(&params);
+        let cap = params.read_buffer_bytes();
         if buf.len() < cap {
             buf.resize(cap, 0);
         }

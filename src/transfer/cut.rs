@@ -36,8 +36,9 @@ pub(super) struct Encoded {
     /// Plaintext length in bytes.
     pub(super) plain_len: u64,
     pub(super) data: Bytes,
-    /// Its share of the byte budget ([`super::push::in_flight_bytes`]): its encoded length in bytes (at least 1). Returned
-    /// when the chunk is dropped (uploaded), or passed on to the pack that holds its bytes.
+    /// Its share of the byte budget ([`super::push::in_flight_bytes`]): its encoded length in
+    /// bytes (at least 1). Returned when the chunk is dropped (uploaded), or passed on to the
+    /// pack that holds its bytes.
     pub(super) budget: OwnedSemaphorePermit,
 }
 
@@ -242,20 +243,19 @@ impl Work {
     }
 
     /// The most bytes a worker's read buffer grows to while running these units: a CDC
-    /// segment's chunker buffer ([`crate::chunk::Chunker::buffer_bytes`]), a whole segment's
+    /// segment's chunker buffer ([`ChunkParams::read_buffer_bytes`]), a whole segment's
     /// length, 1 MiB for a file's digest, 64 KiB for digest blocks.
     pub(super) fn read_buffer_bytes(&self) -> usize {
-        let cdc = |p: &ChunkParams| crate::chunk::Chunker::<std::io::Empty>::buffer_bytes(p);
         let mut most = 1024 * 1024;
         for p in &self.files {
             if p.segments.len() <= 1 {
-                most = most.max(cdc(&self.fallback));
+                most = most.max(self.fallback.read_buffer_bytes());
                 continue;
             }
             for seg in &p.segments {
                 most = most.max(match seg.cut {
                     Cut::Whole => seg.len as usize,
-                    Cut::Cdc(params) => cdc(&params),
+                    Cut::Cdc(params) => params.read_buffer_bytes(),
                 });
             }
         }
