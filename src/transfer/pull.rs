@@ -223,7 +223,7 @@ pub async fn pull(
         .collect();
 
     let plans: Vec<Plan> = futures::stream::iter(&m.files)
-        .map(|f| plan_file(&dir, f, &recorded, req))
+        .map(|f| plan_file(&dir, f, &recorded, req, locked))
         .buffered(FILES_AT_ONCE)
         .try_collect()
         .await?;
@@ -280,12 +280,20 @@ pub async fn pull(
     // one lacks, then place.
     let warm = todo.is_empty() && previous.as_ref().is_some_and(|p| p.checksum == m.checksum);
     if !todo.is_empty() && locked {
+        // The directories placed into, and those of the previous version's files (cleared
+        // next: a directory that must become a file is emptied of a killed pull's temps).
         let dirs: HashSet<Option<&str>> = [None, Some(manifest::RESERVED_SEGMENT)]
             .into_iter()
             .chain(
                 m.files
                     .iter()
-                    .map(|f| f.path.rsplit_once('/').map(|(d, _)| d)),
+                    .map(|f| f.path.as_str())
+                    .chain(
+                        previous
+                            .iter()
+                            .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+                    )
+                    .map(|p| p.rsplit_once('/').map(|(d, _)| d)),
             )
             .collect();
         for d in dirs {
@@ -359,6 +367,7 @@ async fn plan_file(
     f: &FileEntry,
     recorded: &HashMap<&str, &FileState>,
     req: &PullRequest,
+    locked: bool,
 ) -> Result<Plan> {
     let shown = |rel: &str| dir.root().join(rel).display().to_string();
     // An unchanged file of the previous version: phase 2 deletes it if this one lacks it.
@@ -412,11 +421,19 @@ async fn plan_file(
                 .filter(|(p, _)| p.starts_with(&under))
                 .map(|(p, s)| (p.to_string(), (s.size, s.mtime_ns)))
                 .collect();
+            // Besides the previous pull's unchanged files, what a killed pull left while
+            // placing into them (swept in phase 2, while the lock is held).
+            let stale_temp = move |p: &str, e: &Entry| {
+                locked
+                    && matches!(e, Entry::File { .. })
+                    && target::is_temp_name(p.rsplit('/').next().unwrap_or(p).as_bytes())
+            };
             let foreign = cpu(move || {
                 d.foreign_below(&rel, |p, e| {
-                    owned
-                        .get(p)
-                        .is_some_and(|&(size, mtime_ns)| *e == Entry::File { size, mtime_ns })
+                    stale_temp(p, e)
+                        || owned
+                            .get(p)
+                            .is_some_and(|&(size, mtime_ns)| *e == Entry::File { size, mtime_ns })
                 })
             })
             .await?;

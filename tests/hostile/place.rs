@@ -785,3 +785,29 @@ fn pull_to_a_file_is_refused_naming_it() {
     );
     assert_eq!(fs::read(&file).unwrap(), b"mine");
 }
+
+/// A directory that the new version has as a file is cleared even when a pull killed while
+/// placing into it left a temporary there: the temp is swept, not taken for a user's file.
+#[test]
+fn a_killed_pulls_temp_does_not_block_a_directory_becoming_a_file() {
+    let env = Env::new(Backend::Fs);
+    let v1 = env.path("v1");
+    write_file(&v1.join("d/b.bin"), &noise(48, 10_000));
+    push(&env, &v1, "m", "1.0.0");
+    let v2 = env.path("v2");
+    write_file(&v2.join("d"), &noise(49, 10_000));
+    push(&env, &v2, "m", "2.0.0");
+    let t = env.path("t");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t)]);
+    write_file(&t.join("d/.mvault-0123abcd.tmp"), &noise(50, 5000));
+    env.ok(&["pull", "m@2.0.0", "--to", s(&t)]);
+    assert_same_tree(&v2, &t);
+
+    // A user's file there still refuses the pull, naming it (exit 2).
+    let t2 = env.path("t2");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t2)]);
+    write_file(&t2.join("d/notes.txt"), b"mine");
+    let err = env.fails(2, &["pull", "m@2.0.0", "--to", s(&t2)]);
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(fs::read(t2.join("d/notes.txt")).unwrap(), b"mine");
+}
