@@ -60,10 +60,43 @@ pub fn exception(category: Option<Category>, message: String) -> PyErr {
     }
 }
 
-/// A library error as its exception: class by category, the CLI's one-line message.
+/// A library error as its exception: class by category, the CLI's one-line message with its
+/// remedy in this API's terms ([`for_python`]).
 pub fn to_py_err<E: std::error::Error + 'static>(e: E) -> PyErr {
     let e: &(dyn std::error::Error + 'static) = &e;
-    exception(mvault::category_of(e), mvault::one_line(e))
+    exception(mvault::category_of(e), for_python(mvault::one_line(e)))
+}
+
+/// The library's remedies name the CLI's flags and commands; in Python they are keyword
+/// arguments and methods. Most specific first: each is replaced where it occurs.
+const PYTHON_TERMS: &[(&str, &str)] = &[
+    (
+        "mvault alias set NAME@VERSION ALIAS --force (or rollback --force)",
+        "Vault.alias_set(ref, alias, force=True) (or Vault.rollback(name, alias, force=True))",
+    ),
+    ("`mvault alias set`", "`Vault.alias_set`"),
+    ("`mvault rollback`", "`Vault.rollback`"),
+    ("`mvault verify`", "`Vault.verify()`"),
+    (
+        "use --grace 1h or more, or add --force",
+        "use grace=\"1h\" or more, or pass force=True",
+    ),
+    ("push it with --sign-key", "push it with sign_key="),
+    ("pull without --trusted-key", "pull with trusted_keys=[]"),
+    ("with --trusted-key", "to trusted_keys"),
+    ("push without --sign-key", "push without sign_key"),
+    ("--sign-key", "sign_key"),
+    ("pass --force", "pass force=True"),
+];
+
+/// `message` with the CLI's terms replaced by this API's ([`PYTHON_TERMS`]).
+pub fn for_python(message: String) -> String {
+    if !message.contains("--") && !message.contains("`mvault ") {
+        return message;
+    }
+    PYTHON_TERMS
+        .iter()
+        .fold(message, |m, (cli, py)| m.replace(cli, py))
 }
 
 /// Registers the exception classes, each with its `exit_code`.

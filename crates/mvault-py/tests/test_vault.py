@@ -355,6 +355,11 @@ def test_alias_set_rollback_and_info_aliases(vault, model_dir):
         vault.alias_set("bert", "production")  # needs an exact version
     with pytest.raises(mvault.ConfigError):
         vault.alias_set("bert@1.0.0", "bad alias!")
+    # An aliased version is kept unless forced; the remedy names this API.
+    with pytest.raises(mvault.Conflict) as e:
+        vault.rm("bert@1.0.0")
+    assert "`Vault.alias_set`" in str(e.value) and "pass force=True" in str(e.value), e.value
+    assert vault.versions("bert")[0] == "1.0.0"
     with pytest.raises(mvault.NotFound):
         vault.aliases("nope")
 
@@ -478,7 +483,7 @@ def test_pull_force_and_link(vault, model_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text("mine")
-    with pytest.raises(mvault.Conflict):
+    with pytest.raises(mvault.Conflict, match="pass force=True to replace it"):
         vault.pull("bert@1.0.0", out)
     assert (out / "config.json").read_text() == "mine"
     vault.pull("bert@1.0.0", out, force=True, link="copy")
@@ -613,8 +618,11 @@ def test_prune_and_gc(vault, model_dir, tmp_path):
     before = vault.usage().stored_bytes
 
     # Without force a short grace is refused before anything is removed.
-    with pytest.raises(mvault.ConfigError, match="grace"):
+    with pytest.raises(mvault.ConfigError, match="grace") as e:
         vault.prune("bert", 1, grace="30m")
+    # The remedy is in this API's terms, not the CLI's flags.
+    assert 'grace="1h"' in str(e.value) and "force=True" in str(e.value), e.value
+    assert "--" not in str(e.value), e.value
     assert vault.versions("bert") == ["1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1"]
 
     dry = vault.prune("bert", 1, dry_run=True, grace=datetime.timedelta(hours=2))
