@@ -12,6 +12,44 @@ use mvault::vault::{AliasChange as LibAliasChange, AliasInfo as LibAliasInfo};
 
 use crate::convert::{datetime, map_to_py, to_py};
 
+/// The attributes `fields` of a result as a dict; a nested result (alone or in a list) as its
+/// own `to_dict()`.
+fn fields_dict<'py>(obj: &Bound<'py, PyAny>, fields: &[&str]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(obj.py());
+    for f in fields {
+        d.set_item(f, plain(obj.getattr(*f)?)?)?;
+    }
+    Ok(d)
+}
+
+fn plain(v: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    if let Ok(list) = v.cast::<PyList>() {
+        let out = PyList::empty(v.py());
+        for item in list.iter() {
+            out.append(plain(item)?)?;
+        }
+        return Ok(out.into_any());
+    }
+    if !v.is_instance_of::<PyDict>() && v.hasattr("to_dict")? {
+        return v.call_method0("to_dict");
+    }
+    Ok(v)
+}
+
+/// `a == b` for results: equal when `b` is of `a`'s type and their dicts are equal;
+/// `NotImplemented` for another type (so Python tries the reflected comparison).
+fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = a.py();
+    if !b.get_type().is(a.get_type()) {
+        return Ok(py.NotImplemented());
+    }
+    let equal = a.call_method0("to_dict")?.eq(b.call_method0("to_dict")?)?;
+    Ok(pyo3::types::PyBool::new(py, equal)
+        .to_owned()
+        .into_any()
+        .unbind())
+}
+
 /// What a push wrote.
 #[pyclass(module = "mvault", frozen, get_all)]
 pub struct PushResult {
@@ -49,6 +87,28 @@ impl PushResult {
 
 #[pymethods]
 impl PushResult {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(
+            slf.as_any(),
+            &[
+                "model_name",
+                "version",
+                "checksum",
+                "file_size",
+                "files",
+                "bytes_sent",
+                "chunks_new",
+                "chunks_reused",
+                "seconds",
+            ],
+        )
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "PushResult(model_name={:?}, version={:?}, files={}, file_size={}, bytes_sent={})",
@@ -69,6 +129,15 @@ pub struct FileInfo {
 
 #[pymethods]
 impl FileInfo {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(slf.as_any(), &["path", "size", "digest"])
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!("FileInfo(path={:?}, size={})", self.path, self.size)
     }
@@ -136,6 +205,10 @@ impl Info {
 
 #[pymethods]
 impl Info {
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     /// Everything as one dict with the seed's metadata keys (`created_at` as RFC 3339 text).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -211,6 +284,26 @@ impl AliasChange {
 
 #[pymethods]
 impl AliasChange {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(
+            slf.as_any(),
+            &[
+                "model_name",
+                "alias",
+                "previous",
+                "version",
+                "revision",
+                "changed",
+                "skipped",
+            ],
+        )
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         let previous = self
             .previous
@@ -256,6 +349,15 @@ impl AliasInfo {
 
 #[pymethods]
 impl AliasInfo {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(slf.as_any(), &["alias", "version", "revision", "history"])
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!("AliasInfo({:?} -> {:?})", self.alias, self.version)
     }
@@ -298,6 +400,28 @@ impl VerifyReport {
 
 #[pymethods]
 impl VerifyReport {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(
+            slf.as_any(),
+            &[
+                "ok",
+                "versions_checked",
+                "chunks_referenced",
+                "chunks_checked",
+                "bytes_read",
+                "missing",
+                "damaged",
+                "bad_manifests",
+                "broken_versions",
+            ],
+        )
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "VerifyReport(ok={}, versions_checked={}, chunks_checked={}, broken_versions={:?})",
@@ -350,6 +474,30 @@ impl UsageReport {
 
 #[pymethods]
 impl UsageReport {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(
+            slf.as_any(),
+            &[
+                "models",
+                "versions",
+                "logical_bytes",
+                "stored_bytes",
+                "chunk_objects",
+                "metadata_objects",
+                "metadata_bytes",
+                "objects",
+                "billed_bytes",
+                "dedupe_ratio",
+                "monthly_cost",
+            ],
+        )
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "UsageReport(versions={}, logical_bytes={}, stored_bytes={}, dedupe_ratio={})",
@@ -421,6 +569,36 @@ impl GcReport {
 
 #[pymethods]
 impl GcReport {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(
+            slf.as_any(),
+            &[
+                "scanned_chunks",
+                "scanned_packs",
+                "referenced",
+                "deleted",
+                "bytes_deleted",
+                "kept_young",
+                "kept_pending",
+                "kept_rewritten",
+                "kept_slow",
+                "late_deletes",
+                "chunks_recorded",
+                "records_written",
+                "records_swept",
+                "records_pending",
+                "manifests",
+                "dry_run",
+                "grace_seconds",
+            ],
+        )
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "GcReport(deleted={}, bytes_deleted={}, chunks_recorded={}, kept_pending={}, \
@@ -445,6 +623,15 @@ pub struct PruneResult {
 
 #[pymethods]
 impl PruneResult {
+    /// Every attribute as a dict (nested results as dicts too).
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        fields_dict(slf.as_any(), &["removed", "gc"])
+    }
+
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same(slf.as_any(), other)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "PruneResult(removed={:?}, gc={})",

@@ -650,3 +650,36 @@ def test_prune_and_gc(vault, model_dir, tmp_path):
             vault.gc(grace=bad)
     with pytest.raises(mvault.ConfigError):
         vault.gc(grace="2h", jobs=0)
+
+
+def test_results_convert_to_dicts_and_compare(vault, model_dir):
+    import json
+
+    r = vault.push([model_dir], "bert", "1.0.0")
+    d = r.to_dict()
+    assert d["model_name"] == "bert" and d["files"] == 2 and d["checksum"] == r.checksum
+    assert set(d) == {
+        "model_name", "version", "checksum", "file_size", "files", "bytes_sent",
+        "chunks_new", "chunks_reused", "seconds",
+    }
+    json.dumps(d)  # plain values only
+
+    # Same content, same values: equal; one value differs: not.
+    assert vault.info("bert@1.0.0") == vault.info("bert@1.0.0")
+    vault.push([model_dir], "bert", "1.1.0")
+    assert vault.info("bert@1.0.0") != vault.info("bert@1.1.0")
+    assert vault.info("bert@1.0.0").files[0] == vault.info("bert@1.1.0").files[0]
+    assert r != r.to_dict() and r != None  # noqa: E711 (another type is never equal)
+
+    c = vault.alias_set("bert@1.0.0", "production")
+    assert c.to_dict()["previous"] is None and c.to_dict()["version"] == "1.0.0"
+    assert vault.aliases("bert")[0] == vault.aliases("bert")[0]
+    assert vault.usage() == vault.usage()
+
+    # Nested results become dicts too.
+    p = vault.prune("bert", 5, dry_run=True, grace="2h")
+    pd = p.to_dict()
+    assert pd["removed"] == [] and isinstance(pd["gc"], dict)
+    assert pd["gc"]["grace_seconds"] == 7200 and pd["gc"]["dry_run"] is True
+    json.dumps(pd)
+    json.dumps(vault.verify().to_dict())

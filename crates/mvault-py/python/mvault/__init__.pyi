@@ -47,6 +47,9 @@ class PushResult:
     chunks_new: int
     chunks_reused: int
     seconds: float
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class FileInfo:
     """One file of a version."""
@@ -54,6 +57,9 @@ class FileInfo:
     path: str
     size: int
     digest: str
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class Info:
     """A version's metadata."""
@@ -73,6 +79,7 @@ class Info:
     pushed_by: str
     def to_dict(self) -> Dict[str, Any]:
         """Everything as the seed's metadata dict (created_at as ISO 8601 text)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class AliasChange:
     """What alias_set or rollback did."""
@@ -84,6 +91,9 @@ class AliasChange:
     revision: int
     changed: bool
     skipped: List[str]
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class AliasInfo:
     """One alias of a model, with its history (oldest first)."""
@@ -92,6 +102,9 @@ class AliasInfo:
     version: str
     revision: int
     history: List[Dict[str, Any]]
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class VerifyReport:
     """What verify checked and found."""
@@ -105,6 +118,9 @@ class VerifyReport:
     damaged: List[Dict[str, Any]]
     bad_manifests: List[Dict[str, Any]]
     broken_versions: List[str]
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class UsageReport:
     """Logical vs stored bytes of a vault."""
@@ -120,6 +136,9 @@ class UsageReport:
     billed_bytes: int
     dedupe_ratio: Optional[float]
     monthly_cost: List[Dict[str, Any]]
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class GcReport:
     """What ``Vault.gc`` did; counts are of chunk objects unless they say records."""
@@ -141,12 +160,18 @@ class GcReport:
     manifests: int
     dry_run: bool
     grace_seconds: int
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 class PruneResult:
     """What ``Vault.prune`` did: versions removed (ascending) and the gc that followed."""
 
     removed: List[str]
     gc: GcReport
+    def to_dict(self) -> Dict[str, Any]:
+        """Every attribute as a dict (nested results as dicts)."""
+    def __eq__(self, other: object) -> bool: ...
 
 GraceArg = Union[None, str, int, float, datetime.timedelta]
 
