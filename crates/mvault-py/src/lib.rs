@@ -25,6 +25,7 @@ fn _mvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::UsageReport>()?;
     m.add_class::<types::GcReport>()?;
     m.add_class::<types::PruneResult>()?;
+    m.add_function(wrap_pyfunction!(types::restore, m)?)?;
     m.add_function(wrap_pyfunction!(vault::ensure, m)?)?;
     m.add_function(wrap_pyfunction!(vault::models_in_dir, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

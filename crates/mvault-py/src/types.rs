@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -11,6 +12,73 @@ use mvault::transfer::Summary;
 use mvault::vault::{AliasChange as LibAliasChange, AliasInfo as LibAliasInfo};
 
 use crate::convert::{datetime, map_to_py, to_py};
+
+/// For each result type: `FIELDS`, its attributes (what `to_dict`, `__eq__` and pickling
+/// read), and `from_state`, the type built back from them (what [`restore`] calls).
+macro_rules! state {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        impl $t {
+            const FIELDS: &'static [&'static str] = &[$(stringify!($f)),*];
+
+            fn from_state(d: &Bound<'_, PyDict>) -> PyResult<$t> {
+                Ok($t { $($f: field(d, stringify!($f))?),* })
+            }
+        }
+    };
+}
+
+fn field<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
+    d: &Bound<'py, PyDict>,
+    key: &str,
+) -> PyResult<T> {
+    d.get_item(key)?
+        .ok_or_else(|| PyTypeError::new_err(format!("missing field {key:?}")))?
+        .extract::<T>()
+        .map_err(Into::into)
+}
+
+/// What `__reduce__` returns: [`restore`] and its arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (&'static str, Bound<'py, PyDict>));
+
+/// Pickles a result as `_restore(name, {field: value})`; nested results pickle themselves.
+fn reduce<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &'static str,
+    fields: &[&str],
+) -> PyResult<Reduced<'py>> {
+    let state = PyDict::new(obj.py());
+    for f in fields {
+        state.set_item(f, obj.getattr(*f)?)?;
+    }
+    let restore = obj.py().import("mvault._mvault")?.getattr("_restore")?;
+    Ok((restore, (name, state)))
+}
+
+/// Builds a pickled result back (`__reduce__`'s callable; not public API).
+#[pyfunction]
+#[pyo3(name = "_restore")]
+pub fn restore(py: Python<'_>, name: &str, state: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+    fn new<T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
+        py: Python<'_>,
+        v: PyResult<T>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(py, v?)?.into_any())
+    }
+    match name {
+        "PushResult" => new(py, PushResult::from_state(state)),
+        "FileInfo" => new(py, FileInfo::from_state(state)),
+        "Info" => new(py, Info::from_state(state)),
+        "AliasChange" => new(py, AliasChange::from_state(state)),
+        "AliasInfo" => new(py, AliasInfo::from_state(state)),
+        "VerifyReport" => new(py, VerifyReport::from_state(state)),
+        "UsageReport" => new(py, UsageReport::from_state(state)),
+        "GcReport" => new(py, GcReport::from_state(state)),
+        "PruneResult" => new(py, PruneResult::from_state(state)),
+        _ => Err(PyTypeError::new_err(format!(
+            "not an mvault result type: {name:?}"
+        ))),
+    }
+}
 
 /// The attributes `fields` of a result as a dict; a nested result (alone or in a list) as its
 /// own `to_dict()`.
@@ -69,6 +137,18 @@ pub struct PushResult {
     pub seconds: f64,
 }
 
+state!(PushResult {
+    model_name,
+    version,
+    checksum,
+    file_size,
+    files,
+    bytes_sent,
+    chunks_new,
+    chunks_reused,
+    seconds
+});
+
 impl PushResult {
     pub fn new(m: &Manifest, s: &Summary) -> PushResult {
         PushResult {
@@ -87,22 +167,13 @@ impl PushResult {
 
 #[pymethods]
 impl PushResult {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "PushResult", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(
-            slf.as_any(),
-            &[
-                "model_name",
-                "version",
-                "checksum",
-                "file_size",
-                "files",
-                "bytes_sent",
-                "chunks_new",
-                "chunks_reused",
-                "seconds",
-            ],
-        )
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -127,11 +198,17 @@ pub struct FileInfo {
     pub digest: String,
 }
 
+state!(FileInfo { path, size, digest });
+
 #[pymethods]
 impl FileInfo {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "FileInfo", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), &["path", "size", "digest"])
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -172,6 +249,22 @@ pub struct Info {
     pub pushed_by: String,
 }
 
+state!(Info {
+    model_name,
+    version,
+    created_at,
+    file_size,
+    checksum,
+    description,
+    performance_metrics,
+    training_config,
+    tags,
+    files,
+    aliases,
+    extra,
+    pushed_by
+});
+
 impl Info {
     pub fn new(py: Python<'_>, m: &Manifest, aliases: Vec<String>) -> PyResult<Info> {
         let files = PyList::empty(py);
@@ -205,6 +298,10 @@ impl Info {
 
 #[pymethods]
 impl Info {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "Info", Self::FIELDS)
+    }
+
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         same(slf.as_any(), other)
     }
@@ -268,6 +365,16 @@ pub struct AliasChange {
     pub skipped: Vec<String>,
 }
 
+state!(AliasChange {
+    model_name,
+    alias,
+    previous,
+    version,
+    revision,
+    changed,
+    skipped
+});
+
 impl AliasChange {
     pub fn new(name: &str, alias: &str, c: LibAliasChange) -> AliasChange {
         AliasChange {
@@ -284,20 +391,13 @@ impl AliasChange {
 
 #[pymethods]
 impl AliasChange {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "AliasChange", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(
-            slf.as_any(),
-            &[
-                "model_name",
-                "alias",
-                "previous",
-                "version",
-                "revision",
-                "changed",
-                "skipped",
-            ],
-        )
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -327,6 +427,13 @@ pub struct AliasInfo {
     pub history: Py<PyAny>,
 }
 
+state!(AliasInfo {
+    alias,
+    version,
+    revision,
+    history
+});
+
 impl AliasInfo {
     pub fn new(py: Python<'_>, a: &LibAliasInfo) -> PyResult<AliasInfo> {
         let history = PyList::empty(py);
@@ -349,9 +456,13 @@ impl AliasInfo {
 
 #[pymethods]
 impl AliasInfo {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "AliasInfo", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), &["alias", "version", "revision", "history"])
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -382,6 +493,18 @@ pub struct VerifyReport {
     pub broken_versions: Vec<String>,
 }
 
+state!(VerifyReport {
+    ok,
+    versions_checked,
+    chunks_referenced,
+    chunks_checked,
+    bytes_read,
+    missing,
+    damaged,
+    bad_manifests,
+    broken_versions
+});
+
 impl VerifyReport {
     pub fn new(py: Python<'_>, r: &lifecycle::VerifyReport) -> PyResult<VerifyReport> {
         Ok(VerifyReport {
@@ -400,22 +523,13 @@ impl VerifyReport {
 
 #[pymethods]
 impl VerifyReport {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "VerifyReport", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(
-            slf.as_any(),
-            &[
-                "ok",
-                "versions_checked",
-                "chunks_referenced",
-                "chunks_checked",
-                "bytes_read",
-                "missing",
-                "damaged",
-                "bad_manifests",
-                "broken_versions",
-            ],
-        )
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -454,6 +568,20 @@ pub struct UsageReport {
     pub monthly_cost: Py<PyAny>,
 }
 
+state!(UsageReport {
+    models,
+    versions,
+    logical_bytes,
+    stored_bytes,
+    chunk_objects,
+    metadata_objects,
+    metadata_bytes,
+    objects,
+    billed_bytes,
+    dedupe_ratio,
+    monthly_cost
+});
+
 impl UsageReport {
     pub fn new(py: Python<'_>, r: &lifecycle::UsageReport) -> PyResult<UsageReport> {
         Ok(UsageReport {
@@ -474,24 +602,13 @@ impl UsageReport {
 
 #[pymethods]
 impl UsageReport {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "UsageReport", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(
-            slf.as_any(),
-            &[
-                "models",
-                "versions",
-                "logical_bytes",
-                "stored_bytes",
-                "chunk_objects",
-                "metadata_objects",
-                "metadata_bytes",
-                "objects",
-                "billed_bytes",
-                "dedupe_ratio",
-                "monthly_cost",
-            ],
-        )
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -512,7 +629,7 @@ impl UsageReport {
 
 /// What `Vault.gc` did (`mvault gc --json`). Counts are of chunk objects unless they say
 /// records (a pack with its index counts as one object); bytes are stored bytes.
-#[pyclass(module = "mvault", frozen, get_all)]
+#[pyclass(module = "mvault", frozen, get_all, from_py_object)]
 #[derive(Clone)]
 pub struct GcReport {
     pub scanned_chunks: u64,
@@ -543,6 +660,26 @@ pub struct GcReport {
     pub grace_seconds: u64,
 }
 
+state!(GcReport {
+    scanned_chunks,
+    scanned_packs,
+    referenced,
+    deleted,
+    bytes_deleted,
+    kept_young,
+    kept_pending,
+    kept_rewritten,
+    kept_slow,
+    late_deletes,
+    chunks_recorded,
+    records_written,
+    records_swept,
+    records_pending,
+    manifests,
+    dry_run,
+    grace_seconds
+});
+
 impl GcReport {
     pub fn new(r: &lifecycle::GcReport) -> GcReport {
         GcReport {
@@ -569,30 +706,13 @@ impl GcReport {
 
 #[pymethods]
 impl GcReport {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "GcReport", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(
-            slf.as_any(),
-            &[
-                "scanned_chunks",
-                "scanned_packs",
-                "referenced",
-                "deleted",
-                "bytes_deleted",
-                "kept_young",
-                "kept_pending",
-                "kept_rewritten",
-                "kept_slow",
-                "late_deletes",
-                "chunks_recorded",
-                "records_written",
-                "records_swept",
-                "records_pending",
-                "manifests",
-                "dry_run",
-                "grace_seconds",
-            ],
-        )
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -621,11 +741,17 @@ pub struct PruneResult {
     pub gc: GcReport,
 }
 
+state!(PruneResult { removed, gc });
+
 #[pymethods]
 impl PruneResult {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        reduce(slf.as_any(), "PruneResult", Self::FIELDS)
+    }
+
     /// Every attribute as a dict (nested results as dicts too).
     fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), &["removed", "gc"])
+        fields_dict(slf.as_any(), Self::FIELDS)
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {

@@ -683,3 +683,24 @@ def test_results_convert_to_dicts_and_compare(vault, model_dir):
     assert pd["gc"]["grace_seconds"] == 7200 and pd["gc"]["dry_run"] is True
     json.dumps(pd)
     json.dumps(vault.verify().to_dict())
+
+
+def test_results_pickle(vault, model_dir):
+    # Ray, multiprocessing and Dask return results by pickling them.
+    import pickle
+
+    results = [vault.push([model_dir], "bert", "1.0.0")]
+    info = vault.info("bert@1.0.0")
+    results += [info, info.files[0], vault.alias_set("bert@1.0.0", "production")]
+    results += [vault.aliases("bert")[0], vault.verify(), vault.usage()]
+    results += [vault.prune("bert", 5, dry_run=True, grace="2h")]
+    results += [results[-1].gc]
+    assert len({type(r) for r in results}) == 9
+    for r in results:
+        back = pickle.loads(pickle.dumps(r))
+        assert type(back) is type(r) and back == r, r
+        assert back.to_dict() == r.to_dict()
+    back = pickle.loads(pickle.dumps(info))
+    assert back.created_at == info.created_at and back.files[0].digest == info.files[0].digest
+    with pytest.raises(TypeError, match="not an mvault result type"):
+        mvault._mvault._restore("Vault", {})
