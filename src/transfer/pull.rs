@@ -422,11 +422,18 @@ async fn plan_file(
                 .map(|(p, s)| (p.to_string(), (s.size, s.mtime_ns)))
                 .collect();
             // Besides the previous pull's unchanged files, what a killed pull left while
-            // placing into them (swept in phase 2, while the lock is held).
+            // placing beside them: a temp in the directory of one of those files (phase 2
+            // sweeps it there, while the lock is held, before the directory is emptied).
+            let owned_dirs: HashSet<String> = owned
+                .keys()
+                .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d.to_string()))
+                .collect();
             let stale_temp = move |p: &str, e: &Entry| {
                 locked
                     && matches!(e, Entry::File { .. })
-                    && target::is_temp_name(p.rsplit('/').next().unwrap_or(p).as_bytes())
+                    && p.rsplit_once('/').is_some_and(|(d, name)| {
+                        owned_dirs.contains(d) && target::is_temp_name(name.as_bytes())
+                    })
             };
             let foreign = cpu(move || {
                 d.foreign_below(&rel, |p, e| {

@@ -803,6 +803,15 @@ fn a_killed_pulls_temp_does_not_block_a_directory_becoming_a_file() {
     env.ok(&["pull", "m@2.0.0", "--to", s(&t)]);
     assert_same_tree(&v2, &t);
 
+    // A temp in a directory no file of the previous version is in (one the sweep does not
+    // reach) is refused in the plan, before anything is deleted.
+    let t3 = env.path("t3");
+    env.ok(&["pull", "m@1.0.0", "--to", s(&t3)]);
+    write_file(&t3.join("d/sub/.mvault-0123abcd.tmp"), &noise(51, 5000));
+    let err = env.fails(2, &["pull", "m@2.0.0", "--to", s(&t3)]);
+    assert!(err.contains(".mvault-0123abcd.tmp"), "{err}");
+    assert_eq!(fs::read(t3.join("d/b.bin")).unwrap(), noise(48, 10_000));
+
     // A user's file there still refuses the pull, naming it (exit 2).
     let t2 = env.path("t2");
     env.ok(&["pull", "m@1.0.0", "--to", s(&t2)]);

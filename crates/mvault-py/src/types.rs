@@ -82,12 +82,32 @@ pub fn restore(py: Python<'_>, name: &str, state: &Bound<'_, PyDict>) -> PyResul
 
 /// The attributes `fields` of a result as a dict; a nested result (alone or in a list) as its
 /// own `to_dict()`.
+/// A deep copy: changing it leaves the (frozen) result as it was.
 fn fields_dict<'py>(obj: &Bound<'py, PyAny>, fields: &[&str]) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(obj.py());
+    let py = obj.py();
+    let d = PyDict::new(py);
     for f in fields {
         d.set_item(f, plain(obj.getattr(*f)?)?)?;
     }
-    Ok(d)
+    Ok(py
+        .import("copy")?
+        .call_method1("deepcopy", (d,))?
+        .cast_into::<PyDict>()?)
+}
+
+/// The hash of a result whose attributes `fields` are all hashable once lists are tuples;
+/// equal results hash equal. (Results holding dicts define no hash.)
+fn hash_fields(obj: &Bound<'_, PyAny>, fields: &[&str]) -> PyResult<isize> {
+    let py = obj.py();
+    let mut items = Vec::with_capacity(fields.len());
+    for f in fields {
+        let v = obj.getattr(*f)?;
+        items.push(match v.cast::<PyList>() {
+            Ok(list) => list.to_tuple().into_any(),
+            Err(_) => v,
+        });
+    }
+    pyo3::types::PyTuple::new(py, items)?.hash()
 }
 
 fn plain(v: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
@@ -104,14 +124,14 @@ fn plain(v: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
     Ok(v)
 }
 
-/// `a == b` for results: equal when `b` is of `a`'s type and their dicts are equal;
-/// `NotImplemented` for another type (so Python tries the reflected comparison).
-fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+/// `a == b` for results: equal when `b` is of `a`'s type and every attribute of `fields` is
+/// equal; `NotImplemented` for another type (so Python tries the reflected comparison).
+fn same(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, fields: &[&str]) -> PyResult<Py<PyAny>> {
     let py = a.py();
     if !b.get_type().is(a.get_type()) {
         return Ok(py.NotImplemented());
     }
-    let equal = a.call_method0("to_dict")?.eq(b.call_method0("to_dict")?)?;
+    let equal = fields_dict(a, fields)?.eq(fields_dict(b, fields)?)?;
     Ok(pyo3::types::PyBool::new(py, equal)
         .to_owned()
         .into_any()
@@ -167,6 +187,10 @@ impl PushResult {
 
 #[pymethods]
 impl PushResult {
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        hash_fields(slf.as_any(), Self::FIELDS)
+    }
+
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         reduce(slf.as_any(), "PushResult", Self::FIELDS)
     }
@@ -177,7 +201,7 @@ impl PushResult {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -202,6 +226,10 @@ state!(FileInfo { path, size, digest });
 
 #[pymethods]
 impl FileInfo {
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        hash_fields(slf.as_any(), Self::FIELDS)
+    }
+
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         reduce(slf.as_any(), "FileInfo", Self::FIELDS)
     }
@@ -212,7 +240,7 @@ impl FileInfo {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -303,7 +331,7 @@ impl Info {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     /// Everything as one dict with the seed's metadata keys (`created_at` as RFC 3339 text).
@@ -337,7 +365,11 @@ impl Info {
                 d.set_item(k, v)?;
             }
         }
-        Ok(d)
+        // A copy: changing it leaves the (frozen) result as it was.
+        Ok(py
+            .import("copy")?
+            .call_method1("deepcopy", (d,))?
+            .cast_into::<PyDict>()?)
     }
 
     fn __repr__(&self) -> String {
@@ -391,6 +423,10 @@ impl AliasChange {
 
 #[pymethods]
 impl AliasChange {
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        hash_fields(slf.as_any(), Self::FIELDS)
+    }
+
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         reduce(slf.as_any(), "AliasChange", Self::FIELDS)
     }
@@ -401,7 +437,7 @@ impl AliasChange {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -466,7 +502,7 @@ impl AliasInfo {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -533,7 +569,7 @@ impl VerifyReport {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -612,7 +648,7 @@ impl UsageReport {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -706,6 +742,10 @@ impl GcReport {
 
 #[pymethods]
 impl GcReport {
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        hash_fields(slf.as_any(), Self::FIELDS)
+    }
+
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         reduce(slf.as_any(), "GcReport", Self::FIELDS)
     }
@@ -716,7 +756,7 @@ impl GcReport {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {
@@ -755,7 +795,7 @@ impl PruneResult {
     }
 
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other)
+        same(slf.as_any(), other, Self::FIELDS)
     }
 
     fn __repr__(&self) -> String {

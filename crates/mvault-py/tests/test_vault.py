@@ -588,8 +588,9 @@ def test_keys_of_the_environment_and_config_apply_as_in_the_cli(
     got = mvault.Vault(str(enc)).pull("e@1.0.0", to=tmp_path / "t4")
     assert files_of(got) == files_of(model_dir)
     monkeypatch.delenv("MVAULT_ENCRYPTION_KEY_FILE")
-    with pytest.raises(mvault.ConfigError, match="encrypted"):
+    with pytest.raises(mvault.ConfigError, match="encrypted") as e:
         mvault.Vault(str(enc), cache_dir=tmp_path / "c2").pull("e@1.0.0", to=tmp_path / "t5")
+    assert "encryption_key_file=FILE" in str(e.value) and "--" not in str(e.value), e.value
     keyed = mvault.Vault(str(enc), cache_dir=tmp_path / "c3", encryption_key_file=ek)
     assert files_of(keyed.pull("e@1.0.0", to=tmp_path / "t6")) == files_of(model_dir)
 
@@ -652,6 +653,12 @@ def test_prune_and_gc(vault, model_dir, tmp_path):
         vault.gc(grace="2h", jobs=0)
 
 
+def pickle_copy(r):
+    import pickle
+
+    return pickle.loads(pickle.dumps(r))
+
+
 def test_results_convert_to_dicts_and_compare(vault, model_dir):
     import json
 
@@ -675,6 +682,21 @@ def test_results_convert_to_dicts_and_compare(vault, model_dir):
     assert c.to_dict()["previous"] is None and c.to_dict()["version"] == "1.0.0"
     assert vault.aliases("bert")[0] == vault.aliases("bert")[0]
     assert vault.usage() == vault.usage()
+
+    # Results of plain values hash (equal ones alike); those holding dicts do not.
+    assert hash(r) == hash(pickle_copy(r)) and len({r, pickle_copy(r)}) == 1
+    assert hash(c) == hash(pickle_copy(c))
+    with pytest.raises(TypeError):
+        hash(vault.info("bert@1.0.0"))
+    # to_dict() is a copy: changing it leaves the result alone.
+    i = vault.info("bert@1.0.0")
+    i.to_dict()["performance_metrics"]["x"] = 1
+    u = vault.usage()
+    u.to_dict()["models"].append({})
+    assert "x" not in i.performance_metrics and "x" not in i.to_dict()
+    assert u == vault.usage()
+    # Info compares every attribute, pushed_by too.
+    assert i.pushed_by and i == vault.info("bert@1.0.0")
 
     # Nested results become dicts too.
     p = vault.prune("bert", 5, dry_run=True, grace="2h")

@@ -48,8 +48,10 @@ class PushResult:
     chunks_reused: int
     seconds: float
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
 
 class FileInfo:
     """One file of a version."""
@@ -58,8 +60,10 @@ class FileInfo:
     size: int
     digest: str
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
 
 class Info:
     """A version's metadata."""
@@ -80,6 +84,7 @@ class Info:
     def to_dict(self) -> Dict[str, Any]:
         """Everything as the seed's metadata dict (created_at as ISO 8601 text)."""
     def __eq__(self, other: object) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 class AliasChange:
     """What alias_set or rollback did."""
@@ -92,8 +97,10 @@ class AliasChange:
     changed: bool
     skipped: List[str]
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
 
 class AliasInfo:
     """One alias of a model, with its history (oldest first)."""
@@ -103,8 +110,10 @@ class AliasInfo:
     revision: int
     history: List[Dict[str, Any]]
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 class VerifyReport:
     """What verify checked and found."""
@@ -119,8 +128,10 @@ class VerifyReport:
     bad_manifests: List[Dict[str, Any]]
     broken_versions: List[str]
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 class UsageReport:
     """Logical vs stored bytes of a vault."""
@@ -137,8 +148,10 @@ class UsageReport:
     dedupe_ratio: Optional[float]
     monthly_cost: List[Dict[str, Any]]
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 class GcReport:
     """What ``Vault.gc`` did; counts are of chunk objects unless they say records."""
@@ -161,8 +174,10 @@ class GcReport:
     dry_run: bool
     grace_seconds: int
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
 
 class PruneResult:
     """What ``Vault.prune`` did: versions removed (ascending) and the gc that followed."""
@@ -170,8 +185,10 @@ class PruneResult:
     removed: List[str]
     gc: GcReport
     def to_dict(self) -> Dict[str, Any]:
-        """Every attribute as a dict (nested results as dicts)."""
+        """Every attribute as a new dict (nested results as dicts; datetimes stay datetimes:
+        ``json.dumps(d, default=str)``)."""
     def __eq__(self, other: object) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 GraceArg = Union[None, str, int, float, datetime.timedelta]
 
