@@ -27,6 +27,39 @@ macro_rules! state {
     };
 }
 
+/// A result type's `#[pymethods]`: its own (`__repr__`, and `to_dict` when it has a shape of
+/// its own), then `__eq__` and `__reduce__` over its `FIELDS`, and, when named, `to_dict`
+/// (every attribute) and, after a `;`, `__hash__` (types whose attributes are all plain values).
+macro_rules! result_methods {
+    ($t:ident $(, $to_dict:ident)? $(; $hash:ident)? { $($own:tt)* }) => {
+        #[pymethods]
+        impl $t {
+            $($own)*
+
+            fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                same(slf.as_any(), other, Self::FIELDS)
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+                reduce(slf.as_any(), stringify!($t), Self::FIELDS)
+            }
+
+            $(
+                /// Every attribute as a dict (nested results as dicts too).
+                fn $to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+                    fields_dict(slf.as_any(), Self::FIELDS)
+                }
+            )?
+
+            $(
+                fn $hash(slf: &Bound<'_, Self>) -> PyResult<isize> {
+                    hash_fields(slf.as_any(), Self::FIELDS)
+                }
+            )?
+        }
+    };
+}
+
 fn field<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
     d: &Bound<'py, PyDict>,
     key: &str,
@@ -185,32 +218,14 @@ impl PushResult {
     }
 }
 
-#[pymethods]
-impl PushResult {
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        hash_fields(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "PushResult", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(PushResult, to_dict; __hash__ {
     fn __repr__(&self) -> String {
         format!(
             "PushResult(model_name={:?}, version={:?}, files={}, file_size={}, bytes_sent={})",
             self.model_name, self.version, self.files, self.file_size, self.bytes_sent
         )
     }
-}
+});
 
 /// One file of a version.
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -224,29 +239,11 @@ pub struct FileInfo {
 
 state!(FileInfo { path, size, digest });
 
-#[pymethods]
-impl FileInfo {
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        hash_fields(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "FileInfo", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(FileInfo, to_dict; __hash__ {
     fn __repr__(&self) -> String {
         format!("FileInfo(path={:?}, size={})", self.path, self.size)
     }
-}
+});
 
 /// A version's metadata (what `mvault info --json` shows).
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -324,16 +321,7 @@ impl Info {
     }
 }
 
-#[pymethods]
-impl Info {
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "Info", Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(Info {
     /// Everything as one dict with the seed's metadata keys (`created_at` as RFC 3339 text).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -378,7 +366,7 @@ impl Info {
             self.model_name, self.version, self.file_size, self.checksum
         )
     }
-}
+});
 
 /// What `alias_set` or `rollback` did.
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -421,25 +409,7 @@ impl AliasChange {
     }
 }
 
-#[pymethods]
-impl AliasChange {
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        hash_fields(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "AliasChange", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(AliasChange, to_dict; __hash__ {
     fn __repr__(&self) -> String {
         let previous = self
             .previous
@@ -450,7 +420,7 @@ impl AliasChange {
             self.model_name, self.alias, self.version
         )
     }
-}
+});
 
 /// One alias of a model, with its history.
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -490,25 +460,11 @@ impl AliasInfo {
     }
 }
 
-#[pymethods]
-impl AliasInfo {
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "AliasInfo", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(AliasInfo, to_dict {
     fn __repr__(&self) -> String {
         format!("AliasInfo({:?} -> {:?})", self.alias, self.version)
     }
-}
+});
 
 /// What `verify` checked and found (`mvault verify --json`).
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -557,21 +513,7 @@ impl VerifyReport {
     }
 }
 
-#[pymethods]
-impl VerifyReport {
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "VerifyReport", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(VerifyReport, to_dict {
     fn __repr__(&self) -> String {
         format!(
             "VerifyReport(ok={}, versions_checked={}, chunks_checked={}, broken_versions={:?})",
@@ -581,7 +523,7 @@ impl VerifyReport {
             self.broken_versions
         )
     }
-}
+});
 
 /// Logical vs stored bytes of a vault (`mvault usage --json`).
 #[pyclass(module = "mvault", frozen, get_all)]
@@ -636,21 +578,7 @@ impl UsageReport {
     }
 }
 
-#[pymethods]
-impl UsageReport {
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "UsageReport", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(UsageReport, to_dict {
     fn __repr__(&self) -> String {
         format!(
             "UsageReport(versions={}, logical_bytes={}, stored_bytes={}, dedupe_ratio={})",
@@ -661,7 +589,7 @@ impl UsageReport {
                 .map_or_else(|| "None".to_string(), |r| format!("{r:.4}"))
         )
     }
-}
+});
 
 /// What `Vault.gc` did (`mvault gc --json`). Counts are of chunk objects unless they say
 /// records (a pack with its index counts as one object); bytes are stored bytes.
@@ -740,25 +668,7 @@ impl GcReport {
     }
 }
 
-#[pymethods]
-impl GcReport {
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        hash_fields(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "GcReport", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(GcReport, to_dict; __hash__ {
     fn __repr__(&self) -> String {
         format!(
             "GcReport(deleted={}, bytes_deleted={}, chunks_recorded={}, kept_pending={}, \
@@ -771,7 +681,7 @@ impl GcReport {
             if self.dry_run { "True" } else { "False" }
         )
     }
-}
+});
 
 /// What `Vault.prune` did: the versions removed (with dry_run: that would be), ascending, and
 /// the gc that followed.
@@ -783,21 +693,7 @@ pub struct PruneResult {
 
 state!(PruneResult { removed, gc });
 
-#[pymethods]
-impl PruneResult {
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        reduce(slf.as_any(), "PruneResult", Self::FIELDS)
-    }
-
-    /// Every attribute as a dict (nested results as dicts too).
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        fields_dict(slf.as_any(), Self::FIELDS)
-    }
-
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        same(slf.as_any(), other, Self::FIELDS)
-    }
-
+result_methods!(PruneResult, to_dict {
     fn __repr__(&self) -> String {
         format!(
             "PruneResult(removed={:?}, gc={})",
@@ -805,4 +701,4 @@ impl PruneResult {
             self.gc.__repr__()
         )
     }
-}
+});
